@@ -1,0 +1,81 @@
+//! Wires the bot together: database, Slack Web API, outbox loop, Socket Mode listener.
+
+use crate::config::Settings;
+use crate::db::Db;
+use crate::outbox::{self, OutboxOptions};
+use crate::slack::effects::SlackEffects;
+use crate::slack::listener::{Handler, SocketMode, SocketOptions};
+use crate::slack::web::{BotIdentity, SlackWeb};
+use anyhow::Context;
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// Tuning knobs; tests and the demo shorten the timings.
+#[derive(Debug, Clone, Default)]
+pub struct BotOptions {
+    pub outbox: OutboxOptions,
+    pub socket: SocketOptions,
+}
+
+/// A running bot.
+pub struct Bot {
+    pub identity: BotIdentity,
+    pub db: Db,
+    socket: SocketMode,
+    stop_outbox: Arc<Notify>,
+    outbox: JoinHandle<()>,
+}
+
+impl Bot {
+    /// Checks the bot token (`auth.test`), starts the outbox (which re-drives work left
+    /// pending by a previous run) and connects Socket Mode.
+    pub async fn start(settings: &Settings, db: Db, opts: BotOptions) -> anyhow::Result<Bot> {
+        let web = SlackWeb::new(&settings.slack)?;
+        let identity = web
+            .auth_test()
+            .await
+            .context("Slack auth.test failed: check SLACK_BOT_TOKEN and SLACK_API_URL")?;
+        tracing::info!(team = %identity.team, team_id = %identity.team_id, bot_user = %identity.user_id, "connected to Slack");
+
+        let wake_outbox = Arc::new(Notify::new());
+        let stop_outbox = Arc::new(Notify::new());
+        let effects = Arc::new(SlackEffects {
+            db: db.clone(),
+            web: web.clone(),
+            policy: settings.policy.clone(),
+            bot_user_id: identity.user_id.clone(),
+        });
+        let outbox = tokio::spawn(outbox::run(
+            db.clone(),
+            effects,
+            wake_outbox.clone(),
+            stop_outbox.clone(),
+            opts.outbox,
+        ));
+        let handler = Arc::new(Handler {
+            db: db.clone(),
+            web,
+            policy: settings.policy.clone(),
+            identity: identity.clone(),
+            wake_outbox,
+        });
+        let socket = SocketMode::start(handler, &settings.slack.app_token, &opts.socket).await?;
+        Ok(Bot {
+            identity,
+            db,
+            socket,
+            stop_outbox,
+            outbox,
+        })
+    }
+
+    /// Stops taking envelopes, lets the outbox finish the jobs it holds, and returns.
+    pub async fn stop(self) {
+        self.socket.shutdown().await;
+        self.stop_outbox.notify_one();
+        if let Err(e) = self.outbox.await {
+            tracing::error!(error = %e, "outbox task ended abnormally");
+        }
+    }
+}

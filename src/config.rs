@@ -1,0 +1,582 @@
+//! Typed settings. Secrets and connections come from the environment; everything else has a
+//! working default and may be set in a TOML file and overridden per top-level key by
+//! `INCIDENT_BOT_<KEY>`. Any problem is one [`ConfigError`] naming the key and the fix.
+
+use crate::incident::model::Severity;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// A setting that is wrong or missing: which key, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config: `{key}`: {problem}")]
+pub struct ConfigError {
+    pub key: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// A token that never prints: `Debug` and `Display` show only its kind.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind: String = self.0.chars().take_while(|c| *c != '-').collect();
+        write!(f, "Secret({kind}-…)")
+    }
+}
+
+/// Per-severity service levels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeverityPolicy {
+    pub severity: Severity,
+    pub description: String,
+    /// Stakeholder update cadence; zero means no reminders.
+    pub update_every: Duration,
+    /// How long past due before a breach is recorded and escalated; zero means never.
+    pub escalate_after: Duration,
+}
+
+/// A scheduled report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportSchedule {
+    pub cron: String,
+    pub period: String,
+    pub channel: String,
+}
+
+/// How the bot runs incidents: everything that is not a secret or a connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub announce_channel: Option<String>,
+    pub managers_group: Option<String>,
+    pub timezone: chrono_tz::Tz,
+    pub channel_prefix: String,
+    pub services: Vec<String>,
+    pub roles: Vec<String>,
+    pub severities: Vec<SeverityPolicy>,
+    pub reports: Vec<ReportSchedule>,
+}
+
+impl Policy {
+    pub fn severity(&self, severity: Severity) -> &SeverityPolicy {
+        self.severities
+            .iter()
+            .find(|p| p.severity == severity)
+            .expect("Policy always holds every severity (built from the defaults)")
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        let sev = |severity, description: &str, every_min: u64, escalate_min: u64| SeverityPolicy {
+            severity,
+            description: description.to_string(),
+            update_every: Duration::from_secs(every_min * 60),
+            escalate_after: Duration::from_secs(escalate_min * 60),
+        };
+        Policy {
+            announce_channel: None,
+            managers_group: None,
+            timezone: chrono_tz::UTC,
+            channel_prefix: "inc".into(),
+            services: ["payments", "checkout", "settlement", "portal", "app"]
+                .map(String::from)
+                .to_vec(),
+            roles: ["comms", "tech_lead", "scribe"].map(String::from).to_vec(),
+            severities: vec![
+                sev(Severity::Sev1, "Critical: core flow down for many customers", 30, 10),
+                sev(
+                    Severity::Sev2,
+                    "Major: degraded core flow or secondary service down",
+                    60,
+                    15,
+                ),
+                sev(Severity::Sev3, "Minor: limited impact, workaround exists", 240, 60),
+                sev(Severity::Sev4, "Low: no customer impact yet", 24 * 60, 0),
+            ],
+            reports: vec![],
+        }
+    }
+}
+
+/// Slack connection settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlackSettings {
+    pub bot_token: Secret,
+    pub app_token: Secret,
+    /// Web API base URL without trailing slash (GovSlack, Enterprise, the sandbox).
+    pub api_url: String,
+}
+
+/// Everything the bot needs to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub slack: SlackSettings,
+    pub database_url: String,
+    pub http_listen: Option<SocketAddr>,
+    pub policy: Policy,
+}
+
+pub const DEFAULT_API_URL: &str = "https://slack.com/api";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://incident-bot.db";
+
+/// The TOML file, as written. Unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    announce_channel: Option<String>,
+    managers_group: Option<String>,
+    timezone: Option<String>,
+    channel_prefix: Option<String>,
+    services: Option<Vec<String>>,
+    roles: Option<Vec<String>>,
+    http_listen: Option<String>,
+    #[serde(default)]
+    severities: BTreeMap<String, FileSeverity>,
+    #[serde(default)]
+    reports: Vec<FileReport>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSeverity {
+    description: Option<String>,
+    update_every: Option<String>,
+    escalate_after: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileReport {
+    cron: String,
+    period: String,
+    channel: String,
+}
+
+/// Parses `30m`, `4h`, `10s`, `1d`, `1h30m`, `250ms`, `0s`.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let s = raw.trim();
+    let fail = || format!("cannot read \"{raw}\" as a duration (write it like 30m, 4h, 10s)");
+    if s.is_empty() {
+        return Err(fail());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return Err(fail());
+        }
+        let value: u64 = rest[..digits].parse().map_err(|_| fail())?;
+        rest = &rest[digits..];
+        let unit_len = rest.chars().take_while(|c| c.is_ascii_alphabetic()).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let step = match unit {
+            "ms" => Duration::from_millis(value),
+            "s" => Duration::from_secs(value),
+            "m" => Duration::from_secs(value.checked_mul(60).ok_or_else(fail)?),
+            "h" => Duration::from_secs(value.checked_mul(3600).ok_or_else(fail)?),
+            "d" => Duration::from_secs(value.checked_mul(86_400).ok_or_else(fail)?),
+            _ => return Err(fail()),
+        };
+        total = total.checked_add(step).ok_or_else(fail)?;
+    }
+    Ok(total)
+}
+
+/// Where settings come from; a seam so tests do not touch the process environment.
+pub trait Env {
+    fn get(&self, key: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Env for BTreeMap<String, String> {
+    fn get(&self, key: &str) -> Option<String> {
+        BTreeMap::get(self, key).cloned()
+    }
+}
+
+/// Reads the policy file (if any) and applies `INCIDENT_BOT_<KEY>` overrides.
+pub fn load_policy(file: Option<&Path>, env: &dyn Env) -> Result<(Policy, Option<SocketAddr>), ConfigError> {
+    let text = match file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::new("--config", format!("cannot read {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    policy_from_toml(text.as_deref().unwrap_or(""), env)
+}
+
+/// Builds the policy from TOML text plus environment overrides.
+pub fn policy_from_toml(text: &str, env: &dyn Env) -> Result<(Policy, Option<SocketAddr>), ConfigError> {
+    let file: FileConfig = toml::from_str(text).map_err(|e| {
+        // toml's message names the unknown or mistyped key; keep it on one line.
+        let msg = e.message().replace('\n', " ");
+        let key = msg
+            .split('`')
+            .nth(1)
+            .map(str::to_string)
+            .unwrap_or_else(|| "config file".into());
+        ConfigError::new(key, msg)
+    })?;
+
+    let over = |key: &str| env.get(&format!("INCIDENT_BOT_{}", key.to_ascii_uppercase()));
+    let list = |raw: String| -> Vec<String> {
+        raw.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+
+    let mut policy = Policy::default();
+    if let Some(v) = over("announce_channel").or(file.announce_channel) {
+        policy.announce_channel = Some(check_conversation_id("announce_channel", &v)?);
+    }
+    if let Some(v) = over("managers_group").or(file.managers_group) {
+        if !(v.starts_with('S') && v.len() > 1 && v.chars().all(|c| c.is_ascii_alphanumeric())) {
+            return Err(ConfigError::new(
+                "managers_group",
+                format!("\"{v}\" is not a user group id (it looks like S0123ABCD)"),
+            ));
+        }
+        policy.managers_group = Some(v);
+    }
+    if let Some(v) = over("timezone").or(file.timezone) {
+        policy.timezone = v.parse().map_err(|_| {
+            ConfigError::new(
+                "timezone",
+                format!("unknown time zone \"{v}\" (use an IANA name like Europe/London)"),
+            )
+        })?;
+    }
+    if let Some(v) = over("channel_prefix").or(file.channel_prefix) {
+        let slug = crate::incident::model::slugify(&v);
+        if slug.is_empty() || slug.len() > 20 {
+            return Err(ConfigError::new(
+                "channel_prefix",
+                format!("\"{v}\" must be 1–20 characters of a-z, 0-9 or -"),
+            ));
+        }
+        policy.channel_prefix = slug;
+    }
+    if let Some(v) = over("services").map(list).or(file.services) {
+        policy.services = check_names("services", v)?;
+    }
+    if let Some(v) = over("roles").map(list).or(file.roles) {
+        let roles = check_names("roles", v)?;
+        if roles.iter().any(|r| r == "spoc") {
+            return Err(ConfigError::new(
+                "roles",
+                "\"spoc\" is built in; list only the optional roles",
+            ));
+        }
+        policy.roles = roles;
+    }
+    for (name, sev) in file.severities {
+        let key = format!("severities.{name}");
+        let severity: Severity = name.parse().map_err(|e: String| ConfigError::new(&key, e))?;
+        let slot = policy
+            .severities
+            .iter_mut()
+            .find(|p| p.severity == severity)
+            .expect("defaults hold every severity");
+        if let Some(d) = sev.description {
+            slot.description = d;
+        }
+        if let Some(d) = sev.update_every {
+            slot.update_every = parse_duration(&d).map_err(|e| ConfigError::new(format!("{key}.update_every"), e))?;
+        }
+        if let Some(d) = sev.escalate_after {
+            slot.escalate_after =
+                parse_duration(&d).map_err(|e| ConfigError::new(format!("{key}.escalate_after"), e))?;
+        }
+    }
+    for (i, report) in file.reports.into_iter().enumerate() {
+        let key = format!("reports[{i}]");
+        report.cron.parse::<cron::Schedule>().map_err(|e| {
+            ConfigError::new(
+                format!("{key}.cron"),
+                format!(
+                    "cannot read \"{}\" as a cron schedule ({}); write 6 fields, seconds first, e.g. \"0 0 9 * * Mon\"",
+                    report.cron,
+                    // The cron crate's message spans lines (it draws a caret); keep its last line.
+                    e.to_string().lines().last().unwrap_or_default().trim()
+                ),
+            )
+        })?;
+        if !["weekly", "monthly"].contains(&report.period.as_str()) {
+            return Err(ConfigError::new(
+                format!("{key}.period"),
+                format!("\"{}\" is not a period (use weekly or monthly)", report.period),
+            ));
+        }
+        let channel = check_conversation_id(&format!("{key}.channel"), &report.channel)?;
+        policy.reports.push(ReportSchedule {
+            cron: report.cron,
+            period: report.period,
+            channel,
+        });
+    }
+    let http_listen = match over("http_listen").or(file.http_listen) {
+        Some(v) => Some(v.parse().map_err(|_| {
+            ConfigError::new(
+                "http_listen",
+                format!("\"{v}\" is not an address (write it like 127.0.0.1:9090)"),
+            )
+        })?),
+        None => None,
+    };
+    Ok((policy, http_listen))
+}
+
+fn check_conversation_id(key: &str, v: &str) -> Result<String, ConfigError> {
+    let ok = v.len() > 1
+        && (v.starts_with('C') || v.starts_with('G'))
+        && v.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(ConfigError::new(
+            key,
+            format!("\"{v}\" is not a channel id (copy it from the channel details; it looks like C0123ABCD)"),
+        ))
+    }
+}
+
+fn check_names(key: &str, names: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    if names.is_empty() {
+        return Err(ConfigError::new(key, "list at least one name"));
+    }
+    for n in &names {
+        let ok = !n.is_empty()
+            && n.len() <= 40
+            && n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        if !ok {
+            return Err(ConfigError::new(
+                key,
+                format!("\"{n}\" must be 1–40 characters of a-z, 0-9, _ or -"),
+            ));
+        }
+    }
+    Ok(names)
+}
+
+/// Reads Slack and database settings from the environment.
+pub fn slack_and_db_from_env(env: &dyn Env) -> Result<(SlackSettings, String), ConfigError> {
+    let bot_token = env.get("SLACK_BOT_TOKEN").ok_or_else(|| {
+        ConfigError::new(
+            "SLACK_BOT_TOKEN",
+            "not set: copy the Bot User OAuth Token (xoxb-…) from the app's OAuth & Permissions page",
+        )
+    })?;
+    if !bot_token.starts_with("xoxb-") {
+        return Err(ConfigError::new(
+            "SLACK_BOT_TOKEN",
+            "must be a bot token starting with xoxb-",
+        ));
+    }
+    let app_token = env.get("SLACK_APP_TOKEN").ok_or_else(|| {
+        ConfigError::new(
+            "SLACK_APP_TOKEN",
+            "not set: create an app-level token (xapp-…) with connections:write under Basic Information",
+        )
+    })?;
+    if !app_token.starts_with("xapp-") {
+        return Err(ConfigError::new(
+            "SLACK_APP_TOKEN",
+            "must be an app-level token starting with xapp-",
+        ));
+    }
+    let api_url = env
+        .get("SLACK_API_URL")
+        .unwrap_or_else(|| DEFAULT_API_URL.into())
+        .trim_end_matches('/')
+        .to_string();
+    if url::Url::parse(&api_url)
+        .map(|u| !["http", "https"].contains(&u.scheme()))
+        .unwrap_or(true)
+    {
+        return Err(ConfigError::new(
+            "SLACK_API_URL",
+            format!("\"{api_url}\" is not an http(s) URL"),
+        ));
+    }
+    let database_url = env.get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+    if !(database_url.starts_with("sqlite:")
+        || database_url.starts_with("postgres://")
+        || database_url.starts_with("postgresql://"))
+    {
+        return Err(ConfigError::new(
+            "DATABASE_URL",
+            "use sqlite://PATH (default sqlite://incident-bot.db) or postgres://USER@HOST/DB",
+        ));
+    }
+    Ok((
+        SlackSettings {
+            bot_token: Secret::new(bot_token),
+            app_token: Secret::new(app_token),
+            api_url,
+        },
+        database_url,
+    ))
+}
+
+/// All settings: environment plus optional file (`--config` or `INCIDENT_BOT_CONFIG`).
+pub fn load(file: Option<&Path>, env: &dyn Env) -> Result<Settings, ConfigError> {
+    let env_file = env.get("INCIDENT_BOT_CONFIG");
+    let file = file.map(Path::to_path_buf).or(env_file.map(Into::into));
+    let (policy, http_listen) = load_policy(file.as_deref(), env)?;
+    let (slack, database_url) = slack_and_db_from_env(env)?;
+    Ok(Settings {
+        slack,
+        database_url,
+        http_listen,
+        policy,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn durations_parse_in_the_documented_forms() {
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("4h"), Ok(Duration::from_secs(14_400)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        for bad in ["", "30", "m", "3x", "-5m", "1.5h", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_documented_example_file_parses() {
+        let text = include_str!("../config.example.toml");
+        let (policy, listen) = policy_from_toml(text, &env(&[])).unwrap();
+        assert_eq!(policy.announce_channel.as_deref(), Some("C0123ABCD"));
+        assert_eq!(policy.timezone, chrono_tz::Europe::London);
+        assert_eq!(policy.severity(Severity::Sev1).update_every, Duration::from_secs(1800));
+        assert_eq!(policy.reports.len(), 1);
+        assert_eq!(listen, Some("127.0.0.1:9090".parse().unwrap()));
+    }
+
+    #[test]
+    fn defaults_match_the_product_table() {
+        let (p, listen) = policy_from_toml("", &env(&[])).unwrap();
+        assert_eq!(listen, None);
+        assert_eq!(p.channel_prefix, "inc");
+        assert_eq!(p.severity(Severity::Sev2).update_every, Duration::from_secs(3600));
+        assert_eq!(p.severity(Severity::Sev3).escalate_after, Duration::from_secs(3600));
+        assert_eq!(p.severity(Severity::Sev4).escalate_after, Duration::ZERO);
+        assert_eq!(p.services.len(), 5);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let (p, _) = policy_from_toml(
+            "announce_channel = \"C111\"\nservices = [\"a\"]",
+            &env(&[
+                ("INCIDENT_BOT_ANNOUNCE_CHANNEL", "C222"),
+                ("INCIDENT_BOT_SERVICES", "x, y"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(p.announce_channel.as_deref(), Some("C222"));
+        assert_eq!(p.services, vec!["x", "y"]);
+    }
+
+    #[test]
+    fn bad_files_name_the_key() {
+        let cases = [
+            ("colour = \"red\"", "colour"),
+            (
+                "[severities.SEV1]\nupdate_every = \"3x\"",
+                "severities.SEV1.update_every",
+            ),
+            ("[severities.SEV9]\nupdate_every = \"3m\"", "severities.SEV9"),
+            (
+                "[[reports]]\ncron = \"nope\"\nperiod = \"weekly\"\nchannel = \"C1\"",
+                "reports[0].cron",
+            ),
+            (
+                "[[reports]]\ncron = \"0 0 9 * * Mon\"\nperiod = \"daily\"\nchannel = \"C1\"",
+                "reports[0].period",
+            ),
+            ("timezone = \"Mars/Olympus\"", "timezone"),
+            ("announce_channel = \"#incidents\"", "announce_channel"),
+            ("roles = [\"spoc\"]", "roles"),
+            ("http_listen = \"localhost\"", "http_listen"),
+        ];
+        for (text, key) in cases {
+            let err = policy_from_toml(text, &env(&[])).unwrap_err();
+            assert_eq!(err.key, key, "{text} → {err}");
+            assert!(!err.to_string().contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_required_shaped_and_never_printed() {
+        let missing = slack_and_db_from_env(&env(&[])).unwrap_err();
+        assert_eq!(missing.key, "SLACK_BOT_TOKEN");
+        let wrong =
+            slack_and_db_from_env(&env(&[("SLACK_BOT_TOKEN", "xapp-1"), ("SLACK_APP_TOKEN", "xapp-1")])).unwrap_err();
+        assert_eq!(wrong.key, "SLACK_BOT_TOKEN");
+        let (slack, db) = slack_and_db_from_env(&env(&[
+            ("SLACK_BOT_TOKEN", "xoxb-secret-value"),
+            ("SLACK_APP_TOKEN", "xapp-secret-value"),
+            ("SLACK_API_URL", "http://127.0.0.1:1/api/"),
+        ]))
+        .unwrap();
+        assert_eq!(slack.api_url, "http://127.0.0.1:1/api");
+        assert_eq!(db, DEFAULT_DATABASE_URL);
+        let shown = format!("{slack:?}");
+        assert!(!shown.contains("secret-value"), "{shown}");
+        let bad_db = slack_and_db_from_env(&env(&[
+            ("SLACK_BOT_TOKEN", "xoxb-1"),
+            ("SLACK_APP_TOKEN", "xapp-1"),
+            ("DATABASE_URL", "mysql://x"),
+        ]))
+        .unwrap_err();
+        assert_eq!(bad_db.key, "DATABASE_URL");
+    }
+}

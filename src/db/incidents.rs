@@ -1,0 +1,242 @@
+//! Incidents and their timeline.
+
+use super::{from_ms, to_ms, with_pool, Db};
+use crate::incident::model::*;
+use crate::outbox::JobKind;
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+
+/// Result of storing a declaration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeclareOutcome {
+    Created(Incident),
+    /// The same declaration (same modal) was stored before: nothing new was written.
+    Duplicate(Incident),
+}
+
+/// The unique keys an incident can be found by.
+#[derive(Clone, Copy)]
+enum Lookup<'a> {
+    Id(IncidentId),
+    Number(IncidentNumber),
+    Channel(&'a str),
+    DeclareKey(&'a str),
+}
+
+pub(super) const INCIDENT_COLUMNS: &str = "id, number, title, description, severity, status, services, \
+    is_private, declared_by, spoc, origin_channel, channel_id, channel_name, card_ts, announce_ts, \
+    declared_at, acknowledged_at, identified_at, mitigated_at, resolved_at, closed_at, canceled_at";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct IncidentRow {
+    id: i64,
+    number: i64,
+    title: String,
+    description: String,
+    severity: String,
+    status: String,
+    services: String,
+    is_private: bool,
+    declared_by: String,
+    spoc: String,
+    origin_channel: Option<String>,
+    channel_id: Option<String>,
+    channel_name: Option<String>,
+    card_ts: Option<String>,
+    announce_ts: Option<String>,
+    declared_at: i64,
+    acknowledged_at: Option<i64>,
+    identified_at: Option<i64>,
+    mitigated_at: Option<i64>,
+    resolved_at: Option<i64>,
+    closed_at: Option<i64>,
+    canceled_at: Option<i64>,
+}
+
+impl TryFrom<IncidentRow> for Incident {
+    type Error = anyhow::Error;
+    fn try_from(r: IncidentRow) -> anyhow::Result<Incident> {
+        let user = |s: &str| UserId::parse(s).map_err(anyhow::Error::msg);
+        Ok(Incident {
+            id: IncidentId(r.id),
+            number: IncidentNumber(r.number),
+            title: r.title,
+            description: r.description,
+            severity: r.severity.parse().map_err(anyhow::Error::msg)?,
+            status: r.status.parse().map_err(anyhow::Error::msg)?,
+            services: serde_json::from_str(&r.services).context("incidents.services is not a JSON list")?,
+            is_private: r.is_private,
+            declared_by: user(&r.declared_by)?,
+            spoc: user(&r.spoc)?,
+            origin_channel: r.origin_channel,
+            channel_id: r.channel_id,
+            channel_name: r.channel_name,
+            card_ts: r.card_ts,
+            announce_ts: r.announce_ts,
+            declared_at: from_ms(r.declared_at),
+            acknowledged_at: r.acknowledged_at.map(from_ms),
+            identified_at: r.identified_at.map(from_ms),
+            mitigated_at: r.mitigated_at.map(from_ms),
+            resolved_at: r.resolved_at.map(from_ms),
+            closed_at: r.closed_at.map(from_ms),
+            canceled_at: r.canceled_at.map(from_ms),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    at: i64,
+    actor: String,
+    kind: String,
+    details: String,
+}
+
+impl Db {
+    /// Stores a declaration with its `declared` event and its first side effect (create the
+    /// channel), all in one transaction. `key` identifies the declaration (the modal's view id):
+    /// storing the same key twice returns the first incident and writes nothing.
+    pub async fn declare(&self, new: &NewIncident, key: &str, now: DateTime<Utc>) -> anyhow::Result<DeclareOutcome> {
+        let services = serde_json::to_string(&new.services)?;
+        let details = serde_json::json!({
+            "title": new.title.as_str(),
+            "severity": new.severity.as_str(),
+            "services": new.services,
+            "spoc": new.spoc.as_str(),
+            "private": new.is_private,
+        })
+        .to_string();
+        let at = to_ms(now);
+        let inserted: Result<Option<i64>, sqlx::Error> = with_pool!(self, |pool| {
+            async {
+                let mut tx = pool.begin().await?;
+                // Write first: on SQLite a transaction that reads before writing cannot upgrade
+                // its lock under contention. A duplicate rolls the counter back.
+                let (number,): (i64,) = sqlx::query_as(
+                    "UPDATE counters SET value = value + 1 WHERE name = 'incident_number' RETURNING value",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                let existing: Option<(i64,)> = sqlx::query_as("SELECT id FROM incidents WHERE declare_key = $1")
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if existing.is_some() {
+                    return Ok(None);
+                }
+                let (id,): (i64,) = sqlx::query_as(
+                    "INSERT INTO incidents (number, declare_key, title, description, severity, status, services, \
+                     is_private, declared_by, spoc, origin_channel, declared_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+                )
+                .bind(number)
+                .bind(key)
+                .bind(new.title.as_str())
+                .bind(&new.description)
+                .bind(new.severity.as_str())
+                .bind(Status::Investigating.as_str())
+                .bind(&services)
+                .bind(new.is_private)
+                .bind(new.declared_by.as_str())
+                .bind(new.spoc.as_str())
+                .bind(new.origin_channel.as_deref())
+                .bind(at)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query("INSERT INTO events (incident_id, at, actor, kind, details) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(id)
+                    .bind(at)
+                    .bind(new.declared_by.as_str())
+                    .bind(EventKind::Declared.as_str())
+                    .bind(&details)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO outbox (incident_id, kind, payload, due_at, created_at) VALUES ($1, $2, '{}', $3, $3)",
+                )
+                .bind(id)
+                .bind(JobKind::CreateChannel.as_str())
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Some(id))
+            }
+            .await
+        });
+        match inserted {
+            Ok(Some(id)) => Ok(DeclareOutcome::Created(self.incident(IncidentId(id)).await?)),
+            // Either seen before, or a concurrent delivery of the same declaration won the race
+            // (unique violation on declare_key): report the stored incident.
+            Ok(None) | Err(sqlx::Error::Database(_)) => match self.find(Lookup::DeclareKey(key)).await? {
+                Some(existing) => Ok(DeclareOutcome::Duplicate(existing)),
+                None => match inserted {
+                    Err(e) => Err(e).context("cannot store the incident"),
+                    Ok(_) => anyhow::bail!("declaration {key} vanished while being stored"),
+                },
+            },
+            Err(e) => Err(e).context("cannot store the incident"),
+        }
+    }
+
+    pub async fn incident(&self, id: IncidentId) -> anyhow::Result<Incident> {
+        self.find(Lookup::Id(id))
+            .await?
+            .with_context(|| format!("incident id {} not found", id.0))
+    }
+
+    pub async fn incident_by_number(&self, number: IncidentNumber) -> anyhow::Result<Option<Incident>> {
+        self.find(Lookup::Number(number)).await
+    }
+
+    pub async fn incident_by_channel(&self, channel_id: &str) -> anyhow::Result<Option<Incident>> {
+        self.find(Lookup::Channel(channel_id)).await
+    }
+
+    async fn find(&self, by: Lookup<'_>) -> anyhow::Result<Option<Incident>> {
+        let (column, int, text) = match by {
+            Lookup::Id(id) => ("id", id.0, ""),
+            Lookup::Number(n) => ("number", n.0, ""),
+            Lookup::Channel(c) => ("channel_id", 0, c),
+            Lookup::DeclareKey(k) => ("declare_key", 0, k),
+        };
+        let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE {column} = $1");
+        let by_int = matches!(by, Lookup::Id(_) | Lookup::Number(_));
+        let row: Option<IncidentRow> = with_pool!(self, |pool| {
+            let q = sqlx::query_as::<_, IncidentRow>(&sql);
+            let q = if by_int { q.bind(int) } else { q.bind(text) };
+            q.fetch_optional(pool).await
+        })?;
+        row.map(Incident::try_from).transpose()
+    }
+
+    /// The incident's timeline, oldest first.
+    pub async fn timeline(&self, id: IncidentId) -> anyhow::Result<Vec<TimelineEvent>> {
+        let rows: Vec<EventRow> = with_pool!(self, |pool| {
+            sqlx::query_as::<_, EventRow>(
+                "SELECT at, actor, kind, details FROM events WHERE incident_id = $1 ORDER BY id",
+            )
+            .bind(id.0)
+            .fetch_all(pool)
+            .await
+        })?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(TimelineEvent {
+                    at: from_ms(r.at),
+                    actor: r.actor,
+                    kind: r.kind,
+                    details: serde_json::from_str(&r.details)?,
+                })
+            })
+            .collect()
+    }
+
+    /// How many incidents exist (all statuses); for tests and the demo.
+    pub async fn incident_count(&self) -> anyhow::Result<i64> {
+        let (n,): (i64,) = with_pool!(self, |pool| sqlx::query_as("SELECT COUNT(*) FROM incidents")
+            .fetch_one(pool)
+            .await)?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,370 @@
+//! `incident-bot demo`: the bot against the local Slack sandbox on a throwaway SQLite file,
+//! playing the flows a responder would, printed as a readable transcript.
+//!
+//! [`LocalStack`] (sandbox + bot + database, wired together) is also what the integration tests
+//! and benchmarks start.
+
+use crate::app::{Bot, BotOptions};
+use crate::config::{Policy, Secret, Settings, SlackSettings};
+use crate::db::Db;
+use crate::outbox::OutboxOptions;
+use crate::sandbox::{self, Sandbox, SandboxOptions};
+use crate::slack::listener::SocketOptions;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The sandbox's announcement channel.
+pub const ANNOUNCE_CHANNEL: &str = "C0ANNOUNCE";
+
+/// A sandbox and a bot connected to it, on one database.
+pub struct LocalStack {
+    pub sandbox: Sandbox,
+    pub bot: Option<Bot>,
+    pub db: Db,
+    pub settings: Settings,
+    sqlite_file: Option<PathBuf>,
+}
+
+/// Timings short enough for tests: retries in tens of milliseconds, reconnects in a second.
+pub fn fast_options() -> BotOptions {
+    BotOptions {
+        outbox: OutboxOptions {
+            base_backoff: Duration::from_millis(50),
+            max_idle_sleep: Duration::from_millis(250),
+            lease: Duration::from_secs(5),
+            ..OutboxOptions::default()
+        },
+        socket: SocketOptions {
+            connections: 2,
+            reconnect_secs: 1,
+            initial_backoff_secs: 0,
+        },
+    }
+}
+
+/// The default policy with the sandbox's announcement channel.
+pub fn demo_policy() -> Policy {
+    Policy {
+        announce_channel: Some(ANNOUNCE_CHANNEL.into()),
+        ..Policy::default()
+    }
+}
+
+impl LocalStack {
+    /// Starts a sandbox, opens the database (`None`: a fresh SQLite file in the temp dir; on
+    /// PostgreSQL `schema` isolates it) and starts the bot against both.
+    pub async fn start(
+        database: Option<(&str, Option<&str>)>,
+        policy: Policy,
+        opts: BotOptions,
+    ) -> anyhow::Result<LocalStack> {
+        let sandbox = Sandbox::start(SandboxOptions::default()).await?;
+        let (db, sqlite_file) = match database {
+            Some((url, schema)) => (Db::connect_with(url, schema).await?, None),
+            None => {
+                let file = std::env::temp_dir().join(format!("incident-bot-{}.db", uuid::Uuid::new_v4()));
+                let url = format!("sqlite://{}", file.display());
+                (Db::connect(&url).await?, Some(file))
+            }
+        };
+        let settings = Settings {
+            slack: SlackSettings {
+                bot_token: Secret::new(sandbox::BOT_TOKEN),
+                app_token: Secret::new(sandbox::APP_TOKEN),
+                api_url: sandbox.api_url(),
+            },
+            database_url: String::new(),
+            http_listen: None,
+            policy,
+        };
+        let bot = Bot::start(&settings, db.clone(), opts).await?;
+        sandbox.wait_for_connections(1, Duration::from_secs(5)).await?;
+        Ok(LocalStack {
+            sandbox,
+            bot: Some(bot),
+            db,
+            settings,
+            sqlite_file,
+        })
+    }
+
+    /// Stops the bot (keeps the sandbox and database), e.g. to simulate a restart.
+    pub async fn stop_bot(&mut self) {
+        if let Some(bot) = self.bot.take() {
+            bot.stop().await;
+        }
+    }
+
+    /// Starts the bot again on the same sandbox and database.
+    pub async fn restart_bot(&mut self, opts: BotOptions) -> anyhow::Result<()> {
+        self.stop_bot().await;
+        self.bot = Some(Bot::start(&self.settings, self.db.clone(), opts).await?);
+        self.sandbox.wait_for_connections(1, Duration::from_secs(5)).await
+    }
+
+    /// Types `/incident declare <title>` as `user`, waits for the modal and submits it with
+    /// `fields` merged over sensible defaults (severity SEV1, service payments, SPOC = user).
+    /// Returns the submission's ack payload (field errors, if any).
+    pub async fn declare(
+        &self,
+        user: &str,
+        channel: &str,
+        title: &str,
+        fields: Value,
+    ) -> anyhow::Result<Option<Value>> {
+        let before = self.sandbox.views_opened().len();
+        self.sandbox
+            .slash_command(user, channel, &format!("declare {title}"))
+            .await?;
+        let view = wait_for(Duration::from_secs(3), || async {
+            self.sandbox.views_opened().get(before).cloned()
+        })
+        .await
+        .ok_or_else(|| anyhow::anyhow!("the declare modal did not open"))?;
+        let ack = self
+            .sandbox
+            .submit_view(user, &view.id, declare_values(title, user, &fields))
+            .await?;
+        Ok(ack.payload)
+    }
+
+    /// Waits until incident `number`'s channel is created, the card pinned and (when public and
+    /// configured) the announcement posted. Returns the channel id.
+    pub async fn wait_ready(&self, number: i64, timeout: Duration) -> anyhow::Result<String> {
+        let ready = wait_for(timeout, || async {
+            let incident = self
+                .db
+                .incident_by_number(crate::incident::model::IncidentNumber(number))
+                .await
+                .ok()??;
+            let channel = self.sandbox.channel(incident.channel_id.as_deref()?)?;
+            let announced = incident.is_private
+                || self.settings.policy.announce_channel.is_none()
+                || incident.announce_ts.is_some();
+            let pinned = incident.card_ts.as_ref().is_some_and(|ts| channel.pins.contains(ts));
+            (pinned && announced && self.db.pending_jobs().await.ok()? == 0).then_some(channel.id)
+        })
+        .await;
+        ready.ok_or_else(|| anyhow::anyhow!("INC-{number} was not ready within {timeout:?}"))
+    }
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        self.sandbox.shutdown();
+        if let Some(file) = &self.sqlite_file {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+            }
+        }
+    }
+}
+
+/// Modal state as Slack sends it for the declare form; `fields` overrides per block id
+/// (`{"severity": "SEV2", "services": ["checkout"], "private": true, "spoc": "U0BOB",
+/// "description": "…", "title": "…"}`).
+pub fn declare_values(title: &str, user: &str, fields: &Value) -> Value {
+    let get = |k: &str| fields.get(k).cloned();
+    let title = get("title")
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_else(|| title.to_string());
+    let severity = get("severity").unwrap_or(json!("SEV1"));
+    let services = get("services").unwrap_or(json!(["payments"]));
+    let spoc = get("spoc").unwrap_or(json!(user));
+    let private = get("private").and_then(|v| v.as_bool()).unwrap_or(false);
+    let description = get("description").unwrap_or(json!("Card payments failing for some customers"));
+    let option = |v: &Value| json!({ "text": { "type": "plain_text", "text": v, "emoji": true }, "value": v });
+    let mut values = json!({
+        "title": { "title": { "type": "plain_text_input", "value": title } },
+        "services": { "services": { "type": "multi_static_select",
+            "selected_options": services.as_array().map(|a| a.iter().map(option).collect::<Vec<_>>()).unwrap_or_default() } },
+        "description": { "description": { "type": "plain_text_input", "value": description } },
+        "spoc": { "spoc": { "type": "users_select", "selected_user": spoc } },
+        "private": { "private": { "type": "checkboxes",
+            "selected_options": if private { vec![option(&json!("private"))] } else { vec![] } } },
+    });
+    if !severity.is_null() {
+        values["severity"] = json!({ "severity": { "type": "static_select", "selected_option": option(&severity) } });
+    }
+    values
+}
+
+/// Polls `probe` every 10 ms until it yields `Some` or `timeout` passes.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::IntoFuture<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Renders a message's blocks as plain lines for the transcript.
+pub fn render_blocks(blocks: &Value) -> Vec<String> {
+    let mut lines = Vec::new();
+    for block in blocks.as_array().into_iter().flatten() {
+        let text = |v: &Value| v["text"].as_str().unwrap_or_default().to_string();
+        match block["type"].as_str().unwrap_or_default() {
+            "header" => lines.push(format!("## {}", text(&block["text"]))),
+            "section" => {
+                if !block["text"].is_null() {
+                    lines.push(text(&block["text"]));
+                }
+                let fields: Vec<String> = block["fields"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|f| text(f).replace('\n', ": "))
+                    .collect();
+                if !fields.is_empty() {
+                    lines.push(fields.join(" | "));
+                }
+            }
+            "context" => lines.push(
+                block["elements"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(text)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            "actions" => lines.push(format!(
+                "[{}]",
+                block["elements"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| text(&e["text"]))
+                    .collect::<Vec<_>>()
+                    .join("] [")
+            )),
+            other => lines.push(format!("({other} block)")),
+        }
+    }
+    lines
+}
+
+fn print_channel(out: &mut dyn Write, sandbox: &Sandbox, channel_id: &str) -> std::io::Result<()> {
+    let Some(ch) = sandbox.channel(channel_id) else {
+        return Ok(());
+    };
+    writeln!(
+        out,
+        "#{} ({}{}) members: {}",
+        ch.name,
+        ch.id,
+        if ch.is_private { ", private" } else { "" },
+        ch.members.join(", ")
+    )?;
+    if !ch.topic.is_empty() {
+        writeln!(out, "  topic: {}", ch.topic)?;
+    }
+    for m in sandbox.messages(channel_id) {
+        let pin = if ch.pins.contains(&m.ts) { " 📌" } else { "" };
+        let thread = if m.thread_ts.is_some() { "    ↳ " } else { "  " };
+        writeln!(out, "{thread}[{}] <{}>{pin}", m.ts, m.user)?;
+        let lines = render_blocks(&m.blocks);
+        let lines = if lines.is_empty() { vec![m.text.clone()] } else { lines };
+        for line in lines {
+            for l in line.lines() {
+                writeln!(out, "{thread}  {l}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the demo, writing the transcript to `out`.
+pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let stack = LocalStack::start(None, demo_policy(), fast_options()).await?;
+    let sb = &stack.sandbox;
+    writeln!(
+        out,
+        "incident-bot demo: a local Slack sandbox at {} and a throwaway SQLite database\n",
+        sb.api_url()
+    )?;
+    writeln!(out, "▶ alice types `/incident declare Payments API 500s` in #general")?;
+    let ack = sb
+        .slash_command("U0ALICE", "C0GENERAL", "declare Payments API 500s")
+        .await?;
+    writeln!(out, "  acked in {:.1} ms", ack.latency.as_secs_f64() * 1000.0)?;
+    let view = wait_for(Duration::from_secs(3), || async { sb.views_opened().last().cloned() })
+        .await
+        .ok_or_else(|| anyhow::anyhow!("the declare modal did not open"))?;
+    writeln!(out, "  modal \"{}\" opened with the title prefilled", view.title)?;
+
+    writeln!(out, "▶ alice submits the form with an empty title")?;
+    let bad = sb
+        .submit_view(
+            "U0ALICE",
+            &view.id,
+            declare_values("", "U0ALICE", &json!({ "title": "  " })),
+        )
+        .await?;
+    let err = bad
+        .payload
+        .as_ref()
+        .map(|p| p["errors"]["title"].clone())
+        .unwrap_or_default();
+    writeln!(out, "  the modal shows: {err}")?;
+
+    writeln!(out, "▶ alice submits: SEV1, payments + checkout, SPOC bob")?;
+    sb.submit_view(
+        "U0ALICE",
+        &view.id,
+        declare_values(
+            "Payments API 500s",
+            "U0ALICE",
+            &json!({ "services": ["payments", "checkout"], "spoc": "U0BOB", "description": "Card payments fail with HTTP 500 for about 30% of requests since 14:02." }),
+        ),
+    )
+    .await?;
+    let channel = stack.wait_ready(1, Duration::from_secs(5)).await?;
+    writeln!(out, "\n── incident channel ──")?;
+    print_channel(out, sb, &channel)?;
+    writeln!(out, "\n── announcement channel ──")?;
+    print_channel(out, sb, ANNOUNCE_CHANNEL)?;
+    writeln!(out, "\n── only alice sees (ephemeral) ──")?;
+    for m in sb.ephemerals("U0ALICE") {
+        writeln!(out, "  {}", m.text)?;
+    }
+    writeln!(out, "\n── timeline of INC-1 ──")?;
+    let incident = stack
+        .db
+        .incident_by_number(crate::incident::model::IncidentNumber(1))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("INC-1 was not stored"))?;
+    for e in stack.db.timeline(incident.id).await? {
+        writeln!(
+            out,
+            "  {} {:<16} by {:<8} {}",
+            e.at.format("%H:%M:%S%.3f"),
+            e.kind,
+            e.actor,
+            e.details
+        )?;
+    }
+    writeln!(
+        out,
+        "\nSlack API calls made: {} · envelopes acked late: {} · Block Kit violations: {} · {:.1} s",
+        sb.calls().len(),
+        sb.late_acks(),
+        sb.block_kit_violations().len(),
+        started.elapsed().as_secs_f64()
+    )?;
+    let mut stack = stack;
+    stack.stop_bot().await;
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! The incident domain. `model` is pure: no I/O, no clock, no Slack, no SQL.
+
+pub mod model;

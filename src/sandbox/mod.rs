@@ -1,0 +1,610 @@
+//! A local stand-in for Slack, served on 127.0.0.1.
+//!
+//! Why: the bot's tests, benchmarks and `incident-bot demo` must exercise Slack's *wire protocol*
+//! (the Web API over HTTP and Socket Mode over WebSocket) without a workspace, and must fail where
+//! real Slack would refuse. Mocks of our own functions would only prove that the bot agrees with
+//! itself; this module answers the way Slack answers, with payloads modelled on Slack's own SDK
+//! fixtures and docs (`../shared/slack/payloads/`), not on what the bot happens to send.
+//!
+//! What it does:
+//! - serves the Web API methods the bot calls (`POST`/`GET /api/<method>`, form or JSON bodies,
+//!   bearer or `token` auth) and enforces what Slack enforces: token types, channel-name rules and
+//!   `name_taken`, membership (`not_in_channel`), Block Kit limits, `trigger_id` expiry;
+//! - speaks Socket Mode: `hello` on connect, envelopes spread round-robin over the live
+//!   connections, acks matched to the caller that sent the envelope, the ack deadline, redelivery of
+//!   unacknowledged envelopes when a connection dies, `disconnect` messages;
+//! - records every call, ack and rejected payload for assertions, and injects faults on request
+//!   (429 with `Retry-After`, 5xx, slow answers, API errors).
+//!
+//! It never imports `slack_morphism`: it speaks raw JSON, so the client library is tested against
+//! an independent implementation of the protocol.
+//!
+//! Layout: [`state`] holds the workspace (users, channels, messages, views, triggers), [`web_api`]
+//! the Web API methods, [`blockkit`] the Block Kit checks, [`socket`] the Socket Mode hub,
+//! [`events`] the payloads Slack sends to the app, [`server`] the HTTP listener and routing.
+
+mod blockkit;
+mod events;
+mod server;
+mod socket;
+mod state;
+mod web_api;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use self::socket::Hub;
+use self::state::State;
+
+/// The bot token the sandbox accepts for every Web API method except `apps.connections.open`.
+pub const BOT_TOKEN: &str = "xoxb-sandbox-bot-token";
+/// The app-level token the sandbox accepts for `apps.connections.open` only.
+pub const APP_TOKEN: &str = "xapp-1-sandbox-app-token";
+/// The sandbox workspace id.
+pub const TEAM_ID: &str = "T0SANDBOX";
+/// The workspace subdomain (`team.domain` in payloads, `sandbox.slack.com` in links).
+pub const TEAM_DOMAIN: &str = "sandbox";
+/// The app id of the bot's Slack app.
+pub const APP_ID: &str = "A0SANDBOX";
+/// The bot user's id (`auth.test` → `user_id`).
+pub const BOT_USER_ID: &str = "U0BOT";
+/// The bot's bot id (`auth.test` → `bot_id`, `bot_id` on its messages).
+pub const BOT_ID: &str = "B0BOT";
+/// The bot user's name.
+pub const BOT_USER_NAME: &str = "incident-bot";
+/// Slack's limit on simultaneous Socket Mode connections per app.
+pub const MAX_SOCKET_CONNECTIONS: usize = 10;
+
+/// Timing rules the sandbox enforces.
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// How long an envelope may wait for its ack before it counts as failed (Slack: 3 s).
+    pub ack_deadline: Duration,
+    /// How long a `trigger_id` stays usable for `views.open`/`views.push` (Slack: 3 s).
+    pub trigger_ttl: Duration,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        Self {
+            ack_deadline: Duration::from_secs(3),
+            trigger_ttl: Duration::from_secs(3),
+        }
+    }
+}
+
+/// A failure to inject into the next call(s) of a Web API method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// HTTP 429 with `Retry-After: <secs>` and `{"ok":false,"error":"ratelimited"}`.
+    RateLimited { retry_after_secs: u64 },
+    /// HTTP 500 with a non-JSON body, like an outage at Slack's edge.
+    ServerError,
+    /// Wait this long, then answer normally.
+    Slow(Duration),
+    /// HTTP 200 with `{"ok":false,"error":<code>}`.
+    ApiError(String),
+}
+
+/// One Web API call as the sandbox saw it.
+#[derive(Debug, Clone)]
+pub struct ApiCall {
+    /// The method name, e.g. `chat.postMessage`.
+    pub method: String,
+    /// Query string and body merged into one object, `token` removed. Values are as sent: form
+    /// fields are strings (`blocks` is then a JSON *string*), JSON bodies keep their types.
+    pub params: Value,
+    /// The JSON body answered (`Value::String` for a non-JSON body such as a 500 page).
+    pub response: Value,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// When the request arrived.
+    pub at: Instant,
+}
+
+/// An acknowledgement the app sent for an envelope.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    pub envelope_id: String,
+    /// The ack's `payload` (slash command response, `response_action`, ...), if any.
+    pub payload: Option<Value>,
+    /// From the first delivery of the envelope to the ack's arrival.
+    pub latency: Duration,
+}
+
+/// A conversation in the sandbox workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    pub id: String,
+    /// Empty for direct-message (IM) conversations, which have no name in Slack.
+    pub name: String,
+    pub is_private: bool,
+    /// True for the bot's direct-message conversations (`D…` ids).
+    pub is_im: bool,
+    /// Member user ids, in the order they joined.
+    pub members: Vec<String>,
+    pub topic: String,
+    pub purpose: String,
+    /// `ts` of pinned messages, in pin order.
+    pub pins: Vec<String>,
+    pub archived: bool,
+    pub creator: String,
+}
+
+/// A reaction on a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaction {
+    pub name: String,
+    pub user: String,
+}
+
+/// A message (top-level or thread reply), or an ephemeral message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub channel: String,
+    pub ts: String,
+    /// The author (the bot for everything posted through the Web API).
+    pub user: String,
+    pub text: String,
+    /// The blocks as stored by Slack (with generated `block_id`s filled in), or `Null`.
+    pub blocks: Value,
+    pub thread_ts: Option<String>,
+    pub edited: bool,
+    pub reactions: Vec<Reaction>,
+}
+
+/// A modal view opened through `views.open`/`views.push` (or a `response_action`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct View {
+    pub id: String,
+    pub hash: String,
+    pub callback_id: String,
+    pub private_metadata: String,
+    /// The title's text.
+    pub title: String,
+    pub blocks: Value,
+    /// The trigger it was opened with (`None` for `views.update`/`response_action` results).
+    pub opened_by_trigger: Option<String>,
+    /// The user the view is shown to.
+    pub user: String,
+    pub root_view_id: String,
+    pub previous_view_id: Option<String>,
+    /// Closed by a submission (without `response_action`) or `response_action: clear`.
+    pub closed: bool,
+    /// The full view object as the Web API returns it.
+    pub raw: Value,
+}
+
+/// A link bookmarked in a channel through `bookmarks.add`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bookmark {
+    pub id: String,
+    pub channel: String,
+    pub title: String,
+    pub link: String,
+}
+
+/// Everything the sandbox's tasks share.
+pub(crate) struct Shared {
+    pub(crate) opts: SandboxOptions,
+    pub(crate) addr: SocketAddr,
+    state: Mutex<State>,
+    pub(crate) hub: Hub,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// The workspace state. A poisoned lock (a panic elsewhere) still yields the data: every
+    /// mutation is a single step, so the state stays consistent.
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub(crate) fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+        self.hub.close_all();
+    }
+}
+
+/// Resolves once the sandbox shuts down.
+pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone, which also means shutdown.
+    let _ = rx.wait_for(|stopped| *stopped).await;
+}
+
+/// Shuts the sandbox down when the last user-held handle is dropped (tasks hold only `Shared`).
+struct Owner(Arc<Shared>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.begin_shutdown();
+    }
+}
+
+/// A running local Slack. Cheap to clone; the server stops on [`Sandbox::shutdown`] or when the
+/// last clone is dropped.
+#[derive(Clone)]
+pub struct Sandbox {
+    shared: Arc<Shared>,
+    _owner: Arc<Owner>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("addr", &self.shared.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Binds 127.0.0.1 on a free port and starts serving the Web API and Socket Mode.
+    pub async fn start(opts: SandboxOptions) -> anyhow::Result<Sandbox> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .context("binding the Slack sandbox on 127.0.0.1")?;
+        let addr = listener.local_addr()?;
+        let (shutdown, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            opts,
+            addr,
+            state: Mutex::new(State::seeded()),
+            hub: Hub::new(),
+            shutdown,
+        });
+        tokio::spawn(server::accept_loop(listener, shared.clone()));
+        tracing::debug!(%addr, "Slack sandbox listening");
+        Ok(Sandbox {
+            _owner: Arc::new(Owner(shared.clone())),
+            shared,
+        })
+    }
+
+    /// The Web API base URL, e.g. `http://127.0.0.1:PORT/api` (no trailing slash).
+    pub fn api_url(&self) -> String {
+        format!("{}/api", self.shared.base_url())
+    }
+
+    /// Stops accepting requests and closes every Socket Mode connection. Callers still waiting
+    /// for an ack get an error.
+    pub fn shutdown(&self) {
+        self.shared.begin_shutdown();
+    }
+
+    // ----- Socket Mode driving -----
+
+    /// Waits until at least `n` Socket Mode connections are live (not draining after a
+    /// `disconnect`).
+    pub async fn wait_for_connections(&self, n: usize, timeout: Duration) -> anyhow::Result<()> {
+        let mut live = self.shared.hub.subscribe_live();
+        let reached = tokio::time::timeout(timeout, live.wait_for(|count| *count >= n))
+            .await
+            .map(|waited| waited.is_ok());
+        match reached {
+            Ok(true) => Ok(()),
+            Ok(false) => bail!("the sandbox shut down while waiting for {n} connection(s)"),
+            Err(_) => bail!(
+                "only {} of {n} Socket Mode connection(s) after {timeout:?}",
+                self.connection_count()
+            ),
+        }
+    }
+
+    /// Live Socket Mode connections (excluding ones told to disconnect).
+    pub fn connection_count(&self) -> usize {
+        self.shared.hub.live_count()
+    }
+
+    /// Sends a `/incident` slash command from `user` in `channel` and waits for its ack.
+    pub async fn slash_command(&self, user: &str, channel: &str, text: &str) -> anyhow::Result<Ack> {
+        let envelope = {
+            let mut state = self.shared.state();
+            let user_name = state.user_name(user).ok_or_else(|| anyhow!("unknown user {user}"))?;
+            let channel_name = state
+                .channel_display_name(channel)
+                .ok_or_else(|| anyhow!("unknown channel {channel}"))?;
+            let trigger_id = state.new_trigger(user);
+            let response_url = state.new_response_url(&self.shared.base_url(), user, channel, None);
+            events::envelope(
+                "slash_commands",
+                events::slash_command(&events::SlashCommand {
+                    user_id: user,
+                    user_name: &user_name,
+                    channel_id: channel,
+                    channel_name: &channel_name,
+                    command: "/incident",
+                    text,
+                    response_url: &response_url,
+                    trigger_id: &trigger_id,
+                }),
+                true,
+            )
+        };
+        self.send_envelope(envelope).await
+    }
+
+    /// Issues a fresh `trigger_id` for `user`, as if they had just interacted with the app (valid
+    /// for `trigger_ttl`, once). For testing `views.*` without a Socket Mode round trip.
+    pub fn issue_trigger(&self, user: &str) -> String {
+        self.shared.state().new_trigger(user)
+    }
+
+    /// Sends a raw envelope (e.g. the same `envelope_id` again, to test dedupe) and waits for its
+    /// ack, up to the ack deadline.
+    pub async fn send_envelope(&self, envelope: Value) -> anyhow::Result<Ack> {
+        socket::deliver_and_wait(&self.shared, envelope).await
+    }
+
+    /// The last envelope handed to a connection (or queued for one).
+    pub fn last_envelope(&self) -> Option<Value> {
+        self.shared.hub.last_envelope()
+    }
+
+    /// Submits a modal previously opened via `views.open`/`views.push`/`views.update`.
+    /// `values` is the `state.values` map as Slack sends it:
+    /// `{block_id: {action_id: {"type": .., "value" | "selected_option" | ...}}}`.
+    pub async fn submit_view(&self, user: &str, view_id: &str, values: Value) -> anyhow::Result<Ack> {
+        let envelope = {
+            let mut state = self.shared.state();
+            let user_name = state.user_name(user).ok_or_else(|| anyhow!("unknown user {user}"))?;
+            let view = state
+                .view(view_id)
+                .ok_or_else(|| anyhow!("no view {view_id} was opened"))?;
+            if view.closed {
+                bail!("view {view_id} is closed; Slack cannot submit it");
+            }
+            let mut raw = view.raw.clone();
+            raw["state"] = serde_json::json!({ "values": values });
+            let trigger_id = state.new_trigger(user);
+            events::envelope(
+                "interactive",
+                events::view_submission(user, &user_name, &trigger_id, raw),
+                true,
+            )
+        };
+        self.send_envelope(envelope).await
+    }
+
+    /// Clicks the button `action_id` on the message `message_ts` in `channel` (a channel message,
+    /// or an ephemeral message shown to `user`).
+    pub async fn click_button(
+        &self,
+        user: &str,
+        channel: &str,
+        message_ts: &str,
+        action_id: &str,
+        value: &str,
+    ) -> anyhow::Result<Ack> {
+        let envelope = {
+            let mut state = self.shared.state();
+            let user_name = state.user_name(user).ok_or_else(|| anyhow!("unknown user {user}"))?;
+            let channel_name = state
+                .channel_display_name(channel)
+                .ok_or_else(|| anyhow!("unknown channel {channel}"))?;
+            let (message, is_ephemeral) = state
+                .find_message(channel, message_ts)
+                .map(|m| (m.clone(), false))
+                .or_else(|| {
+                    state
+                        .find_ephemeral(user, channel, message_ts)
+                        .map(|m| (m.clone(), true))
+                })
+                .ok_or_else(|| anyhow!("no message {message_ts} in {channel} visible to {user}"))?;
+            let button = blockkit::find_button(&message.blocks, action_id)
+                .ok_or_else(|| anyhow!("message {message_ts} in {channel} has no button with action_id {action_id}"))?;
+            let trigger_id = state.new_trigger(user);
+            let response_url = state.new_response_url(&self.shared.base_url(), user, channel, Some(message_ts));
+            let message_json = (!is_ephemeral).then(|| state::message_json(&message));
+            events::envelope(
+                "interactive",
+                events::block_actions(&events::ButtonClick {
+                    user_id: user,
+                    user_name: &user_name,
+                    channel_id: channel,
+                    channel_name: &channel_name,
+                    message_ts,
+                    is_ephemeral,
+                    message: message_json,
+                    block_id: &button.block_id,
+                    action_id,
+                    text: button.text,
+                    value,
+                    trigger_id: &trigger_id,
+                    response_url: &response_url,
+                    action_ts: &state.next_ts(),
+                }),
+                false,
+            )
+        };
+        self.send_envelope(envelope).await
+    }
+
+    /// `user` adds `reaction` to the message `ts` in `channel`: the reaction is stored on the
+    /// message (when the sandbox knows it) and a `reaction_added` event is sent.
+    pub async fn add_reaction(&self, user: &str, channel: &str, ts: &str, reaction: &str) -> anyhow::Result<Ack> {
+        let envelope = {
+            let mut state = self.shared.state();
+            if state.user_name(user).is_none() {
+                bail!("unknown user {user}");
+            }
+            let item_user = state.react(user, channel, ts, reaction);
+            let event_ts = state.next_ts();
+            let event_id = state::random_id("Ev", 10);
+            events::envelope(
+                "events_api",
+                events::reaction_added(&events::ReactionAdded {
+                    user,
+                    reaction,
+                    item_user: item_user.as_deref(),
+                    channel,
+                    ts,
+                    event_ts: &event_ts,
+                    event_id: &event_id,
+                }),
+                false,
+            )
+        };
+        self.send_envelope(envelope).await
+    }
+
+    /// Sends `{"type":"disconnect","reason":..}` on every connection, then closes each socket
+    /// about 100 ms later, as Slack does. The connections stop receiving envelopes at once.
+    pub fn disconnect_all(&self, reason: &str) {
+        self.shared.hub.disconnect_all(reason);
+    }
+
+    /// Drops every connection's TCP stream without a close frame or a `disconnect` message.
+    pub fn drop_all_connections(&self) {
+        self.shared.hub.drop_all();
+    }
+
+    // ----- Inspection -----
+
+    /// Every Web API call, in arrival order.
+    pub fn calls(&self) -> Vec<ApiCall> {
+        let mut calls = self.shared.state().calls.clone();
+        calls.sort_by_key(|call| call.at);
+        calls
+    }
+
+    /// The calls to one method, in arrival order.
+    pub fn calls_to(&self, method: &str) -> Vec<ApiCall> {
+        self.calls().into_iter().filter(|call| call.method == method).collect()
+    }
+
+    /// Acks received within the deadline, in arrival order.
+    pub fn acks(&self) -> Vec<Ack> {
+        self.shared.hub.acks()
+    }
+
+    /// Envelopes not acknowledged within the ack deadline (failures, as in Slack).
+    pub fn late_acks(&self) -> usize {
+        self.shared.hub.late_acks()
+    }
+
+    pub fn channel(&self, id: &str) -> Option<Channel> {
+        self.shared.state().channel(id).map(|record| record.channel.clone())
+    }
+
+    pub fn channel_by_name(&self, name: &str) -> Option<Channel> {
+        let state = self.shared.state();
+        state
+            .channels
+            .iter()
+            .find(|record| !record.channel.is_im && record.channel.name == name)
+            .map(|record| record.channel.clone())
+    }
+
+    /// Every conversation, in creation order (seeded channels first).
+    pub fn channels(&self) -> Vec<Channel> {
+        self.shared
+            .state()
+            .channels
+            .iter()
+            .map(|record| record.channel.clone())
+            .collect()
+    }
+
+    /// Messages in a channel, top-level and thread replies, in posting order.
+    pub fn messages(&self, channel: &str) -> Vec<Message> {
+        let state = self.shared.state();
+        state
+            .messages
+            .iter()
+            .filter(|m| m.channel == channel)
+            .cloned()
+            .collect()
+    }
+
+    /// The id of the bot's direct-message conversation with `user`, once one exists.
+    pub fn dm_channel(&self, user: &str) -> Option<String> {
+        self.shared.state().im_with(user).map(str::to_owned)
+    }
+
+    /// Ephemeral messages shown to `user` (`chat.postEphemeral`, slash command ack responses,
+    /// ephemeral `response_url` posts).
+    pub fn ephemerals(&self, user: &str) -> Vec<Message> {
+        let state = self.shared.state();
+        state
+            .ephemerals
+            .iter()
+            .filter(|(recipient, _)| recipient == user)
+            .map(|(_, message)| message.clone())
+            .collect()
+    }
+
+    pub fn view(&self, view_id: &str) -> Option<View> {
+        self.shared.state().view(view_id).cloned()
+    }
+
+    /// Every view opened, most recent last.
+    pub fn views_opened(&self) -> Vec<View> {
+        self.shared.state().views.clone()
+    }
+
+    /// Every rejected payload, as `"<method>: <reason>"`.
+    pub fn block_kit_violations(&self) -> Vec<String> {
+        self.shared.state().violations.clone()
+    }
+
+    /// Files shared through `files.completeUploadExternal`: `(channel, title, bytes)`; the channel
+    /// is empty when the upload was completed without `channel_id`.
+    pub fn files(&self) -> Vec<(String, String, Vec<u8>)> {
+        self.shared.state().file_shares.clone()
+    }
+
+    /// Bookmarks added to `channel`.
+    pub fn bookmarks(&self, channel: &str) -> Vec<Bookmark> {
+        let state = self.shared.state();
+        state
+            .bookmarks
+            .iter()
+            .filter(|b| b.channel == channel)
+            .cloned()
+            .collect()
+    }
+
+    /// Adds a workspace member (who, like every member, is in the `is_general` channel).
+    pub fn add_user(&self, id: &str, name: &str) {
+        self.shared.state().add_user(id, name);
+    }
+
+    /// Adds (or replaces) a user group for `usergroups.users.list`.
+    pub fn add_usergroup(&self, id: &str, handle: &str, users: &[&str]) {
+        self.shared.state().add_usergroup(id, handle, users);
+    }
+
+    /// Stores a message written by a (human) user, e.g. to react to it or to check that the bot
+    /// cannot `chat.update` it. No event is sent. Returns its `ts`.
+    pub fn seed_user_message(&self, user: &str, channel: &str, text: &str) -> anyhow::Result<String> {
+        self.shared.state().seed_user_message(user, channel, text)
+    }
+
+    // ----- Faults -----
+
+    /// The next `times` calls to `method` (`"*"`: any method) fail with `fault`, after the token
+    /// is checked. Faults queue in the order injected.
+    pub fn inject_fault(&self, method: &str, fault: Fault, times: usize) {
+        if times > 0 {
+            self.shared.state().faults.push_back(state::PendingFault {
+                method: method.to_owned(),
+                fault,
+                remaining: times,
+            });
+        }
+    }
+}

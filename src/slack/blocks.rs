@@ -1,0 +1,358 @@
+//! Block Kit for what the bot posts: summary card, announcement, topic, declare modal.
+//!
+//! Builders return `serde_json::Value` shaped exactly like Slack's JSON (easy to read, and the
+//! tests check them against Slack's limits); [`content`] and [`modal`] turn them into
+//! slack-morphism types at the last moment.
+
+use crate::config::Policy;
+use crate::incident::model::*;
+use serde_json::{json, Value};
+use slack_morphism::prelude::*;
+
+/// Escapes user text for mrkdwn, so `<!channel>` or `<@U…>` typed by a user stays text.
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Cuts `text` to at most `max` characters, marking the cut with an ellipsis.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+fn plain(text: &str, max: usize) -> Value {
+    json!({ "type": "plain_text", "text": truncate(text, max), "emoji": true })
+}
+
+fn mrkdwn(text: &str) -> Value {
+    json!({ "type": "mrkdwn", "text": truncate(text, 3000) })
+}
+
+/// `<!date^…>` renders in each reader's own time zone; the fallback is UTC.
+pub fn slack_date(t: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        "<!date^{}^{{date_short_pretty}} {{time}}|{}>",
+        t.timestamp(),
+        t.format("%Y-%m-%d %H:%M UTC")
+    )
+}
+
+fn severity_emoji(s: Severity) -> &'static str {
+    match s {
+        Severity::Sev1 => "🔴",
+        Severity::Sev2 => "🟠",
+        Severity::Sev3 => "🟡",
+        Severity::Sev4 => "🔵",
+    }
+}
+
+fn services_text(services: &[String]) -> String {
+    if services.is_empty() {
+        "—".into()
+    } else {
+        services.join(", ")
+    }
+}
+
+/// The pinned summary card in the incident channel.
+pub fn summary_card(incident: &Incident, policy: &Policy) -> Value {
+    let sev = policy.severity(incident.severity);
+    let header = format!(
+        "{} {}: {}",
+        severity_emoji(incident.severity),
+        incident.number,
+        incident.title
+    );
+    let mut fields = vec![
+        mrkdwn(&format!(
+            "*Severity*\n{} — {}",
+            incident.severity,
+            escape(&sev.description)
+        )),
+        mrkdwn(&format!("*Status*\n{}", incident.status)),
+        mrkdwn(&format!("*SPOC*\n<@{}>", incident.spoc)),
+        mrkdwn(&format!("*Services*\n{}", escape(&services_text(&incident.services)))),
+        mrkdwn(&format!(
+            "*Declared*\n{} by <@{}>",
+            slack_date(incident.declared_at),
+            incident.declared_by
+        )),
+    ];
+    if incident.is_private {
+        fields.push(mrkdwn("*Visibility*\n🔒 private"));
+    }
+    let mut blocks = vec![
+        json!({ "type": "header", "block_id": "card_header", "text": plain(&header, 150) }),
+        json!({ "type": "section", "block_id": "card_fields", "fields": fields }),
+    ];
+    if !incident.description.trim().is_empty() {
+        blocks.push(json!({
+            "type": "section",
+            "block_id": "card_description",
+            "text": mrkdwn(&escape(&incident.description)),
+        }));
+    }
+    let cadence = if sev.update_every.is_zero() {
+        "no scheduled stakeholder updates".to_string()
+    } else {
+        format!("stakeholder updates due every {}", humanize(sev.update_every))
+    };
+    blocks.push(json!({
+        "type": "context",
+        "block_id": "card_context",
+        "elements": [mrkdwn(&format!("{} · {cadence} · `/incident help` for commands", incident.severity))],
+    }));
+    Value::Array(blocks)
+}
+
+/// Plain-text fallback for notifications and screen readers.
+pub fn summary_text(incident: &Incident) -> String {
+    format!(
+        "{} {} ({}, {}): {}",
+        severity_emoji(incident.severity),
+        incident.number,
+        incident.severity,
+        incident.status,
+        incident.title
+    )
+}
+
+/// The announcement-channel post (public incidents only).
+pub fn announcement(incident: &Incident, channel_id: &str) -> Value {
+    json!([
+        {
+            "type": "section",
+            "block_id": "announce",
+            "text": mrkdwn(&format!(
+                "{} *{}* declared · *{}* · <#{}>\n*{}*\nSPOC <@{}> · services: {}",
+                severity_emoji(incident.severity),
+                incident.number,
+                incident.severity,
+                channel_id,
+                escape(&incident.title),
+                incident.spoc,
+                escape(&services_text(&incident.services)),
+            )),
+        },
+        {
+            "type": "context",
+            "block_id": "announce_context",
+            "elements": [mrkdwn(&format!("Declared {} by <@{}> · follow updates in this thread", slack_date(incident.declared_at), incident.declared_by))],
+        }
+    ])
+}
+
+/// The channel topic: severity · status · SPOC · title (Slack allows 250 characters).
+pub fn topic(incident: &Incident) -> String {
+    truncate(
+        &format!(
+            "{} · {} · SPOC <@{}> · {}",
+            incident.severity, incident.status, incident.spoc, incident.title
+        ),
+        250,
+    )
+}
+
+/// "30m", "4h", "1h30m", "1d".
+pub fn humanize(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    let (days, hours, mins, s) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
+    let mut out = String::new();
+    for (v, unit) in [(days, "d"), (hours, "h"), (mins, "m"), (s, "s")] {
+        if v > 0 {
+            out.push_str(&format!("{v}{unit}"));
+        }
+    }
+    if out.is_empty() {
+        "0s".into()
+    } else {
+        out
+    }
+}
+
+pub const DECLARE_CALLBACK: &str = "declare";
+
+/// The declare modal. `origin` (where `/incident` was typed) travels in `private_metadata`.
+pub fn declare_modal(policy: &Policy, title: &str, declarer: &str, origin: &str) -> Value {
+    let severity_options: Vec<Value> = policy
+        .severities
+        .iter()
+        .map(|p| {
+            json!({
+                "text": plain(p.severity.as_str(), 75),
+                "value": p.severity.as_str(),
+                "description": plain(&p.description, 75),
+            })
+        })
+        .collect();
+    let service_options: Vec<Value> = policy
+        .services
+        .iter()
+        .take(100)
+        .map(|s| json!({ "text": plain(s, 75), "value": s }))
+        .collect();
+    let mut title_input = json!({
+        "type": "plain_text_input",
+        "action_id": "title",
+        "max_length": MAX_TITLE_CHARS,
+        "placeholder": plain("e.g. Payments API returning 500s", 150),
+    });
+    let prefill: String = title.trim().chars().take(MAX_TITLE_CHARS).collect();
+    if !prefill.is_empty() {
+        title_input["initial_value"] = json!(prefill);
+    }
+    json!({
+        "type": "modal",
+        "callback_id": DECLARE_CALLBACK,
+        "title": plain("Declare an incident", 24),
+        "submit": plain("Declare", 24),
+        "close": plain("Cancel", 24),
+        "private_metadata": json!({ "origin": origin }).to_string(),
+        "blocks": [
+            { "type": "input", "block_id": "title", "label": plain("Title", 2000), "element": title_input },
+            {
+                "type": "input", "block_id": "severity", "label": plain("Severity", 2000),
+                "element": { "type": "static_select", "action_id": "severity", "options": severity_options,
+                             "placeholder": plain("How bad is it?", 150) }
+            },
+            {
+                "type": "input", "block_id": "services", "optional": true, "label": plain("Affected service lines", 2000),
+                "element": { "type": "multi_static_select", "action_id": "services", "options": service_options,
+                             "placeholder": plain("Pick the affected services", 150) }
+            },
+            {
+                "type": "input", "block_id": "description", "optional": true,
+                "label": plain("What is happening? Customer impact?", 2000),
+                "element": { "type": "plain_text_input", "action_id": "description", "multiline": true,
+                             "max_length": MAX_DESCRIPTION_CHARS }
+            },
+            {
+                "type": "input", "block_id": "spoc", "label": plain("SPOC (single point of contact)", 2000),
+                "element": { "type": "users_select", "action_id": "spoc", "initial_user": declarer }
+            },
+            {
+                "type": "input", "block_id": "private", "optional": true, "label": plain("Visibility", 2000),
+                "element": { "type": "checkboxes", "action_id": "private", "options": [
+                    { "text": plain("Private incident: private channel, never announced", 75), "value": "private" }
+                ] }
+            }
+        ]
+    })
+}
+
+/// Converts text + blocks JSON into a message.
+pub fn content(text: &str, blocks: Value) -> SlackMessageContent {
+    let blocks: Option<Vec<SlackBlock>> = serde_json::from_value(blocks)
+        .map_err(|e| tracing::error!(error = %e, "bug: blocks do not fit slack-morphism's model"))
+        .ok();
+    SlackMessageContent::new().with_text(text.into()).opt_blocks(blocks)
+}
+
+/// A text-only message.
+pub fn text(text: &str) -> SlackMessageContent {
+    SlackMessageContent::new().with_text(text.into())
+}
+
+/// Converts a modal's JSON into slack-morphism's view.
+pub fn modal(view: Value) -> anyhow::Result<SlackView> {
+    Ok(serde_json::from_value(view)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    pub(crate) fn sample_incident() -> Incident {
+        Incident {
+            id: IncidentId(1),
+            number: IncidentNumber(42),
+            title: "Payments <!channel> & refunds".into(),
+            description: "Card payments fail with 500 for ~30% of requests".into(),
+            severity: Severity::Sev1,
+            status: Status::Investigating,
+            services: vec!["payments".into(), "checkout".into()],
+            is_private: false,
+            declared_by: UserId::parse("U0ALICE").unwrap(),
+            spoc: UserId::parse("U0BOB").unwrap(),
+            origin_channel: Some("C0GENERAL".into()),
+            channel_id: Some("C0INC".into()),
+            channel_name: Some("inc-42-payments".into()),
+            card_ts: None,
+            announce_ts: None,
+            declared_at: chrono::Utc.with_ymd_and_hms(2026, 11, 23, 14, 0, 0).unwrap(),
+            acknowledged_at: None,
+            identified_at: None,
+            mitigated_at: None,
+            resolved_at: None,
+            closed_at: None,
+            canceled_at: None,
+        }
+    }
+
+    /// Every mrkdwn text in `v` (plain_text is never parsed for mentions, so it is safe as is).
+    fn mrkdwn_texts(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                if map.get("type") == Some(&json!("mrkdwn")) {
+                    out.push(map["text"].as_str().unwrap_or_default().to_string());
+                }
+                map.values().for_each(|v| mrkdwn_texts(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| mrkdwn_texts(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn user_text_is_escaped_in_mrkdwn() {
+        let mut inc = sample_incident();
+        inc.description = "<!here> see <https://evil|click>".into();
+        let mut texts = Vec::new();
+        mrkdwn_texts(&summary_card(&inc, &Policy::default()), &mut texts);
+        mrkdwn_texts(&announcement(&inc, "C0INC"), &mut texts);
+        for t in &texts {
+            assert!(
+                !t.contains("<!channel>") && !t.contains("<!here>") && !t.contains("<https"),
+                "{t}"
+            );
+        }
+        let ann = announcement(&sample_incident(), "C0INC").to_string();
+        assert!(ann.contains("&lt;!channel&gt; &amp; refunds"), "{ann}");
+    }
+
+    #[test]
+    fn blocks_convert_to_slack_morphism_types() {
+        let policy = Policy::default();
+        let inc = sample_incident();
+        for blocks in [summary_card(&inc, &policy), announcement(&inc, "C1")] {
+            let parsed: Vec<SlackBlock> = serde_json::from_value(blocks.clone()).expect("valid blocks");
+            assert_eq!(parsed.len(), blocks.as_array().unwrap().len());
+        }
+        let view = modal(declare_modal(&policy, "Checkout down", "U0ALICE", "C0GENERAL")).unwrap();
+        let back = serde_json::to_value(view).unwrap();
+        assert_eq!(back["callback_id"], DECLARE_CALLBACK);
+        assert_eq!(back["blocks"][0]["element"]["initial_value"], "Checkout down");
+    }
+
+    #[test]
+    fn long_titles_fit_the_header_limit() {
+        let mut inc = sample_incident();
+        inc.title = "x".repeat(MAX_TITLE_CHARS);
+        inc.number = IncidentNumber(9_999_999);
+        let card = summary_card(&inc, &Policy::default());
+        assert!(card[0]["text"]["text"].as_str().unwrap().chars().count() <= 150);
+        assert!(topic(&inc).chars().count() <= 250);
+    }
+
+    #[test]
+    fn durations_read_like_config() {
+        assert_eq!(humanize(std::time::Duration::from_secs(1800)), "30m");
+        assert_eq!(humanize(std::time::Duration::from_secs(5400)), "1h30m");
+        assert_eq!(humanize(std::time::Duration::ZERO), "0s");
+    }
+}

@@ -1,0 +1,225 @@
+//! Performs outbox jobs against Slack: create the channel, invite, set the topic, post and pin
+//! the card, announce, confirm to the declarer. Each job is one idempotent step; what it
+//! learns (channel id, message ts) is stored when the job completes.
+
+use super::blocks;
+use super::web::{SlackCallError, SlackWeb};
+use crate::config::Policy;
+use crate::db::{Db, JobUpdate, NewJob};
+use crate::incident::model::*;
+use crate::outbox::{Job, JobKind, Outcome, Runner};
+use serde_json::json;
+
+/// How many `-2`, `-3`, … suffixes we try after `name_taken` before giving up.
+const MAX_NAME_ATTEMPTS: u32 = 50;
+
+/// Slack error codes that no retry can fix.
+const PERMANENT: &[&str] = &[
+    "invalid_blocks",
+    "invalid_arguments",
+    "channel_not_found",
+    "is_archived",
+    "not_in_channel",
+    "invalid_name",
+    "invalid_name_specials",
+    "invalid_name_maxlength",
+    "invalid_name_required",
+    "restricted_action",
+    "missing_scope",
+    "user_not_found",
+    "msg_too_long",
+    "no_text",
+];
+
+fn outcome_of(e: SlackCallError) -> Outcome {
+    match &e {
+        SlackCallError::Api { code, .. } if PERMANENT.contains(&code.as_str()) => {
+            Outcome::GiveUp { error: e.to_string() }
+        }
+        SlackCallError::Unavailable { retry_after, .. } => Outcome::Retry {
+            after: *retry_after,
+            error: e.to_string(),
+        },
+        SlackCallError::Api { .. } => Outcome::Retry {
+            after: None,
+            error: e.to_string(),
+        },
+    }
+}
+
+/// Runs outbox jobs with the bot's Slack client.
+pub struct SlackEffects {
+    pub db: Db,
+    pub web: SlackWeb,
+    pub policy: Policy,
+    pub bot_user_id: String,
+}
+
+impl SlackEffects {
+    async fn step(&self, job: &Job, incident: &Incident) -> Result<JobUpdate, Outcome> {
+        let channel = incident.channel_id.clone().unwrap_or_default();
+        let need_channel = || Outcome::GiveUp {
+            error: format!("{} has no channel yet", incident.number),
+        };
+        match job.kind {
+            JobKind::CreateChannel => self.create_channel(incident).await,
+            JobKind::InviteMembers => {
+                if channel.is_empty() {
+                    return Err(need_channel());
+                }
+                let mut users = vec![incident.declared_by.to_string()];
+                if incident.spoc != incident.declared_by {
+                    users.push(incident.spoc.to_string());
+                }
+                users.retain(|u| *u != self.bot_user_id);
+                if !users.is_empty() {
+                    self.web.invite(&channel, &users).await.map_err(outcome_of)?;
+                }
+                Ok(JobUpdate::default())
+            }
+            JobKind::SetTopic => {
+                self.web
+                    .set_topic(&channel, &blocks::topic(incident))
+                    .await
+                    .map_err(outcome_of)?;
+                Ok(JobUpdate::default())
+            }
+            JobKind::PostCard => {
+                let content = blocks::content(
+                    &blocks::summary_text(incident),
+                    blocks::summary_card(incident, &self.policy),
+                );
+                let ts = self.web.post(&channel, content, None).await.map_err(outcome_of)?;
+                Ok(JobUpdate {
+                    card_ts: Some(ts),
+                    then: vec![NewJob::new(JobKind::PinCard)],
+                    ..JobUpdate::default()
+                })
+            }
+            JobKind::PinCard => {
+                let ts = incident.card_ts.as_deref().ok_or_else(|| Outcome::GiveUp {
+                    error: "no card to pin".into(),
+                })?;
+                self.web.pin(&channel, ts).await.map_err(outcome_of)?;
+                Ok(JobUpdate::default())
+            }
+            JobKind::Announce => {
+                let Some(announce) = self.policy.announce_channel.as_deref().filter(|_| !incident.is_private) else {
+                    // Private incidents are never announced (checked again here, not only when enqueued).
+                    return Ok(JobUpdate::default());
+                };
+                let content = blocks::content(
+                    &blocks::summary_text(incident),
+                    blocks::announcement(incident, &channel),
+                );
+                let ts = self.web.post(announce, content, None).await.map_err(outcome_of)?;
+                Ok(JobUpdate {
+                    announce_ts: Some(ts),
+                    event: Some((EventKind::Announced, json!({ "channel": announce }))),
+                    ..JobUpdate::default()
+                })
+            }
+            JobKind::ConfirmDeclarer => {
+                let text = format!(
+                    "✅ {} declared ({}): <#{}>. You are {}.",
+                    incident.number,
+                    incident.severity,
+                    channel,
+                    if incident.spoc == incident.declared_by {
+                        "the SPOC".to_string()
+                    } else {
+                        format!("the declarer; <@{}> is the SPOC", incident.spoc)
+                    }
+                );
+                self.tell_declarer(incident, &text).await.map_err(outcome_of)?;
+                Ok(JobUpdate::default())
+            }
+        }
+    }
+
+    /// Creates `inc-<n>-<slug>`, moving on to `-2`, `-3`, … while Slack says `name_taken`.
+    async fn create_channel(&self, incident: &Incident) -> Result<JobUpdate, Outcome> {
+        if let (Some(id), Some(name)) = (&incident.channel_id, &incident.channel_name) {
+            return Ok(self.after_channel(incident, id.clone(), name.clone()));
+        }
+        for attempt in 1..=MAX_NAME_ATTEMPTS {
+            let name = channel_name(&self.policy.channel_prefix, incident.number, &incident.title, attempt);
+            match self.web.create_channel(&name, incident.is_private).await {
+                Ok(id) => return Ok(self.after_channel(incident, id, name)),
+                Err(e) if e.code() == Some("name_taken") => continue,
+                Err(e) => return Err(outcome_of(e)),
+            }
+        }
+        Err(Outcome::GiveUp {
+            error: format!("every channel name up to -{MAX_NAME_ATTEMPTS} is taken"),
+        })
+    }
+
+    fn after_channel(&self, incident: &Incident, id: String, name: String) -> JobUpdate {
+        let mut then = vec![
+            NewJob::new(JobKind::InviteMembers),
+            NewJob::new(JobKind::SetTopic),
+            NewJob::new(JobKind::PostCard),
+            NewJob::new(JobKind::ConfirmDeclarer),
+        ];
+        if self.policy.announce_channel.is_some() && !incident.is_private {
+            then.push(NewJob::new(JobKind::Announce));
+        }
+        JobUpdate {
+            event: Some((EventKind::ChannelCreated, json!({ "channel": id, "name": name }))),
+            channel: Some((id, name)),
+            then,
+            ..JobUpdate::default()
+        }
+    }
+
+    /// Ephemeral in the channel where they typed `/incident`; a DM when that is not possible.
+    async fn tell_declarer(&self, incident: &Incident, text: &str) -> Result<(), SlackCallError> {
+        let user = incident.declared_by.as_str();
+        if let Some(origin) = incident.origin_channel.as_deref() {
+            match self.web.post_ephemeral(origin, user, blocks::text(text)).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.code().is_some() => {} // not in that channel, DM: fall back to a DM
+                Err(e) => return Err(e),
+            }
+        }
+        self.web.post(user, blocks::text(text), None).await.map(|_| ())
+    }
+}
+
+impl Runner for SlackEffects {
+    async fn run(&self, job: Job) -> Outcome {
+        let incident = match self.db.incident(job.incident_id).await {
+            Ok(i) => i,
+            Err(e) => {
+                return Outcome::Retry {
+                    error: format!("cannot load incident: {e}"),
+                    after: None,
+                }
+            }
+        };
+        match self.step(&job, &incident).await {
+            Ok(update) => Outcome::Done(update),
+            Err(outcome) => outcome,
+        }
+    }
+
+    async fn report_delay(&self, job: Job, error: String) {
+        // One notice per incident: the declarer needs to know, not to be spammed.
+        let key = format!("delay-notice:{}", job.incident_id.0);
+        let Ok(incident) = self.db.incident(job.incident_id).await else {
+            return;
+        };
+        if !self.db.first_time(&key, chrono::Utc::now()).await.unwrap_or(false) {
+            return;
+        }
+        let text = format!(
+            "⚠️ {} is saved, but {} is delayed ({error}). I keep retrying; nothing is lost.",
+            incident.number,
+            job.kind.describe()
+        );
+        if let Err(e) = self.tell_declarer(&incident, &text).await {
+            tracing::warn!(incident = %incident.number, error = %e, "cannot tell the declarer about a delay");
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Parses submitted modal state (`view.state.values`, Slack's JSON) into domain types, or into
+//! per-field errors that Slack shows under each input (`response_action: errors`).
+
+use crate::config::Policy;
+use crate::incident::model::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Field errors keyed by block id, as Slack expects them.
+pub type FieldErrors = BTreeMap<String, String>;
+
+/// Reads one input's value from `state.values[block][action]`.
+fn input<'a>(values: &'a Value, block: &str) -> &'a Value {
+    &values[block][block]
+}
+
+fn text_of(values: &Value, block: &str) -> String {
+    input(values, block)["value"].as_str().unwrap_or_default().to_string()
+}
+
+/// The origin channel stored in the modal's `private_metadata`.
+pub fn origin_of(private_metadata: &str) -> Option<String> {
+    serde_json::from_str::<Value>(private_metadata)
+        .ok()?
+        .get("origin")?
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// Parses the declare modal.
+pub fn parse_declare(
+    values: &Value,
+    private_metadata: &str,
+    declarer: &UserId,
+    policy: &Policy,
+) -> Result<NewIncident, FieldErrors> {
+    let mut errors = FieldErrors::new();
+
+    let title = Title::parse(&text_of(values, "title"))
+        .map_err(|e| errors.insert("title".into(), e))
+        .ok();
+
+    let severity = match input(values, "severity")["selected_option"]["value"].as_str() {
+        Some(v) => v
+            .parse::<Severity>()
+            .map_err(|e| errors.insert("severity".into(), e))
+            .ok(),
+        None => {
+            errors.insert("severity".into(), "Pick a severity (SEV1 is the worst).".into());
+            None
+        }
+    };
+
+    let mut services = Vec::new();
+    if let Some(selected) = input(values, "services")["selected_options"].as_array() {
+        for opt in selected {
+            let v = opt["value"].as_str().unwrap_or_default();
+            if policy.services.iter().any(|s| s == v) {
+                if !services.iter().any(|s| s == v) {
+                    services.push(v.to_string());
+                }
+            } else {
+                errors.insert(
+                    "services".into(),
+                    format!(
+                        "`{v}` is not a configured service line (known: {}).",
+                        policy.services.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    let description = text_of(values, "description").trim().to_string();
+    let chars = description.chars().count();
+    if chars > MAX_DESCRIPTION_CHARS {
+        errors.insert(
+            "description".into(),
+            format!("Keep the description to {MAX_DESCRIPTION_CHARS} characters (it has {chars})."),
+        );
+    }
+
+    let spoc = match input(values, "spoc")["selected_user"].as_str() {
+        Some(u) => UserId::parse(u).map_err(|e| errors.insert("spoc".into(), e)).ok(),
+        None => Some(declarer.clone()),
+    };
+
+    let is_private = input(values, "private")["selected_options"]
+        .as_array()
+        .is_some_and(|opts| opts.iter().any(|o| o["value"] == "private"));
+
+    match (title, severity, spoc) {
+        (Some(title), Some(severity), Some(spoc)) if errors.is_empty() => Ok(NewIncident {
+            title,
+            severity,
+            services,
+            description,
+            spoc,
+            declared_by: declarer.clone(),
+            is_private,
+            origin_channel: origin_of(private_metadata),
+        }),
+        _ => Err(errors),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn values(title: &str, severity: Option<&str>) -> Value {
+        let mut v = json!({
+            "title": { "title": { "type": "plain_text_input", "value": title } },
+            "services": { "services": { "type": "multi_static_select", "selected_options": [
+                { "text": { "type": "plain_text", "text": "payments" }, "value": "payments" } ] } },
+            "description": { "description": { "type": "plain_text_input", "value": "  500s  " } },
+            "spoc": { "spoc": { "type": "users_select", "selected_user": "U0BOB" } },
+            "private": { "private": { "type": "checkboxes", "selected_options": [] } },
+        });
+        if let Some(s) = severity {
+            v["severity"] = json!({ "severity": { "type": "static_select",
+                "selected_option": { "text": { "type": "plain_text", "text": s }, "value": s } } });
+        }
+        v
+    }
+
+    fn alice() -> UserId {
+        UserId::parse("U0ALICE").unwrap()
+    }
+
+    #[test]
+    fn a_complete_form_parses() {
+        let new = parse_declare(
+            &values(" Payments down ", Some("SEV2")),
+            r#"{"origin":"C0GENERAL"}"#,
+            &alice(),
+            &Policy::default(),
+        )
+        .unwrap();
+        assert_eq!(new.title.as_str(), "Payments down");
+        assert_eq!(new.severity, Severity::Sev2);
+        assert_eq!(new.services, vec!["payments"]);
+        assert_eq!(new.description, "500s");
+        assert_eq!(new.spoc.as_str(), "U0BOB");
+        assert!(!new.is_private);
+        assert_eq!(new.origin_channel.as_deref(), Some("C0GENERAL"));
+    }
+
+    #[test]
+    fn each_bad_field_gets_its_own_error() {
+        let errs = parse_declare(&values("   ", None), "", &alice(), &Policy::default()).unwrap_err();
+        assert!(errs["title"].contains("title"));
+        assert!(errs["severity"].contains("severity"));
+        let long = "x".repeat(MAX_TITLE_CHARS + 5);
+        let errs = parse_declare(&values(&long, Some("SEV1")), "", &alice(), &Policy::default()).unwrap_err();
+        assert_eq!(errs.keys().collect::<Vec<_>>(), vec!["title"]);
+        let mut v = values("ok", Some("SEV7"));
+        v["services"]["services"]["selected_options"][0]["value"] = json!("mainframe");
+        let errs = parse_declare(&v, "", &alice(), &Policy::default()).unwrap_err();
+        assert!(errs["severity"].contains("SEV7"));
+        assert!(errs["services"].contains("mainframe"));
+    }
+
+    #[test]
+    fn private_checkbox_and_default_spoc() {
+        let mut v = values("ok", Some("SEV3"));
+        v["private"]["private"]["selected_options"] =
+            json!([{ "text": { "type": "plain_text", "text": "p" }, "value": "private" }]);
+        v["spoc"]["spoc"] = json!({ "type": "users_select" });
+        let new = parse_declare(&v, "not json", &alice(), &Policy::default()).unwrap();
+        assert!(new.is_private);
+        assert_eq!(new.spoc, alice());
+        assert_eq!(new.origin_channel, None);
+    }
+
+    #[test]
+    fn garbage_state_never_panics() {
+        for v in [
+            json!(null),
+            json!([]),
+            json!({"title": 5}),
+            json!({"title": {"title": {"value": 7}}}),
+        ] {
+            assert!(parse_declare(&v, "", &alice(), &Policy::default()).is_err());
+        }
+    }
+}

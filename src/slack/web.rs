@@ -1,0 +1,225 @@
+//! The Slack Web API calls the bot makes, over slack-morphism, with errors reduced to what the
+//! bot acts on: Slack's error code, or "try again later". Messages never contain tokens.
+
+use crate::config::SlackSettings;
+use slack_morphism::errors::*;
+use slack_morphism::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub type Connector = SlackClientHyperHttpsConnector;
+
+/// A failed Slack call.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SlackCallError {
+    /// Slack answered `ok: false` with this code (e.g. `name_taken`).
+    #[error("Slack {method} answered {code}")]
+    Api { method: &'static str, code: String },
+    /// Rate limited, 5xx, timeout or network: worth retrying.
+    #[error("Slack {method} is unavailable ({detail})")]
+    Unavailable {
+        method: &'static str,
+        detail: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl SlackCallError {
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            SlackCallError::Api { code, .. } => Some(code),
+            SlackCallError::Unavailable { .. } => None,
+        }
+    }
+
+    fn from_client(method: &'static str, e: SlackClientError) -> Self {
+        match e {
+            SlackClientError::ApiError(api) => SlackCallError::Api { method, code: api.code },
+            SlackClientError::RateLimitError(rl) => SlackCallError::Unavailable {
+                method,
+                detail: "rate limited".into(),
+                retry_after: rl.retry_after,
+            },
+            SlackClientError::HttpError(h) => SlackCallError::Unavailable {
+                method,
+                detail: format!("HTTP {}", h.status_code.as_u16()),
+                retry_after: None,
+            },
+            // Protocol/system errors carry bodies and URLs; keep only their kind.
+            other => SlackCallError::Unavailable {
+                method,
+                detail: match other {
+                    SlackClientError::HttpProtocolError(_) => "connection failed".into(),
+                    SlackClientError::ProtocolError(_) => "unexpected response".into(),
+                    SlackClientError::EndOfStream(_) => "connection closed".into(),
+                    _ => "client error".into(),
+                },
+                retry_after: None,
+            },
+        }
+    }
+}
+
+/// Shorthand for results of Slack calls.
+pub type SlackResult<T> = Result<T, SlackCallError>;
+
+/// Who the bot is, from `auth.test`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotIdentity {
+    pub team_id: String,
+    pub team: String,
+    pub user_id: String,
+}
+
+/// The bot's Web API client.
+#[derive(Clone)]
+pub struct SlackWeb {
+    client: Arc<SlackClient<Connector>>,
+    token: SlackApiToken,
+    timeout: Duration,
+}
+
+/// Builds a slack-morphism client for `api_url` (http or https), retrying 429s after
+/// `Retry-After`.
+pub fn build_client(api_url: &str) -> anyhow::Result<Arc<SlackClient<Connector>>> {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()?
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    let connector = SlackClientHyperConnector::with_connector(https)
+        .with_slack_api_url(api_url.trim_end_matches('/'))
+        .with_rate_control(SlackApiRateControlConfig::new().with_max_retries(3));
+    Ok(Arc::new(SlackClient::new(connector)))
+}
+
+/// Runs one Web API call with the bot token and a timeout, mapping its error.
+macro_rules! call {
+    ($self:ident, $method:literal, |$s:ident| $body:expr) => {{
+        let $s = $self.client.open_session(&$self.token);
+        match tokio::time::timeout($self.timeout, $body).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(SlackCallError::from_client($method, e)),
+            Err(_) => Err(SlackCallError::Unavailable {
+                method: $method,
+                detail: "timed out".into(),
+                retry_after: None,
+            }),
+        }
+    }};
+}
+
+impl SlackWeb {
+    pub fn new(settings: &SlackSettings) -> anyhow::Result<Self> {
+        Ok(SlackWeb {
+            client: build_client(&settings.api_url)?,
+            token: SlackApiToken::new(settings.bot_token.expose().into()),
+            timeout: Duration::from_secs(10),
+        })
+    }
+
+    pub fn client(&self) -> Arc<SlackClient<Connector>> {
+        self.client.clone()
+    }
+
+    pub async fn auth_test(&self) -> SlackResult<BotIdentity> {
+        let r = call!(self, "auth.test", |s| s.auth_test())?;
+        Ok(BotIdentity {
+            team_id: r.team_id.to_string(),
+            team: r.team,
+            user_id: r.user_id.to_string(),
+        })
+    }
+
+    /// Creates a channel; returns its id.
+    pub async fn create_channel(&self, name: &str, private: bool) -> SlackResult<String> {
+        let req = SlackApiConversationsCreateRequest::new(name.into()).with_is_private(private);
+        let r = call!(self, "conversations.create", |s| s.conversations_create(&req))?;
+        Ok(r.channel.id.to_string())
+    }
+
+    /// Invites users; people already in the channel are not an error.
+    pub async fn invite(&self, channel: &str, users: &[String]) -> SlackResult<()> {
+        let req = SlackApiConversationsInviteRequest::new(
+            channel.into(),
+            users.iter().map(|u| SlackUserId(u.clone())).collect(),
+        );
+        let r = call!(self, "conversations.invite", |s| s.conversations_invite(&req));
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.code(), Some("already_in_channel") | Some("cant_invite_self")) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn set_topic(&self, channel: &str, topic: &str) -> SlackResult<()> {
+        let req = SlackApiConversationsSetTopicRequest::new(channel.into(), topic.into());
+        call!(self, "conversations.setTopic", |s| s.conversations_set_topic(&req))?;
+        Ok(())
+    }
+
+    /// Posts a message (optionally in a thread); returns its ts.
+    pub async fn post(
+        &self,
+        channel: &str,
+        content: SlackMessageContent,
+        thread_ts: Option<&str>,
+    ) -> SlackResult<String> {
+        let mut req = SlackApiChatPostMessageRequest::new(channel.into(), content);
+        req.thread_ts = thread_ts.map(|t| SlackTs(t.into()));
+        req.unfurl_links = Some(false);
+        let r = call!(self, "chat.postMessage", |s| s.chat_post_message(&req))?;
+        Ok(r.ts.to_string())
+    }
+
+    pub async fn post_ephemeral(&self, channel: &str, user: &str, content: SlackMessageContent) -> SlackResult<()> {
+        let req = SlackApiChatPostEphemeralRequest::new(channel.into(), SlackUserId(user.into()), content);
+        call!(self, "chat.postEphemeral", |s| s.chat_post_ephemeral(&req))?;
+        Ok(())
+    }
+
+    pub async fn update(&self, channel: &str, ts: &str, content: SlackMessageContent) -> SlackResult<()> {
+        let req = SlackApiChatUpdateRequest::new(channel.into(), content, SlackTs(ts.into()));
+        call!(self, "chat.update", |s| s.chat_update(&req))?;
+        Ok(())
+    }
+
+    /// Pins a message; already pinned is not an error.
+    pub async fn pin(&self, channel: &str, ts: &str) -> SlackResult<()> {
+        let req = SlackApiPinsAddRequest::new(channel.into(), SlackTs(ts.into()));
+        let r = call!(self, "pins.add", |s| s.pins_add(&req));
+        match r {
+            Err(e) if e.code() == Some("already_pinned") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    pub async fn open_view(&self, trigger_id: &str, view: SlackView) -> SlackResult<()> {
+        let req = SlackApiViewsOpenRequest::new(SlackTriggerId(trigger_id.into()), view);
+        call!(self, "views.open", |s| s.views_open(&req))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_keep_codes_and_drop_bodies() {
+        let api = SlackCallError::from_client(
+            "conversations.create",
+            SlackClientError::ApiError(
+                SlackClientApiError::new("name_taken".into()).with_http_response_body("xoxb-secret".into()),
+            ),
+        );
+        assert_eq!(api.code(), Some("name_taken"));
+        assert!(!api.to_string().contains("xoxb"), "{api}");
+        let rl = SlackCallError::from_client(
+            "chat.postMessage",
+            SlackClientError::RateLimitError(SlackRateLimitError::new().with_retry_after(Duration::from_secs(3))),
+        );
+        assert!(matches!(rl, SlackCallError::Unavailable { retry_after: Some(d), .. } if d == Duration::from_secs(3)));
+    }
+}

@@ -1,0 +1,39 @@
+//! Test harness: a sandbox + bot on SQLite, or on PostgreSQL when `TEST_DATABASE_URL` is set
+//! (each test in a fresh schema).
+#![allow(dead_code)]
+
+use incident_bot::app::BotOptions;
+use incident_bot::config::Policy;
+use incident_bot::demo::{demo_policy, fast_options, LocalStack};
+use std::time::Duration;
+
+pub const READY: Duration = Duration::from_secs(10);
+
+/// Which database this run uses: `Some((url, fresh schema))` on PostgreSQL, `None` on SQLite.
+pub fn database() -> Option<(String, String)> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .map(|url| (url, format!("t_{}", uuid::Uuid::new_v4().simple())))
+}
+
+pub async fn stack() -> LocalStack {
+    stack_with(demo_policy(), fast_options()).await
+}
+
+pub async fn stack_with(policy: Policy, opts: BotOptions) -> LocalStack {
+    let db = database();
+    LocalStack::start(db.as_ref().map(|(u, s)| (u.as_str(), Some(s.as_str()))), policy, opts)
+        .await
+        .expect("the sandbox and bot start")
+}
+
+/// What every test should end with: Slack saw nothing it would reject, every ack was on time.
+pub fn assert_slack_happy(stack: &LocalStack) {
+    assert_eq!(
+        stack.sandbox.block_kit_violations(),
+        Vec::<String>::new(),
+        "Block Kit violations"
+    );
+    assert_eq!(stack.sandbox.late_acks(), 0, "envelopes acked after the deadline");
+}

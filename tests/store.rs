@@ -1,0 +1,111 @@
+//! Store behaviour that needs a real database: numbering under concurrency (two "replicas",
+//! i.e. two pools on one database), idempotent declarations, outbox claiming.
+
+mod common;
+
+use incident_bot::db::{Db, DeclareOutcome};
+use incident_bot::incident::model::*;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+async fn two_pools() -> (Db, Db, Option<std::path::PathBuf>) {
+    match common::database() {
+        Some((url, schema)) => (
+            Db::connect_with(&url, Some(&schema)).await.unwrap(),
+            Db::connect_with(&url, Some(&schema)).await.unwrap(),
+            None,
+        ),
+        None => {
+            let file = std::env::temp_dir().join(format!("incident-bot-store-{}.db", uuid::Uuid::new_v4()));
+            let url = format!("sqlite://{}", file.display());
+            (
+                Db::connect(&url).await.unwrap(),
+                Db::connect(&url).await.unwrap(),
+                Some(file),
+            )
+        }
+    }
+}
+
+fn new_incident(title: &str) -> NewIncident {
+    NewIncident {
+        title: Title::parse(title).unwrap(),
+        severity: Severity::Sev3,
+        services: vec![],
+        description: "d".into(),
+        spoc: UserId::parse("U0ALICE").unwrap(),
+        declared_by: UserId::parse("U0ALICE").unwrap(),
+        is_private: false,
+        origin_channel: None,
+    }
+}
+
+#[tokio::test]
+async fn concurrent_declares_on_two_replicas_never_share_a_number() {
+    let (a, b, file) = two_pools().await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let db = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            match db
+                .declare(
+                    &new_incident(&format!("n{i}")),
+                    &format!("view:{i}"),
+                    chrono::Utc::now(),
+                )
+                .await
+                .unwrap()
+            {
+                DeclareOutcome::Created(inc) => inc.number.0,
+                DeclareOutcome::Duplicate(_) => panic!("distinct keys are not duplicates"),
+            }
+        }));
+    }
+    let mut numbers = BTreeSet::new();
+    for t in tasks {
+        assert!(numbers.insert(t.await.unwrap()), "a number was handed out twice");
+    }
+    assert_eq!(numbers.len(), 40);
+    assert_eq!(*numbers.iter().next_back().unwrap(), 40, "no gaps when nothing failed");
+    if let Some(f) = file {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+#[tokio::test]
+async fn the_same_declaration_twice_is_stored_once() {
+    let (a, b, _file) = two_pools().await;
+    let now = chrono::Utc::now();
+    let dup = new_incident("dup");
+    let (x, y) = tokio::join!(a.declare(&dup, "view:same", now), b.declare(&dup, "view:same", now));
+    let outcomes = [x.unwrap(), y.unwrap()];
+    let created = outcomes
+        .iter()
+        .filter(|o| matches!(o, DeclareOutcome::Created(_)))
+        .count();
+    assert_eq!(created, 1, "{outcomes:?}");
+    assert_eq!(a.incident_count().await.unwrap(), 1);
+    let id = match &outcomes[0] {
+        DeclareOutcome::Created(i) | DeclareOutcome::Duplicate(i) => i.id,
+    };
+    assert_eq!(a.timeline(id).await.unwrap().len(), 1, "one declared event");
+}
+
+#[tokio::test]
+async fn a_job_is_claimed_by_one_replica_until_its_lease_expires() {
+    let (a, b, _file) = two_pools().await;
+    let now = chrono::Utc::now();
+    a.declare(&new_incident("lease"), "view:lease", now).await.unwrap();
+    let lease = Duration::from_secs(30);
+    let (x, y) = tokio::join!(a.claim_jobs(now, lease, 10), b.claim_jobs(now, lease, 10));
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.len() + y.len(), 1, "exactly one replica holds the job");
+    let later = now + chrono::Duration::seconds(31);
+    let reclaimed = b.claim_jobs(later, lease, 10).await.unwrap();
+    assert_eq!(reclaimed.len(), 1, "an expired lease is taken over");
+    assert_eq!(reclaimed[0].attempt, 2);
+    assert_eq!(
+        a.next_job_due().await.unwrap().map(|d| d.timestamp_millis()),
+        Some((later + chrono::Duration::seconds(30)).timestamp_millis())
+    );
+}
