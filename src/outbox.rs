@@ -22,10 +22,13 @@ pub enum JobKind {
     PinCard,
     Announce,
     ConfirmDeclarer,
+    RefreshCard,
+    PostNotice,
+    InviteUsers,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 7] = [
+    pub const ALL: [JobKind; 10] = [
         JobKind::CreateChannel,
         JobKind::InviteMembers,
         JobKind::SetTopic,
@@ -33,6 +36,9 @@ impl JobKind {
         JobKind::PinCard,
         JobKind::Announce,
         JobKind::ConfirmDeclarer,
+        JobKind::RefreshCard,
+        JobKind::PostNotice,
+        JobKind::InviteUsers,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +50,9 @@ impl JobKind {
             JobKind::PinCard => "pin_card",
             JobKind::Announce => "announce",
             JobKind::ConfirmDeclarer => "confirm_declarer",
+            JobKind::RefreshCard => "refresh_card",
+            JobKind::PostNotice => "post_notice",
+            JobKind::InviteUsers => "invite_users",
         }
     }
 
@@ -61,6 +70,9 @@ impl JobKind {
             JobKind::PinCard => "pinning the summary card",
             JobKind::Announce => "announcing the incident",
             JobKind::ConfirmDeclarer => "confirming to the declarer",
+            JobKind::RefreshCard => "refreshing the summary card",
+            JobKind::PostNotice => "posting a notice",
+            JobKind::InviteUsers => "inviting people",
         }
     }
 }

@@ -312,7 +312,7 @@ async fn a_form_that_cannot_open_is_reported_to_the_user() {
             .sandbox
             .ephemerals("U0ALICE")
             .into_iter()
-            .find(|m| m.text.contains("could not open the declare form"))
+            .find(|m| m.text.contains("could not open the form"))
     })
     .await;
     assert!(told.is_some());

@@ -25,7 +25,8 @@ enum Lookup<'a> {
 
 pub(super) const INCIDENT_COLUMNS: &str = "id, number, title, description, severity, status, services, \
     is_private, declared_by, spoc, origin_channel, channel_id, channel_name, card_ts, announce_ts, \
-    declared_at, acknowledged_at, identified_at, mitigated_at, resolved_at, closed_at, canceled_at";
+    declared_at, acknowledged_at, identified_at, mitigated_at, resolved_at, closed_at, canceled_at, \
+    roles, regions, customers, merchants, transactions, impact_start, impact_end, resolution, root_cause, last_update_at";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct IncidentRow {
@@ -51,6 +52,16 @@ pub(super) struct IncidentRow {
     resolved_at: Option<i64>,
     closed_at: Option<i64>,
     canceled_at: Option<i64>,
+    roles: String,
+    regions: String,
+    customers: Option<i64>,
+    merchants: Option<i64>,
+    transactions: Option<i64>,
+    impact_start: Option<i64>,
+    impact_end: Option<i64>,
+    resolution: String,
+    root_cause: String,
+    last_update_at: Option<i64>,
 }
 
 impl TryFrom<IncidentRow> for Incident {
@@ -80,6 +91,18 @@ impl TryFrom<IncidentRow> for Incident {
             resolved_at: r.resolved_at.map(from_ms),
             closed_at: r.closed_at.map(from_ms),
             canceled_at: r.canceled_at.map(from_ms),
+            roles: serde_json::from_str(&r.roles).context("incidents.roles is not a JSON map")?,
+            footprint: Footprint {
+                regions: serde_json::from_str(&r.regions).context("incidents.regions is not a JSON list")?,
+                customers: r.customers,
+                merchants: r.merchants,
+                transactions: r.transactions,
+                impact_start: r.impact_start.map(from_ms),
+                impact_end: r.impact_end.map(from_ms),
+            },
+            resolution: r.resolution,
+            root_cause: r.root_cause,
+            last_update_at: r.last_update_at.map(from_ms),
         })
     }
 }

@@ -4,9 +4,11 @@
 //! Times are stored as unix epoch milliseconds (BIGINT) so that comparisons and arithmetic are
 //! identical on both backends; conversion to `DateTime<Utc>` happens here and nowhere else.
 
+mod changes;
 mod incidents;
 mod outbox;
 
+pub use changes::{jobs_for, Refused};
 pub use incidents::DeclareOutcome;
 pub use outbox::{JobUpdate, NewJob};
 

@@ -229,6 +229,24 @@ pub struct Incident {
     pub resolved_at: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,
     pub canceled_at: Option<DateTime<Utc>>,
+    /// Optional roles (comms, tech_lead, …) → who holds them. The SPOC is [`Incident::spoc`].
+    pub roles: std::collections::BTreeMap<String, UserId>,
+    pub footprint: Footprint,
+    pub resolution: String,
+    pub root_cause: String,
+    /// The last stakeholder update: the SLA clock counts from here (or from declaration).
+    pub last_update_at: Option<DateTime<Utc>>,
+}
+
+/// Quantified impact (the affected service lines are [`Incident::services`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Footprint {
+    pub regions: Vec<String>,
+    pub customers: Option<i64>,
+    pub merchants: Option<i64>,
+    pub transactions: Option<i64>,
+    pub impact_start: Option<DateTime<Utc>>,
+    pub impact_end: Option<DateTime<Utc>>,
 }
 
 /// Kinds of timeline events. Stored as their snake_case name.

@@ -367,6 +367,9 @@ impl Sandbox {
             if view.closed {
                 bail!("view {view_id} is closed; Slack cannot submit it");
             }
+            if view.user != user {
+                bail!("view {view_id} is shown to {}, not to {user}", view.user);
+            }
             let mut raw = view.raw.clone();
             raw["state"] = serde_json::json!({ "values": values });
             let trigger_id = state.new_trigger(user);

@@ -31,8 +31,8 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::{blockkit, events, shutdown_requested, Ack, Message, Shared, BOT_USER_ID, MAX_SOCKET_CONNECTIONS};
 
-/// How long after a `disconnect` message the socket is closed (Slack: "about 10 seconds" for
-/// `warning`, immediately-ish for `refresh_requested`; 100 ms keeps tests fast).
+/// How long after a `disconnect` message the socket is closed. Slack closes it shortly after the
+/// message (a `warning` comes earlier ahead); 100 ms keeps tests fast.
 const CLOSE_AFTER_DISCONNECT: Duration = Duration::from_millis(100);
 /// How long a ticket from `apps.connections.open` stays valid.
 pub(crate) const TICKET_TTL: Duration = Duration::from_secs(30);
@@ -46,6 +46,14 @@ enum Outbound {
     Disconnect(String),
     /// Drop the TCP stream without any goodbye.
     Abort,
+}
+
+/// Why a new connection is turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Slack's limit of [`MAX_SOCKET_CONNECTIONS`] per app.
+    TooManyWebsockets,
+    ShuttingDown,
 }
 
 #[derive(Debug)]
@@ -160,11 +168,13 @@ impl Hub {
     }
 
     /// Adds a connection: queues `hello`, then any envelopes that were waiting for a connection.
-    /// `None` when the app already has the maximum number of connections.
-    fn register(&self) -> Option<(u64, mpsc::UnboundedReceiver<Outbound>)> {
+    fn register(&self) -> Result<(u64, mpsc::UnboundedReceiver<Outbound>), Refusal> {
         let mut state = self.lock();
-        if state.closed || state.live_count() >= MAX_SOCKET_CONNECTIONS {
-            return None;
+        if state.closed {
+            return Err(Refusal::ShuttingDown);
+        }
+        if state.live_count() >= MAX_SOCKET_CONNECTIONS {
+            return Err(Refusal::TooManyWebsockets);
         }
         let (tx, rx) = mpsc::unbounded_channel();
         state.next_connection += 1;
@@ -180,7 +190,7 @@ impl Hub {
             }
         }
         self.publish_live(&state);
-        Some((id, rx))
+        Ok((id, rx))
     }
 
     /// Removes a closed connection and redelivers what it held unacknowledged.
@@ -382,11 +392,18 @@ async fn run_connection<S>(shared: Arc<Shared>, mut socket: WebSocketStream<S>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let Some((id, mut outbound)) = shared.hub.register() else {
-        let refusal = events::disconnect("too_many_websockets", shared.hub.live_count());
-        let _ = socket.send(Frame::text(refusal.to_string())).await;
-        let _ = socket.close(None).await;
-        return;
+    let (id, mut outbound) = match shared.hub.register() {
+        Ok(registered) => registered,
+        Err(Refusal::TooManyWebsockets) => {
+            let refusal = events::disconnect("too_many_websockets", shared.hub.live_count());
+            let _ = socket.send(Frame::text(refusal.to_string())).await;
+            let _ = socket.close(None).await;
+            return;
+        }
+        Err(Refusal::ShuttingDown) => {
+            let _ = socket.close(None).await;
+            return;
+        }
     };
     tracing::debug!(connection = id, "Socket Mode connection opened");
     let mut shutdown = shared.shutdown_signal();
@@ -482,13 +499,14 @@ fn apply_ack_payload(shared: &Arc<Shared>, envelope: &Value, payload: Option<&Va
 fn apply_command_response(shared: &Arc<Shared>, command: &Value, payload: &Value) {
     let mut state = shared.state();
     let origin = "slash_commands ack";
-    let blocks = payload.get("blocks").cloned().unwrap_or(Value::Null);
+    let mut blocks = payload.get("blocks").cloned().unwrap_or(Value::Null);
     if !blocks.is_null() {
         let errors = blockkit::check_message_blocks(&blocks);
         if !errors.is_empty() {
             state.violations.extend(errors.iter().map(|e| format!("{origin}: {e}")));
             return;
         }
+        blockkit::fill_generated_ids(&mut blocks);
     }
     let text = payload["text"].as_str().unwrap_or_default().to_owned();
     if text.is_empty() && blocks.is_null() {

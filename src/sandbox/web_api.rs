@@ -24,7 +24,9 @@ use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::state::{channel_json, check_channel_name, message_json, random_id, unix_now, user_json, State, Upload};
+use super::state::{
+    channel_json, check_channel_name, message_json, random_id, unix_now, user_json, ChannelRecord, State, Upload,
+};
 use super::{
     blockkit, ApiCall, Bookmark, Channel, Fault, Message, Reaction, Shared, APP_ID, APP_TOKEN, BOT_ID, BOT_TOKEN,
     BOT_USER_ID, BOT_USER_NAME, TEAM_DOMAIN, TEAM_ID,
@@ -366,7 +368,7 @@ async fn answer(shared: &Arc<Shared>, method: &str, arguments: &Map<String, Valu
 
 // ----- helpers shared by methods -----
 
-fn channel_ref<'a>(state: &'a State, id: Option<String>) -> Result<&'a super::state::ChannelRecord, ApiError> {
+fn channel_ref(state: &State, id: Option<String>) -> Result<&ChannelRecord, ApiError> {
     let id = id.ok_or_else(|| ApiError::new("channel_not_found"))?;
     state.channel(&id).ok_or_else(|| ApiError::new("channel_not_found"))
 }
@@ -376,7 +378,7 @@ fn is_member(channel: &Channel, user: &str) -> bool {
 }
 
 /// A channel the bot can see: public, or private with the bot in it (Slack hides the rest).
-fn visible_channel<'a>(state: &'a State, id: Option<String>) -> Result<&'a super::state::ChannelRecord, ApiError> {
+fn visible_channel(state: &State, id: Option<String>) -> Result<&ChannelRecord, ApiError> {
     let record = channel_ref(state, id)?;
     if record.channel.is_private && !is_member(&record.channel, BOT_USER_ID) {
         return Err(ApiError::new("channel_not_found"));
@@ -516,7 +518,7 @@ fn conversations_create(state: &mut State, _: &Ctx<'_>, params: &Params) -> ApiR
         return Err(ApiError::new("name_taken"));
     }
     let id = state.unused_channel_id("C");
-    let record = super::state::ChannelRecord {
+    let record = ChannelRecord {
         channel: Channel {
             id,
             name,
@@ -1069,9 +1071,31 @@ fn files_complete_upload_external(state: &mut State, ctx: &Ctx<'_>, params: &Par
             ]))
         }
     };
-    let channel = match params.required("channel_id") {
+    let channel_argument = params
+        .required("channel_id")
+        .or_else(|| params.list("channels").into_iter().next());
+    let channel = match channel_argument {
         Some(channel) => Some(writable_channel(state, Some(channel))?),
         None => None,
+    };
+    // Slack ignores `blocks` when `initial_comment` is set.
+    let initial_comment = params.text("initial_comment").filter(|c| !c.is_empty());
+    let blocks = match (&initial_comment, params.json("blocks")) {
+        (Some(_), _) | (None, Ok(None)) => Value::Null,
+        (None, Ok(Some(mut blocks))) => {
+            let errors = blockkit::check_message_blocks(&blocks);
+            if !errors.is_empty() {
+                return Err(reject_blocks(state, ctx.method, errors));
+            }
+            blockkit::fill_generated_ids(&mut blocks);
+            blocks
+        }
+        (None, Err(())) => {
+            state
+                .violations
+                .push(format!("{}: `blocks` is not valid JSON", ctx.method));
+            return Err(ApiError::new("invalid_blocks_format"));
+        }
     };
     let mut completed = Vec::new();
     for file in &files {
@@ -1126,8 +1150,8 @@ fn files_complete_upload_external(state: &mut State, ctx: &Ctx<'_>, params: &Par
             channel,
             ts: state.next_ts(),
             user: BOT_USER_ID.to_owned(),
-            text: params.text("initial_comment").unwrap_or_default(),
-            blocks: Value::Null,
+            text: initial_comment.unwrap_or_default(),
+            blocks,
             thread_ts: params.required("thread_ts"),
             edited: false,
             reactions: Vec::new(),

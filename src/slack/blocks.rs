@@ -5,6 +5,7 @@
 //! slack-morphism types at the last moment.
 
 use crate::config::Policy;
+use crate::incident::change::Notice;
 use crate::incident::model::*;
 use serde_json::{json, Value};
 use slack_morphism::prelude::*;
@@ -12,6 +13,11 @@ use slack_morphism::prelude::*;
 /// Escapes user text for mrkdwn, so `<!channel>` or `<@U…>` typed by a user stays text.
 pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Escaped text inside a mrkdwn quote, continuation lines included.
+fn quote(text: &str) -> String {
+    format!(">{}", escape(text).replace('\n', "\n>"))
 }
 
 /// Cuts `text` to at most `max` characters, marking the cut with an ellipsis.
@@ -96,6 +102,27 @@ pub fn summary_card(incident: &Incident, policy: &Policy) -> Value {
             "text": mrkdwn(&escape(&incident.description)),
         }));
     }
+    if !incident.footprint.regions.is_empty()
+        || incident.footprint.customers.is_some()
+        || incident.footprint.impact_start.is_some()
+    {
+        blocks.push(
+            json!({ "type": "section", "block_id": "card_footprint", "text": mrkdwn(&footprint_text(incident)) }),
+        );
+    }
+    if !incident.roles.is_empty() {
+        let roles: Vec<String> = incident.roles.iter().map(|(r, u)| format!("{r}: <@{u}>")).collect();
+        blocks.push(json!({ "type": "context", "block_id": "card_roles", "elements": [mrkdwn(&roles.join(" · "))] }));
+    }
+    if incident.status.is_open() {
+        let mut buttons = Vec::new();
+        if incident.acknowledged_at.is_none() {
+            buttons.push(button("👋 Acknowledge", ACTION_ACK, incident, Some("primary")));
+        }
+        buttons.push(button("📣 Post update", ACTION_UPDATE, incident, None));
+        buttons.push(button("✅ Resolve", ACTION_RESOLVE, incident, None));
+        blocks.push(json!({ "type": "actions", "block_id": "card_actions", "elements": buttons }));
+    }
     let cadence = if sev.update_every.is_zero() {
         "no scheduled stakeholder updates".to_string()
     } else {
@@ -107,6 +134,306 @@ pub fn summary_card(incident: &Incident, policy: &Policy) -> Value {
         "elements": [mrkdwn(&format!("{} · {cadence} · `/incident help` for commands", incident.severity))],
     }));
     Value::Array(blocks)
+}
+
+pub const ACTION_ACK: &str = "incident_ack";
+pub const ACTION_UPDATE: &str = "incident_update";
+pub const ACTION_RESOLVE: &str = "incident_resolve";
+
+/// A card button; its value is the incident id, so a click finds its incident anywhere.
+fn button(label: &str, action: &str, incident: &Incident, style: Option<&str>) -> Value {
+    let mut b =
+        json!({ "type": "button", "action_id": action, "text": plain(label, 75), "value": incident.id.0.to_string() });
+    if let Some(style) = style {
+        b["style"] = json!(style);
+    }
+    b
+}
+
+fn footprint_text(incident: &Incident) -> String {
+    let f = &incident.footprint;
+    let count = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "—".into());
+    let mut text = format!(
+        "*Footprint* · customers {} · merchants {} · transactions {}",
+        count(f.customers),
+        count(f.merchants),
+        count(f.transactions)
+    );
+    if !f.regions.is_empty() {
+        text.push_str(&format!(" · regions {}", escape(&f.regions.join(", "))));
+    }
+    if let Some(s) = f.impact_start {
+        text.push_str(&format!(" · impact from {}", slack_date(s)));
+    }
+    if let Some(e) = f.impact_end {
+        text.push_str(&format!(" to {}", slack_date(e)));
+    }
+    text
+}
+
+/// What a notice says, in mrkdwn.
+pub fn notice_text(incident: &Incident, actor: &str, notice: &Notice) -> String {
+    let n = incident.number;
+    match notice {
+        Notice::Update { update } => {
+            let mut text = format!(
+                "📣 *Update on {n}* · {} · {} · by <@{actor}>\n*What we know:* {}",
+                incident.severity,
+                update.status,
+                escape(&update.known)
+            );
+            if !update.impact.trim().is_empty() {
+                text.push_str(&format!("\n*Customer impact:* {}", escape(&update.impact)));
+            }
+            if !update.next.trim().is_empty() {
+                text.push_str(&format!("\n*Next steps:* {}", escape(&update.next)));
+            }
+            text
+        }
+        Notice::Severity { from, to } => format!("⚠️ {n} severity changed {from} → *{to}* by <@{actor}>."),
+        Notice::SpocAssigned { user } => format!("<@{user}> is now the SPOC of {n} (assigned by <@{actor}>)."),
+        Notice::Handover { from, to, note } if note.trim().is_empty() => {
+            format!("🔁 SPOC handover on {n}: <@{from}> → <@{to}>.")
+        }
+        Notice::Handover { from, to, note } => {
+            format!("🔁 SPOC handover on {n}: <@{from}> → <@{to}>.\n{}", quote(note))
+        }
+        Notice::Role { role, user } => format!("<@{user}> is now {} on {n} (assigned by <@{actor}>).", escape(role)),
+        Notice::Acknowledged => format!("👋 <@{actor}> acknowledged {n} as SPOC."),
+        Notice::Resolved { summary } if summary.trim().is_empty() => format!("✅ *{n} resolved* by <@{actor}>."),
+        Notice::Resolved { summary } => format!("✅ *{n} resolved* by <@{actor}>.\n{}", quote(summary)),
+        Notice::Closed => format!("🗄️ {n} closed by <@{actor}>."),
+        Notice::Reopened => format!("♻️ {n} *reopened* by <@{actor}>: back to investigating."),
+        Notice::Canceled => {
+            format!("🚫 {n} canceled by <@{actor}> (declared by mistake; kept, excluded from metrics).")
+        }
+    }
+}
+
+/// `/incident status`: the card without its buttons.
+pub fn status_blocks(incident: &Incident, policy: &Policy) -> Value {
+    let mut card = summary_card(incident, policy);
+    if let Some(blocks) = card.as_array_mut() {
+        blocks.retain(|b| b["type"] != "actions");
+    }
+    card
+}
+
+/// Timeline lines per page: keeps an ephemeral message well inside Slack's limits.
+pub const TIMELINE_PAGE: usize = 25;
+
+/// `/incident timeline [page]`.
+pub fn timeline_text(incident: &Incident, events: &[TimelineEvent], page: usize) -> String {
+    let pages = events.len().div_ceil(TIMELINE_PAGE).max(1);
+    let page = page.min(pages);
+    let mut text = format!("*Timeline of {}* (page {page} of {pages})", incident.number);
+    for e in events.iter().skip((page - 1) * TIMELINE_PAGE).take(TIMELINE_PAGE) {
+        let who = if e.actor.starts_with('U') || e.actor.starts_with('W') {
+            format!("<@{}>", e.actor)
+        } else {
+            e.actor.clone()
+        };
+        text.push_str(&format!(
+            "\n• {} *{}* {who} {}",
+            slack_date(e.at),
+            e.kind,
+            truncate(&escape(&event_summary(e)), 100)
+        ));
+    }
+    if page < pages {
+        text.push_str(&format!("\n_More: `/incident timeline {}`_", page + 1));
+    }
+    truncate(&text, 3000)
+}
+
+fn event_summary(e: &TimelineEvent) -> String {
+    let d = &e.details;
+    let s = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+    match e.kind.as_str() {
+        "declared" => format!("{} {}", s("severity"), s("title")),
+        "status" | "severity" => format!("{} → {}", s("from"), s("to")),
+        "role" | "handover" => format!("{}: {} → {}", s("role"), s("from"), s("to")),
+        "update" => s("known"),
+        "note" => s("text"),
+        "channel_created" => s("name"),
+        _ => String::new(),
+    }
+}
+
+/// `/incident list`: one line per incident the caller may see; others are only counted.
+pub fn list_text(visible: &[Incident], hidden: usize) -> String {
+    if visible.is_empty() && hidden == 0 {
+        return "No open incidents. 🎉".into();
+    }
+    let mut text = format!("*Open incidents* ({})", visible.len() + hidden);
+    for i in visible {
+        let channel = i
+            .channel_id
+            .as_deref()
+            .map(|c| format!("<#{c}>"))
+            .unwrap_or_else(|| "(channel pending)".into());
+        text.push_str(&format!(
+            "\n{} *{}* {} · {} · {} · SPOC <@{}> · {}",
+            severity_emoji(i.severity),
+            i.number,
+            i.severity,
+            i.status,
+            escape(&truncate(&i.title, 80)),
+            i.spoc,
+            channel
+        ));
+    }
+    if hidden > 0 {
+        text.push_str(&format!("\n🔒 {hidden} private incident(s) you are not a member of."));
+    }
+    truncate(&text, 3000)
+}
+
+pub const UPDATE_CALLBACK: &str = "update";
+pub const IMPACT_CALLBACK: &str = "impact";
+pub const RESOLVE_CALLBACK: &str = "resolve";
+
+/// Root cause categories offered when resolving.
+pub const ROOT_CAUSES: [&str; 8] = [
+    "change / deploy",
+    "infrastructure",
+    "third party",
+    "capacity",
+    "configuration",
+    "data",
+    "security",
+    "unknown",
+];
+
+fn option(text: &str, value: &str) -> Value {
+    json!({ "text": plain(text, 75), "value": value })
+}
+
+fn modal_shell(callback: &str, title: &str, submit: &str, incident: &Incident, blocks: Vec<Value>) -> Value {
+    json!({
+        "type": "modal",
+        "callback_id": callback,
+        "title": plain(title, 24),
+        "submit": plain(submit, 24),
+        "close": plain("Cancel", 24),
+        "private_metadata": json!({ "incident": incident.id.0 }).to_string(),
+        "blocks": blocks,
+    })
+}
+
+fn text_input(block: &str, label: &str, multiline: bool, optional: bool, initial: &str) -> Value {
+    let mut element =
+        json!({ "type": "plain_text_input", "action_id": block, "multiline": multiline, "max_length": 2900 });
+    if !initial.is_empty() {
+        element["initial_value"] = json!(initial);
+    }
+    json!({ "type": "input", "block_id": block, "optional": optional, "label": plain(label, 2000), "element": element })
+}
+
+/// The stakeholder update form.
+pub fn update_modal(incident: &Incident) -> Value {
+    let statuses: Vec<Value> = [
+        Status::Investigating,
+        Status::Identified,
+        Status::Mitigated,
+        Status::Resolved,
+    ]
+    .iter()
+    .map(|s| option(s.as_str(), s.as_str()))
+    .collect();
+    let current = option(incident.status.as_str(), incident.status.as_str());
+    let header = format!("{}: {}", incident.number, incident.title);
+    modal_shell(
+        UPDATE_CALLBACK,
+        "Post an update",
+        "Post",
+        incident,
+        vec![
+            json!({ "type": "section", "block_id": "about", "text": mrkdwn(&escape(&header)) }),
+            json!({ "type": "input", "block_id": "status", "label": plain("Status", 2000),
+                    "element": { "type": "static_select", "action_id": "status", "options": statuses, "initial_option": current } }),
+            text_input("known", "What we know", true, false, ""),
+            text_input("impact", "Customer impact", true, true, ""),
+            text_input("next", "Next steps", true, true, ""),
+        ],
+    )
+}
+
+fn datetime_input(block: &str, label: &str, initial: Option<chrono::DateTime<chrono::Utc>>) -> Value {
+    let mut element = json!({ "type": "datetimepicker", "action_id": block });
+    if let Some(t) = initial {
+        element["initial_date_time"] = json!(t.timestamp());
+    }
+    json!({ "type": "input", "block_id": block, "optional": true, "label": plain(label, 2000), "element": element })
+}
+
+/// The footprint form.
+pub fn impact_modal(incident: &Incident, policy: &Policy) -> Value {
+    let options: Vec<Value> = policy.services.iter().take(100).map(|s| option(s, s)).collect();
+    let mut services = json!({ "type": "multi_static_select", "action_id": "services", "options": options });
+    let initial: Vec<Value> = incident
+        .services
+        .iter()
+        .filter(|s| policy.services.contains(s))
+        .map(|s| option(s, s))
+        .collect();
+    if !initial.is_empty() {
+        services["initial_options"] = json!(initial);
+    }
+    let f = &incident.footprint;
+    let count = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+    modal_shell(
+        IMPACT_CALLBACK,
+        "Footprint",
+        "Save",
+        incident,
+        vec![
+            json!({ "type": "input", "block_id": "services", "optional": true, "label": plain("Affected service lines", 2000), "element": services }),
+            text_input(
+                "regions",
+                "Regions (comma separated)",
+                false,
+                true,
+                &f.regions.join(", "),
+            ),
+            text_input("customers", "Customers affected", false, true, &count(f.customers)),
+            text_input("merchants", "Merchants affected", false, true, &count(f.merchants)),
+            text_input(
+                "transactions",
+                "Transactions affected",
+                false,
+                true,
+                &count(f.transactions),
+            ),
+            datetime_input(
+                "impact_start",
+                "Impact start",
+                f.impact_start.or(Some(incident.declared_at)),
+            ),
+            datetime_input("impact_end", "Impact end", f.impact_end),
+        ],
+    )
+}
+
+/// The resolve form.
+pub fn resolve_modal(incident: &Incident, now: chrono::DateTime<chrono::Utc>) -> Value {
+    let causes: Vec<Value> = ROOT_CAUSES.iter().map(|c| option(c, c)).collect();
+    modal_shell(
+        RESOLVE_CALLBACK,
+        "Resolve incident",
+        "Resolve",
+        incident,
+        vec![
+            text_input("summary", "Resolution summary", true, false, ""),
+            json!({ "type": "input", "block_id": "root_cause", "label": plain("Root cause category", 2000),
+                    "element": { "type": "static_select", "action_id": "root_cause", "options": causes } }),
+            datetime_input(
+                "mitigated_at",
+                "Service restored at",
+                incident.mitigated_at.or(Some(now)),
+            ),
+        ],
+    )
 }
 
 /// Plain-text fallback for notifications and screen readers.
@@ -291,6 +618,11 @@ mod tests {
             resolved_at: None,
             closed_at: None,
             canceled_at: None,
+            roles: Default::default(),
+            footprint: Footprint::default(),
+            resolution: String::new(),
+            root_cause: String::new(),
+            last_update_at: None,
         }
     }
 
@@ -332,6 +664,13 @@ mod tests {
         for blocks in [summary_card(&inc, &policy), announcement(&inc, "C1")] {
             let parsed: Vec<SlackBlock> = serde_json::from_value(blocks.clone()).expect("valid blocks");
             assert_eq!(parsed.len(), blocks.as_array().unwrap().len());
+        }
+        for view in [
+            update_modal(&inc),
+            impact_modal(&inc, &policy),
+            resolve_modal(&inc, inc.declared_at),
+        ] {
+            modal(view).expect("modal fits slack-morphism's model");
         }
         let view = modal(declare_modal(&policy, "Checkout down", "U0ALICE", "C0GENERAL")).unwrap();
         let back = serde_json::to_value(view).unwrap();

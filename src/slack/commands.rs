@@ -11,9 +11,41 @@ pub enum Command {
         title: String,
     },
     Help,
+    List,
+    Update,
+    Severity(Severity),
+    Spoc(UserId),
+    Role {
+        role: String,
+        user: UserId,
+    },
+    Handover {
+        to: UserId,
+        note: String,
+    },
+    Impact,
+    Note(String),
+    Ack,
+    Resolve,
+    Close,
+    Reopen,
+    Cancel,
+    Status,
+    Timeline {
+        page: usize,
+    },
 }
 
-pub const USAGE: &str = "*Usage:* `/incident` or `/incident declare [title]` to declare · `/incident help`";
+impl Command {
+    /// Commands that act on the incident whose channel they are typed in.
+    pub fn needs_incident(&self) -> bool {
+        !matches!(self, Command::Declare { .. } | Command::Help | Command::List)
+    }
+}
+
+pub const USAGE: &str = "*Usage:* `/incident [declare <title>]` · `update` · `severity SEV1-4` · `spoc @user` · \
+`role <role> @user` · `handover @user [note]` · `impact` · `note <text>` · `ack` · `resolve` · `close` · `reopen` · \
+`cancel` · `status` · `timeline [page]` · `list` · `help`";
 
 /// Longest text we read: Slack caps a slash command at 4,000 characters anyway.
 const MAX_TEXT: usize = 4_000;
@@ -28,14 +60,71 @@ pub fn parse(text: &str) -> Result<Command, String> {
         Some((w, r)) => (w, r.trim()),
         None => (text, ""),
     };
+    let mut args = rest.split_whitespace();
+    let no_args = |cmd: Command| {
+        if rest.is_empty() {
+            Ok(cmd)
+        } else {
+            Err(format!("`{word}` takes no arguments."))
+        }
+    };
     match word.to_ascii_lowercase().as_str() {
         "" => Ok(Command::Declare { title: String::new() }),
         "declare" | "new" => Ok(Command::Declare {
             title: rest.chars().take(MAX_TITLE_CHARS).collect(),
         }),
         "help" | "?" => Ok(Command::Help),
-        other => Err(format!("I don't know `{}`.", crate::slack::blocks::truncate(other, 40))),
+        "list" => no_args(Command::List),
+        "update" => no_args(Command::Update),
+        "impact" => no_args(Command::Impact),
+        "ack" | "acknowledge" => no_args(Command::Ack),
+        "resolve" => no_args(Command::Resolve),
+        "close" => no_args(Command::Close),
+        "reopen" => no_args(Command::Reopen),
+        "cancel" => no_args(Command::Cancel),
+        "status" => no_args(Command::Status),
+        "timeline" => match args.next() {
+            None => Ok(Command::Timeline { page: 1 }),
+            Some(p) => match p.parse::<usize>() {
+                Ok(page) if page >= 1 && args.next().is_none() => Ok(Command::Timeline { page }),
+                _ => Err(format!("`{}` is not a page number.", short(p))),
+            },
+        },
+        "severity" | "sev" => match (args.next(), args.next()) {
+            (Some(sev), None) => sev.parse().map(Command::Severity),
+            _ => Err("Give one severity: `/incident severity SEV2`.".into()),
+        },
+        "spoc" => match (args.next(), args.next()) {
+            (Some(user), None) => parse_user(user).map(Command::Spoc),
+            _ => Err("Name one person: `/incident spoc @user`.".into()),
+        },
+        "role" => match (args.next(), args.next(), args.next()) {
+            (Some(role), Some(user), None) => Ok(Command::Role {
+                role: role.to_ascii_lowercase(),
+                user: parse_user(user)?,
+            }),
+            _ => Err("Name a role and a person: `/incident role comms @user`.".into()),
+        },
+        "handover" => match args.next() {
+            Some(user) => Ok(Command::Handover {
+                to: parse_user(user)?,
+                note: rest[user.len()..].trim().to_string(),
+            }),
+            None => Err("Name the new SPOC: `/incident handover @user [note]`.".into()),
+        },
+        "note" => {
+            if rest.is_empty() {
+                Err("Write the note after the command: `/incident note <text>`.".into())
+            } else {
+                Ok(Command::Note(rest.to_string()))
+            }
+        }
+        other => Err(format!("I don't know `{}`.", short(other))),
     }
+}
+
+fn short(s: &str) -> String {
+    crate::slack::blocks::truncate(s, 40)
 }
 
 /// Reads a user mention as Slack escapes it (`<@U123|name>` or `<@U123>`).
@@ -69,6 +158,46 @@ mod tests {
         );
         assert_eq!(parse("DECLARE"), Ok(Command::Declare { title: String::new() }));
         assert_eq!(parse("help"), Ok(Command::Help));
+    }
+
+    #[test]
+    fn incident_commands() {
+        assert_eq!(parse("severity sev2"), Ok(Command::Severity(Severity::Sev2)));
+        assert!(parse("severity SEV9").unwrap_err().contains("SEV9"));
+        assert!(parse("severity").is_err());
+        assert_eq!(
+            parse("spoc <@U0BOB|bob>"),
+            Ok(Command::Spoc(UserId::parse("U0BOB").unwrap()))
+        );
+        assert!(parse("spoc bob").unwrap_err().contains("mention"));
+        assert_eq!(
+            parse("role Comms <@U0DAVE>"),
+            Ok(Command::Role {
+                role: "comms".into(),
+                user: UserId::parse("U0DAVE").unwrap()
+            })
+        );
+        assert_eq!(
+            parse("handover <@U0CAROL> db failover in progress, watch replication"),
+            Ok(Command::Handover {
+                to: UserId::parse("U0CAROL").unwrap(),
+                note: "db failover in progress, watch replication".into()
+            })
+        );
+        assert_eq!(parse("note  saw 502s  "), Ok(Command::Note("saw 502s".into())));
+        assert!(parse("note").is_err());
+        assert_eq!(parse("timeline 2"), Ok(Command::Timeline { page: 2 }));
+        assert!(parse("timeline 0").is_err());
+        assert!(parse("resolve now").unwrap_err().contains("no arguments"));
+        for (text, needs) in [
+            ("list", false),
+            ("help", false),
+            ("", false),
+            ("status", true),
+            ("close", true),
+        ] {
+            assert_eq!(parse(text).unwrap().needs_incident(), needs, "{text}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ use super::blocks;
 use super::web::{SlackCallError, SlackWeb};
 use crate::config::Policy;
 use crate::db::{Db, JobUpdate, NewJob};
+use crate::incident::change::Notice;
 use crate::incident::model::*;
 use crate::outbox::{Job, JobKind, Outcome, Runner};
 use serde_json::json;
@@ -118,6 +119,63 @@ impl SlackEffects {
                     event: Some((EventKind::Announced, json!({ "channel": announce }))),
                     ..JobUpdate::default()
                 })
+            }
+            JobKind::RefreshCard => {
+                if let Some(ts) = incident.card_ts.as_deref() {
+                    let content = blocks::content(
+                        &blocks::summary_text(incident),
+                        blocks::summary_card(incident, &self.policy),
+                    );
+                    self.web.update(&channel, ts, content).await.map_err(outcome_of)?;
+                    self.web
+                        .set_topic(&channel, &blocks::topic(incident))
+                        .await
+                        .map_err(outcome_of)?;
+                }
+                Ok(JobUpdate::default())
+            }
+            JobKind::PostNotice => {
+                let notice: Notice =
+                    serde_json::from_value(job.payload["notice"].clone()).map_err(|e| Outcome::GiveUp {
+                        error: format!("unreadable notice: {e}"),
+                    })?;
+                let actor = job.payload["actor"].as_str().unwrap_or("someone");
+                let text = blocks::notice_text(incident, actor, &notice);
+                if job.payload["to"] == "thread" {
+                    // Stakeholders follow the announcement thread; private incidents have none.
+                    let (Some(announce), Some(ts)) =
+                        (self.policy.announce_channel.as_deref(), incident.announce_ts.as_deref())
+                    else {
+                        return Ok(JobUpdate::default());
+                    };
+                    if incident.is_private {
+                        return Ok(JobUpdate::default());
+                    }
+                    self.web
+                        .post(announce, blocks::text(&text), Some(ts))
+                        .await
+                        .map_err(outcome_of)?;
+                } else {
+                    self.web
+                        .post(&channel, blocks::text(&text), None)
+                        .await
+                        .map_err(outcome_of)?;
+                }
+                Ok(JobUpdate::default())
+            }
+            JobKind::InviteUsers => {
+                let users: Vec<String> = job.payload["users"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|u| u.as_str())
+                    .filter(|u| *u != self.bot_user_id)
+                    .map(str::to_string)
+                    .collect();
+                if !users.is_empty() {
+                    self.web.invite(&channel, &users).await.map_err(outcome_of)?;
+                }
+                Ok(JobUpdate::default())
             }
             JobKind::ConfirmDeclarer => {
                 let text = format!(

@@ -2,6 +2,7 @@
 //! per-field errors that Slack shows under each input (`response_action: errors`).
 
 use crate::config::Policy;
+use crate::incident::change::{Change, StakeholderUpdate, MAX_TEXT_CHARS};
 use crate::incident::model::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -26,6 +27,149 @@ pub fn origin_of(private_metadata: &str) -> Option<String> {
         .as_str()
         .filter(|s| !s.is_empty())
         .map(str::to_string)
+}
+
+/// The incident a modal belongs to (its `private_metadata`).
+pub fn incident_of(private_metadata: &str) -> Option<IncidentId> {
+    serde_json::from_str::<Value>(private_metadata)
+        .ok()?
+        .get("incident")?
+        .as_i64()
+        .map(IncidentId)
+}
+
+fn selected(values: &Value, block: &str) -> Option<String> {
+    input(values, block)["selected_option"]["value"]
+        .as_str()
+        .map(str::to_string)
+}
+
+fn date_time(values: &Value, block: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    input(values, block)["selected_date_time"]
+        .as_i64()
+        .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+}
+
+/// Parses the stakeholder update modal.
+pub fn parse_update(values: &Value) -> Result<StakeholderUpdate, FieldErrors> {
+    let mut errors = FieldErrors::new();
+    let status = match selected(values, "status").map(|s| s.parse::<Status>()) {
+        Some(Ok(s)) if s.is_open() || s == Status::Resolved => Some(s),
+        _ => {
+            errors.insert(
+                "status".into(),
+                "Pick investigating, identified, mitigated or resolved.".into(),
+            );
+            None
+        }
+    };
+    let field = |block: &str, errors: &mut FieldErrors| {
+        let text = text_of(values, block).trim().to_string();
+        if text.chars().count() > MAX_TEXT_CHARS {
+            errors.insert(block.into(), format!("Keep this to {MAX_TEXT_CHARS} characters."));
+        }
+        text
+    };
+    let known = field("known", &mut errors);
+    if known.is_empty() {
+        errors.insert(
+            "known".into(),
+            "Say what we know, even if it is \"still investigating\".".into(),
+        );
+    }
+    let impact = field("impact", &mut errors);
+    let next = field("next", &mut errors);
+    match status {
+        Some(status) if errors.is_empty() => Ok(StakeholderUpdate {
+            status,
+            known,
+            impact,
+            next,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Parses the footprint modal (rules on values are checked by the domain).
+pub fn parse_impact(values: &Value, policy: &Policy) -> Result<(Vec<String>, Footprint), FieldErrors> {
+    let mut errors = FieldErrors::new();
+    let mut services = Vec::new();
+    for opt in input(values, "services")["selected_options"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let v = opt["value"].as_str().unwrap_or_default();
+        if !policy.services.iter().any(|s| s == v) {
+            errors.insert("services".into(), format!("`{v}` is not a configured service line."));
+        } else if !services.iter().any(|s| s == v) {
+            services.push(v.to_string());
+        }
+    }
+    let regions: Vec<String> = text_of(values, "regions")
+        .split(',')
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())
+        .collect();
+    if regions.len() > 50 || regions.iter().any(|r| r.chars().count() > 50) {
+        errors.insert(
+            "regions".into(),
+            "List at most 50 regions of at most 50 characters each.".into(),
+        );
+    }
+    let mut count = |block: &str| -> Option<i64> {
+        let raw = text_of(values, block).replace([',', '_', ' '], "");
+        if raw.is_empty() {
+            return None;
+        }
+        match raw.parse::<i64>() {
+            Ok(v) if v >= 0 => Some(v),
+            _ => {
+                errors.insert(block.into(), "Enter a whole number, 0 or more (e.g. 1200).".into());
+                None
+            }
+        }
+    };
+    let footprint = Footprint {
+        customers: count("customers"),
+        merchants: count("merchants"),
+        transactions: count("transactions"),
+        regions,
+        impact_start: date_time(values, "impact_start"),
+        impact_end: date_time(values, "impact_end"),
+    };
+    if errors.is_empty() {
+        Ok((services, footprint))
+    } else {
+        Err(errors)
+    }
+}
+
+/// Parses the resolve modal into a [`Change::Resolve`].
+pub fn parse_resolve(values: &Value) -> Result<Change, FieldErrors> {
+    let mut errors = FieldErrors::new();
+    let summary = text_of(values, "summary").trim().to_string();
+    if summary.is_empty() {
+        errors.insert("summary".into(), "Say in a sentence what fixed it.".into());
+    } else if summary.chars().count() > MAX_TEXT_CHARS {
+        errors.insert("summary".into(), format!("Keep this to {MAX_TEXT_CHARS} characters."));
+    }
+    let root_cause = selected(values, "root_cause").unwrap_or_default();
+    if !crate::slack::blocks::ROOT_CAUSES.contains(&root_cause.as_str()) {
+        errors.insert(
+            "root_cause".into(),
+            "Pick a root cause category (\"unknown\" is fine for now).".into(),
+        );
+    }
+    if errors.is_empty() {
+        Ok(Change::Resolve {
+            summary,
+            root_cause,
+            mitigated_at: date_time(values, "mitigated_at"),
+        })
+    } else {
+        Err(errors)
+    }
 }
 
 /// Parses the declare modal.

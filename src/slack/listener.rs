@@ -5,13 +5,14 @@
 //! its envelopes one at a time; so callbacks only parse, maybe write once to the database, and
 //! return. `views.open` (which must happen within 3 s of the command) is spawned.
 
-use super::blocks::{self, DECLARE_CALLBACK};
+use super::blocks::{self, DECLARE_CALLBACK, IMPACT_CALLBACK, RESOLVE_CALLBACK, UPDATE_CALLBACK};
 use super::commands::{self, Command};
 use super::forms;
 use super::web::{BotIdentity, Connector, SlackWeb};
 use crate::config::{Policy, Secret};
-use crate::db::{Db, DeclareOutcome};
-use crate::incident::model::UserId;
+use crate::db::{Db, DeclareOutcome, Refused};
+use crate::incident::change::Change;
+use crate::incident::model::{Incident, IncidentId, UserId};
 use slack_morphism::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -101,8 +102,19 @@ fn ephemeral(text: &str) -> SlackCommandEventResponse {
 }
 
 pub const HELP: &str = "*incident-bot* — run incidents in Slack.\n\
+*Anywhere*\n\
 • `/incident` or `/incident declare [title]` — declare an incident (opens a form)\n\
-• `/incident help` — this message";
+• `/incident list` — open incidents, worst first\n\
+• `/incident help` — this message\n\
+*In an incident channel*\n\
+• `/incident update` — post a stakeholder update (status, what we know, impact, next steps)\n\
+• `/incident severity SEV2` — change severity (and the update cadence)\n\
+• `/incident spoc @user` · `/incident role comms @user` · `/incident handover @user [note]`\n\
+• `/incident ack` — acknowledge as SPOC\n\
+• `/incident impact` — record the footprint (services, regions, customers, merchants, transactions)\n\
+• `/incident note <text>` — add to the timeline\n\
+• `/incident resolve` · `close` · `reopen` · `cancel`\n\
+• `/incident status` · `/incident timeline [page]`";
 
 async fn on_command(
     event: SlackCommandEvent,
@@ -156,29 +168,181 @@ impl Handler {
             return ephemeral("This bot serves another workspace.");
         }
         let text = event.text.as_deref().unwrap_or_default();
-        match commands::parse(text) {
-            Ok(Command::Declare { title }) => {
-                self.open_declare_modal(&event, &title);
+        let command = match commands::parse(text) {
+            Ok(c) => c,
+            Err(problem) => return ephemeral(&format!("{problem}\n{}", commands::USAGE)),
+        };
+        let Ok(user) = UserId::parse(event.user_id.as_ref()) else {
+            return ephemeral("Slack sent an unexpected user id.");
+        };
+        match command {
+            Command::Declare { title } => {
+                let view = blocks::declare_modal(&self.policy, &title, user.as_str(), event.channel_id.as_ref());
+                self.open_modal(&event, view);
                 SlackCommandEventResponse::new(SlackMessageContent::new())
             }
-            Ok(Command::Help) => ephemeral(HELP),
-            Err(problem) => ephemeral(&format!("{problem}\n{}", commands::USAGE)),
+            Command::Help => ephemeral(HELP),
+            Command::List => self.list(&user).await,
+            other => {
+                let incident = match self.db.incident_by_channel(event.channel_id.as_ref()).await {
+                    Ok(Some(i)) => i,
+                    Ok(None) => {
+                        return ephemeral(
+                            "Run that in the incident's own channel (`/incident list` shows them); \
+                             here you can `/incident declare`.",
+                        )
+                    }
+                    Err(e) => return self.unavailable(e),
+                };
+                self.incident_command(&event, &user, incident, other).await
+            }
+        }
+    }
+
+    fn unavailable(&self, e: anyhow::Error) -> SlackCommandEventResponse {
+        tracing::error!(error = %e, "database unavailable while answering a command");
+        ephemeral("⚠️ I cannot reach my database right now; nothing was changed. Please try again in a minute.")
+    }
+
+    async fn incident_command(
+        &self,
+        event: &SlackCommandEvent,
+        user: &UserId,
+        incident: Incident,
+        command: Command,
+    ) -> SlackCommandEventResponse {
+        let change = match command {
+            Command::Update | Command::Impact | Command::Resolve => {
+                let view = match command {
+                    Command::Update => blocks::update_modal(&incident),
+                    Command::Impact => blocks::impact_modal(&incident, &self.policy),
+                    _ => blocks::resolve_modal(&incident, chrono::Utc::now()),
+                };
+                self.open_modal(event, view);
+                return SlackCommandEventResponse::new(SlackMessageContent::new());
+            }
+            Command::Status => {
+                return SlackCommandEventResponse::new(blocks::content(
+                    &blocks::summary_text(&incident),
+                    blocks::status_blocks(&incident, &self.policy),
+                ))
+                .with_response_type(SlackMessageResponseType::Ephemeral)
+            }
+            Command::Timeline { page } => {
+                return match self.db.timeline(incident.id).await {
+                    Ok(events) => ephemeral(&blocks::timeline_text(&incident, &events, page)),
+                    Err(e) => self.unavailable(e),
+                }
+            }
+            Command::Role { role, .. } if !self.policy.roles.contains(&role) => {
+                return ephemeral(&format!(
+                    "`{}` is not a role here. Roles: spoc, {} (`/incident spoc @user` for the SPOC).",
+                    blocks::truncate(&role, 40),
+                    self.policy.roles.join(", ")
+                ))
+            }
+            Command::Severity(s) => Change::Severity(s),
+            Command::Spoc(u) => Change::Spoc(u),
+            Command::Role { role, user } => Change::Role { role, user },
+            Command::Handover { to, note } => Change::Handover { to, note },
+            Command::Note(text) => Change::Note { text, link: None },
+            Command::Ack => Change::Acknowledge,
+            Command::Close => Change::Close,
+            Command::Reopen => Change::Reopen,
+            Command::Cancel => Change::Cancel,
+            Command::Declare { .. } | Command::Help | Command::List => unreachable!("handled by command()"),
+        };
+        let key = format!("trigger:{}", event.trigger_id);
+        let confirmation = match &change {
+            Change::Note { .. } => format!("📝 Noted on the {} timeline.", incident.number),
+            _ => String::new(),
+        };
+        match self.change(incident.id, &change, user, &key).await {
+            Ok(()) if confirmation.is_empty() => SlackCommandEventResponse::new(SlackMessageContent::new()),
+            Ok(()) => ephemeral(&confirmation),
+            Err(message) => ephemeral(&message),
+        }
+    }
+
+    /// Applies a change; `Err` is what to tell the user.
+    async fn change(&self, id: IncidentId, change: &Change, user: &UserId, key: &str) -> Result<(), String> {
+        match self
+            .db
+            .apply_change(id, change, user, chrono::Utc::now(), Some(key))
+            .await
+        {
+            Ok(Ok(applied)) => {
+                tracing::info!(incident = %applied.incident.number, change = ?std::mem::discriminant(change), "incident changed");
+                self.wake_outbox.notify_one();
+                Ok(())
+            }
+            Ok(Err(Refused::Rule(reason))) => Err(reason),
+            Ok(Err(Refused::AlreadyHandled)) => Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot apply a change");
+                Err(
+                    "⚠️ I cannot reach my database right now; nothing was changed. Please try again in a minute."
+                        .into(),
+                )
+            }
+        }
+    }
+
+    /// `/incident list`: private incidents are shown only to their channel's members.
+    async fn list(&self, user: &UserId) -> SlackCommandEventResponse {
+        let incidents = match self.db.active_incidents().await {
+            Ok(i) => i,
+            Err(e) => return self.unavailable(e),
+        };
+        let mut visible = Vec::new();
+        let mut hidden = 0;
+        for incident in incidents {
+            if incident.is_private && !self.is_member(&incident, user).await {
+                hidden += 1;
+            } else {
+                visible.push(incident);
+            }
+        }
+        ephemeral(&blocks::list_text(&visible, hidden))
+    }
+
+    /// Whether `user` is in a private incident's channel (unknown counts as no).
+    async fn is_member(&self, incident: &Incident, user: &UserId) -> bool {
+        if *user == incident.spoc || *user == incident.declared_by || incident.roles.values().any(|u| u == user) {
+            return true;
+        }
+        let Some(channel) = incident.channel_id.as_deref() else {
+            return false;
+        };
+        match self.web.members(channel).await {
+            Ok(members) => members.iter().any(|m| m == user.as_str()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check channel membership; hiding the private incident");
+                false
+            }
         }
     }
 
     /// Spawned: the ack must not wait for `views.open`, and both must land within 3 s.
-    fn open_declare_modal(&self, event: &SlackCommandEvent, title: &str) {
-        let view = blocks::declare_modal(&self.policy, title, event.user_id.as_ref(), event.channel_id.as_ref());
-        let (web, trigger) = (self.web.clone(), event.trigger_id.to_string());
-        let (channel, user) = (event.channel_id.to_string(), event.user_id.to_string());
+    fn open_modal(&self, event: &SlackCommandEvent, view: serde_json::Value) {
+        self.spawn_open(
+            event.trigger_id.to_string(),
+            event.channel_id.to_string(),
+            event.user_id.to_string(),
+            view,
+        );
+    }
+
+    fn spawn_open(&self, trigger: String, channel: String, user: String, view: serde_json::Value) {
+        let web = self.web.clone();
         tokio::spawn(async move {
             let result = match blocks::modal(view) {
                 Ok(view) => web.open_view(&trigger, view).await.map_err(|e| e.to_string()),
-                Err(e) => Err(format!("bug: declare modal does not fit Slack's model: {e}")),
+                Err(e) => Err(format!("bug: the modal does not fit Slack's model: {e}")),
             };
             if let Err(e) = result {
-                tracing::warn!(error = %e, "cannot open the declare modal");
-                let text = format!("⚠️ I could not open the declare form ({e}). Please run `/incident` again.");
+                tracing::warn!(error = %e, "cannot open a modal");
+                let text = format!("⚠️ I could not open the form ({e}). Please try again.");
                 if let Err(e) = web.post_ephemeral(&channel, &user, blocks::text(&text)).await {
                     tracing::warn!(error = %e, "cannot tell the user the form did not open");
                 }
@@ -193,15 +357,122 @@ impl Handler {
                     return SlackInteractionResponse::Empty;
                 }
                 let view = serde_json::to_value(&ev.view).unwrap_or_default();
-                let callback = view["callback_id"].as_str().unwrap_or_default();
-                if callback == DECLARE_CALLBACK {
-                    self.submit_declare(ev.user.id.as_ref(), &view).await
-                } else {
-                    tracing::warn!(callback, "view submission for an unknown modal");
-                    SlackInteractionResponse::Empty
+                let user = ev.user.id.as_ref();
+                match view["callback_id"].as_str().unwrap_or_default() {
+                    DECLARE_CALLBACK => self.submit_declare(user, &view).await,
+                    UPDATE_CALLBACK | IMPACT_CALLBACK | RESOLVE_CALLBACK => self.submit_change(user, &view).await,
+                    other => {
+                        tracing::warn!(callback = other, "view submission for an unknown modal");
+                        SlackInteractionResponse::Empty
+                    }
                 }
             }
+            SlackInteractionEvent::BlockActions(ev) => {
+                if !self.foreign(ev.team.id.as_ref()) {
+                    self.button(&ev).await;
+                }
+                SlackInteractionResponse::Empty
+            }
             _ => SlackInteractionResponse::Empty,
+        }
+    }
+
+    /// A click on the card: acknowledge now; update and resolve open their forms.
+    async fn button(&self, ev: &SlackInteractionBlockActionsEvent) {
+        let Some(action) = ev.actions.as_ref().and_then(|a| a.first()) else {
+            return;
+        };
+        let Some(user) = ev.user.as_ref().and_then(|u| UserId::parse(u.id.as_ref()).ok()) else {
+            return;
+        };
+        let channel = ev.channel.as_ref().map(|c| c.id.to_string()).unwrap_or_default();
+        let Some(id) = action
+            .value
+            .as_deref()
+            .and_then(|v| v.parse::<i64>().ok())
+            .map(IncidentId)
+        else {
+            return;
+        };
+        let incident = match self.db.incident(id).await {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(error = %e, "button for an unknown incident");
+                return;
+            }
+        };
+        let trigger = ev.trigger_id.to_string();
+        match action.action_id.as_ref() {
+            blocks::ACTION_UPDATE if incident.status.is_open() => {
+                self.spawn_open(trigger, channel, user.to_string(), blocks::update_modal(&incident))
+            }
+            blocks::ACTION_RESOLVE if incident.status.is_open() => self.spawn_open(
+                trigger,
+                channel,
+                user.to_string(),
+                blocks::resolve_modal(&incident, chrono::Utc::now()),
+            ),
+            blocks::ACTION_ACK => {
+                if let Err(message) = self
+                    .change(id, &Change::Acknowledge, &user, &format!("trigger:{trigger}"))
+                    .await
+                {
+                    self.tell(&channel, &user, &message);
+                }
+            }
+            _ => self.tell(
+                &channel,
+                &user,
+                &format!(
+                    "{} is {}; that button no longer applies.",
+                    incident.number, incident.status
+                ),
+            ),
+        }
+    }
+
+    /// An ephemeral note to one person, off the ack path.
+    fn tell(&self, channel: &str, user: &UserId, text: &str) {
+        let (web, channel, user, text) = (
+            self.web.clone(),
+            channel.to_string(),
+            user.to_string(),
+            text.to_string(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = web.post_ephemeral(&channel, &user, blocks::text(&text)).await {
+                tracing::warn!(error = %e, "cannot post an ephemeral message");
+            }
+        });
+    }
+
+    /// Update, impact and resolve forms.
+    async fn submit_change(&self, user: &str, view: &serde_json::Value) -> SlackInteractionResponse {
+        let callback = view["callback_id"].as_str().unwrap_or_default();
+        let values = &view["state"]["values"];
+        let Ok(actor) = UserId::parse(user) else {
+            return errors([("known", format!("Slack sent an unexpected user id `{user}`."))]);
+        };
+        let Some(id) = forms::incident_of(view["private_metadata"].as_str().unwrap_or_default()) else {
+            return SlackInteractionResponse::Empty;
+        };
+        let (change, field) = match callback {
+            UPDATE_CALLBACK => (forms::parse_update(values).map(Change::Update), "known"),
+            IMPACT_CALLBACK => (
+                forms::parse_impact(values, &self.policy)
+                    .map(|(services, footprint)| Change::Impact { services, footprint }),
+                "customers",
+            ),
+            _ => (forms::parse_resolve(values), "summary"),
+        };
+        let change = match change {
+            Ok(c) => c,
+            Err(field_errors) => return errors(field_errors),
+        };
+        let key = format!("view:{}", view["id"].as_str().unwrap_or_default());
+        match self.change(id, &change, &actor, &key).await {
+            Ok(()) => SlackInteractionResponse::Empty,
+            Err(message) => errors([(field, message)]),
         }
     }
 

@@ -195,6 +195,15 @@ impl SlackWeb {
         }
     }
 
+    /// Channel members (first 1,000: enough for an incident channel).
+    pub async fn members(&self, channel: &str) -> SlackResult<Vec<String>> {
+        let req = SlackApiConversationsMembersRequest::new()
+            .with_channel(channel.into())
+            .with_limit(1000);
+        let r = call!(self, "conversations.members", |s| s.conversations_members(&req))?;
+        Ok(r.members.into_iter().map(|m| m.to_string()).collect())
+    }
+
     pub async fn open_view(&self, trigger_id: &str, view: SlackView) -> SlackResult<()> {
         let req = SlackApiViewsOpenRequest::new(SlackTriggerId(trigger_id.into()), view);
         call!(self, "views.open", |s| s.views_open(&req))?;

@@ -1,0 +1,158 @@
+//! Applying a change to an incident: lock, apply the pure domain rule, write the new state,
+//! its timeline events and its outbox jobs, all in one transaction.
+
+use super::incidents::{IncidentRow, INCIDENT_COLUMNS};
+use super::{to_ms, with_pool, Db};
+use crate::incident::change::{Applied, Change, Effect};
+use crate::incident::model::*;
+use crate::outbox::JobKind;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+/// Why a change was not applied (shown to the user as is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The lifecycle rules say no.
+    Rule(String),
+    /// This exact interaction was handled before (a redelivery or a double click).
+    AlreadyHandled,
+}
+
+/// The outbox jobs for a change's effects. A notice for stakeholders is two jobs (channel,
+/// announcement thread), so a failure of one never repeats the other.
+pub fn jobs_for(effects: &[Effect], actor: &UserId) -> Vec<(JobKind, serde_json::Value)> {
+    let mut jobs = Vec::new();
+    for e in effects {
+        match e {
+            Effect::RefreshCard => jobs.push((JobKind::RefreshCard, json!({}))),
+            Effect::Post { notice, stakeholders } => {
+                jobs.push((
+                    JobKind::PostNotice,
+                    json!({ "notice": notice, "actor": actor, "to": "channel" }),
+                ));
+                if *stakeholders {
+                    jobs.push((
+                        JobKind::PostNotice,
+                        json!({ "notice": notice, "actor": actor, "to": "thread" }),
+                    ));
+                }
+            }
+            Effect::Invite(users) => jobs.push((JobKind::InviteUsers, json!({ "users": users }))),
+        }
+    }
+    jobs
+}
+
+impl Db {
+    /// Applies `change` to incident `id` as `actor`. `key` (a trigger id, or a button click id)
+    /// makes the call idempotent: the second time it is [`Refused::AlreadyHandled`].
+    pub async fn apply_change(
+        &self,
+        id: IncidentId,
+        change: &Change,
+        actor: &UserId,
+        now: DateTime<Utc>,
+        key: Option<&str>,
+    ) -> anyhow::Result<Result<Applied, Refused>> {
+        let at = to_ms(now);
+        let select = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1");
+        let result: anyhow::Result<Result<Applied, Refused>> = with_pool!(self, |pool| {
+            async {
+                let mut tx = pool.begin().await?;
+                // Take the row's write lock first (on SQLite, the database's), so concurrent
+                // changes to one incident apply one after the other.
+                sqlx::query("UPDATE incidents SET version = version + 1 WHERE id = $1")
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await?;
+                if let Some(key) = key {
+                    let fresh = sqlx::query("INSERT INTO handled_interactions (key, at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                        .bind(key)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if fresh == 0 {
+                        return Ok(Err(Refused::AlreadyHandled));
+                    }
+                }
+                let row: IncidentRow = sqlx::query_as(&select).bind(id.0).fetch_one(&mut *tx).await?;
+                let current = Incident::try_from(row)?;
+                let applied = match current.apply(change, actor, now) {
+                    Ok(applied) => applied,
+                    Err(reason) => return Ok(Err(Refused::Rule(reason))),
+                };
+                let i = &applied.incident;
+                let ms = |t: Option<DateTime<Utc>>| t.map(to_ms);
+                sqlx::query(
+                    "UPDATE incidents SET status = $2, severity = $3, spoc = $4, services = $5, roles = $6, regions = $7, \
+                     customers = $8, merchants = $9, transactions = $10, impact_start = $11, impact_end = $12, \
+                     resolution = $13, root_cause = $14, last_update_at = $15, acknowledged_at = $16, identified_at = $17, \
+                     mitigated_at = $18, resolved_at = $19, closed_at = $20, canceled_at = $21 WHERE id = $1",
+                )
+                .bind(id.0)
+                .bind(i.status.as_str())
+                .bind(i.severity.as_str())
+                .bind(i.spoc.as_str())
+                .bind(serde_json::to_string(&i.services)?)
+                .bind(serde_json::to_string(&i.roles)?)
+                .bind(serde_json::to_string(&i.footprint.regions)?)
+                .bind(i.footprint.customers)
+                .bind(i.footprint.merchants)
+                .bind(i.footprint.transactions)
+                .bind(ms(i.footprint.impact_start))
+                .bind(ms(i.footprint.impact_end))
+                .bind(&i.resolution)
+                .bind(&i.root_cause)
+                .bind(ms(i.last_update_at))
+                .bind(ms(i.acknowledged_at))
+                .bind(ms(i.identified_at))
+                .bind(ms(i.mitigated_at))
+                .bind(ms(i.resolved_at))
+                .bind(ms(i.closed_at))
+                .bind(ms(i.canceled_at))
+                .execute(&mut *tx)
+                .await?;
+                for (kind, details) in &applied.events {
+                    sqlx::query("INSERT INTO events (incident_id, at, actor, kind, details) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(id.0)
+                        .bind(at)
+                        .bind(actor.as_str())
+                        .bind(kind.as_str())
+                        .bind(details.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                // Slack effects need the channel; before it exists, provisioning renders the
+                // current state anyway.
+                if i.channel_id.is_some() {
+                    for (kind, payload) in jobs_for(&applied.effects, actor) {
+                        sqlx::query("INSERT INTO outbox (incident_id, kind, payload, due_at, created_at) VALUES ($1, $2, $3, $4, $4)")
+                            .bind(id.0)
+                            .bind(kind.as_str())
+                            .bind(payload.to_string())
+                            .bind(at)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(Ok(applied))
+            }
+            .await
+        });
+        result
+    }
+
+    /// Open incidents (and resolved ones), worst severity first, then oldest first.
+    pub async fn active_incidents(&self) -> anyhow::Result<Vec<Incident>> {
+        let sql = format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE status IN ('investigating', 'identified', 'mitigated') \
+             ORDER BY severity, declared_at"
+        );
+        let rows: Vec<IncidentRow> = with_pool!(self, |pool| sqlx::query_as::<_, IncidentRow>(&sql)
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter().map(Incident::try_from).collect()
+    }
+}

@@ -1,0 +1,655 @@
+//! The lifecycle as a pure state machine: `Incident::apply(change, actor, now)` either refuses
+//! with a message for the user, or returns the new incident, the timeline events to append and
+//! the effects to perform in Slack. The store persists all three in one transaction; `slack/`
+//! renders the notices.
+
+use super::model::*;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Longest note or update field: a section block holds 3,000 characters.
+pub const MAX_TEXT_CHARS: usize = 2_900;
+
+/// A stakeholder update, as the SPOC writes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StakeholderUpdate {
+    pub status: Status,
+    pub known: String,
+    pub impact: String,
+    pub next: String,
+}
+
+/// Something a person does to an incident.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Update(StakeholderUpdate),
+    Severity(Severity),
+    Spoc(UserId),
+    Role {
+        role: String,
+        user: UserId,
+    },
+    Handover {
+        to: UserId,
+        note: String,
+    },
+    Acknowledge,
+    Note {
+        text: String,
+        link: Option<String>,
+    },
+    Impact {
+        services: Vec<String>,
+        footprint: Footprint,
+    },
+    Resolve {
+        summary: String,
+        root_cause: String,
+        mitigated_at: Option<DateTime<Utc>>,
+    },
+    Close,
+    Reopen,
+    Cancel,
+}
+
+/// What people are told about a change (rendered by `slack/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "notice", rename_all = "snake_case")]
+pub enum Notice {
+    Update { update: StakeholderUpdate },
+    Severity { from: Severity, to: Severity },
+    SpocAssigned { user: UserId },
+    Handover { from: UserId, to: UserId, note: String },
+    Role { role: String, user: UserId },
+    Acknowledged,
+    Resolved { summary: String },
+    Closed,
+    Reopened,
+    Canceled,
+}
+
+/// A side effect of a change in Slack (performed later by the outbox).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Re-render the pinned card and the channel topic.
+    RefreshCard,
+    /// Post a notice in the incident channel, and in the announcement thread when
+    /// `stakeholders` (never for private incidents).
+    Post { notice: Notice, stakeholders: bool },
+    /// Invite these users to the incident channel.
+    Invite(Vec<UserId>),
+}
+
+/// The result of an accepted change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub incident: Incident,
+    pub events: Vec<(EventKind, Value)>,
+    pub effects: Vec<Effect>,
+}
+
+/// Moves allowed by the lifecycle.
+pub fn can_move(from: Status, to: Status) -> bool {
+    use Status::*;
+    match (from, to) {
+        (a, b) if a == b => false,
+        (Investigating | Identified | Mitigated, Investigating | Identified | Mitigated | Resolved | Canceled) => true,
+        (Resolved, Closed | Investigating) => true,
+        (Canceled, Closed) => true,
+        _ => false,
+    }
+}
+
+fn check_text(label: &str, text: &str) -> Result<(), String> {
+    let n = text.chars().count();
+    if n > MAX_TEXT_CHARS {
+        Err(format!("Keep {label} to {MAX_TEXT_CHARS} characters (it has {n})."))
+    } else {
+        Ok(())
+    }
+}
+
+/// Collects what a change does, then builds [`Applied`].
+struct Outcome {
+    next: Incident,
+    events: Vec<(EventKind, Value)>,
+    effects: Vec<Effect>,
+}
+
+impl Outcome {
+    fn event(&mut self, kind: EventKind, details: Value) {
+        self.events.push((kind, details));
+    }
+    fn tell(&mut self, notice: Notice, stakeholders: bool) {
+        self.effects.push(Effect::Post { notice, stakeholders });
+    }
+}
+
+impl Incident {
+    /// Applies `change` by `actor` at `now`, or says why not. Pure: no I/O.
+    pub fn apply(&self, change: &Change, actor: &UserId, now: DateTime<Utc>) -> Result<Applied, String> {
+        let n = self.number;
+        let finished = matches!(self.status, Status::Closed | Status::Canceled);
+        let mut out = Outcome {
+            next: self.clone(),
+            events: Vec::new(),
+            effects: vec![Effect::RefreshCard],
+        };
+        match change {
+            Change::Update(u) => {
+                if !self.status.is_open() {
+                    return Err(format!(
+                        "{n} is {}: updates are for open incidents (`/incident reopen` first if it is back).",
+                        self.status
+                    ));
+                }
+                for (label, text) in [
+                    ("what we know", &u.known),
+                    ("customer impact", &u.impact),
+                    ("next steps", &u.next),
+                ] {
+                    check_text(label, text)?;
+                }
+                if u.known.trim().is_empty() {
+                    return Err("Say what we know, even if it is \"still investigating\".".into());
+                }
+                if u.status != self.status {
+                    if !can_move(self.status, u.status) || u.status == Status::Canceled {
+                        return Err(format!("{n} cannot go from {} to {}.", self.status, u.status));
+                    }
+                    out.next.enter(u.status, now);
+                    out.event(
+                        EventKind::Status,
+                        json!({ "from": self.status.as_str(), "to": u.status.as_str() }),
+                    );
+                }
+                out.next.last_update_at = Some(now);
+                out.event(EventKind::Update, serde_json::to_value(u).unwrap_or_default());
+                out.tell(Notice::Update { update: u.clone() }, true);
+            }
+            Change::Severity(sev) => {
+                if finished {
+                    return Err(format!("{n} is {}; its severity is final.", self.status));
+                }
+                if *sev == self.severity {
+                    return Err(format!("{n} is already {sev}."));
+                }
+                out.next.severity = *sev;
+                out.event(
+                    EventKind::Severity,
+                    json!({ "from": self.severity.as_str(), "to": sev.as_str() }),
+                );
+                out.tell(
+                    Notice::Severity {
+                        from: self.severity,
+                        to: *sev,
+                    },
+                    true,
+                );
+            }
+            Change::Spoc(user) | Change::Handover { to: user, .. } => {
+                if finished {
+                    return Err(format!("{n} is {}; its roles are final.", self.status));
+                }
+                if *user == self.spoc {
+                    return Err(format!("<@{user}> is already the SPOC of {n}."));
+                }
+                out.next.spoc = user.clone();
+                out.effects.push(Effect::Invite(vec![user.clone()]));
+                if let Change::Handover { note, .. } = change {
+                    check_text("the handover note", note)?;
+                    out.event(
+                        EventKind::Handover,
+                        json!({ "role": "spoc", "from": self.spoc.as_str(), "to": user.as_str(), "note": note }),
+                    );
+                    let notice = Notice::Handover {
+                        from: self.spoc.clone(),
+                        to: user.clone(),
+                        note: note.clone(),
+                    };
+                    out.tell(notice, false);
+                } else {
+                    out.event(
+                        EventKind::Role,
+                        json!({ "role": "spoc", "from": self.spoc.as_str(), "to": user.as_str() }),
+                    );
+                    out.tell(Notice::SpocAssigned { user: user.clone() }, false);
+                }
+            }
+            Change::Role { role, user } => {
+                if finished {
+                    return Err(format!("{n} is {}; its roles are final.", self.status));
+                }
+                if self.roles.get(role) == Some(user) {
+                    return Err(format!("<@{user}> is already {role} on {n}."));
+                }
+                let from = out.next.roles.insert(role.clone(), user.clone());
+                out.event(
+                    EventKind::Role,
+                    json!({ "role": role, "from": from.map(|u| u.to_string()), "to": user.as_str() }),
+                );
+                out.effects.push(Effect::Invite(vec![user.clone()]));
+                out.tell(
+                    Notice::Role {
+                        role: role.clone(),
+                        user: user.clone(),
+                    },
+                    false,
+                );
+            }
+            Change::Acknowledge => {
+                if *actor != self.spoc {
+                    return Err(format!("Only the SPOC (<@{}>) acknowledges {n}.", self.spoc));
+                }
+                if self.acknowledged_at.is_some() {
+                    return Err(format!("{n} is already acknowledged."));
+                }
+                if !self.status.is_open() {
+                    return Err(format!("{n} is {}.", self.status));
+                }
+                out.next.acknowledged_at = Some(now);
+                out.event(EventKind::Acknowledged, json!({ "by": actor.as_str() }));
+                out.tell(Notice::Acknowledged, false);
+                return Ok(out.finish());
+            }
+            Change::Note { text, link } => {
+                if text.trim().is_empty() {
+                    return Err("Write the note after the command: `/incident note <text>`.".into());
+                }
+                check_text("the note", text)?;
+                out.event(EventKind::Note, json!({ "text": text, "link": link }));
+                out.effects.clear(); // a note changes nothing on the card
+            }
+            Change::Impact { services, footprint } => {
+                if finished {
+                    return Err(format!("{n} is {}; its footprint is final.", self.status));
+                }
+                check_footprint(footprint, now)?;
+                out.next.services = services.clone();
+                out.next.footprint = footprint.clone();
+                out.event(
+                    EventKind::Impact,
+                    json!({ "services": services, "footprint": serde_json::to_value(footprint).unwrap_or_default() }),
+                );
+            }
+            Change::Resolve {
+                summary,
+                root_cause,
+                mitigated_at,
+            } => {
+                if self.status == Status::Resolved {
+                    return Err(format!("{n} is already resolved."));
+                }
+                if !can_move(self.status, Status::Resolved) {
+                    return Err(format!("{n} is {}; only open incidents can be resolved.", self.status));
+                }
+                check_text("the resolution summary", summary)?;
+                if let Some(m) = mitigated_at {
+                    if *m > now {
+                        return Err("The mitigation time cannot be in the future.".into());
+                    }
+                    let started = self
+                        .footprint
+                        .impact_start
+                        .unwrap_or(self.declared_at)
+                        .min(self.declared_at);
+                    if *m < started {
+                        return Err("The mitigation time cannot be before the impact started.".into());
+                    }
+                    out.next.mitigated_at.get_or_insert(*m);
+                }
+                out.next.enter(Status::Resolved, now);
+                out.next.resolution = summary.clone();
+                out.next.root_cause = root_cause.clone();
+                out.event(
+                    EventKind::Status,
+                    json!({ "from": self.status.as_str(), "to": "resolved", "summary": summary, "root_cause": root_cause }),
+                );
+                out.tell(
+                    Notice::Resolved {
+                        summary: summary.clone(),
+                    },
+                    true,
+                );
+            }
+            Change::Close => {
+                if self.status == Status::Closed {
+                    return Err(format!("{n} is already closed."));
+                }
+                if !can_move(self.status, Status::Closed) {
+                    return Err(format!(
+                        "{n} is {}: resolve it first (`/incident resolve`), or cancel it if it was declared by mistake.",
+                        self.status
+                    ));
+                }
+                out.next.enter(Status::Closed, now);
+                out.event(
+                    EventKind::Status,
+                    json!({ "from": self.status.as_str(), "to": "closed" }),
+                );
+                out.tell(Notice::Closed, false);
+            }
+            Change::Reopen => {
+                if self.status != Status::Resolved {
+                    return Err(format!(
+                        "{n} is {}; only a resolved incident can be reopened.",
+                        self.status
+                    ));
+                }
+                out.next.status = Status::Investigating;
+                out.next.resolved_at = None;
+                // The update clock restarts from the reopening.
+                out.next.last_update_at = Some(now);
+                out.event(
+                    EventKind::Status,
+                    json!({ "from": "resolved", "to": "investigating", "reopened": true }),
+                );
+                out.tell(Notice::Reopened, true);
+            }
+            Change::Cancel => {
+                if self.status == Status::Canceled {
+                    return Err(format!("{n} is already canceled."));
+                }
+                if !can_move(self.status, Status::Canceled) {
+                    return Err(format!("{n} is {}; only open incidents can be canceled.", self.status));
+                }
+                out.next.enter(Status::Canceled, now);
+                out.event(
+                    EventKind::Status,
+                    json!({ "from": self.status.as_str(), "to": "canceled" }),
+                );
+                out.tell(Notice::Canceled, true);
+            }
+        }
+        // The first action of a SPOC assigned by someone else counts as their acknowledgement.
+        if out.next.acknowledged_at.is_none() && *actor == out.next.spoc && out.next.status.is_open() {
+            out.next.acknowledged_at = Some(now);
+            out.event(
+                EventKind::Acknowledged,
+                json!({ "by": actor.as_str(), "implicit": true }),
+            );
+        }
+        Ok(out.finish())
+    }
+
+    /// Enters `status`, stamping the first entry.
+    fn enter(&mut self, status: Status, now: DateTime<Utc>) {
+        self.status = status;
+        let stamp = match status {
+            Status::Identified => &mut self.identified_at,
+            Status::Mitigated => &mut self.mitigated_at,
+            Status::Resolved => &mut self.resolved_at,
+            Status::Closed => &mut self.closed_at,
+            Status::Canceled => &mut self.canceled_at,
+            Status::Investigating => return,
+        };
+        stamp.get_or_insert(now);
+        // A resolved incident has had its service restored.
+        if status == Status::Resolved {
+            self.mitigated_at.get_or_insert(now);
+        }
+    }
+}
+
+impl Outcome {
+    fn finish(self) -> Applied {
+        Applied {
+            incident: self.next,
+            events: self.events,
+            effects: self.effects,
+        }
+    }
+}
+
+/// Footprint rules: counts ≥ 0, impact start and end not in the future, end not before start.
+pub fn check_footprint(f: &Footprint, now: DateTime<Utc>) -> Result<(), String> {
+    for (label, v) in [
+        ("customers", f.customers),
+        ("merchants", f.merchants),
+        ("transactions", f.transactions),
+    ] {
+        if v.is_some_and(|v| v < 0) {
+            return Err(format!("The number of {label} cannot be negative."));
+        }
+    }
+    if f.impact_start.is_some_and(|s| s > now) {
+        return Err("Impact start cannot be in the future.".into());
+    }
+    if f.impact_end.is_some_and(|e| e > now) {
+        return Err("Impact end cannot be in the future.".into());
+    }
+    if let (Some(s), Some(e)) = (f.impact_start, f.impact_end) {
+        if e < s {
+            return Err("Impact end cannot be before impact start.".into());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(min: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap() + chrono::Duration::minutes(min)
+    }
+    fn u(id: &str) -> UserId {
+        UserId::parse(id).unwrap()
+    }
+    fn incident() -> Incident {
+        Incident {
+            id: IncidentId(1),
+            number: IncidentNumber(7),
+            title: "t".into(),
+            description: String::new(),
+            severity: Severity::Sev2,
+            status: Status::Investigating,
+            services: vec![],
+            is_private: false,
+            declared_by: u("U0ALICE"),
+            spoc: u("U0BOB"),
+            origin_channel: None,
+            channel_id: Some("C1".into()),
+            channel_name: None,
+            card_ts: None,
+            announce_ts: None,
+            declared_at: t(0),
+            acknowledged_at: None,
+            identified_at: None,
+            mitigated_at: None,
+            resolved_at: None,
+            closed_at: None,
+            canceled_at: None,
+            roles: Default::default(),
+            footprint: Footprint::default(),
+            resolution: String::new(),
+            root_cause: String::new(),
+            last_update_at: None,
+        }
+    }
+    fn update(status: Status) -> Change {
+        Change::Update(StakeholderUpdate {
+            status,
+            known: "db failover".into(),
+            impact: String::new(),
+            next: String::new(),
+        })
+    }
+
+    #[test]
+    fn the_lifecycle_moves_and_stamps_first_entries() {
+        let alice = u("U0ALICE");
+        let a = incident()
+            .apply(&update(Status::Identified), &alice, t(5))
+            .unwrap()
+            .incident;
+        assert_eq!(
+            (a.status, a.identified_at, a.last_update_at),
+            (Status::Identified, Some(t(5)), Some(t(5)))
+        );
+        let b = a.apply(&update(Status::Mitigated), &alice, t(10)).unwrap().incident;
+        let c = b.apply(&update(Status::Investigating), &alice, t(12)).unwrap().incident;
+        let d = c.apply(&update(Status::Mitigated), &alice, t(15)).unwrap().incident;
+        assert_eq!(d.mitigated_at, Some(t(10)), "first entry is kept");
+        let resolve = Change::Resolve {
+            summary: "rolled back".into(),
+            root_cause: "deploy".into(),
+            mitigated_at: None,
+        };
+        let e = d.apply(&resolve, &alice, t(20)).unwrap().incident;
+        assert_eq!((e.status, e.resolved_at), (Status::Resolved, Some(t(20))));
+        assert!(e
+            .apply(&resolve, &alice, t(21))
+            .unwrap_err()
+            .contains("already resolved"));
+        let f = e.apply(&Change::Reopen, &alice, t(30)).unwrap().incident;
+        assert_eq!(
+            (f.status, f.resolved_at, f.last_update_at),
+            (Status::Investigating, None, Some(t(30)))
+        );
+        let g = f
+            .apply(&resolve, &alice, t(40))
+            .unwrap()
+            .incident
+            .apply(&Change::Close, &alice, t(50))
+            .unwrap()
+            .incident;
+        assert_eq!((g.status, g.closed_at), (Status::Closed, Some(t(50))));
+        assert!(g
+            .apply(&update(Status::Investigating), &alice, t(51))
+            .unwrap_err()
+            .contains("closed"));
+        assert!(g.apply(&Change::Reopen, &alice, t(51)).is_err());
+    }
+
+    #[test]
+    fn illegal_moves_are_refused_with_a_reason() {
+        let alice = u("U0ALICE");
+        assert!(incident()
+            .apply(&Change::Close, &alice, t(1))
+            .unwrap_err()
+            .contains("resolve it first"));
+        assert!(incident()
+            .apply(&Change::Reopen, &alice, t(1))
+            .unwrap_err()
+            .contains("only a resolved"));
+        let canceled = incident().apply(&Change::Cancel, &alice, t(1)).unwrap().incident;
+        assert_eq!(canceled.canceled_at, Some(t(1)));
+        assert!(canceled
+            .apply(&Change::Cancel, &alice, t(2))
+            .unwrap_err()
+            .contains("already canceled"));
+        assert!(canceled.apply(&Change::Severity(Severity::Sev1), &alice, t(2)).is_err());
+        assert_eq!(
+            canceled.apply(&Change::Close, &alice, t(3)).unwrap().incident.status,
+            Status::Closed,
+            "canceled may close"
+        );
+        assert!(incident()
+            .apply(&Change::Severity(Severity::Sev2), &alice, t(1))
+            .unwrap_err()
+            .contains("already SEV2"));
+    }
+
+    #[test]
+    fn acknowledgement_is_the_spocs_first_action() {
+        let (alice, bob) = (u("U0ALICE"), u("U0BOB"));
+        assert!(incident()
+            .apply(&Change::Acknowledge, &alice, t(1))
+            .unwrap_err()
+            .contains("Only the SPOC"));
+        let noted = incident()
+            .apply(
+                &Change::Note {
+                    text: "x".into(),
+                    link: None,
+                },
+                &alice,
+                t(1),
+            )
+            .unwrap();
+        assert_eq!(
+            noted.incident.acknowledged_at, None,
+            "someone else acting does not acknowledge"
+        );
+        assert!(noted.effects.is_empty(), "notes do not touch the card");
+        let acted = incident().apply(&Change::Severity(Severity::Sev1), &bob, t(2)).unwrap();
+        assert_eq!(acted.incident.acknowledged_at, Some(t(2)));
+        assert!(acted.events.iter().any(|(k, _)| *k == EventKind::Acknowledged));
+        let explicit = incident().apply(&Change::Acknowledge, &bob, t(3)).unwrap().incident;
+        assert_eq!(explicit.acknowledged_at, Some(t(3)));
+        assert!(explicit
+            .apply(&Change::Acknowledge, &bob, t(4))
+            .unwrap_err()
+            .contains("already"));
+    }
+
+    #[test]
+    fn handover_moves_the_spoc_and_invites_them() {
+        let alice = u("U0ALICE");
+        let change = Change::Handover {
+            to: u("U0CAROL"),
+            note: "db is failing over".into(),
+        };
+        let applied = incident().apply(&change, &alice, t(1)).unwrap();
+        assert_eq!(applied.incident.spoc, u("U0CAROL"));
+        assert!(applied.effects.contains(&Effect::Invite(vec![u("U0CAROL")])));
+        assert_eq!(applied.events[0].0, EventKind::Handover);
+        assert!(incident()
+            .apply(&Change::Spoc(u("U0BOB")), &alice, t(1))
+            .unwrap_err()
+            .contains("already the SPOC"));
+    }
+
+    #[test]
+    fn footprint_rules() {
+        let mut f = Footprint {
+            customers: Some(-1),
+            ..Footprint::default()
+        };
+        assert!(check_footprint(&f, t(0)).unwrap_err().contains("customers"));
+        f.customers = Some(10);
+        f.impact_start = Some(t(5));
+        assert!(check_footprint(&f, t(0)).unwrap_err().contains("future"));
+        f.impact_start = Some(t(-30));
+        f.impact_end = Some(t(-40));
+        assert!(check_footprint(&f, t(0)).unwrap_err().contains("before impact start"));
+        f.impact_end = Some(t(-10));
+        assert!(check_footprint(&f, t(0)).is_ok());
+    }
+
+    #[test]
+    fn every_accepted_change_records_an_event() {
+        let bob = u("U0BOB");
+        let changes = [
+            update(Status::Identified),
+            Change::Severity(Severity::Sev1),
+            Change::Spoc(u("U0CAROL")),
+            Change::Role {
+                role: "comms".into(),
+                user: u("U0DAVE"),
+            },
+            Change::Acknowledge,
+            Change::Note {
+                text: "n".into(),
+                link: None,
+            },
+            Change::Impact {
+                services: vec!["payments".into()],
+                footprint: Footprint::default(),
+            },
+            Change::Resolve {
+                summary: String::new(),
+                root_cause: String::new(),
+                mitigated_at: Some(t(1)),
+            },
+            Change::Cancel,
+        ];
+        for c in changes {
+            let applied = incident().apply(&c, &bob, t(2)).unwrap();
+            assert!(!applied.events.is_empty(), "{c:?}");
+        }
+    }
+}
