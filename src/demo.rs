@@ -130,6 +130,39 @@ impl LocalStack {
         Ok(ack.payload)
     }
 
+    /// Runs a slash command that opens a form and returns the form.
+    pub async fn open_form(&self, user: &str, channel: &str, text: &str) -> anyhow::Result<sandbox::View> {
+        let before = self.sandbox.views_opened().len();
+        let ack = self.sandbox.slash_command(user, channel, text).await?;
+        if let Some(text) = ack.payload.as_ref().and_then(|p| p["text"].as_str()) {
+            anyhow::bail!("`/incident {text}` answered instead of opening a form: {text}");
+        }
+        wait_for(Duration::from_secs(3), || async {
+            self.sandbox.views_opened().get(before).cloned()
+        })
+        .await
+        .ok_or_else(|| anyhow::anyhow!("`/incident {text}` opened no form"))
+    }
+
+    /// Runs a slash command and returns the ephemeral text of its ack ("" when none).
+    pub async fn command(&self, user: &str, channel: &str, text: &str) -> anyhow::Result<String> {
+        let ack = self.sandbox.slash_command(user, channel, text).await?;
+        Ok(ack
+            .payload
+            .as_ref()
+            .and_then(|p| p["text"].as_str())
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// Waits until the outbox has nothing left to do.
+    pub async fn settle(&self) {
+        wait_for(Duration::from_secs(10), || async {
+            (self.db.pending_jobs().await.ok()? == 0).then_some(())
+        })
+        .await;
+    }
+
     /// Waits until incident `number`'s channel is created, the card pinned and (when public and
     /// configured) the announcement posted. Returns the channel id.
     pub async fn wait_ready(&self, number: i64, timeout: Duration) -> anyhow::Result<String> {
@@ -189,6 +222,60 @@ pub fn declare_values(title: &str, user: &str, fields: &Value) -> Value {
         values["severity"] = json!({ "severity": { "type": "static_select", "selected_option": option(&severity) } });
     }
     values
+}
+
+fn option_value(v: &str) -> Value {
+    json!({ "text": { "type": "plain_text", "text": v, "emoji": true }, "value": v })
+}
+
+/// Modal state for the update form.
+pub fn update_values(status: &str, known: &str, impact: &str, next: &str) -> Value {
+    json!({
+        "status": { "status": { "type": "static_select", "selected_option": option_value(status) } },
+        "known": { "known": { "type": "plain_text_input", "value": known } },
+        "impact": { "impact": { "type": "plain_text_input", "value": impact } },
+        "next": { "next": { "type": "plain_text_input", "value": next } },
+    })
+}
+
+/// Modal state for the resolve form.
+pub fn resolve_values(summary: &str, root_cause: &str, mitigated_at: Option<i64>) -> Value {
+    let mut v = json!({
+        "summary": { "summary": { "type": "plain_text_input", "value": summary } },
+        "root_cause": { "root_cause": { "type": "static_select", "selected_option": option_value(root_cause) } },
+        "mitigated_at": { "mitigated_at": { "type": "datetimepicker" } },
+    });
+    if let Some(t) = mitigated_at {
+        v["mitigated_at"]["mitigated_at"]["selected_date_time"] = json!(t);
+    }
+    v
+}
+
+/// Modal state for the footprint form; `counts` are customers, merchants, transactions as typed.
+pub fn impact_values(
+    services: &[&str],
+    regions: &str,
+    counts: [&str; 3],
+    start: Option<i64>,
+    end: Option<i64>,
+) -> Value {
+    let mut v = json!({
+        "services": { "services": { "type": "multi_static_select",
+            "selected_options": services.iter().map(|s| option_value(s)).collect::<Vec<_>>() } },
+        "regions": { "regions": { "type": "plain_text_input", "value": regions } },
+        "customers": { "customers": { "type": "plain_text_input", "value": counts[0] } },
+        "merchants": { "merchants": { "type": "plain_text_input", "value": counts[1] } },
+        "transactions": { "transactions": { "type": "plain_text_input", "value": counts[2] } },
+        "impact_start": { "impact_start": { "type": "datetimepicker" } },
+        "impact_end": { "impact_end": { "type": "datetimepicker" } },
+    });
+    if let Some(t) = start {
+        v["impact_start"]["impact_start"]["selected_date_time"] = json!(t);
+    }
+    if let Some(t) = end {
+        v["impact_end"]["impact_end"]["selected_date_time"] = json!(t);
+    }
+    v
 }
 
 /// Polls `probe` every 10 ms until it yields `Some` or `timeout` passes.

@@ -144,6 +144,7 @@ fn handler(method: &str) -> Option<Handler> {
         "conversations.archive" => conversations_archive,
         "conversations.info" => conversations_info,
         "conversations.members" => conversations_members,
+        "conversations.history" => conversations_history,
         "conversations.join" => conversations_join,
         "conversations.open" => conversations_open,
         "chat.postMessage" => chat_post_message,
@@ -292,23 +293,27 @@ fn take_fault(state: &mut State, method: &str) -> Option<Fault> {
 pub(crate) async fn handle(shared: Arc<Shared>, method: String, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let at = Instant::now();
     let (parts, body) = request.into_parts();
-    let Some(body) = read_body(body).await else {
-        return Outcome::error(ApiError::new("request_timeout")).into_response();
-    };
     let header_token = parts
         .headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_owned());
+    let query_token = parts.uri.query().and_then(|query| {
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(name, _)| name == "token")
+            .map(|(_, value)| value.into_owned())
+    });
 
-    let (arguments, outcome) = match parse_arguments(&parts, &body) {
+    let parsed = match read_body(body).await {
+        Some(body) => parse_arguments(&parts, &body),
+        None => Err("request_timeout"),
+    };
+    let (arguments, outcome) = match parsed {
         Ok((mut arguments, is_json)) => {
-            // Slack reads a `token` from the query string or a form body, never from JSON.
-            let field_token = arguments
-                .remove("token")
-                .filter(|_| !is_json)
-                .and_then(|t| t.as_str().map(str::to_owned));
+            let body_token = arguments.remove("token").and_then(|t| t.as_str().map(str::to_owned));
+            // Slack reads a `token` from the query string or a form body, never from a JSON body.
+            let field_token = if is_json { query_token } else { body_token };
             let token = header_token.or(field_token);
             let outcome = answer(&shared, &method, &arguments, token.as_deref()).await;
             (arguments, outcome)
@@ -795,6 +800,44 @@ fn chat_get_permalink(state: &mut State, _: &Ctx<'_>, params: &Params) -> ApiRes
         permalink.push_str(&format!("?thread_ts={thread_ts}&cid={channel}"));
     }
     Ok(json!({ "channel": channel, "permalink": permalink }))
+}
+
+/// `conversations.history`: top-level messages newest first, bounded by `latest`/`oldest`
+/// (`inclusive` keeps the bounds), at most `limit` (default 100). The bot must be a member.
+fn conversations_history(state: &mut State, _: &Ctx<'_>, params: &Params) -> ApiResult {
+    let record = visible_channel(state, params.text("channel"))?;
+    if !is_member(&record.channel, BOT_USER_ID) {
+        return Err(ApiError::new("not_in_channel"));
+    }
+    let channel = record.channel.id.clone();
+    let ts_value = |t: &str| t.parse::<f64>().ok();
+    let latest = params.text("latest").and_then(|t| ts_value(&t));
+    let oldest = params.text("oldest").and_then(|t| ts_value(&t));
+    let inclusive = params.flag("inclusive");
+    let limit = params
+        .text("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(100)
+        .clamp(1, 1000);
+    let mut found: Vec<&Message> = state
+        .messages
+        .iter()
+        .filter(|m| m.channel == channel && m.thread_ts.as_ref().is_none_or(|t| *t == m.ts))
+        .filter(|m| {
+            let Some(ts) = ts_value(&m.ts) else { return false };
+            let before = latest.is_none_or(|l| if inclusive { ts <= l } else { ts < l });
+            let after = oldest.is_none_or(|o| if inclusive { ts >= o } else { ts > o });
+            before && after
+        })
+        .collect();
+    found.sort_by(|a, b| {
+        ts_value(&b.ts)
+            .partial_cmp(&ts_value(&a.ts))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let has_more = found.len() > limit;
+    let messages: Vec<Value> = found.into_iter().take(limit).map(message_json).collect();
+    Ok(json!({ "messages": messages, "has_more": has_more }))
 }
 
 // ----- pins, reactions, bookmarks -----

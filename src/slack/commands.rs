@@ -215,4 +215,22 @@ mod tests {
         assert!(parse_user("<#C123|general>").is_err());
         assert!(parse_user("<!subteam^S123|@ops>").is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn no_text_makes_the_parser_panic(text in "\\PC{0,200}") {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn command_shaped_text_parses_or_explains(
+            word in "(declare|update|severity|sev|spoc|role|handover|note|timeline|list|ack|resolve|close|reopen|cancel|status|impact|help|x)",
+            args in "( (<@[A-Za-z0-9|_]{0,12}>|SEV[0-9]|[a-z_]{0,8}|[0-9]{1,3}|<#C1\\|x>|<!subteam\\^S1>)){0,3}",
+        ) {
+            match parse(&format!("{word}{args}")) {
+                Ok(_) => {}
+                Err(message) => proptest::prop_assert!(!message.is_empty()),
+            }
+        }
+    }
 }

@@ -135,12 +135,27 @@ async fn on_interaction(
 }
 
 async fn on_push(
-    _event: SlackPushEventCallback,
+    event: SlackPushEventCallback,
     _client: Arc<SlackClient<Connector>>,
-    _states: SlackClientEventsUserState,
+    states: SlackClientEventsUserState,
 ) -> UserCallbackResult<()> {
+    let h = handler_of(&states).await;
+    if h.foreign(event.team_id.as_ref()) {
+        return Ok(());
+    }
+    if let SlackEventCallbackBody::ReactionAdded(reaction) = event.event {
+        if reaction.reaction.0 == PIN_REACTION {
+            if let SlackReactionsItem::Message(message) = reaction.item {
+                let channel = message.origin.channel.map(|c| c.to_string()).unwrap_or_default();
+                h.pin_to_timeline(reaction.user.to_string(), channel, message.origin.ts.to_string());
+            }
+        }
+    }
     Ok(())
 }
+
+/// The reaction that copies a message onto the incident timeline.
+pub const PIN_REACTION: &str = "pushpin";
 
 /// Acks anyway: an envelope that failed here would fail again when Slack redelivers it.
 fn on_error(
@@ -429,6 +444,33 @@ impl Handler {
                 ),
             ),
         }
+    }
+
+    /// 📌 on a message in an incident channel: the message (text and link) becomes a timeline
+    /// note. Spawned: it needs two Slack calls, and the ack must not wait for them.
+    fn pin_to_timeline(self: &Arc<Self>, user: String, channel: String, ts: String) {
+        let h = self.clone();
+        tokio::spawn(async move {
+            let Ok(actor) = UserId::parse(&user) else { return };
+            let incident = match h.db.incident_by_channel(&channel).await {
+                Ok(Some(i)) => i,
+                Ok(None) => return, // not an incident channel
+                Err(e) => return tracing::warn!(error = %e, "cannot look up a pinned message's incident"),
+            };
+            let (text, link) = match h.web.message(&channel, &ts).await {
+                Ok(found) => found,
+                Err(e) => return tracing::warn!(error = %e, "cannot read a pinned message"),
+            };
+            let text = if text.trim().is_empty() {
+                "(message without text)".to_string()
+            } else {
+                text
+            };
+            let key = format!("pin:{channel}:{ts}:{user}");
+            if let Err(message) = h.change(incident.id, &Change::Note { text, link }, &actor, &key).await {
+                h.tell(&channel, &actor, &message);
+            }
+        });
     }
 
     /// An ephemeral note to one person, off the ack path.

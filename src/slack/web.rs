@@ -79,8 +79,11 @@ pub struct SlackWeb {
     timeout: Duration,
 }
 
-/// Builds a slack-morphism client for `api_url` (http or https), retrying 429s after
-/// `Retry-After`.
+/// Builds a slack-morphism client for `api_url` (http or https).
+///
+/// slack-morphism's rate controller is left off on purpose: it spaces `chat.postMessage`
+/// calls a second apart in advance, which would make every incident wait. Slack answers 429
+/// with `Retry-After` when we are too fast, and `call!` retries those.
 pub fn build_client(api_url: &str) -> anyhow::Result<Arc<SlackClient<Connector>>> {
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_native_roots()?
@@ -88,24 +91,46 @@ pub fn build_client(api_url: &str) -> anyhow::Result<Arc<SlackClient<Connector>>
         .enable_http1()
         .enable_http2()
         .build();
-    let connector = SlackClientHyperConnector::with_connector(https)
-        .with_slack_api_url(api_url.trim_end_matches('/'))
-        .with_rate_control(SlackApiRateControlConfig::new().with_max_retries(3));
+    let connector = SlackClientHyperConnector::with_connector(https).with_slack_api_url(api_url.trim_end_matches('/'));
     Ok(Arc::new(SlackClient::new(connector)))
 }
 
-/// Runs one Web API call with the bot token and a timeout, mapping its error.
+/// How many times a call answered 429 is retried after `Retry-After`.
+const RATE_LIMIT_RETRIES: u32 = 3;
+/// Longest `Retry-After` waited inside a call; longer waits go back to the outbox's backoff.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// Runs one Web API call with the bot token and a timeout, retrying 429s after `Retry-After`,
+/// and maps its error.
 macro_rules! call {
     ($self:ident, $method:literal, |$s:ident| $body:expr) => {{
-        let $s = $self.client.open_session(&$self.token);
-        match tokio::time::timeout($self.timeout, $body).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(SlackCallError::from_client($method, e)),
-            Err(_) => Err(SlackCallError::Unavailable {
-                method: $method,
-                detail: "timed out".into(),
-                retry_after: None,
-            }),
+        let mut attempt = 0;
+        loop {
+            let $s = $self.client.open_session(&$self.token);
+            let result = match tokio::time::timeout($self.timeout, $body).await {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(SlackCallError::from_client($method, e)),
+                Err(_) => Err(SlackCallError::Unavailable {
+                    method: $method,
+                    detail: "timed out".into(),
+                    retry_after: None,
+                }),
+            };
+            match result {
+                Err(SlackCallError::Unavailable {
+                    retry_after: Some(wait),
+                    ..
+                }) if attempt < RATE_LIMIT_RETRIES && wait <= MAX_RETRY_AFTER => {
+                    attempt += 1;
+                    tracing::debug!(
+                        method = $method,
+                        wait_ms = wait.as_millis() as u64,
+                        "rate limited; retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                other => break other,
+            }
         }
     }};
 }
@@ -202,6 +227,27 @@ impl SlackWeb {
             .with_limit(1000);
         let r = call!(self, "conversations.members", |s| s.conversations_members(&req))?;
         Ok(r.members.into_iter().map(|m| m.to_string()).collect())
+    }
+
+    /// A message's text and permalink (for 📌 reactions).
+    pub async fn message(&self, channel: &str, ts: &str) -> SlackResult<(String, Option<String>)> {
+        let req = SlackApiConversationsHistoryRequest::new()
+            .with_channel(channel.into())
+            .with_latest(SlackTs(ts.into()))
+            .with_inclusive(true)
+            .with_limit(1);
+        let r = call!(self, "conversations.history", |s| s.conversations_history(&req))?;
+        let text = r
+            .messages
+            .into_iter()
+            .find(|m| m.origin.ts.0 == ts)
+            .and_then(|m| m.content.text)
+            .unwrap_or_default();
+        let req = SlackApiChatGetPermalinkRequest::new(channel.into(), SlackTs(ts.into()));
+        let link = call!(self, "chat.getPermalink", |s| s.chat_get_permalink(&req))
+            .ok()
+            .map(|r| r.permalink.to_string());
+        Ok((text, link))
     }
 
     pub async fn open_view(&self, trigger_id: &str, view: SlackView) -> SlackResult<()> {

@@ -22,6 +22,7 @@ pub async fn stack() -> LocalStack {
 }
 
 pub async fn stack_with(policy: Policy, opts: BotOptions) -> LocalStack {
+    logs();
     let db = database();
     LocalStack::start(db.as_ref().map(|(u, s)| (u.as_str(), Some(s.as_str()))), policy, opts)
         .await
@@ -36,4 +37,14 @@ pub fn assert_slack_happy(stack: &LocalStack) {
         "Block Kit violations"
     );
     assert_eq!(stack.sandbox.late_acks(), 0, "envelopes acked after the deadline");
+}
+
+/// `RUST_LOG=incident_bot=debug cargo test …` shows the bot's logs while debugging a test.
+pub fn logs() {
+    if std::env::var("RUST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
 }
