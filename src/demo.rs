@@ -342,6 +342,45 @@ pub fn render_blocks(blocks: &Value) -> Vec<String> {
     lines
 }
 
+/// Replaces Slack's `<@U…>`, `<#C…>` and `<!date^…|fallback>` markup with what a reader sees.
+fn readable(sandbox: &Sandbox, text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('<') {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start..].find('>') else { break };
+        let inner = &rest[start + 1..start + len];
+        let shown = if let Some(user) = inner.strip_prefix('@') {
+            format!("@{}", sandbox_user_name(user))
+        } else if let Some(channel) = inner.strip_prefix('#') {
+            let id = channel.split('|').next().unwrap_or_default();
+            format!(
+                "#{}",
+                sandbox.channel(id).map(|c| c.name).unwrap_or_else(|| id.to_string())
+            )
+        } else if inner.starts_with("!date^") {
+            inner.rsplit('|').next().unwrap_or_default().to_string()
+        } else {
+            format!("<{inner}>")
+        };
+        out.push_str(&shown);
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn sandbox_user_name(id: &str) -> String {
+    match id {
+        "U0ALICE" => "alice".into(),
+        "U0BOB" => "bob".into(),
+        "U0CAROL" => "carol".into(),
+        "U0DAVE" => "dave".into(),
+        sandbox::BOT_USER_ID => sandbox::BOT_USER_NAME.into(),
+        other => other.into(),
+    }
+}
+
 fn print_channel(out: &mut dyn Write, sandbox: &Sandbox, channel_id: &str) -> std::io::Result<()> {
     let Some(ch) = sandbox.channel(channel_id) else {
         return Ok(());
@@ -352,19 +391,24 @@ fn print_channel(out: &mut dyn Write, sandbox: &Sandbox, channel_id: &str) -> st
         ch.name,
         ch.id,
         if ch.is_private { ", private" } else { "" },
-        ch.members.join(", ")
+        ch.members
+            .iter()
+            .map(|m| sandbox_user_name(m))
+            .collect::<Vec<_>>()
+            .join(", ")
     )?;
     if !ch.topic.is_empty() {
-        writeln!(out, "  topic: {}", ch.topic)?;
+        writeln!(out, "  topic: {}", readable(sandbox, &ch.topic))?;
     }
     for m in sandbox.messages(channel_id) {
         let pin = if ch.pins.contains(&m.ts) { " 📌" } else { "" };
         let thread = if m.thread_ts.is_some() { "    ↳ " } else { "  " };
-        writeln!(out, "{thread}[{}] <{}>{pin}", m.ts, m.user)?;
+        let edited = if m.edited { " (edited)" } else { "" };
+        writeln!(out, "{thread}{}{pin}{edited}:", sandbox_user_name(&m.user))?;
         let lines = render_blocks(&m.blocks);
         let lines = if lines.is_empty() { vec![m.text.clone()] } else { lines };
         for line in lines {
-            for l in line.lines() {
+            for l in readable(sandbox, &line).lines() {
                 writeln!(out, "{thread}  {l}")?;
             }
         }
@@ -419,27 +463,92 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
     )
     .await?;
     let channel = stack.wait_ready(1, Duration::from_secs(5)).await?;
+    let incident = stack
+        .db
+        .incident_by_number(crate::incident::model::IncidentNumber(1))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("INC-1 was not stored"))?;
+
+    writeln!(out, "▶ bob, the SPOC, presses Acknowledge on the pinned card")?;
+    let card = incident.card_ts.clone().unwrap_or_default();
+    sb.click_button(
+        "U0BOB",
+        &channel,
+        &card,
+        crate::slack::blocks::ACTION_ACK,
+        &incident.id.0.to_string(),
+    )
+    .await?;
+    stack.settle().await;
+    writeln!(out, "▶ bob posts an update with `/incident update`: identified")?;
+    let form = stack.open_form("U0BOB", &channel, "update").await?;
+    sb.submit_view(
+        "U0BOB",
+        &form.id,
+        update_values(
+            "identified",
+            "A config change to the card router at 13:58 sends 30% of traffic to a drained pool.",
+            "About 30% of card payments fail; retries succeed.",
+            "Rolling back the router config; next update in 30 minutes.",
+        ),
+    )
+    .await?;
+    writeln!(out, "▶ alice lowers the severity: `/incident severity SEV2`")?;
+    stack.command("U0ALICE", &channel, "severity SEV2").await?;
+    writeln!(
+        out,
+        "▶ bob hands over at shift end: `/incident handover @carol rollback at 50%, watch error rate`"
+    )?;
+    stack
+        .command(
+            "U0BOB",
+            &channel,
+            "handover <@U0CAROL|carol> rollback at 50%, watch error rate",
+        )
+        .await?;
+    writeln!(out, "▶ carol reports mitigation, then resolves and closes")?;
+    let form = stack.open_form("U0CAROL", &channel, "update").await?;
+    sb.submit_view(
+        "U0CAROL",
+        &form.id,
+        update_values(
+            "mitigated",
+            "Rollback complete; error rate back to 0.2%.",
+            "None since 14:41.",
+            "Watching for an hour.",
+        ),
+    )
+    .await?;
+    let form = stack.open_form("U0CAROL", &channel, "resolve").await?;
+    sb.submit_view(
+        "U0CAROL",
+        &form.id,
+        resolve_values(
+            "Rolled back the router config; added a pool health check to the deploy.",
+            "change / deploy",
+            None,
+        ),
+    )
+    .await?;
+    stack.command("U0CAROL", &channel, "close").await?;
+    stack.settle().await;
+
     writeln!(out, "\n── incident channel ──")?;
     print_channel(out, sb, &channel)?;
     writeln!(out, "\n── announcement channel ──")?;
     print_channel(out, sb, ANNOUNCE_CHANNEL)?;
     writeln!(out, "\n── only alice sees (ephemeral) ──")?;
     for m in sb.ephemerals("U0ALICE") {
-        writeln!(out, "  {}", m.text)?;
+        writeln!(out, "  {}", readable(sb, &m.text))?;
     }
     writeln!(out, "\n── timeline of INC-1 ──")?;
-    let incident = stack
-        .db
-        .incident_by_number(crate::incident::model::IncidentNumber(1))
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("INC-1 was not stored"))?;
     for e in stack.db.timeline(incident.id).await? {
         writeln!(
             out,
             "  {} {:<16} by {:<8} {}",
             e.at.format("%H:%M:%S%.3f"),
             e.kind,
-            e.actor,
+            sandbox_user_name(&e.actor),
             e.details
         )?;
     }

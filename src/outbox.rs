@@ -149,11 +149,27 @@ pub async fn run<R: Runner>(db: Db, runner: Arc<R>, wake: Arc<Notify>, shutdown:
             }
         };
         if !claimed.is_empty() {
-            let handles: Vec<_> = claimed
+            // One task per incident, its jobs in claim order: notices reach people in the order
+            // the changes happened, while different incidents proceed in parallel.
+            let mut per_incident: Vec<Vec<Job>> = Vec::new();
+            for job in claimed {
+                match per_incident
+                    .iter_mut()
+                    .find(|group| group[0].incident_id == job.incident_id)
+                {
+                    Some(group) => group.push(job),
+                    None => per_incident.push(vec![job]),
+                }
+            }
+            let handles: Vec<_> = per_incident
                 .into_iter()
-                .map(|job| {
+                .map(|jobs| {
                     let (db, runner, opts) = (db.clone(), runner.clone(), opts.clone());
-                    tokio::spawn(async move { finish(&db, &*runner, job, &opts).await })
+                    tokio::spawn(async move {
+                        for job in jobs {
+                            finish(&db, &*runner, job, &opts).await;
+                        }
+                    })
                 })
                 .collect();
             for h in handles {

@@ -142,6 +142,23 @@ async fn the_whole_lifecycle_through_commands_buttons_and_forms() {
     assert!(inc.mitigated_at.unwrap() <= inc.resolved_at.unwrap());
     assert!(inc.resolved_at.unwrap() <= inc.closed_at.unwrap());
 
+    // Stakeholders read the notices in the order the changes happened.
+    let thread: Vec<String> = sb
+        .messages(ANNOUNCE_CHANNEL)
+        .into_iter()
+        .filter(|m| m.thread_ts == inc.announce_ts)
+        .map(|m| m.text)
+        .collect();
+    let position = |needle: &str| {
+        thread
+            .iter()
+            .position(|t| t.contains(needle))
+            .unwrap_or_else(|| panic!("{needle}: {thread:#?}"))
+    };
+    assert!(position("Bad deploy") < position("SEV2*"));
+    assert!(position("SEV2*") < position("Rollback complete"));
+    assert!(position("Rollback complete") < position("resolved*"));
+
     // The history can be rebuilt from events alone.
     let kinds: Vec<String> = stack
         .db

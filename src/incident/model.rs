@@ -46,6 +46,7 @@ impl FromStr for IncidentNumber {
 
 /// Severity, worst first. Names are fixed (SEV1–SEV4); their cadences come from config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum Severity {
     Sev1,
     Sev2,
@@ -85,6 +86,7 @@ impl FromStr for Severity {
 
 /// Lifecycle status. See [`Status::can_move_to`] for the allowed moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     Investigating,
     Identified,
@@ -377,6 +379,16 @@ mod tests {
             "counts chars, not bytes"
         );
         assert!(Title::parse("a\u{0}b").is_err());
+    }
+
+    #[test]
+    fn serialized_names_match_the_displayed_ones() {
+        for sev in Severity::ALL {
+            assert_eq!(serde_json::to_value(sev).unwrap(), sev.as_str());
+        }
+        for st in Status::ALL {
+            assert_eq!(serde_json::to_value(st).unwrap(), st.as_str());
+        }
     }
 
     #[test]
