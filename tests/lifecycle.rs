@@ -472,3 +472,77 @@ async fn a_pushpin_reaction_copies_the_message_onto_the_timeline() {
     );
     assert_slack_happy(&stack);
 }
+
+#[tokio::test]
+async fn spoc_status_cancel_and_the_card_buttons() {
+    let stack = stack().await;
+    let sb = &stack.sandbox;
+    let (inc, ch) = declared(&stack, "Portal login loop", json!({ "severity": "SEV3" })).await;
+    let card = inc.card_ts.clone().unwrap();
+    let id = inc.id.0.to_string();
+
+    // The card's buttons open their forms.
+    let before = sb.views_opened().len();
+    sb.click_button("U0BOB", &ch, &card, "incident_update", &id)
+        .await
+        .unwrap();
+    sb.click_button("U0BOB", &ch, &card, "incident_resolve", &id)
+        .await
+        .unwrap();
+    let opened = incident_bot::demo::wait_for(std::time::Duration::from_secs(3), || async {
+        let views = sb.views_opened();
+        (views.len() == before + 2).then(|| {
+            views[before..]
+                .iter()
+                .map(|v| v.callback_id.clone())
+                .collect::<Vec<_>>()
+        })
+    })
+    .await
+    .expect("both forms opened");
+    assert_eq!(opened.iter().filter(|c| *c == "update").count(), 1);
+    assert_eq!(opened.iter().filter(|c| *c == "resolve").count(), 1);
+
+    assert_eq!(stack.command("U0ALICE", &ch, "spoc <@U0DAVE>").await.unwrap(), "");
+    stack.settle().await;
+    assert_eq!(current(&stack, 1).await.spoc.as_str(), "U0DAVE");
+    assert!(
+        sb.channel(&ch).unwrap().members.iter().any(|m| m == "U0DAVE"),
+        "the new SPOC is invited"
+    );
+
+    let status = sb
+        .slash_command("U0CAROL", &ch, "status")
+        .await
+        .unwrap()
+        .payload
+        .unwrap();
+    assert_eq!(status["response_type"], "ephemeral");
+    let shown = status["blocks"].to_string();
+    assert!(
+        shown.contains("INC-1: Portal login loop") && shown.contains("<@U0DAVE>"),
+        "{shown}"
+    );
+    assert!(!shown.contains("\"actions\""), "status has no buttons");
+
+    assert_eq!(stack.command("U0ALICE", &ch, "cancel").await.unwrap(), "");
+    stack.settle().await;
+    let inc = current(&stack, 1).await;
+    assert_eq!(inc.status, Status::Canceled);
+    assert!(inc.canceled_at.is_some());
+    let card = sb
+        .messages(&ch)
+        .into_iter()
+        .find(|m| Some(&m.ts) == inc.card_ts.as_ref())
+        .unwrap();
+    assert!(
+        !card.blocks.to_string().contains("incident_resolve"),
+        "no buttons on a canceled incident's card"
+    );
+    assert!(stack
+        .command("U0ALICE", "C0GENERAL", "list")
+        .await
+        .unwrap()
+        .contains("No open incidents"));
+    assert_slack_happy(&stack);
+}
