@@ -2,7 +2,7 @@
 //! its timeline events and its outbox jobs, all in one transaction.
 
 use super::incidents::{IncidentRow, INCIDENT_COLUMNS};
-use super::{to_ms, with_pool, Db};
+use super::{to_ms, with_pool, Db, INSERT_EVENT};
 use crate::incident::change::{Applied, Change, Effect};
 use crate::incident::model::*;
 use crate::outbox::JobKind;
@@ -114,7 +114,7 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
                 for (kind, details) in &applied.events {
-                    sqlx::query("INSERT INTO events (incident_id, at, actor, kind, details) VALUES ($1, $2, $3, $4, $5)")
+                    sqlx::query(INSERT_EVENT)
                         .bind(id.0)
                         .bind(at)
                         .bind(actor.as_str())

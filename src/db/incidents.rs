@@ -1,6 +1,6 @@
 //! Incidents and their timeline.
 
-use super::{from_ms, to_ms, with_pool, Db};
+use super::{from_ms, to_ms, with_pool, Db, INSERT_EVENT};
 use crate::incident::model::*;
 use crate::outbox::JobKind;
 use anyhow::Context;
@@ -166,7 +166,7 @@ impl Db {
                 .bind(at)
                 .fetch_one(&mut *tx)
                 .await?;
-                sqlx::query("INSERT INTO events (incident_id, at, actor, kind, details) VALUES ($1, $2, $3, $4, $5)")
+                sqlx::query(INSERT_EVENT)
                     .bind(id)
                     .bind(at)
                     .bind(new.declared_by.as_str())

@@ -37,6 +37,10 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+/// Appends a timeline event: `(incident_id, at, actor, kind, details)`.
+pub(crate) const INSERT_EVENT: &str =
+    "INSERT INTO events (incident_id, at, actor, kind, details) VALUES ($1, $2, $3, $4, $5)";
+
 pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }

@@ -1,6 +1,6 @@
 //! Outbox jobs: claim with a lease, complete atomically with their incident changes.
 
-use super::{from_ms, to_ms, with_pool, Db};
+use super::{from_ms, to_ms, with_pool, Db, INSERT_EVENT};
 use crate::incident::model::{EventKind, IncidentId};
 use crate::outbox::{Job, JobKind};
 use chrono::{DateTime, Utc};
@@ -136,7 +136,7 @@ impl Db {
                     sqlx::query("UPDATE incidents SET announce_ts = $1 WHERE id = $2").bind(ts).bind(id).execute(&mut *tx).await?;
                 }
                 if let Some((kind, details)) = &update.event {
-                    sqlx::query("INSERT INTO events (incident_id, at, actor, kind, details) VALUES ($1, $2, $3, $4, $5)")
+                    sqlx::query(INSERT_EVENT)
                         .bind(id)
                         .bind(at)
                         .bind(BOT_ACTOR)
@@ -196,7 +196,7 @@ impl Db {
                     .bind(job.id)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("INSERT INTO events (incident_id, at, actor, kind, details) VALUES ($1, $2, $3, $4, $5)")
+                sqlx::query(INSERT_EVENT)
                     .bind(job.incident_id.0)
                     .bind(to_ms(now))
                     .bind(BOT_ACTOR)

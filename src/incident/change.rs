@@ -439,35 +439,7 @@ mod tests {
         UserId::parse(id).unwrap()
     }
     fn incident() -> Incident {
-        Incident {
-            id: IncidentId(1),
-            number: IncidentNumber(7),
-            title: "t".into(),
-            description: String::new(),
-            severity: Severity::Sev2,
-            status: Status::Investigating,
-            services: vec![],
-            is_private: false,
-            declared_by: u("U0ALICE"),
-            spoc: u("U0BOB"),
-            origin_channel: None,
-            channel_id: Some("C1".into()),
-            channel_name: None,
-            card_ts: None,
-            announce_ts: None,
-            declared_at: t(0),
-            acknowledged_at: None,
-            identified_at: None,
-            mitigated_at: None,
-            resolved_at: None,
-            closed_at: None,
-            canceled_at: None,
-            roles: Default::default(),
-            footprint: Footprint::default(),
-            resolution: String::new(),
-            root_cause: String::new(),
-            last_update_at: None,
-        }
+        Incident::example()
     }
     fn update(status: Status) -> Change {
         Change::Update(StakeholderUpdate {

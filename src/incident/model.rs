@@ -251,6 +251,45 @@ pub struct Footprint {
     pub impact_end: Option<DateTime<Utc>>,
 }
 
+#[cfg(test)]
+impl Incident {
+    /// A typical open incident for unit tests: INC-42, SEV2, declared by alice at
+    /// 2026-11-23 12:00 UTC, bob as SPOC, with a title that tries a mass mention.
+    pub(crate) fn example() -> Incident {
+        use chrono::TimeZone;
+        let user = |id: &str| UserId::parse(id).expect("valid test user id");
+        Incident {
+            id: IncidentId(1),
+            number: IncidentNumber(42),
+            title: "Payments <!channel> & refunds".into(),
+            description: "Card payments fail with 500 for ~30% of requests".into(),
+            severity: Severity::Sev2,
+            status: Status::Investigating,
+            services: vec!["payments".into(), "checkout".into()],
+            is_private: false,
+            declared_by: user("U0ALICE"),
+            spoc: user("U0BOB"),
+            origin_channel: Some("C0GENERAL".into()),
+            channel_id: Some("C0INC".into()),
+            channel_name: Some("inc-42-payments".into()),
+            card_ts: None,
+            announce_ts: None,
+            declared_at: Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap(),
+            acknowledged_at: None,
+            identified_at: None,
+            mitigated_at: None,
+            resolved_at: None,
+            closed_at: None,
+            canceled_at: None,
+            roles: Default::default(),
+            footprint: Footprint::default(),
+            resolution: String::new(),
+            root_cause: String::new(),
+            last_update_at: None,
+        }
+    }
+}
+
 /// Kinds of timeline events. Stored as their snake_case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -154,7 +154,7 @@ pub(crate) fn fill_generated_ids(blocks: &mut Value) {
 }
 
 fn is_missing(value: Option<&Value>) -> bool {
-    value.map_or(true, Value::is_null)
+    value.is_none_or(Value::is_null)
 }
 
 /// A short mixed-case id like Slack's generated `block_id`s (`hspI`, `maBWU`).
@@ -462,7 +462,7 @@ impl Checker {
                 self.string_max(object.get("initial_value"), 3000, &at("initial_value"));
                 for bound in ["min_length", "max_length"] {
                     if let Some(value) = object.get(bound) {
-                        if !value.as_u64().is_some_and(|n| n <= 3000) {
+                        if value.as_u64().is_none_or(|n| n > 3000) {
                             self.error("must be a number between 0 and 3000", &at(bound));
                         }
                     }

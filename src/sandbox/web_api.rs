@@ -476,11 +476,11 @@ fn message_content(state: &mut State, ctx: &Ctx<'_>, params: &Params) -> Result<
 impl Content {
     /// Neither text, blocks nor attachments: Slack's `no_text`.
     fn is_empty(&self) -> bool {
-        let no_text = self.text.as_deref().map_or(true, str::is_empty);
+        let no_text = self.text.as_deref().is_none_or(str::is_empty);
         let no_blocks = self
             .blocks
             .as_ref()
-            .map_or(true, |b| b.as_array().is_some_and(Vec::is_empty));
+            .is_none_or(|b| b.as_array().is_some_and(Vec::is_empty));
         no_text && no_blocks && !self.has_attachments
     }
 }

@@ -592,38 +592,9 @@ pub fn modal(view: Value) -> anyhow::Result<SlackView> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
 
-    pub(crate) fn sample_incident() -> Incident {
-        Incident {
-            id: IncidentId(1),
-            number: IncidentNumber(42),
-            title: "Payments <!channel> & refunds".into(),
-            description: "Card payments fail with 500 for ~30% of requests".into(),
-            severity: Severity::Sev1,
-            status: Status::Investigating,
-            services: vec!["payments".into(), "checkout".into()],
-            is_private: false,
-            declared_by: UserId::parse("U0ALICE").unwrap(),
-            spoc: UserId::parse("U0BOB").unwrap(),
-            origin_channel: Some("C0GENERAL".into()),
-            channel_id: Some("C0INC".into()),
-            channel_name: Some("inc-42-payments".into()),
-            card_ts: None,
-            announce_ts: None,
-            declared_at: chrono::Utc.with_ymd_and_hms(2026, 11, 23, 14, 0, 0).unwrap(),
-            acknowledged_at: None,
-            identified_at: None,
-            mitigated_at: None,
-            resolved_at: None,
-            closed_at: None,
-            canceled_at: None,
-            roles: Default::default(),
-            footprint: Footprint::default(),
-            resolution: String::new(),
-            root_cause: String::new(),
-            last_update_at: None,
-        }
+    fn sample_incident() -> Incident {
+        Incident::example()
     }
 
     /// Every mrkdwn text in `v` (plain_text is never parsed for mentions, so it is safe as is).
