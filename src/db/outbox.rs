@@ -70,6 +70,10 @@ impl Db {
                 .fetch_all(pool)
                 .await
         })?;
+        // RETURNING does not keep the subquery's order (PostgreSQL returns rows as it updates
+        // them): restore creation order, which the outbox relies on for one incident's notices.
+        let mut rows = rows;
+        rows.sort_by_key(|r| r.id);
         let mut jobs = Vec::with_capacity(rows.len());
         for r in rows {
             match JobKind::parse(&r.kind) {
