@@ -334,6 +334,14 @@ async fn phase_declare(backend: &mut Backend) -> anyhow::Result<(Summary, Summar
         calls_per_incident.push(calls.len());
         ready.push(last - start);
     }
+    let mut slowest: Vec<(usize, Duration)> = ready.iter().copied().enumerate().map(|(i, d)| (i + 1, d)).collect();
+    slowest.sort_by_key(|(_, d)| std::cmp::Reverse(*d));
+    let slowest: Vec<String> = slowest
+        .iter()
+        .take(3)
+        .map(|(n, d)| format!("INC-{n} {} (submission ack {})", ms(*d), ms(submit_acks[n - 1])))
+        .collect();
+    println!("    slowest: {}", slowest.join(", "));
     let (min_calls, max_calls) = (
         calls_per_incident.iter().min().copied().unwrap_or_default(),
         calls_per_incident.iter().max().copied().unwrap_or_default(),
@@ -389,6 +397,53 @@ fn proc_memory(pid: u32) -> anyhow::Result<ProcMemory> {
         bail!("no VmRSS in /proc/{pid}/status");
     }
     Ok(mem)
+}
+
+/// Where the resident memory is (RSS per mapped file, anonymous memory together) and which
+/// threads exist: what to look at when the idle RSS is over budget.
+fn print_breakdown(pid: u32) {
+    if let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) {
+        let mut by_mapping: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+        let mut current = String::new();
+        for line in smaps.lines() {
+            let mut fields = line.split_whitespace();
+            let first = fields.next().unwrap_or_default();
+            if first.contains('-') && !first.ends_with(':') {
+                // A mapping header: `start-end perms offset dev inode [path]`.
+                let path = fields.nth(4).unwrap_or_default();
+                current = match path {
+                    "" => "[anon]".to_string(),
+                    p => p.rsplit('/').next().unwrap_or(p).to_string(),
+                };
+            } else if first == "Rss:" {
+                *by_mapping.entry(current.clone()).or_default() +=
+                    fields.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            }
+        }
+        let mut top: Vec<_> = by_mapping.into_iter().filter(|(_, kb)| *kb > 0).collect();
+        top.sort_by_key(|(_, kb)| std::cmp::Reverse(*kb));
+        let top: Vec<String> = top
+            .iter()
+            .take(6)
+            .map(|(name, kb)| format!("{name} {}", mib(*kb)))
+            .collect();
+        println!("    RSS by mapping: {}", top.join(", "));
+    }
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        let mut names: Vec<String> = tasks
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|n| n.trim().to_string())
+            .collect();
+        names.sort();
+        println!("    threads: {}", names.join(", "));
+    }
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15 minute averages.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }
 
 fn mib(kb: u64) -> String {
@@ -469,6 +524,7 @@ async fn phase_rss(backend: &mut Backend) -> anyhow::Result<(RssReport, Verdicts
             mib(mem.hwm_kb),
             mem.threads
         );
+        print_breakdown(pid);
         anyhow::Ok(mem)
     }
     .await;
@@ -481,7 +537,7 @@ async fn phase_rss(backend: &mut Backend) -> anyhow::Result<(RssReport, Verdicts
     let stopping = Instant::now();
     let exit = match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
         Ok(status) => format!(
-            "{} after SIGTERM in {:.0} ms",
+            "{} {:.0} ms after SIGTERM",
             status?,
             stopping.elapsed().as_secs_f64() * 1000.0
         ),
@@ -516,6 +572,7 @@ async fn main() -> anyhow::Result<()> {
         backend.label(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    println!("load average before: {}", load_average());
     let started = Instant::now();
     let outcome = async {
         let (ack_declare, ack_help, v1) = phase_acks(&mut backend).await?;
@@ -564,7 +621,7 @@ async fn main() -> anyhow::Result<()> {
         ms(submit.max)
     );
     println!(
-        "idle RSS of `serve`: {} (peak {}, {} threads); exit {}",
+        "idle RSS of `serve`: {} (peak {}, {} threads); {}",
         mib(rss.mem.rss_kb),
         mib(rss.mem.hwm_kb),
         rss.mem.threads,
@@ -573,6 +630,10 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "late acks: {} · Block Kit violations: {}",
         verdicts.late_acks, verdicts.violations
+    );
+    println!(
+        "load average after: {} (other builds on this machine skew every figure)",
+        load_average()
     );
     println!("targets: ack p99 ≤ 5 ms, declare-to-ready p99 ≤ 50 ms, idle RSS ≤ 20 MB");
     Ok(())

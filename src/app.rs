@@ -3,6 +3,7 @@
 use crate::config::Settings;
 use crate::db::Db;
 use crate::outbox::{self, OutboxOptions};
+use crate::reminder::{self, ReminderOptions};
 use crate::slack::effects::SlackEffects;
 use crate::slack::listener::{Handler, SocketMode, SocketOptions};
 use crate::slack::web::{BotIdentity, SlackWeb};
@@ -16,6 +17,7 @@ use tokio::task::JoinHandle;
 pub struct BotOptions {
     pub outbox: OutboxOptions,
     pub socket: SocketOptions,
+    pub reminders: ReminderOptions,
 }
 
 /// A running bot.
@@ -25,6 +27,8 @@ pub struct Bot {
     socket: SocketMode,
     stop_outbox: Arc<Notify>,
     outbox: JoinHandle<()>,
+    stop_reminders: Arc<Notify>,
+    reminders: JoinHandle<()>,
 }
 
 impl Bot {
@@ -53,12 +57,23 @@ impl Bot {
             stop_outbox.clone(),
             opts.outbox,
         ));
+        let wake_reminders = Arc::new(Notify::new());
+        let stop_reminders = Arc::new(Notify::new());
+        let reminders = tokio::spawn(reminder::run(
+            db.clone(),
+            settings.policy.slas(),
+            wake_reminders.clone(),
+            wake_outbox.clone(),
+            stop_reminders.clone(),
+            opts.reminders,
+        ));
         let handler = Arc::new(Handler {
             db: db.clone(),
             web,
             policy: settings.policy.clone(),
             identity: identity.clone(),
             wake_outbox,
+            wake_reminders,
         });
         let socket = SocketMode::start(handler, &settings.slack.app_token, &opts.socket).await?;
         Ok(Bot {
@@ -67,12 +82,18 @@ impl Bot {
             socket,
             stop_outbox,
             outbox,
+            stop_reminders,
+            reminders,
         })
     }
 
     /// Stops taking envelopes, lets the outbox finish the jobs it holds, and returns.
     pub async fn stop(self) {
         self.socket.shutdown().await;
+        self.stop_reminders.notify_one();
+        if let Err(e) = self.reminders.await {
+            tracing::error!(error = %e, "reminder task ended abnormally");
+        }
         self.stop_outbox.notify_one();
         if let Err(e) = self.outbox.await {
             tracing::error!(error = %e, "outbox task ended abnormally");

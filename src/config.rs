@@ -80,6 +80,19 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The SLA clock's settings per severity.
+    pub fn slas(&self) -> crate::reminder::plan::Slas {
+        let sla = |s: Severity| {
+            let p = self.severity(s);
+            let d = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+            crate::reminder::plan::Sla {
+                update_every: d(p.update_every),
+                escalate_after: d(p.escalate_after),
+            }
+        };
+        crate::reminder::plan::Slas(Severity::ALL.map(sla))
+    }
+
     pub fn severity(&self, severity: Severity) -> &SeverityPolicy {
         self.severities
             .iter()

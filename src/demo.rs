@@ -41,6 +41,11 @@ pub fn fast_options() -> BotOptions {
             reconnect_secs: 1,
             initial_backoff_secs: 0,
         },
+        reminders: crate::reminder::ReminderOptions {
+            max_sleep: Duration::from_millis(500),
+            late_after: Duration::from_millis(500),
+            ..Default::default()
+        },
     }
 }
 

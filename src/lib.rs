@@ -10,6 +10,10 @@
 //!   Pure, unit-tested.
 //! - [`db`]: the only module that knows SQL: incidents, timeline events, outbox jobs, on
 //!   SQLite or PostgreSQL with the same SQL text.
+//! - [`reminder`]: the SLA clock: pure planning (`reminder::plan`) and the scheduler loop that
+//!   reminds the SPOC, escalates breaches and repeats, once across restarts and replicas.
+//! - [`report`]: weekly and monthly reports: periods, figures (aggregated in SQL by `db`),
+//!   Markdown / CSV / JSON and a PNG chart; Block Kit in `slack::report`.
 //! - [`outbox`]: Slack side effects stored with the change that caused them, then driven to
 //!   done with retries and leases (survives restarts, runs once across replicas).
 //! - [`slack`]: the only module that imports slack_morphism: Socket Mode listener, command
@@ -35,5 +39,7 @@ pub mod db;
 pub mod demo;
 pub mod incident;
 pub mod outbox;
+pub mod reminder;
+pub mod report;
 pub mod sandbox;
 pub mod slack;

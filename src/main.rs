@@ -1,4 +1,4 @@
-//! `incident-bot` command line: serve (default) · demo · check-config · migrate.
+//! `incident-bot` command line: serve (default) · demo · check-config · migrate · report.
 
 use clap::{Parser, Subcommand};
 use incident_bot::app::{Bot, BotOptions};
@@ -30,6 +30,31 @@ enum Cmd {
     CheckConfig,
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Print a report from the configured database (DATABASE_URL); needs no Slack tokens.
+    Report(ReportArgs),
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// First day, YYYY-MM-DD, in the configured time zone.
+    #[arg(long, requires = "to")]
+    from: Option<String>,
+    /// Last day, YYYY-MM-DD, included.
+    #[arg(long, requires = "from")]
+    to: Option<String>,
+    /// `weekly` (previous ISO week) or `monthly` (previous month) instead of --from/--to;
+    /// with neither, the last 7 days.
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    period: Option<String>,
+    /// Only incidents on this service line.
+    #[arg(long)]
+    service: Option<String>,
+    /// markdown, csv or json.
+    #[arg(long, default_value = "markdown")]
+    format: String,
+    /// Also write the chart (incidents per day, time to mitigate) to this PNG file.
+    #[arg(long)]
+    chart: Option<PathBuf>,
 }
 
 fn init_logs(json: bool, default: &str) {
@@ -108,6 +133,10 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Report(args) => {
+            init_logs(cli.json_logs, "warn");
+            report(cli.config, args).await
+        }
         Cmd::Serve => {
             let settings = match config::load(cli.config.as_deref(), &ProcessEnv) {
                 Ok(s) => s,
@@ -121,6 +150,62 @@ async fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `incident-bot report`: settings errors exit 2 (like check-config), database errors 1.
+async fn report(config_file: Option<PathBuf>, args: ReportArgs) -> ExitCode {
+    use incident_bot::report::{chart, render, PeriodSpec, Report};
+    let file = config_file.or_else(|| std::env::var_os("INCIDENT_BOT_CONFIG").map(PathBuf::from));
+    let policy = match config::load_policy(file.as_deref(), &ProcessEnv) {
+        Ok((policy, _)) => policy,
+        Err(e) => return config_error(e),
+    };
+    let usage = |problem: String| {
+        eprintln!("report: {problem}");
+        ExitCode::from(2)
+    };
+    let spec = match (&args.from, &args.to, &args.period) {
+        (Some(from), Some(to), _) => PeriodSpec::parse(&format!("{from}..{to}")),
+        (_, _, Some(word)) if ["weekly", "monthly"].contains(&word.as_str()) => PeriodSpec::parse(word),
+        (_, _, Some(word)) => Err(format!("--period \"{word}\" is not weekly or monthly")),
+        _ => Ok(PeriodSpec::Last7Days),
+    };
+    let spec = match spec {
+        Ok(spec) => spec,
+        Err(e) => return usage(e),
+    };
+    let format: render::Format = match args.format.parse() {
+        Ok(f) => f,
+        Err(e) => return usage(e),
+    };
+    if let Some(service) = &args.service {
+        if !policy.services.contains(service) {
+            return usage(format!(
+                "\"{service}\" is not a service line (configured: {})",
+                policy.services.join(", ")
+            ));
+        }
+    }
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| config::DEFAULT_DATABASE_URL.into());
+    let run = async {
+        let db = Db::connect(&url).await?;
+        let report = Report::build(&db, &policy, spec, args.service.as_deref(), chrono::Utc::now()).await?;
+        print!("{}", render::render(&report, format));
+        if let Some(path) = &args.chart {
+            let png = chart::render(&render::title(&report), &report.daily(&db).await?)?;
+            std::fs::write(path, png).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            eprintln!("chart written to {}", path.display());
+        }
+        db.close().await;
+        anyhow::Ok(())
+    };
+    match run.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("report failed: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

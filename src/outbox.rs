@@ -25,10 +25,12 @@ pub enum JobKind {
     RefreshCard,
     PostNotice,
     InviteUsers,
+    Remind,
+    Escalate,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 10] = [
+    pub const ALL: [JobKind; 12] = [
         JobKind::CreateChannel,
         JobKind::InviteMembers,
         JobKind::SetTopic,
@@ -39,6 +41,8 @@ impl JobKind {
         JobKind::RefreshCard,
         JobKind::PostNotice,
         JobKind::InviteUsers,
+        JobKind::Remind,
+        JobKind::Escalate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +57,8 @@ impl JobKind {
             JobKind::RefreshCard => "refresh_card",
             JobKind::PostNotice => "post_notice",
             JobKind::InviteUsers => "invite_users",
+            JobKind::Remind => "remind",
+            JobKind::Escalate => "escalate",
         }
     }
 
@@ -73,6 +79,8 @@ impl JobKind {
             JobKind::RefreshCard => "refreshing the summary card",
             JobKind::PostNotice => "posting a notice",
             JobKind::InviteUsers => "inviting people",
+            JobKind::Remind => "reminding the SPOC",
+            JobKind::Escalate => "escalating an overdue update",
         }
     }
 }

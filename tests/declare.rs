@@ -283,7 +283,7 @@ async fn pending_side_effects_are_redriven_after_a_restart() {
     };
     stack
         .db
-        .declare(&new, "view:V0CRASH", chrono::Utc::now())
+        .declare(&new, "view:V0CRASH", chrono::Utc::now(), &stack.settings.policy.slas())
         .await
         .unwrap();
     assert_eq!(stack.db.pending_jobs().await.unwrap(), 1);

@@ -52,6 +52,7 @@ async fn concurrent_declares_on_two_replicas_never_share_a_number() {
                     &new_incident(&format!("n{i}")),
                     &format!("view:{i}"),
                     chrono::Utc::now(),
+                    &slas(),
                 )
                 .await
                 .unwrap()
@@ -77,7 +78,11 @@ async fn the_same_declaration_twice_is_stored_once() {
     let (a, b, _file) = two_pools().await;
     let now = chrono::Utc::now();
     let dup = new_incident("dup");
-    let (x, y) = tokio::join!(a.declare(&dup, "view:same", now), b.declare(&dup, "view:same", now));
+    let slas = slas();
+    let (x, y) = tokio::join!(
+        a.declare(&dup, "view:same", now, &slas),
+        b.declare(&dup, "view:same", now, &slas)
+    );
     let outcomes = [x.unwrap(), y.unwrap()];
     let created = outcomes
         .iter()
@@ -95,7 +100,9 @@ async fn the_same_declaration_twice_is_stored_once() {
 async fn a_job_is_claimed_by_one_replica_until_its_lease_expires() {
     let (a, b, _file) = two_pools().await;
     let now = chrono::Utc::now();
-    a.declare(&new_incident("lease"), "view:lease", now).await.unwrap();
+    a.declare(&new_incident("lease"), "view:lease", now, &slas())
+        .await
+        .unwrap();
     let lease = Duration::from_secs(30);
     let (x, y) = tokio::join!(a.claim_jobs(now, lease, 10), b.claim_jobs(now, lease, 10));
     let (x, y) = (x.unwrap(), y.unwrap());
@@ -108,4 +115,8 @@ async fn a_job_is_claimed_by_one_replica_until_its_lease_expires() {
         a.next_job_due().await.unwrap().map(|d| d.timestamp_millis()),
         Some((later + chrono::Duration::seconds(30)).timestamp_millis())
     );
+}
+
+fn slas() -> incident_bot::reminder::plan::Slas {
+    incident_bot::config::Policy::default().slas()
 }

@@ -6,6 +6,7 @@ use super::{to_ms, with_pool, Db, INSERT_EVENT};
 use crate::incident::change::{Applied, Change, Effect};
 use crate::incident::model::*;
 use crate::outbox::JobKind;
+use crate::reminder::plan::{self, Slas};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
@@ -53,6 +54,7 @@ impl Db {
         actor: &UserId,
         now: DateTime<Utc>,
         key: Option<&str>,
+        slas: &Slas,
     ) -> anyhow::Result<Result<Applied, Refused>> {
         let at = to_ms(now);
         let select = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1");
@@ -78,17 +80,21 @@ impl Db {
                 }
                 let row: IncidentRow = sqlx::query_as(&select).bind(id.0).fetch_one(&mut *tx).await?;
                 let current = Incident::try_from(row)?;
-                let applied = match current.apply(change, actor, now) {
+                let mut applied = match current.apply(change, actor, now) {
                     Ok(applied) => applied,
                     Err(reason) => return Ok(Err(Refused::Rule(reason))),
                 };
+                if plan::needs_replan(&current, &applied.incident) {
+                    applied.incident.clock = plan::plan(&applied.incident, slas.of(applied.incident.severity));
+                }
                 let i = &applied.incident;
                 let ms = |t: Option<DateTime<Utc>>| t.map(to_ms);
                 sqlx::query(
                     "UPDATE incidents SET status = $2, severity = $3, spoc = $4, services = $5, roles = $6, regions = $7, \
                      customers = $8, merchants = $9, transactions = $10, impact_start = $11, impact_end = $12, \
                      resolution = $13, root_cause = $14, last_update_at = $15, acknowledged_at = $16, identified_at = $17, \
-                     mitigated_at = $18, resolved_at = $19, closed_at = $20, canceled_at = $21 WHERE id = $1",
+                     mitigated_at = $18, resolved_at = $19, closed_at = $20, canceled_at = $21, \
+                     update_due_at = $22, reminder_at = $23, reminder_stage = $24, snoozed = $25 WHERE id = $1",
                 )
                 .bind(id.0)
                 .bind(i.status.as_str())
@@ -111,6 +117,10 @@ impl Db {
                 .bind(ms(i.resolved_at))
                 .bind(ms(i.closed_at))
                 .bind(ms(i.canceled_at))
+                .bind(i.clock.map(|c| to_ms(c.due_at)))
+                .bind(i.clock.map(|c| to_ms(c.next_at)))
+                .bind(i.clock.map_or("due", |c| c.stage.as_str()))
+                .bind(i.clock.is_some_and(|c| c.snoozed))
                 .execute(&mut *tx)
                 .await?;
                 for (kind, details) in &applied.events {

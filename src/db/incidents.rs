@@ -3,6 +3,7 @@
 use super::{from_ms, to_ms, with_pool, Db, INSERT_EVENT};
 use crate::incident::model::*;
 use crate::outbox::JobKind;
+use crate::reminder::plan::{Clock, Slas, Stage};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
@@ -26,7 +27,8 @@ enum Lookup<'a> {
 pub(super) const INCIDENT_COLUMNS: &str = "id, number, title, description, severity, status, services, \
     is_private, declared_by, spoc, origin_channel, channel_id, channel_name, card_ts, announce_ts, \
     declared_at, acknowledged_at, identified_at, mitigated_at, resolved_at, closed_at, canceled_at, \
-    roles, regions, customers, merchants, transactions, impact_start, impact_end, resolution, root_cause, last_update_at";
+    roles, regions, customers, merchants, transactions, impact_start, impact_end, resolution, root_cause, last_update_at, \
+    update_due_at, reminder_at, reminder_stage, snoozed";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct IncidentRow {
@@ -62,6 +64,10 @@ pub(super) struct IncidentRow {
     resolution: String,
     root_cause: String,
     last_update_at: Option<i64>,
+    update_due_at: Option<i64>,
+    reminder_at: Option<i64>,
+    reminder_stage: String,
+    snoozed: bool,
 }
 
 impl TryFrom<IncidentRow> for Incident {
@@ -103,6 +109,15 @@ impl TryFrom<IncidentRow> for Incident {
             resolution: r.resolution,
             root_cause: r.root_cause,
             last_update_at: r.last_update_at.map(from_ms),
+            clock: match (r.update_due_at, r.reminder_at) {
+                (Some(due), Some(next)) => Some(Clock {
+                    due_at: from_ms(due),
+                    next_at: from_ms(next),
+                    stage: Stage::parse(&r.reminder_stage),
+                    snoozed: r.snoozed,
+                }),
+                _ => None,
+            },
         })
     }
 }
@@ -119,7 +134,21 @@ impl Db {
     /// Stores a declaration with its `declared` event and its first side effect (create the
     /// channel), all in one transaction. `key` identifies the declaration (the modal's view id):
     /// storing the same key twice returns the first incident and writes nothing.
-    pub async fn declare(&self, new: &NewIncident, key: &str, now: DateTime<Utc>) -> anyhow::Result<DeclareOutcome> {
+    pub async fn declare(
+        &self,
+        new: &NewIncident,
+        key: &str,
+        now: DateTime<Utc>,
+        slas: &Slas,
+    ) -> anyhow::Result<DeclareOutcome> {
+        // The first update is due a cadence after the declaration.
+        let sla = slas.of(new.severity);
+        let (update_due_at, reminder_at) = if sla.update_every > chrono::Duration::zero() {
+            let due = to_ms(now + sla.update_every);
+            (Some(due), Some(due))
+        } else {
+            (None, None)
+        };
         let services = serde_json::to_string(&new.services)?;
         let details = serde_json::json!({
             "title": new.title.as_str(),
@@ -149,8 +178,8 @@ impl Db {
                 }
                 let (id,): (i64,) = sqlx::query_as(
                     "INSERT INTO incidents (number, declare_key, title, description, severity, status, services, \
-                     is_private, declared_by, spoc, origin_channel, declared_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+                     is_private, declared_by, spoc, origin_channel, declared_at, update_due_at, reminder_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
                 )
                 .bind(number)
                 .bind(key)
@@ -164,6 +193,8 @@ impl Db {
                 .bind(new.spoc.as_str())
                 .bind(new.origin_channel.as_deref())
                 .bind(at)
+                .bind(update_due_at)
+                .bind(reminder_at)
                 .fetch_one(&mut *tx)
                 .await?;
                 sqlx::query(INSERT_EVENT)

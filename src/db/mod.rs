@@ -7,10 +7,13 @@
 mod changes;
 mod incidents;
 mod outbox;
+mod reminders;
+mod reports;
 
 pub use changes::{jobs_for, Refused};
 pub use incidents::DeclareOutcome;
 pub use outbox::{JobUpdate, NewJob};
+pub use reports::{FixtureEvent, FixtureIncident, ReportScope};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};

@@ -51,6 +51,8 @@ pub enum Change {
     Close,
     Reopen,
     Cancel,
+    /// Postpone the next update reminder once (see [`crate::reminder::plan::snooze`]).
+    Snooze,
 }
 
 /// What people are told about a change (rendered by `slack/`).
@@ -165,7 +167,12 @@ impl Incident {
                     );
                 }
                 out.next.last_update_at = Some(now);
-                out.event(EventKind::Update, serde_json::to_value(u).unwrap_or_default());
+                // On time when posted by its due time (or when no clock was running).
+                let due = self.clock.map(|c| c.due_at);
+                let mut details = serde_json::to_value(u).unwrap_or_default();
+                details["on_time"] = json!(due.is_none_or(|d| now <= d));
+                details["due_at"] = json!(due.map(|d| d.timestamp_millis()));
+                out.event(EventKind::Update, details);
                 out.tell(Notice::Update { update: u.clone() }, true);
             }
             Change::Severity(sev) => {
@@ -346,6 +353,13 @@ impl Incident {
                     json!({ "from": "resolved", "to": "investigating", "reopened": true }),
                 );
                 out.tell(Notice::Reopened, true);
+            }
+            Change::Snooze => {
+                let clock = crate::reminder::plan::snooze(self.clock, now)?;
+                out.next.clock = Some(clock);
+                out.event(EventKind::Snooze, json!({ "until": clock.next_at.timestamp_millis() }));
+                out.effects.clear();
+                return Ok(out.finish());
             }
             Change::Cancel => {
                 if self.status == Status::Canceled {
@@ -573,6 +587,32 @@ mod tests {
             .apply(&Change::Spoc(u("U0BOB")), &alice, t(1))
             .unwrap_err()
             .contains("already the SPOC"));
+    }
+
+    #[test]
+    fn updates_know_whether_they_were_on_time() {
+        let bob = u("U0BOB");
+        let mut inc = incident();
+        inc.clock = crate::reminder::plan::plan(
+            &inc,
+            crate::reminder::plan::Sla {
+                update_every: chrono::Duration::minutes(30),
+                escalate_after: chrono::Duration::minutes(10),
+            },
+        );
+        let on_time = inc.apply(&update(Status::Identified), &bob, t(30)).unwrap();
+        assert_eq!(
+            on_time.events.iter().find(|(k, _)| *k == EventKind::Update).unwrap().1["on_time"],
+            true
+        );
+        let late = inc.apply(&update(Status::Identified), &bob, t(31)).unwrap();
+        assert_eq!(
+            late.events.iter().find(|(k, _)| *k == EventKind::Update).unwrap().1["on_time"],
+            false
+        );
+        let snoozed = inc.apply(&Change::Snooze, &bob, t(31)).unwrap().incident;
+        assert!(snoozed.clock.unwrap().snoozed);
+        assert!(snoozed.apply(&Change::Snooze, &bob, t(32)).is_err());
     }
 
     #[test]

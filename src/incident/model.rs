@@ -238,6 +238,8 @@ pub struct Incident {
     pub root_cause: String,
     /// The last stakeholder update: the SLA clock counts from here (or from declaration).
     pub last_update_at: Option<DateTime<Utc>>,
+    /// When the next update is due and what the reminder scheduler does next.
+    pub clock: Option<crate::reminder::plan::Clock>,
 }
 
 /// Quantified impact (the affected service lines are [`Incident::services`]).
@@ -286,6 +288,7 @@ impl Incident {
             resolution: String::new(),
             root_cause: String::new(),
             last_update_at: None,
+            clock: None,
         }
     }
 }
@@ -308,6 +311,7 @@ pub enum EventKind {
     Reminder,
     Breach,
     FollowUp,
+    Snooze,
     SideEffectFailed,
 }
 
@@ -328,6 +332,7 @@ impl EventKind {
             EventKind::Reminder => "reminder",
             EventKind::Breach => "breach",
             EventKind::FollowUp => "follow_up",
+            EventKind::Snooze => "snooze",
             EventKind::SideEffectFailed => "side_effect_failed",
         }
     }

@@ -123,10 +123,14 @@ pub fn summary_card(incident: &Incident, policy: &Policy) -> Value {
         buttons.push(button("✅ Resolve", ACTION_RESOLVE, incident, None));
         blocks.push(json!({ "type": "actions", "block_id": "card_actions", "elements": buttons }));
     }
-    let cadence = if sev.update_every.is_zero() {
-        "no scheduled stakeholder updates".to_string()
-    } else {
-        format!("stakeholder updates due every {}", humanize(sev.update_every))
+    let cadence = match incident.clock {
+        _ if sev.update_every.is_zero() => "no scheduled stakeholder updates".to_string(),
+        Some(clock) => format!(
+            "stakeholder updates every {}, next due {}",
+            humanize(sev.update_every),
+            slack_date(clock.due_at)
+        ),
+        None => format!("stakeholder updates every {}", humanize(sev.update_every)),
     };
     blocks.push(json!({
         "type": "context",
@@ -137,6 +141,7 @@ pub fn summary_card(incident: &Incident, policy: &Policy) -> Value {
 }
 
 pub const ACTION_ACK: &str = "incident_ack";
+pub const ACTION_SNOOZE: &str = "incident_snooze";
 pub const ACTION_UPDATE: &str = "incident_update";
 pub const ACTION_RESOLVE: &str = "incident_resolve";
 
@@ -208,6 +213,52 @@ pub fn notice_text(incident: &Incident, actor: &str, notice: &Notice) -> String 
             format!("🚫 {n} canceled by <@{actor}> (declared by mistake; kept, excluded from metrics).")
         }
     }
+}
+
+/// The reminder to the SPOC that a stakeholder update is due, with Post update and Snooze.
+pub fn reminder(incident: &Incident, policy: &Policy, repeat: bool, late: bool) -> (String, Value) {
+    let every = humanize(policy.severity(incident.severity).update_every);
+    let since = incident
+        .last_update_at
+        .map(|t| format!("last update {}", slack_date(t)))
+        .unwrap_or_else(|| "no update yet since the declaration".into());
+    let text = format!(
+        "⏰ <@{}> {} stakeholder update on {} is {} ({} updates every {every}; {since}).{}",
+        incident.spoc,
+        if repeat { "the" } else { "a" },
+        incident.number,
+        if repeat { "still overdue" } else { "due now" },
+        incident.severity,
+        if late {
+            " _(sent late: the bot was unavailable at the due time)_"
+        } else {
+            ""
+        }
+    );
+    let blocks = json!([
+        { "type": "section", "block_id": "reminder", "text": mrkdwn(&text) },
+        { "type": "actions", "block_id": "reminder_actions", "elements": [
+            button("📣 Post update", ACTION_UPDATE, incident, Some("primary")),
+            button("💤 Snooze 15 min", ACTION_SNOOZE, incident, None),
+        ] }
+    ]);
+    (text, blocks)
+}
+
+/// The escalation of an overdue update (a breach of the update SLA).
+pub fn escalation(incident: &Incident, policy: &Policy, overdue: chrono::Duration) -> String {
+    let managers = policy
+        .managers_group
+        .as_deref()
+        .map(|g| format!(" <!subteam^{g}>"))
+        .unwrap_or_default();
+    format!(
+        "🚨{managers} {} ({}) has had no stakeholder update for {} past its due time. SPOC: <@{}>.",
+        incident.number,
+        incident.severity,
+        humanize(overdue.to_std().unwrap_or_default()),
+        incident.spoc
+    )
 }
 
 /// `/incident status`: the card without its buttons.

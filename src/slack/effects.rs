@@ -142,19 +142,30 @@ impl SlackEffects {
                 let actor = job.payload["actor"].as_str().unwrap_or("someone");
                 let text = blocks::notice_text(incident, actor, &notice);
                 if job.payload["to"] == "thread" {
-                    // Stakeholders follow the announcement thread; private incidents have none.
-                    let (Some(announce), Some(ts)) =
-                        (self.policy.announce_channel.as_deref(), incident.announce_ts.as_deref())
-                    else {
-                        return Ok(JobUpdate::default());
-                    };
-                    if incident.is_private {
-                        return Ok(JobUpdate::default());
-                    }
+                    self.post_in_thread(incident, &text).await?;
+                } else {
                     self.web
-                        .post(announce, blocks::text(&text), Some(ts))
+                        .post(&channel, blocks::text(&text), None)
                         .await
                         .map_err(outcome_of)?;
+                }
+                Ok(JobUpdate::default())
+            }
+            JobKind::Remind => {
+                let repeat = job.payload["stage"] == "repeat";
+                let late = job.payload["late"] == true;
+                let (text, blocks) = blocks::reminder(incident, &self.policy, repeat, late);
+                self.web
+                    .post(&channel, blocks::content(&text, blocks), None)
+                    .await
+                    .map_err(outcome_of)?;
+                Ok(JobUpdate::default())
+            }
+            JobKind::Escalate => {
+                let overdue = chrono::Duration::milliseconds(job.payload["overdue_ms"].as_i64().unwrap_or_default());
+                let text = blocks::escalation(incident, &self.policy, overdue);
+                if job.payload["to"] == "thread" {
+                    self.post_in_thread(incident, &text).await?;
                 } else {
                     self.web
                         .post(&channel, blocks::text(&text), None)
@@ -193,6 +204,23 @@ impl SlackEffects {
                 Ok(JobUpdate::default())
             }
         }
+    }
+
+    /// Posts in the announcement thread, where stakeholders follow the incident. Private
+    /// incidents, and incidents not (yet) announced, have no thread: nothing is posted.
+    async fn post_in_thread(&self, incident: &Incident, text: &str) -> Result<(), Outcome> {
+        let (Some(announce), Some(ts)) = (self.policy.announce_channel.as_deref(), incident.announce_ts.as_deref())
+        else {
+            return Ok(());
+        };
+        if incident.is_private {
+            return Ok(());
+        }
+        self.web
+            .post(announce, blocks::text(text), Some(ts))
+            .await
+            .map(|_| ())
+            .map_err(outcome_of)
     }
 
     /// Creates `inc-<n>-<slug>`, moving on to `-2`, `-3`, … while Slack says `name_taken`.

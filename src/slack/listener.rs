@@ -26,6 +26,8 @@ pub struct Handler {
     pub identity: BotIdentity,
     /// Notified after a flow enqueues outbox jobs.
     pub wake_outbox: Arc<Notify>,
+    /// Notified after a change that may move an SLA clock.
+    pub wake_reminders: Arc<Notify>,
 }
 
 /// Socket Mode tuning.
@@ -283,12 +285,13 @@ impl Handler {
     async fn change(&self, id: IncidentId, change: &Change, user: &UserId, key: &str) -> Result<(), String> {
         match self
             .db
-            .apply_change(id, change, user, chrono::Utc::now(), Some(key))
+            .apply_change(id, change, user, chrono::Utc::now(), Some(key), &self.policy.slas())
             .await
         {
             Ok(Ok(applied)) => {
                 tracing::info!(incident = %applied.incident.number, change = ?std::mem::discriminant(change), "incident changed");
                 self.wake_outbox.notify_one();
+                self.wake_reminders.notify_one();
                 Ok(())
             }
             Ok(Err(Refused::Rule(reason))) => Err(reason),
@@ -427,6 +430,20 @@ impl Handler {
                 user.to_string(),
                 blocks::resolve_modal(&incident, chrono::Utc::now()),
             ),
+            blocks::ACTION_SNOOZE => match self
+                .change(id, &Change::Snooze, &user, &format!("trigger:{trigger}"))
+                .await
+            {
+                Ok(()) => self.tell(
+                    &channel,
+                    &user,
+                    &format!(
+                        "💤 Snoozed: I'll remind again in 15 minutes unless {} gets an update.",
+                        incident.number
+                    ),
+                ),
+                Err(message) => self.tell(&channel, &user, &message),
+            },
             blocks::ACTION_ACK => {
                 if let Err(message) = self
                     .change(id, &Change::Acknowledge, &user, &format!("trigger:{trigger}"))
@@ -528,10 +545,15 @@ impl Handler {
             Err(field_errors) => return errors(field_errors),
         };
         let key = format!("view:{}", view["id"].as_str().unwrap_or_default());
-        match self.db.declare(&new, &key, chrono::Utc::now()).await {
+        match self
+            .db
+            .declare(&new, &key, chrono::Utc::now(), &self.policy.slas())
+            .await
+        {
             Ok(DeclareOutcome::Created(incident)) => {
                 tracing::info!(incident = %incident.number, severity = %incident.severity, private = incident.is_private, "incident declared");
                 self.wake_outbox.notify_one();
+                self.wake_reminders.notify_one();
                 SlackInteractionResponse::Empty
             }
             Ok(DeclareOutcome::Duplicate(incident)) => {

@@ -1,0 +1,108 @@
+//! The reminder schedule: fire what is due, once, with its events and Slack jobs.
+
+use super::incidents::{IncidentRow, INCIDENT_COLUMNS};
+use super::outbox::BOT_ACTOR;
+use super::{from_ms, to_ms, with_pool, Db, INSERT_EVENT};
+use crate::incident::model::{EventKind, Incident};
+use crate::outbox::JobKind;
+use crate::reminder::plan::{self, Action, Slas};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+impl Db {
+    /// Fires up to `limit` due clocks: for each, the reminder or breach event, the Slack job
+    /// and the advanced clock are written in one transaction, with the rows locked (skipped by
+    /// other replicas on PostgreSQL; SQLite's write lock serializes). Returns how many fired.
+    pub async fn fire_due_reminders(
+        &self,
+        now: DateTime<Utc>,
+        slas: &Slas,
+        late_after: chrono::Duration,
+        limit: i64,
+    ) -> anyhow::Result<usize> {
+        let lock = if self.is_postgres() {
+            "FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let select = format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE reminder_at IS NOT NULL AND reminder_at <= $1 \
+             ORDER BY reminder_at LIMIT $2 {lock}"
+        );
+        let at = to_ms(now);
+        let fired: anyhow::Result<usize> = with_pool!(self, |pool| {
+            async {
+                let mut tx = pool.begin().await?;
+                if !self.is_postgres() {
+                    // Take SQLite's write lock before reading, so the read-then-write cannot
+                    // fail to upgrade under a concurrent writer.
+                    sqlx::query("UPDATE incidents SET version = version WHERE reminder_at <= $1")
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let rows: Vec<IncidentRow> = sqlx::query_as(&select).bind(at).bind(limit).fetch_all(&mut *tx).await?;
+                let mut fired = 0;
+                for row in rows {
+                    let incident = Incident::try_from(row)?;
+                    let Some(clock) = incident.clock else { continue };
+                    let (action, next) = plan::fire(clock, slas.of(incident.severity), now, late_after);
+                    let (kind, details, jobs) = match action {
+                        Action::Remind { stage, due_at, late } => {
+                            let details = json!({ "stage": stage.as_str(), "due_at": to_ms(due_at), "late": late, "spoc": incident.spoc.as_str() });
+                            (EventKind::Reminder, details.clone(), vec![(JobKind::Remind, details)])
+                        }
+                        Action::Escalate { due_at, overdue, late } => {
+                            let details = json!({ "due_at": to_ms(due_at), "overdue_ms": overdue.num_milliseconds(), "late": late });
+                            // Channel and announcement thread are separate jobs: a retry of one never
+                            // repeats the other.
+                            let mut thread = details.clone();
+                            thread["to"] = json!("thread");
+                            (EventKind::Breach, details.clone(), vec![(JobKind::Escalate, details), (JobKind::Escalate, thread)])
+                        }
+                    };
+                    sqlx::query(INSERT_EVENT)
+                        .bind(incident.id.0)
+                        .bind(at)
+                        .bind(BOT_ACTOR)
+                        .bind(kind.as_str())
+                        .bind(details.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    for (job, payload) in jobs.into_iter().filter(|_| incident.channel_id.is_some()) {
+                        sqlx::query("INSERT INTO outbox (incident_id, kind, payload, due_at, created_at) VALUES ($1, $2, $3, $4, $4)")
+                            .bind(incident.id.0)
+                            .bind(job.as_str())
+                            .bind(payload.to_string())
+                            .bind(at)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    sqlx::query("UPDATE incidents SET update_due_at = $2, reminder_at = $3, reminder_stage = $4, snoozed = $5 WHERE id = $1")
+                        .bind(incident.id.0)
+                        .bind(to_ms(next.due_at))
+                        .bind(to_ms(next.next_at))
+                        .bind(next.stage.as_str())
+                        .bind(next.snoozed)
+                        .execute(&mut *tx)
+                        .await?;
+                    fired += 1;
+                }
+                tx.commit().await?;
+                Ok(fired)
+            }
+            .await
+        });
+        fired
+    }
+
+    /// The earliest scheduled reminder (an index lookup).
+    pub async fn next_reminder_at(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let (next,): (Option<i64>,) = with_pool!(self, |pool| {
+            sqlx::query_as("SELECT MIN(reminder_at) FROM incidents WHERE reminder_at IS NOT NULL")
+                .fetch_one(pool)
+                .await
+        })?;
+        Ok(next.map(from_ms))
+    }
+}

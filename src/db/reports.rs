@@ -1,0 +1,459 @@
+//! Report figures, aggregated in the database: counts, sums and single percentile rows, so that
+//! memory does not grow with the number of incidents. Times are epoch milliseconds on both
+//! backends, so `resolved_at - declared_at` means the same everywhere; only the two JSON
+//! look-ups into `events.details` are written per backend.
+
+use super::{with_pool, Db};
+use crate::report::metrics::{rank, Compliance, DurationStats};
+use crate::report::{Daily, RawFigures, ServiceGroup};
+use futures_util::TryStreamExt;
+use std::collections::BTreeMap;
+
+/// Which incidents a query covers: declared in `[from_ms, to_ms)`, optionally on one service
+/// line. `cap_ms` ends the impact of incidents that have no impact end, mitigation or
+/// resolution yet (the period's end, or now if that is earlier).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportScope {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub cap_ms: i64,
+    pub service: Option<String>,
+}
+
+impl ReportScope {
+    /// `LIKE` pattern matching a JSON list of service names that contains `service` (`!` escapes
+    /// LIKE's wildcards; service names are lowercase, so SQLite's case-insensitive LIKE agrees
+    /// with PostgreSQL's).
+    fn service_pattern(&self) -> String {
+        match &self.service {
+            None => "%".into(),
+            Some(name) => {
+                let quoted = serde_json::to_string(name).unwrap_or_default();
+                let escaped = quoted.replace('!', "!!").replace('%', "!%").replace('_', "!_");
+                format!("%{escaped}%")
+            }
+        }
+    }
+}
+
+/// `$1..$3` select the period and service line; `{p}` is the incidents table's alias prefix.
+fn in_scope(p: &str) -> String {
+    format!("{p}declared_at >= $1 AND {p}declared_at < $2 AND {p}services LIKE $3 ESCAPE '!'")
+}
+
+/// Canceled incidents are excluded from every metric.
+fn live(p: &str) -> String {
+    format!("{p}status <> 'canceled' AND {p}canceled_at IS NULL")
+}
+
+/// When the impact started for time to mitigate: the earlier of impact start and declaration.
+const TTM_START: &str = "CASE WHEN impact_start < declared_at THEN impact_start ELSE declared_at END";
+
+/// The three duration figures: (end column, duration expression).
+const DURATIONS: [(&str, &str); 3] = [
+    ("acknowledged_at", "acknowledged_at - declared_at"),
+    (
+        "mitigated_at",
+        "mitigated_at - (CASE WHEN impact_start < declared_at THEN impact_start ELSE declared_at END)",
+    ),
+    ("resolved_at", "resolved_at - declared_at"),
+];
+
+/// An incident row written as given, bypassing the lifecycle rules: for tests and benches.
+/// Times are epoch milliseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FixtureIncident {
+    /// Unique; also makes the declare key `fixture:<number>`.
+    pub number: i64,
+    pub title: String,
+    /// `SEV1`..`SEV4`.
+    pub severity: String,
+    /// `investigating`, `identified`, `mitigated`, `resolved`, `closed` or `canceled`.
+    pub status: String,
+    pub services: Vec<String>,
+    pub is_private: bool,
+    pub declared_at: i64,
+    pub acknowledged_at: Option<i64>,
+    pub identified_at: Option<i64>,
+    pub mitigated_at: Option<i64>,
+    pub resolved_at: Option<i64>,
+    pub closed_at: Option<i64>,
+    pub canceled_at: Option<i64>,
+    pub impact_start: Option<i64>,
+    pub impact_end: Option<i64>,
+    pub customers: Option<i64>,
+    pub merchants: Option<i64>,
+    pub transactions: Option<i64>,
+}
+
+impl Default for FixtureIncident {
+    fn default() -> Self {
+        FixtureIncident {
+            number: 0,
+            title: "fixture".into(),
+            severity: "SEV3".into(),
+            status: "investigating".into(),
+            services: vec![],
+            is_private: false,
+            declared_at: 0,
+            acknowledged_at: None,
+            identified_at: None,
+            mitigated_at: None,
+            resolved_at: None,
+            closed_at: None,
+            canceled_at: None,
+            impact_start: None,
+            impact_end: None,
+            customers: None,
+            merchants: None,
+            transactions: None,
+        }
+    }
+}
+
+/// A timeline event for a [`FixtureIncident`] (by its number): for tests and benches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FixtureEvent {
+    pub number: i64,
+    pub at: i64,
+    pub kind: String,
+    pub details: serde_json::Value,
+}
+
+const FIXTURE_COLUMNS: [&str; 21] = [
+    "number",
+    "declare_key",
+    "title",
+    "severity",
+    "status",
+    "services",
+    "is_private",
+    "declared_by",
+    "spoc",
+    "declared_at",
+    "acknowledged_at",
+    "identified_at",
+    "mitigated_at",
+    "resolved_at",
+    "closed_at",
+    "canceled_at",
+    "impact_start",
+    "impact_end",
+    "customers",
+    "merchants",
+    "transactions",
+];
+
+/// `($1, $2, …), (…)` for `rows` rows of `cols` parameters.
+fn placeholders(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Rows per multi-row INSERT (well under both backends' parameter limits).
+const FIXTURE_BATCH: usize = 500;
+
+impl Db {
+    /// Writes incidents and their events as given, in one transaction (multi-row inserts, so a
+    /// benchmark's 100,000 incidents load quickly). For tests and benches only: nothing is
+    /// validated and no outbox job is created.
+    pub async fn insert_fixtures(&self, incidents: &[FixtureIncident], events: &[FixtureEvent]) -> anyhow::Result<()> {
+        let insert_incidents = |n: usize| {
+            format!(
+                "INSERT INTO incidents ({}) VALUES {} RETURNING id, number",
+                FIXTURE_COLUMNS.join(", "),
+                placeholders(n, FIXTURE_COLUMNS.len())
+            )
+        };
+        let insert_events = |n: usize| {
+            format!(
+                "INSERT INTO events (incident_id, at, actor, kind, details) VALUES {}",
+                placeholders(n, 5)
+            )
+        };
+        let result: anyhow::Result<()> = with_pool!(self, |pool| {
+            async {
+                let mut tx = pool.begin().await?;
+                let mut ids = BTreeMap::new();
+                for chunk in incidents.chunks(FIXTURE_BATCH) {
+                    let sql = insert_incidents(chunk.len());
+                    let mut q = sqlx::query_as::<_, (i64, i64)>(&sql);
+                    for i in chunk {
+                        q = q
+                            .bind(i.number)
+                            .bind(format!("fixture:{}", i.number))
+                            .bind(&i.title)
+                            .bind(&i.severity)
+                            .bind(&i.status)
+                            .bind(serde_json::to_string(&i.services)?)
+                            .bind(i.is_private)
+                            .bind("U0FIXTURE")
+                            .bind("U0FIXTURE")
+                            .bind(i.declared_at)
+                            .bind(i.acknowledged_at)
+                            .bind(i.identified_at)
+                            .bind(i.mitigated_at)
+                            .bind(i.resolved_at)
+                            .bind(i.closed_at)
+                            .bind(i.canceled_at)
+                            .bind(i.impact_start)
+                            .bind(i.impact_end)
+                            .bind(i.customers)
+                            .bind(i.merchants)
+                            .bind(i.transactions);
+                    }
+                    ids.extend(
+                        q.fetch_all(&mut *tx)
+                            .await?
+                            .into_iter()
+                            .map(|(id, number)| (number, id)),
+                    );
+                }
+                let missing =
+                    |number: i64| anyhow::anyhow!("fixture event for incident {number}, which is not in the fixtures");
+                for chunk in events.chunks(FIXTURE_BATCH) {
+                    let sql = insert_events(chunk.len());
+                    let mut q = sqlx::query(&sql);
+                    for e in chunk {
+                        let id = *ids.get(&e.number).ok_or_else(|| missing(e.number))?;
+                        q = q
+                            .bind(id)
+                            .bind(e.at)
+                            .bind("U0FIXTURE")
+                            .bind(&e.kind)
+                            .bind(e.details.to_string());
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+            .await
+        });
+        result
+    }
+
+    /// Everything a report needs for one period, aggregated in SQL.
+    pub async fn report_figures(&self, scope: &ReportScope) -> anyhow::Result<RawFigures> {
+        let pattern = scope.service_pattern();
+        let (period, alive) = (in_scope(""), live(""));
+
+        // Counts by severity and status; canceled ones separately.
+        let counts_sql = format!(
+            "SELECT severity, status, CAST(CASE WHEN status = 'canceled' OR canceled_at IS NOT NULL THEN 1 ELSE 0 END AS BIGINT), \
+             COUNT(*) FROM incidents WHERE {period} GROUP BY 1, 2, 3"
+        );
+        let counts: Vec<(String, String, i64, i64)> = with_pool!(self, |pool| {
+            sqlx::query_as(&counts_sql)
+                .bind(scope.from_ms)
+                .bind(scope.to_ms)
+                .bind(&pattern)
+                .fetch_all(pool)
+                .await
+        })?;
+
+        // Counts and sums of the three durations, and the footprint totals.
+        let sums: Vec<String> = DURATIONS
+            .iter()
+            .map(|(end, expr)| format!("COUNT({end}), CAST(COALESCE(SUM({expr}), 0) AS BIGINT)"))
+            .collect();
+        let totals_sql = format!(
+            "SELECT {}, CAST(COALESCE(SUM(customers), 0) AS BIGINT), CAST(COALESCE(SUM(merchants), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(transactions), 0) AS BIGINT) FROM incidents WHERE {period} AND {alive}",
+            sums.join(", ")
+        );
+        type Totals = (i64, i64, i64, i64, i64, i64, i64, i64, i64);
+        let t: Totals = with_pool!(self, |pool| {
+            sqlx::query_as(&totals_sql)
+                .bind(scope.from_ms)
+                .bind(scope.to_ms)
+                .bind(&pattern)
+                .fetch_one(pool)
+                .await
+        })?;
+
+        // Median and p90: the one row at each nearest rank, found by the database.
+        let mut stats = [(t.0, t.1), (t.2, t.3), (t.4, t.5)].map(|(count, sum_ms)| DurationStats {
+            count,
+            sum_ms,
+            ..DurationStats::default()
+        });
+        for ((end, expr), s) in DURATIONS.iter().zip(stats.iter_mut()) {
+            let nth_sql = format!(
+                "SELECT {expr} FROM incidents WHERE {period} AND {alive} AND {end} IS NOT NULL ORDER BY 1 LIMIT 1 OFFSET $4"
+            );
+            s.median_ms = self.nth(&nth_sql, scope, &pattern, rank(50, s.count)).await?;
+            s.p90_ms = self.nth(&nth_sql, scope, &pattern, rank(90, s.count)).await?;
+        }
+
+        // Incidents and impact per distinct list of service lines (few distinct lists).
+        let impact = format!(
+            "CASE WHEN COALESCE(impact_end, mitigated_at, resolved_at, $4) > COALESCE(impact_start, declared_at) \
+             THEN COALESCE(impact_end, mitigated_at, resolved_at, $4) - COALESCE(impact_start, declared_at) ELSE 0 END"
+        );
+        let groups_sql = format!(
+            "SELECT services, COUNT(*), CAST(COALESCE(SUM({impact}), 0) AS BIGINT) FROM incidents \
+             WHERE {period} AND {alive} GROUP BY services"
+        );
+        let groups: Vec<(String, i64, i64)> = with_pool!(self, |pool| {
+            sqlx::query_as(&groups_sql)
+                .bind(scope.from_ms)
+                .bind(scope.to_ms)
+                .bind(&pattern)
+                .bind(scope.cap_ms)
+                .fetch_all(pool)
+                .await
+        })?;
+
+        // Update-SLA events of those incidents, per list of service lines.
+        let (on_time, due) = if self.is_postgres() {
+            (
+                "(e.details::jsonb ->> 'on_time') = 'true'",
+                "(e.details::jsonb ->> 'stage') = 'due'",
+            )
+        } else {
+            (
+                "json_extract(e.details, '$.on_time') = 1",
+                "json_extract(e.details, '$.stage') = 'due'",
+            )
+        };
+        let count = |cond: &str| format!("CAST(COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0) AS BIGINT)");
+        let sla_sql = format!(
+            "SELECT i.services, {}, {}, {} FROM incidents i JOIN events e ON e.incident_id = i.id \
+             WHERE {} AND {} AND e.kind IN ('update', 'reminder', 'breach') GROUP BY i.services",
+            count(&format!("e.kind = 'update' AND {on_time}")),
+            count(&format!("e.kind = 'reminder' AND {due}")),
+            count("e.kind = 'breach'"),
+            in_scope("i."),
+            live("i.")
+        );
+        let sla: Vec<(String, i64, i64, i64)> = with_pool!(self, |pool| {
+            sqlx::query_as(&sla_sql)
+                .bind(scope.from_ms)
+                .bind(scope.to_ms)
+                .bind(&pattern)
+                .fetch_all(pool)
+                .await
+        })?;
+
+        let mut by_list: BTreeMap<String, ServiceGroup> = BTreeMap::new();
+        let parse = |text: &str| serde_json::from_str::<Vec<String>>(text).unwrap_or_default();
+        for (list, incidents, impact_ms) in groups {
+            let g = by_list.entry(list.clone()).or_insert_with(|| ServiceGroup {
+                services: parse(&list),
+                ..ServiceGroup::default()
+            });
+            g.incidents = incidents;
+            g.impact_ms = impact_ms;
+        }
+        for (list, on_time, missed, breaches) in sla {
+            let g = by_list.entry(list.clone()).or_insert_with(|| ServiceGroup {
+                services: parse(&list),
+                ..ServiceGroup::default()
+            });
+            g.compliance = Compliance { on_time, missed };
+            g.breaches = breaches;
+        }
+        let [tta, ttm, ttr] = stats;
+        Ok(RawFigures {
+            counts: counts
+                .into_iter()
+                .map(|(severity, status, canceled, n)| (severity, status, canceled != 0, n))
+                .collect(),
+            tta,
+            ttm,
+            ttr,
+            customers: t.6,
+            merchants: t.7,
+            transactions: t.8,
+            groups: by_list.into_values().collect(),
+        })
+    }
+
+    /// The duration at 1-based `rank` (or `None` when there is no such rank).
+    async fn nth(
+        &self,
+        sql: &str,
+        scope: &ReportScope,
+        pattern: &str,
+        rank: Option<i64>,
+    ) -> anyhow::Result<Option<i64>> {
+        let Some(rank) = rank else { return Ok(None) };
+        let row: Option<(i64,)> = with_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(scope.from_ms)
+                .bind(scope.to_ms)
+                .bind(pattern)
+                .bind(rank - 1)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(row.map(|(v,)| v))
+    }
+
+    /// Incidents per day by severity and time to mitigate per day (for the chart), streamed:
+    /// `day_bounds` are the first instants (ms) of each day plus the end; memory is one bin a day.
+    pub async fn report_daily(&self, scope: &ReportScope, day_bounds: &[i64]) -> anyhow::Result<Vec<Daily>> {
+        let days = day_bounds.len().saturating_sub(1);
+        let mut bins = vec![Daily::default(); days];
+        let sql = format!(
+            "SELECT declared_at, severity, mitigated_at - ({TTM_START}) FROM incidents WHERE {} AND {}",
+            in_scope(""),
+            live("")
+        );
+        let pattern = scope.service_pattern();
+        let mut add = |declared_at: i64, severity: &str, ttm: Option<i64>| {
+            let day = day_bounds.partition_point(|b| *b <= declared_at);
+            if day == 0 || day > days {
+                return;
+            }
+            let bin = &mut bins[day - 1];
+            if let Some(i) = ["SEV1", "SEV2", "SEV3", "SEV4"].iter().position(|s| *s == severity) {
+                bin.incidents[i] += 1;
+            }
+            if let Some(ttm) = ttm {
+                bin.ttm_sum_ms += ttm;
+                bin.ttm_count += 1;
+            }
+        };
+        with_pool!(self, |pool| {
+            let mut rows = sqlx::query_as::<_, (i64, String, Option<i64>)>(&sql)
+                .bind(scope.from_ms)
+                .bind(scope.to_ms)
+                .bind(&pattern)
+                .fetch(pool);
+            while let Some((declared_at, severity, ttm)) = rows.try_next().await? {
+                add(declared_at, &severity, ttm);
+            }
+        });
+        Ok(bins)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_patterns_escape_like_wildcards() {
+        let scope = |s: Option<&str>| ReportScope {
+            from_ms: 0,
+            to_ms: 0,
+            cap_ms: 0,
+            service: s.map(String::from),
+        };
+        assert_eq!(scope(None).service_pattern(), "%");
+        assert_eq!(scope(Some("payments")).service_pattern(), "%\"payments\"%");
+        assert_eq!(scope(Some("tech_ops")).service_pattern(), "%\"tech!_ops\"%");
+    }
+
+    #[test]
+    fn placeholders_number_rows_in_order() {
+        assert_eq!(placeholders(2, 2), "($1, $2), ($3, $4)");
+    }
+}

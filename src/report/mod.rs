@@ -1,0 +1,445 @@
+//! Weekly and monthly reports: which incidents a period holds, the figures the README's
+//! "Reports" section defines, their change against the previous period, and the renderings
+//! (Markdown, CSV, JSON here; Block Kit in `slack::report`; a PNG chart in [`chart`]).
+//!
+//! - [`period`]: periods in the configured time zone (pure).
+//! - [`metrics`]: percentiles, means, compliance, grades (pure).
+//! - `Db::report_figures` (in `db/reports.rs`) aggregates in SQL into [`RawFigures`];
+//!   [`Figures::from_raw`] turns those into the report's figures (pure).
+//! - [`render`]: Markdown, CSV and JSON; [`chart`]: incidents per day and time to mitigate.
+//!
+//! Reports name no incident at all (only counts and sums), so a private incident is counted
+//! and never named.
+
+pub mod chart;
+pub mod metrics;
+pub mod period;
+pub mod render;
+
+use crate::config::Policy;
+use crate::db::{Db, ReportScope};
+use chrono::{DateTime, NaiveDate, Utc};
+use metrics::{grade, Compliance, DurationStats, Grade};
+pub use period::{Period, PeriodSpec};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Severities in report order.
+pub const SEVERITIES: [&str; 4] = ["SEV1", "SEV2", "SEV3", "SEV4"];
+/// Statuses of incidents that count (canceled ones are counted apart), in lifecycle order.
+pub const STATUSES: [&str; 5] = ["investigating", "identified", "mitigated", "resolved", "closed"];
+/// The statuses of a still open incident.
+pub const OPEN_STATUSES: [&str; 3] = ["investigating", "identified", "mitigated"];
+/// The row for incidents without a service line.
+pub const NO_SERVICE: &str = "(none)";
+
+/// What the database aggregates for one period (see `Db::report_figures`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawFigures {
+    /// `(severity, status, canceled, incidents)` for every combination present.
+    pub counts: Vec<(String, String, bool, i64)>,
+    pub tta: DurationStats,
+    pub ttm: DurationStats,
+    pub ttr: DurationStats,
+    pub customers: i64,
+    pub merchants: i64,
+    pub transactions: i64,
+    /// One entry per distinct list of service lines (canceled incidents excluded).
+    pub groups: Vec<ServiceGroup>,
+}
+
+/// Incidents sharing one list of service lines.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServiceGroup {
+    pub services: Vec<String>,
+    pub incidents: i64,
+    pub impact_ms: i64,
+    pub compliance: Compliance,
+    pub breaches: i64,
+}
+
+/// One local day of the chart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Daily {
+    /// Incidents declared that day, by severity (SEV1..SEV4); canceled ones excluded.
+    pub incidents: [i64; 4],
+    /// Sum and count of time to mitigate of that day's mitigated incidents.
+    pub ttm_sum_ms: i64,
+    pub ttm_count: i64,
+}
+
+impl Daily {
+    pub fn mean_ttm_ms(&self) -> Option<i64> {
+        (self.ttm_count > 0).then(|| (self.ttm_sum_ms as f64 / self.ttm_count as f64).round() as i64)
+    }
+}
+
+/// One service line's figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceFigures {
+    pub service: String,
+    pub incidents: i64,
+    pub impact_ms: i64,
+    pub compliance: Compliance,
+    pub breaches: i64,
+    /// `None` for the [`NO_SERVICE`] row.
+    pub grade: Option<Grade>,
+}
+
+/// The figures of one period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figures {
+    /// Declared in the period and not canceled.
+    pub incidents: i64,
+    pub canceled: i64,
+    /// Of `incidents`, those whose status is open now.
+    pub open: i64,
+    /// Every severity, in order.
+    pub by_severity: Vec<(String, i64)>,
+    /// Every non-canceled status, in lifecycle order (then any unknown one).
+    pub by_status: Vec<(String, i64)>,
+    pub tta: DurationStats,
+    pub ttm: DurationStats,
+    pub ttr: DurationStats,
+    pub compliance: Compliance,
+    pub breaches: i64,
+    pub customers: i64,
+    pub merchants: i64,
+    pub transactions: i64,
+    /// Impact of all incidents, each counted once.
+    pub impact_ms: i64,
+    /// The configured service lines (or the one asked for), then any other line seen, then
+    /// [`NO_SERVICE`] when some incident has none.
+    pub services: Vec<ServiceFigures>,
+}
+
+impl Figures {
+    /// Builds the figures from the database's aggregates. `catalogue` is the configured list of
+    /// service lines (each gets a row); `only` restricts the service rows to one line.
+    pub fn from_raw(raw: &RawFigures, catalogue: &[String], only: Option<&str>, days: i64) -> Figures {
+        let mut incidents = 0;
+        let mut canceled = 0;
+        let mut open = 0;
+        let mut by_severity: Vec<(String, i64)> = SEVERITIES.iter().map(|s| (s.to_string(), 0)).collect();
+        let mut by_status: Vec<(String, i64)> = STATUSES.iter().map(|s| (s.to_string(), 0)).collect();
+        for (severity, status, is_canceled, n) in &raw.counts {
+            if *is_canceled {
+                canceled += n;
+                continue;
+            }
+            incidents += n;
+            if OPEN_STATUSES.contains(&status.as_str()) {
+                open += n;
+            }
+            match by_severity.iter_mut().find(|(s, _)| s == severity) {
+                Some(slot) => slot.1 += n,
+                None => by_severity.push((severity.clone(), *n)),
+            }
+            match by_status.iter_mut().find(|(s, _)| s == status) {
+                Some(slot) => slot.1 += n,
+                None => by_status.push((status.clone(), *n)),
+            }
+        }
+
+        let mut compliance = Compliance::default();
+        let mut breaches = 0;
+        let mut impact_ms = 0;
+        let mut per_service: BTreeMap<String, ServiceFigures> = BTreeMap::new();
+        let row = |name: &str| ServiceFigures {
+            service: name.to_string(),
+            incidents: 0,
+            impact_ms: 0,
+            compliance: Compliance::default(),
+            breaches: 0,
+            grade: None,
+        };
+        for g in &raw.groups {
+            compliance.add(g.compliance);
+            breaches += g.breaches;
+            impact_ms += g.impact_ms;
+            let mut names: Vec<&str> = g.services.iter().map(String::as_str).collect();
+            names.sort_unstable();
+            names.dedup();
+            if names.is_empty() {
+                names.push(NO_SERVICE);
+            }
+            for name in names {
+                let s = per_service.entry(name.to_string()).or_insert_with(|| row(name));
+                s.incidents += g.incidents;
+                s.impact_ms += g.impact_ms;
+                s.compliance.add(g.compliance);
+                s.breaches += g.breaches;
+            }
+        }
+        let mut order: Vec<String> = match only {
+            Some(one) => vec![one.to_string()],
+            None => catalogue.to_vec(),
+        };
+        if only.is_none() {
+            for name in per_service.keys() {
+                if !order.contains(name) && name != NO_SERVICE {
+                    order.push(name.clone());
+                }
+            }
+            if per_service.contains_key(NO_SERVICE) {
+                order.push(NO_SERVICE.to_string());
+            }
+        }
+        let services = order
+            .iter()
+            .map(|name| {
+                let mut s = per_service.remove(name).unwrap_or_else(|| row(name));
+                if name != NO_SERVICE {
+                    s.grade = Some(grade(
+                        s.incidents,
+                        metrics::minutes(s.impact_ms),
+                        s.compliance.ratio(),
+                        days,
+                    ));
+                }
+                s
+            })
+            .collect();
+
+        Figures {
+            incidents,
+            canceled,
+            open,
+            by_severity,
+            by_status,
+            tta: raw.tta,
+            ttm: raw.ttm,
+            ttr: raw.ttr,
+            compliance,
+            breaches,
+            customers: raw.customers,
+            merchants: raw.merchants,
+            transactions: raw.transactions,
+            impact_ms,
+            services,
+        }
+    }
+}
+
+/// A report: one period's figures and the previous period's, for the changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub period: Period,
+    pub previous_period: Period,
+    /// The one service line reported on, if any.
+    pub service: Option<String>,
+    pub generated_at: DateTime<Utc>,
+    pub current: Figures,
+    pub previous: Figures,
+}
+
+fn scope(period: &Period, service: Option<&str>, now: DateTime<Utc>) -> ReportScope {
+    ReportScope {
+        from_ms: period.from.timestamp_millis(),
+        to_ms: period.to.timestamp_millis(),
+        cap_ms: period.to.min(now).timestamp_millis(),
+        service: service.map(String::from),
+    }
+}
+
+impl Report {
+    /// Computes the report for `spec` (resolved in the policy's time zone as of `now`).
+    pub async fn build(
+        db: &Db,
+        policy: &Policy,
+        spec: PeriodSpec,
+        service: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Report> {
+        let period = Period::resolve(spec, policy.timezone, now);
+        let previous_period = period.previous();
+        let (now_scope, before_scope) = (scope(&period, service, now), scope(&previous_period, service, now));
+        let (current, previous) = tokio::try_join!(db.report_figures(&now_scope), db.report_figures(&before_scope))?;
+        Ok(Report {
+            period,
+            previous_period,
+            service: service.map(String::from),
+            generated_at: now,
+            current: Figures::from_raw(&current, &policy.services, service, period.days()),
+            previous: Figures::from_raw(&previous, &policy.services, service, previous_period.days()),
+        })
+    }
+
+    /// The chart's data: each local day of the period with its figures.
+    pub async fn daily(&self, db: &Db) -> anyhow::Result<Vec<(NaiveDate, Daily)>> {
+        let bounds: Vec<i64> = self
+            .period
+            .day_bounds()
+            .iter()
+            .map(DateTime::timestamp_millis)
+            .collect();
+        let bins = db
+            .report_daily(
+                &scope(&self.period, self.service.as_deref(), self.generated_at),
+                &bounds,
+            )
+            .await?;
+        Ok(self.period.dates().into_iter().zip(bins).collect())
+    }
+
+    /// The headline figures with their previous values, in report order (every rendering uses
+    /// this list, so they agree).
+    pub fn headlines(&self) -> Vec<Headline> {
+        let (c, p) = (&self.current, &self.previous);
+        let mut out = vec![
+            Headline::count("incidents", "Incidents", c.incidents, p.incidents),
+            Headline::count("still_open", "Still open", c.open, p.open),
+            Headline::count("canceled", "Canceled (excluded)", c.canceled, p.canceled),
+        ];
+        for (key, label, now, before) in [
+            ("time_to_acknowledge", "Time to acknowledge", c.tta, p.tta),
+            ("time_to_mitigate", "Time to mitigate", c.ttm, p.ttm),
+            ("time_to_resolve", "Time to resolve", c.ttr, p.ttr),
+        ] {
+            for (part, f) in [
+                (
+                    "median",
+                    (|s: DurationStats| s.median_ms) as fn(DurationStats) -> Option<i64>,
+                ),
+                ("p90", |s| s.p90_ms),
+                ("mean", |s| s.mean_ms()),
+            ] {
+                out.push(Headline {
+                    key: format!("{key}_{part}"),
+                    label: format!("{label}, {part}"),
+                    value: Value::Duration(f(now)),
+                    previous: Value::Duration(f(before)),
+                });
+            }
+        }
+        out.push(Headline {
+            key: "update_sla_compliance".into(),
+            label: "Update-SLA compliance".into(),
+            value: Value::Ratio(c.compliance.ratio()),
+            previous: Value::Ratio(p.compliance.ratio()),
+        });
+        out.extend([
+            Headline::count(
+                "updates_due",
+                "Updates that fell due",
+                c.compliance.due(),
+                p.compliance.due(),
+            ),
+            Headline::count("breaches", "Breaches", c.breaches, p.breaches),
+            Headline::count("customers", "Customers affected", c.customers, p.customers),
+            Headline::count("merchants", "Merchants affected", c.merchants, p.merchants),
+            Headline::count("transactions", "Transactions affected", c.transactions, p.transactions),
+            Headline::count(
+                "impact_minutes",
+                "Impact minutes",
+                metrics::minutes(c.impact_ms),
+                metrics::minutes(p.impact_ms),
+            ),
+        ]);
+        out
+    }
+}
+
+/// A figure's value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    Count(i64),
+    /// Milliseconds; `None` when no incident has the end time.
+    Duration(Option<i64>),
+    /// 0..=1; `None` for n/a.
+    Ratio(Option<f64>),
+}
+
+/// A headline figure and its value in the previous period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Headline {
+    /// snake_case, for CSV and JSON.
+    pub key: String,
+    pub label: String,
+    pub value: Value,
+    pub previous: Value,
+}
+
+impl Headline {
+    fn count(key: &str, label: &str, now: i64, before: i64) -> Headline {
+        Headline {
+            key: key.into(),
+            label: label.into(),
+            value: Value::Count(now),
+            previous: Value::Count(before),
+        }
+    }
+
+    /// Current minus previous (durations in ms, ratios in 0..=1), when both exist.
+    pub fn delta(&self) -> Option<f64> {
+        match (self.value, self.previous) {
+            (Value::Count(a), Value::Count(b)) => Some((a - b) as f64),
+            (Value::Duration(Some(a)), Value::Duration(Some(b))) => Some((a - b) as f64),
+            (Value::Ratio(Some(a)), Value::Ratio(Some(b))) => Some(a - b),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(services: &[&str], incidents: i64, impact_min: i64, on_time: i64, missed: i64) -> ServiceGroup {
+        ServiceGroup {
+            services: services.iter().map(|s| s.to_string()).collect(),
+            incidents,
+            impact_ms: impact_min * 60_000,
+            compliance: Compliance { on_time, missed },
+            breaches: missed / 2,
+        }
+    }
+
+    #[test]
+    fn figures_attribute_each_incident_to_each_of_its_lines_and_count_totals_once() {
+        let raw = RawFigures {
+            counts: vec![
+                ("SEV1".into(), "resolved".into(), false, 2),
+                ("SEV2".into(), "investigating".into(), false, 1),
+                ("SEV2".into(), "canceled".into(), true, 1),
+                ("SEV3".into(), "mitigated".into(), false, 1),
+            ],
+            groups: vec![
+                group(&["payments", "checkout"], 2, 90, 3, 1),
+                group(&["payments"], 1, 30, 1, 0),
+                group(&[], 1, 10, 0, 0),
+                group(&["legacy"], 0, 0, 0, 2),
+            ],
+            ..RawFigures::default()
+        };
+        let catalogue = vec!["payments".to_string(), "checkout".to_string(), "app".to_string()];
+        let f = Figures::from_raw(&raw, &catalogue, None, 7);
+        assert_eq!((f.incidents, f.canceled, f.open), (4, 1, 2));
+        assert_eq!(
+            f.by_severity,
+            vec![
+                ("SEV1".into(), 2),
+                ("SEV2".into(), 1),
+                ("SEV3".into(), 1),
+                ("SEV4".into(), 0)
+            ]
+        );
+        assert_eq!(f.by_status[0], ("investigating".into(), 1));
+        assert_eq!(f.by_status[3], ("resolved".into(), 2));
+        // Totals count each incident once: 90 + 30 + 10 + 0 minutes; 3 + 1 on time, 1 + 2 missed.
+        assert_eq!(f.impact_ms, 130 * 60_000);
+        assert_eq!(f.compliance, Compliance { on_time: 4, missed: 3 });
+        let names: Vec<&str> = f.services.iter().map(|s| s.service.as_str()).collect();
+        assert_eq!(names, ["payments", "checkout", "app", "legacy", NO_SERVICE]);
+        let payments = &f.services[0];
+        assert_eq!((payments.incidents, payments.impact_ms), (3, 120 * 60_000));
+        assert_eq!(payments.compliance, Compliance { on_time: 4, missed: 1 });
+        // 3 incidents → B; 120 min → B; 80 % → C: the worst is C.
+        assert_eq!(payments.grade, Some(Grade::C));
+        assert_eq!(f.services[2].grade, Some(Grade::A), "no incidents");
+        assert_eq!(f.services[4].grade, None);
+        let only = Figures::from_raw(&raw, &catalogue, Some("checkout"), 7);
+        assert_eq!(only.services.len(), 1);
+        assert_eq!(only.services[0].incidents, 2);
+    }
+}

@@ -1,0 +1,584 @@
+//! Report figures against a fixture with hand-computed expectations, on SQLite (default) or
+//! PostgreSQL (`TEST_DATABASE_URL`). The arithmetic is written next to each expectation.
+
+mod common;
+
+use chrono::{DateTime, Utc};
+use incident_bot::config::Policy;
+use incident_bot::db::{Db, FixtureEvent, FixtureIncident};
+use incident_bot::report::metrics::{Compliance, DurationStats, Grade};
+use incident_bot::report::render::{self, Format};
+use incident_bot::report::{PeriodSpec, Report};
+use serde_json::json;
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+const DAY: i64 = 24 * HOUR;
+
+/// 2026-11-16 00:00 in New York (EST, UTC−5): the start of the reported week.
+fn t0() -> i64 {
+    ms("2026-11-16T05:00:00Z")
+}
+
+fn ms(rfc3339: &str) -> i64 {
+    DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_millis()
+}
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn policy() -> Policy {
+    Policy {
+        timezone: chrono_tz::America::New_York,
+        ..Policy::default()
+    }
+}
+
+fn week() -> PeriodSpec {
+    PeriodSpec::parse("2026-11-16..2026-11-22").unwrap()
+}
+
+/// A fresh database; on SQLite its file lives (and goes) with the returned directory.
+async fn db() -> TestDb {
+    match common::database() {
+        Some((url, schema)) => TestDb {
+            db: Db::connect_with(&url, Some(&schema)).await.unwrap(),
+            _dir: None,
+        },
+        None => {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("reports.db").display());
+            TestDb {
+                db: Db::connect(&url).await.unwrap(),
+                _dir: Some(dir),
+            }
+        }
+    }
+}
+
+struct TestDb {
+    db: Db,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for TestDb {
+    type Target = Db;
+    fn deref(&self) -> &Db {
+        &self.db
+    }
+}
+
+fn services(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+fn event(number: i64, at: i64, kind: &str, details: serde_json::Value) -> FixtureEvent {
+    FixtureEvent {
+        number,
+        at,
+        kind: kind.into(),
+        details,
+    }
+}
+
+fn update(number: i64, at: i64, on_time: bool) -> FixtureEvent {
+    event(number, at, "update", json!({ "known": "x", "on_time": on_time }))
+}
+
+fn due(number: i64, at: i64) -> FixtureEvent {
+    event(
+        number,
+        at,
+        "reminder",
+        json!({ "stage": "due", "due_at": at, "late": false }),
+    )
+}
+
+/// The fixture: the reported week (New York, 2026-11-16..22), the week before, and one incident
+/// just after. Times are `t0()` (Monday 00:00 local) plus offsets.
+fn fixture() -> (Vec<FixtureIncident>, Vec<FixtureEvent>) {
+    let t0 = t0();
+    let to = t0 + 7 * DAY; // 2026-11-23 00:00 local = 05:00 UTC
+    let incidents = vec![
+        // INC-1: impact started 30 min before the declaration; closed. TTA 5, TTM 30 + 90 = 120,
+        // TTR 180; impact (no impact end) = mitigated − impact start = 120 min.
+        FixtureIncident {
+            number: 1,
+            severity: "SEV1".into(),
+            status: "closed".into(),
+            services: services(&["payments", "checkout"]),
+            declared_at: t0 + HOUR,
+            acknowledged_at: Some(t0 + HOUR + 5 * MIN),
+            impact_start: Some(t0 + 30 * MIN),
+            mitigated_at: Some(t0 + HOUR + 90 * MIN),
+            resolved_at: Some(t0 + HOUR + 180 * MIN),
+            closed_at: Some(t0 + 2 * DAY),
+            customers: Some(100),
+            merchants: Some(10),
+            transactions: Some(1000),
+            ..FixtureIncident::default()
+        },
+        // INC-2: resolved. TTA 15, TTM 30, TTR 60; explicit impact end after 45 min.
+        FixtureIncident {
+            number: 2,
+            severity: "SEV2".into(),
+            status: "resolved".into(),
+            services: services(&["payments"]),
+            declared_at: t0 + 2 * DAY,
+            acknowledged_at: Some(t0 + 2 * DAY + 15 * MIN),
+            mitigated_at: Some(t0 + 2 * DAY + 30 * MIN),
+            resolved_at: Some(t0 + 2 * DAY + 60 * MIN),
+            impact_end: Some(t0 + 2 * DAY + 45 * MIN),
+            customers: Some(50),
+            ..FixtureIncident::default()
+        },
+        // INC-3: mitigated, resolved, then reopened (reopening clears resolved_at): still open.
+        // TTA 10, TTM 40, no TTR; impact 40 min (to mitigation).
+        FixtureIncident {
+            number: 3,
+            severity: "SEV3".into(),
+            status: "investigating".into(),
+            services: services(&["checkout"]),
+            declared_at: t0 + 3 * DAY,
+            acknowledged_at: Some(t0 + 3 * DAY + 10 * MIN),
+            mitigated_at: Some(t0 + 3 * DAY + 40 * MIN),
+            ..FixtureIncident::default()
+        },
+        // INC-4: never acknowledged by its SPOC, still investigating: no TTA/TTM/TTR; impact
+        // runs to the end of the period: 7 − 4 = 3 days = 4,320 min.
+        FixtureIncident {
+            number: 4,
+            severity: "SEV2".into(),
+            status: "investigating".into(),
+            services: services(&["app"]),
+            declared_at: t0 + 4 * DAY,
+            ..FixtureIncident::default()
+        },
+        // INC-5: canceled: counted as canceled, excluded from every figure.
+        FixtureIncident {
+            number: 5,
+            severity: "SEV1".into(),
+            status: "canceled".into(),
+            services: services(&["payments"]),
+            declared_at: t0 + 5 * DAY,
+            acknowledged_at: Some(t0 + 5 * DAY + MIN),
+            canceled_at: Some(t0 + 5 * DAY + 10 * MIN),
+            customers: Some(999),
+            ..FixtureIncident::default()
+        },
+        // INC-6: private; declared Sunday 23:59 local (already 04:59 UTC on Monday the 23rd),
+        // mitigated and resolved after the period: it belongs to the period by its declaration.
+        // TTA 20, TTM 120, TTR 200, impact 120 min (not cut at the period's end).
+        FixtureIncident {
+            number: 6,
+            severity: "SEV4".into(),
+            status: "resolved".into(),
+            services: services(&["settlement"]),
+            is_private: true,
+            declared_at: to - MIN,
+            acknowledged_at: Some(to - MIN + 20 * MIN),
+            mitigated_at: Some(to - MIN + 120 * MIN),
+            resolved_at: Some(to - MIN + 200 * MIN),
+            ..FixtureIncident::default()
+        },
+        // INC-7: Sunday 23:30 local on the 15th (04:30 UTC on the 16th): the previous week.
+        // TTA 10, TTM 60, TTR 90, impact 60.
+        FixtureIncident {
+            number: 7,
+            severity: "SEV2".into(),
+            status: "closed".into(),
+            services: services(&["payments"]),
+            declared_at: t0 - 30 * MIN,
+            acknowledged_at: Some(t0 - 30 * MIN + 10 * MIN),
+            mitigated_at: Some(t0 - 30 * MIN + 60 * MIN),
+            resolved_at: Some(t0 - 30 * MIN + 90 * MIN),
+            closed_at: Some(t0 + DAY),
+            ..FixtureIncident::default()
+        },
+        // INC-8: Monday 00:00 local the week after: outside (the period is half-open).
+        FixtureIncident {
+            number: 8,
+            severity: "SEV1".into(),
+            status: "investigating".into(),
+            services: services(&["payments"]),
+            declared_at: to,
+            ..FixtureIncident::default()
+        },
+        // INC-9: the previous week. TTA 20, TTM 30, TTR 50, impact 30.
+        FixtureIncident {
+            number: 9,
+            severity: "SEV3".into(),
+            status: "closed".into(),
+            services: services(&["checkout"]),
+            declared_at: t0 - 3 * DAY,
+            acknowledged_at: Some(t0 - 3 * DAY + 20 * MIN),
+            mitigated_at: Some(t0 - 3 * DAY + 30 * MIN),
+            resolved_at: Some(t0 - 3 * DAY + 50 * MIN),
+            closed_at: Some(t0 - 2 * DAY),
+            ..FixtureIncident::default()
+        },
+    ];
+    let events = vec![
+        // INC-1: 2 on time, 1 missed due time, 1 repeat (not counted), 1 breach.
+        update(1, t0 + 2 * HOUR, true),
+        update(1, t0 + 3 * HOUR, true),
+        due(1, t0 + 4 * HOUR),
+        event(
+            1,
+            t0 + 4 * HOUR + 30 * MIN,
+            "reminder",
+            json!({ "stage": "repeat", "due_at": t0 + 4 * HOUR }),
+        ),
+        event(
+            1,
+            t0 + 4 * HOUR + 10 * MIN,
+            "breach",
+            json!({ "due_at": t0 + 4 * HOUR, "overdue_ms": 10 * MIN }),
+        ),
+        // INC-2: 1 on time, 1 late (not on time), 1 from before issue 4 (no on_time), 1 missed.
+        update(2, t0 + 2 * DAY + 5 * MIN, true),
+        update(2, t0 + 2 * DAY + 50 * MIN, false),
+        event(2, t0 + 2 * DAY + 51 * MIN, "update", json!({ "known": "old style" })),
+        due(2, t0 + 2 * DAY + 40 * MIN),
+        // INC-3: reopened, 1 on time.
+        event(
+            3,
+            t0 + 3 * DAY + HOUR,
+            "status",
+            json!({ "from": "resolved", "to": "investigating", "reopened": true }),
+        ),
+        update(3, t0 + 3 * DAY + 2 * HOUR, true),
+        // INC-4: 2 missed, 1 breach.
+        due(4, t0 + 4 * DAY + HOUR),
+        due(4, t0 + 4 * DAY + 2 * HOUR),
+        event(
+            4,
+            t0 + 4 * DAY + 2 * HOUR,
+            "breach",
+            json!({ "due_at": t0 + 4 * DAY + HOUR, "overdue_ms": HOUR }),
+        ),
+        // INC-5 (canceled): ignored.
+        update(5, t0 + 5 * DAY + 5 * MIN, true),
+        due(5, t0 + 5 * DAY + 6 * MIN),
+        // Previous week: INC-7 2 on time; INC-9 1 on time, 1 missed.
+        update(7, t0, true),
+        update(7, t0 + 10 * MIN, true),
+        update(9, t0 - 3 * DAY + 10 * MIN, true),
+        due(9, t0 - 3 * DAY + 40 * MIN),
+        // INC-8 (next week): ignored.
+        update(8, t0 + 7 * DAY + MIN, true),
+    ];
+    (incidents, events)
+}
+
+async fn fixture_db() -> TestDb {
+    let db = db().await;
+    let (incidents, events) = fixture();
+    db.insert_fixtures(&incidents, &events).await.unwrap();
+    db
+}
+
+fn stats(count: i64, sum_min: i64, median_min: i64, p90_min: i64) -> DurationStats {
+    DurationStats {
+        count,
+        sum_ms: sum_min * MIN,
+        median_ms: Some(median_min * MIN),
+        p90_ms: Some(p90_min * MIN),
+    }
+}
+
+#[tokio::test]
+async fn weekly_figures_match_the_hand_computed_ones() {
+    let db = fixture_db().await;
+    let r = Report::build(&db, &policy(), week(), None, now()).await.unwrap();
+    assert_eq!(r.period.from.timestamp_millis(), t0());
+    assert_eq!(r.period.to.timestamp_millis(), t0() + 7 * DAY);
+    let c = &r.current;
+
+    // In the week: INC-1, 2, 3, 4, 6 (INC-5 canceled; INC-7 and 9 the week before; INC-8 after).
+    assert_eq!(
+        (c.incidents, c.canceled, c.open),
+        (5, 1, 2),
+        "open: INC-3 (reopened), INC-4"
+    );
+    let sev: Vec<i64> = c.by_severity.iter().map(|(_, n)| *n).collect();
+    assert_eq!(sev, [1, 2, 1, 1], "SEV1: 1; SEV2: 2, 4; SEV3: 3; SEV4: 6");
+    let status: Vec<(&str, i64)> = c.by_status.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+    assert_eq!(
+        status,
+        [
+            ("investigating", 2),
+            ("identified", 0),
+            ("mitigated", 0),
+            ("resolved", 2),
+            ("closed", 1)
+        ]
+    );
+
+    // TTA: 5, 15, 10, 20 (INC-4 never acknowledged) → sorted 5 10 15 20; median = rank
+    // ceil(0.5 × 4) = 2 → 10; p90 = rank ceil(0.9 × 4) = 4 → 20; mean 50 / 4 = 12.5.
+    assert_eq!(c.tta, stats(4, 50, 10, 20));
+    assert_eq!(c.tta.mean_ms(), Some(12 * MIN + 30_000));
+    // TTM: 120 (from the impact start, 30 min before declaring), 30, 40, 120 → 30 40 120 120;
+    // median rank 2 → 40; p90 rank 4 → 120; mean 310 / 4 = 77.5.
+    assert_eq!(c.ttm, stats(4, 310, 40, 120));
+    // TTR: 180, 60, 200 (INC-3's resolution was undone by the reopening) → 60 180 200;
+    // median rank ceil(1.5) = 2 → 180; p90 rank ceil(2.7) = 3 → 200; mean 440 / 3 min.
+    assert_eq!(c.ttr, stats(3, 440, 180, 200));
+    assert_eq!(c.ttr.mean_ms(), Some(8_800_000), "440 × 60,000 / 3");
+
+    // Compliance: on time 2 (INC-1) + 1 (INC-2; its late and old-style updates do not count)
+    // + 1 (INC-3) = 4; missed 1 (INC-1) + 1 (INC-2) + 2 (INC-4) = 4 → 4 / 8 = 50 %.
+    assert_eq!(c.compliance, Compliance { on_time: 4, missed: 4 });
+    assert_eq!(c.compliance.ratio(), Some(0.5));
+    assert_eq!(c.breaches, 2, "INC-1 and INC-4; the repeat reminder is not a breach");
+
+    // Footprint: customers 100 + 50 (INC-5's 999 is canceled); merchants 10; transactions 1000.
+    assert_eq!((c.customers, c.merchants, c.transactions), (150, 10, 1000));
+    // Impact: 120 + 45 + 40 + 4,320 + 120 = 4,645 min.
+    assert_eq!(c.impact_ms, 4645 * MIN);
+
+    // Per service line (each incident counts for each of its lines):
+    let row = |name: &str| c.services.iter().find(|s| s.service == name).unwrap().clone();
+    let payments = row("payments"); // INC-1, INC-2
+    assert_eq!((payments.incidents, payments.impact_ms), (2, 165 * MIN), "120 + 45");
+    assert_eq!(
+        payments.compliance,
+        Compliance { on_time: 3, missed: 2 },
+        "2 + 1 / 1 + 1"
+    );
+    assert_eq!(payments.breaches, 1);
+    // 2 incidents → B, 165 min → B, 60 % → D: worst is D.
+    assert_eq!(payments.grade, Some(Grade::D));
+    let checkout = row("checkout"); // INC-1, INC-3
+    assert_eq!((checkout.incidents, checkout.impact_ms), (2, 160 * MIN), "120 + 40");
+    assert_eq!(checkout.compliance, Compliance { on_time: 3, missed: 1 });
+    assert_eq!(checkout.grade, Some(Grade::C), "B, B, 75 % → C");
+    let settlement = row("settlement"); // INC-6
+    assert_eq!((settlement.incidents, settlement.impact_ms), (1, 120 * MIN));
+    assert_eq!(settlement.compliance.ratio(), None);
+    assert_eq!(settlement.grade, Some(Grade::B), "1 → A, 120 min → B, n/a");
+    assert_eq!((row("portal").incidents, row("portal").grade), (0, Some(Grade::A)));
+    let app = row("app"); // INC-4
+    assert_eq!((app.incidents, app.impact_ms, app.breaches), (1, 4320 * MIN, 1));
+    assert_eq!(app.grade, Some(Grade::D), "4,320 min and 0 % compliance");
+    let names: Vec<&str> = c.services.iter().map(|s| s.service.as_str()).collect();
+    assert_eq!(names, ["payments", "checkout", "settlement", "portal", "app"]);
+
+    // The week before (2026-11-09..15): INC-7 and INC-9.
+    let p = &r.previous;
+    assert_eq!((p.incidents, p.canceled, p.open), (2, 0, 0));
+    assert_eq!(p.tta, stats(2, 30, 10, 20), "10, 20: median rank 1, p90 rank 2");
+    assert_eq!(p.ttm, stats(2, 90, 30, 60), "60, 30");
+    assert_eq!(p.ttr, stats(2, 140, 50, 90), "90, 50");
+    assert_eq!(p.compliance, Compliance { on_time: 3, missed: 1 });
+    assert_eq!(p.impact_ms, 90 * MIN);
+
+    // Changes.
+    let h = |key: &str| r.headlines().into_iter().find(|h| h.key == key).unwrap();
+    assert_eq!(render::change(&h("incidents")), "▲3");
+    assert_eq!(render::change(&h("time_to_acknowledge_median")), "=");
+    assert_eq!(render::change(&h("time_to_mitigate_median")), "▲10m", "40 − 30");
+    assert_eq!(render::change(&h("update_sla_compliance")), "▼25.0 pts", "50 % − 75 %");
+    assert_eq!(render::change(&h("breaches")), "▲2");
+}
+
+#[tokio::test]
+async fn a_service_filter_keeps_only_that_lines_incidents() {
+    let db = fixture_db().await;
+    let r = Report::build(&db, &policy(), week(), Some("payments"), now())
+        .await
+        .unwrap();
+    let c = &r.current;
+    // INC-1 and INC-2; INC-5 (payments) is canceled.
+    assert_eq!((c.incidents, c.canceled), (2, 1));
+    // TTA 5, 15: median rank 1 → 5, p90 rank 2 → 15.
+    assert_eq!(c.tta, stats(2, 20, 5, 15));
+    assert_eq!(c.compliance, Compliance { on_time: 3, missed: 2 });
+    assert_eq!(c.services.len(), 1);
+    assert_eq!(r.previous.incidents, 1, "INC-7");
+    // A name that is a prefix of another line, or has LIKE's wildcard, matches nothing here.
+    let none = Report::build(&db, &policy(), week(), Some("pay_ents"), now())
+        .await
+        .unwrap();
+    assert_eq!(none.current.incidents, 0);
+}
+
+#[tokio::test]
+async fn an_empty_period_reports_zeros_and_na() {
+    let db = fixture_db().await;
+    let spec = PeriodSpec::parse("2025-01-01..2025-01-07").unwrap();
+    let r = Report::build(&db, &policy(), spec, None, now()).await.unwrap();
+    let c = &r.current;
+    assert_eq!((c.incidents, c.canceled, c.open, c.impact_ms), (0, 0, 0, 0));
+    assert_eq!(c.tta, DurationStats::default());
+    assert_eq!(c.tta.mean_ms(), None);
+    assert_eq!(c.compliance.ratio(), None);
+    assert!(c.services.iter().all(|s| s.grade == Some(Grade::A)));
+    let md = render::render(&r, Format::Markdown);
+    assert!(md.contains("| Update-SLA compliance | n/a | n/a |  |"), "{md}");
+    assert!(md.contains("| Time to resolve, median | n/a | n/a |  |"), "{md}");
+}
+
+#[tokio::test]
+async fn the_chart_bins_incidents_by_local_day() {
+    let db = fixture_db().await;
+    let r = Report::build(&db, &policy(), week(), None, now()).await.unwrap();
+    let days = r.daily(&db).await.unwrap();
+    assert_eq!(days.len(), 7);
+    let per_day: Vec<[i64; 4]> = days.iter().map(|(_, d)| d.incidents).collect();
+    assert_eq!(
+        per_day,
+        [
+            [1, 0, 0, 0], // Mon 16: INC-1 (INC-7 at 23:30 on the 15th is not here)
+            [0, 0, 0, 0],
+            [0, 1, 0, 0], // Wed 18: INC-2
+            [0, 0, 1, 0], // Thu 19: INC-3
+            [0, 1, 0, 0], // Fri 20: INC-4
+            [0, 0, 0, 0], // Sat 21: INC-5 is canceled
+            [0, 0, 0, 1], // Sun 22, 23:59 local: INC-6
+        ]
+    );
+    assert_eq!(days[0].1.mean_ttm_ms(), Some(120 * MIN));
+    assert_eq!(days[4].1.mean_ttm_ms(), None, "INC-4 is not mitigated");
+    let png = incident_bot::report::chart::render(&render::title(&r), &days).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+}
+
+#[tokio::test]
+async fn renderings_agree_and_name_no_incident() {
+    let db = fixture_db().await;
+    let r = Report::build(&db, &policy(), week(), None, now()).await.unwrap();
+    let md = render::render(&r, Format::Markdown);
+    assert!(md.contains("| Incidents | 5 | 2 | ▲3 |"), "{md}");
+    assert!(
+        md.contains("| Time to resolve, mean | 2h 27m | 1h 10m | ▲1h 17m |"),
+        "{md}"
+    );
+    assert!(md.contains("| payments | 2 | ▲1 | 165 | 60.0% (3/5) | 1 | D |"), "{md}");
+    let csv = render::render(&r, Format::Csv);
+    assert!(
+        csv.contains("summary,,time_to_mitigate_mean_minutes,77.50,45.00,32.50\n"),
+        "{csv}"
+    );
+    assert!(csv.contains("service,app,impact_minutes,4320,0,4320\n"), "{csv}");
+    let json: serde_json::Value = serde_json::from_str(&render::render(&r, Format::Json)).unwrap();
+    assert_eq!(json["summary"]["time_to_acknowledge_median_ms"]["value"], 10 * MIN);
+    assert_eq!(json["summary"]["update_sla_compliance"]["value"], 0.5);
+    assert_eq!(json["summary"]["update_sla_compliance"]["previous"], 0.75);
+    assert_eq!(json["by_severity"]["SEV2"]["value"], 2);
+    assert_eq!(json["period"]["from"], "2026-11-16T05:00:00+00:00");
+    for text in [&md, &csv, &json.to_string()] {
+        assert!(!text.contains("fixture"), "no incident title appears");
+        assert!(!text.contains("INC-"), "no incident is named");
+    }
+}
+
+#[tokio::test]
+async fn sql_percentiles_match_the_reference_on_many_values() {
+    let db = db().await;
+    // 37 incidents with acknowledgement times 7k mod 60 minutes (and some ties).
+    let durations: Vec<i64> = (0..37).map(|k| (7 * k % 60) * MIN + k % 3).collect();
+    let incidents: Vec<FixtureIncident> = durations
+        .iter()
+        .enumerate()
+        .map(|(k, d)| FixtureIncident {
+            number: k as i64 + 1,
+            declared_at: t0() + k as i64 * HOUR,
+            acknowledged_at: Some(t0() + k as i64 * HOUR + d),
+            ..FixtureIncident::default()
+        })
+        .collect();
+    db.insert_fixtures(&incidents, &[]).await.unwrap();
+    let r = Report::build(&db, &policy(), week(), None, now()).await.unwrap();
+    assert_eq!(r.current.tta, DurationStats::of(&durations));
+}
+
+#[tokio::test]
+async fn the_cli_prints_a_report_and_writes_the_chart_without_slack_tokens() {
+    // The binary reads DATABASE_URL; on SQLite the fixture goes into a file it can open.
+    let dir = tempfile::tempdir().unwrap();
+    let (url, schema) = match common::database() {
+        Some((url, schema)) => (url, Some(schema)),
+        None => (format!("sqlite://{}", dir.path().join("cli.db").display()), None),
+    };
+    let db = Db::connect_with(&url, schema.as_deref()).await.unwrap();
+    let (incidents, events) = fixture();
+    db.insert_fixtures(&incidents, &events).await.unwrap();
+    db.close().await;
+    let url = match &schema {
+        // The schema is chosen per connection: point the binary's search_path at it.
+        Some(schema) => format!(
+            "{url}{}options=-csearch_path%3D{schema}",
+            if url.contains('?') { "&" } else { "?" }
+        ),
+        None => url,
+    };
+    let chart = dir.path().join("chart.png");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_incident-bot"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &url)
+            .env("INCIDENT_BOT_TIMEZONE", "America/New_York")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let chart_arg = chart.display().to_string();
+    let (code, out, err) = run(&[
+        "report",
+        "--from",
+        "2026-11-16",
+        "--to",
+        "2026-11-22",
+        "--format",
+        "csv",
+        "--chart",
+        &chart_arg,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("section,item,metric,value,previous,change\n"), "{out}");
+    assert!(out.contains("summary,,incidents,5,2,3\n"), "{out}");
+    assert!(
+        out.contains("summary,,update_sla_compliance,0.5000,0.7500,-0.2500\n"),
+        "{out}"
+    );
+    assert_eq!(&std::fs::read(&chart).unwrap()[1..4], b"PNG");
+    std::fs::copy(&chart, "/tmp/report-chart.png").unwrap();
+    let (code, out, _) = run(&[
+        "report",
+        "--from",
+        "2026-11-16",
+        "--to",
+        "2026-11-22",
+        "--service",
+        "app",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("# Incident report · app: 2026-11-16 – 2026-11-22 (America/New_York)"),
+        "{out}"
+    );
+    for (args, problem) in [
+        (
+            vec!["report", "--from", "2026-11-22", "--to", "2026-11-16"],
+            "before it starts",
+        ),
+        (vec!["report", "--period", "daily"], "weekly or monthly"),
+        (vec!["report", "--format", "xml"], "not a format"),
+        (vec!["report", "--service", "nope"], "not a service line"),
+    ] {
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(problem), "{args:?}: {err}");
+    }
+}
