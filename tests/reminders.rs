@@ -331,3 +331,32 @@ async fn stack_schema(stack: &LocalStack) -> String {
         Db::Sqlite(_) => unreachable!("only called on PostgreSQL"),
     }
 }
+
+#[tokio::test]
+async fn a_slack_failure_while_reminding_is_retried_without_touching_the_clock() {
+    let stack = stack_with(fast_policy(), fast_options()).await;
+    let (inc, ch) = declared(&stack, 1, "SEV3", false).await;
+    // SEV3 → SEV2 re-plans to a 1 s cadence, due at once; the first post attempts fail.
+    stack
+        .sandbox
+        .inject_fault("chat.postMessage", incident_bot::sandbox::Fault::ServerError, 2);
+    stack.command("U0BOB", &ch, "severity SEV2").await.unwrap();
+    let posted = wait_for(Duration::from_secs(5), || async {
+        reminders_in(&stack, &ch).first().cloned()
+    })
+    .await;
+    assert!(posted.is_some(), "the reminder is posted after the retries");
+    let due_reminders = events(&stack, &inc, "reminder")
+        .await
+        .into_iter()
+        .filter(|d| d["stage"] == "due")
+        .count();
+    assert_eq!(due_reminders, 1, "one reminder recorded, however many attempts it took");
+    let clock = stack.db.incident(inc.id).await.unwrap().clock.unwrap();
+    assert_eq!(
+        clock.stage,
+        incident_bot::reminder::plan::Stage::Repeat,
+        "the clock moved on exactly once"
+    );
+    assert_slack_happy(&stack);
+}

@@ -553,7 +553,7 @@ async fn the_cli_prints_a_report_and_writes_the_chart_without_slack_tokens() {
         "{out}"
     );
     assert_eq!(&std::fs::read(&chart).unwrap()[1..4], b"PNG");
-    std::fs::copy(&chart, "/tmp/report-chart.png").unwrap();
+
     let (code, out, _) = run(&[
         "report",
         "--from",
@@ -581,4 +581,77 @@ async fn the_cli_prints_a_report_and_writes_the_chart_without_slack_tokens() {
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(problem), "{args:?}: {err}");
     }
+}
+
+#[tokio::test]
+async fn the_slash_command_answers_with_the_report_and_shares_the_chart_when_public() {
+    let policy = Policy {
+        timezone: chrono_tz::America::New_York,
+        ..incident_bot::demo::demo_policy()
+    };
+    let stack = common::stack_with(policy, incident_bot::demo::fast_options()).await;
+    let (incidents, events) = fixture();
+    stack.db.insert_fixtures(&incidents, &events).await.unwrap();
+    let sb = &stack.sandbox;
+
+    // Ephemeral by default, in the ack (the fixture is small, so it is fast).
+    let ack = sb
+        .slash_command("U0ALICE", "C0GENERAL", "report 2026-11-16..2026-11-22")
+        .await
+        .unwrap();
+    let payload = ack.payload.expect("the report is in the ack");
+    assert_ne!(payload["response_type"], "in_channel");
+    let text = payload["text"].as_str().unwrap();
+    assert!(
+        text.contains("5 incidents") && text.contains("compliance 50.0%"),
+        "{text}"
+    );
+    let blocks = payload["blocks"].to_string();
+    for expected in [
+        "*Incidents*\\n5 ▲3",
+        "*Canceled* (excluded)\\n1 ▲1",
+        "50.0% ▼25.0 pts (4/8 on time)",
+    ] {
+        assert!(blocks.contains(expected), "{expected} in {blocks}");
+    }
+    assert!(
+        !blocks.contains("INC-") && !blocks.contains("fixture"),
+        "no incident is named"
+    );
+    assert!(sb.files().is_empty(), "no chart for an ephemeral report");
+
+    // `public`: in the channel, with the chart shared there.
+    let ack = sb
+        .slash_command(
+            "U0ALICE",
+            incident_bot::demo::ANNOUNCE_CHANNEL,
+            "report public 2026-11-16..2026-11-22 service:payments",
+        )
+        .await
+        .unwrap();
+    let payload = ack.payload.expect("the report is in the ack");
+    assert_eq!(payload["response_type"], "in_channel");
+    assert!(payload["text"].as_str().unwrap().contains("· payments"), "{payload}");
+    let files = incident_bot::demo::wait_for(std::time::Duration::from_secs(5), || async {
+        let f = sb.files();
+        (!f.is_empty()).then_some(f)
+    })
+    .await
+    .expect("the chart is shared");
+    let (channel, title, bytes) = &files[0];
+    assert_eq!(channel, incident_bot::demo::ANNOUNCE_CHANNEL);
+    assert!(title.contains("2026-11-16"), "{title}");
+    assert_eq!(&bytes[1..4], b"PNG");
+
+    // Mistakes get the usage.
+    for (text, problem) in [
+        ("report 2026-11-22..2026-11-16", "before it starts"),
+        ("report 2025-01-01..2026-06-30", "at most 366 days"),
+        ("report 2026-11-31..2026-12-01", "not a date"),
+        ("report service:nope", "not a service line"),
+    ] {
+        let answer = stack.command("U0ALICE", "C0GENERAL", text).await.unwrap();
+        assert!(answer.contains(problem), "{text}: {answer}");
+    }
+    common::assert_slack_happy(&stack);
 }

@@ -20,15 +20,7 @@ impl Db {
         late_after: chrono::Duration,
         limit: i64,
     ) -> anyhow::Result<usize> {
-        let lock = if self.is_postgres() {
-            "FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        };
-        let select = format!(
-            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE reminder_at IS NOT NULL AND reminder_at <= $1 \
-             ORDER BY reminder_at LIMIT $2 {lock}"
-        );
+        let select = self.due_query();
         let at = to_ms(now);
         let fired: anyhow::Result<usize> = with_pool!(self, |pool| {
             async {
@@ -94,6 +86,80 @@ impl Db {
             .await
         });
         fired
+    }
+
+    /// The query that finds due clocks; it must use `incidents_reminder_at` (see the bench).
+    fn due_query(&self) -> String {
+        let lock = if self.is_postgres() {
+            "FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE reminder_at IS NOT NULL AND reminder_at <= $1 \
+             ORDER BY reminder_at LIMIT $2 {lock}"
+        )
+    }
+
+    /// The database's plan for the due query, one line per row (for the benchmark).
+    pub async fn explain_due_query(&self) -> anyhow::Result<Vec<String>> {
+        let now = to_ms(Utc::now());
+        Ok(match self {
+            Db::Sqlite(pool) => {
+                let rows: Vec<(i64, i64, i64, String)> =
+                    sqlx::query_as(&format!("EXPLAIN QUERY PLAN {}", self.due_query()))
+                        .bind(now)
+                        .bind(200_i64)
+                        .fetch_all(pool)
+                        .await?;
+                rows.into_iter().map(|r| r.3).collect()
+            }
+            Db::Postgres(pool) => {
+                let rows: Vec<(String,)> = sqlx::query_as(&format!("EXPLAIN {}", self.due_query()))
+                    .bind(now)
+                    .bind(200_i64)
+                    .fetch_all(pool)
+                    .await?;
+                rows.into_iter().map(|r| r.0).collect()
+            }
+        })
+    }
+
+    /// Spreads every incident's next due time evenly over `[first, first + window)`, by id (for
+    /// the benchmark, so that loading time does not eat into the measured window).
+    pub async fn arm_clocks_for_bench(&self, first: DateTime<Utc>, window: chrono::Duration) -> anyhow::Result<()> {
+        let (n,): (i64,) = with_pool!(self, |pool| sqlx::query_as("SELECT COUNT(*) FROM incidents")
+            .fetch_one(pool)
+            .await)?;
+        with_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE incidents SET update_due_at = $1 + (id - 1) * $2 / $3, reminder_at = $1 + (id - 1) * $2 / $3, \
+                 reminder_stage = 'due', snoozed = FALSE",
+            )
+            .bind(to_ms(first))
+            .bind(window.num_milliseconds())
+            .bind(n.max(1))
+            .execute(pool)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    /// Every fired reminder as (fired at, due at), in ms (for the benchmark's lag figures).
+    pub async fn fired_reminders(&self) -> anyhow::Result<Vec<(i64, i64)>> {
+        let rows: Vec<(i64, String)> = with_pool!(self, |pool| {
+            sqlx::query_as("SELECT at, details FROM events WHERE kind = 'reminder'")
+                .fetch_all(pool)
+                .await
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(at, details)| {
+                let d: serde_json::Value = serde_json::from_str(&details).ok()?;
+                Some((at, d["due_at"].as_i64()?))
+            })
+            .collect())
     }
 
     /// The earliest scheduled reminder (an index lookup).

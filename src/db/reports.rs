@@ -292,10 +292,9 @@ impl Db {
         }
 
         // Incidents and impact per distinct list of service lines (few distinct lists).
-        let impact = format!(
+        let impact =
             "CASE WHEN COALESCE(impact_end, mitigated_at, resolved_at, $4) > COALESCE(impact_start, declared_at) \
-             THEN COALESCE(impact_end, mitigated_at, resolved_at, $4) - COALESCE(impact_start, declared_at) ELSE 0 END"
-        );
+             THEN COALESCE(impact_end, mitigated_at, resolved_at, $4) - COALESCE(impact_start, declared_at) ELSE 0 END";
         let groups_sql = format!(
             "SELECT services, COUNT(*), CAST(COALESCE(SUM({impact}), 0) AS BIGINT) FROM incidents \
              WHERE {period} AND {alive} GROUP BY services"

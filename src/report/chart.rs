@@ -93,7 +93,7 @@ fn draw(root: &Area<'_>, title: &str, days: &[(NaiveDate, Daily)]) -> DrawResult
     let y_of = |v: i64, panel: (i32, i32), top: i64| {
         panel.1 - ((panel.1 - panel.0) as f64 * v as f64 / top as f64).round() as i32
     };
-    let gap = ((slot * 0.2).round() as i32).clamp(0, 8);
+    let gap = (slot * 0.25).round() as i32;
     for (i, (_, d)) in days.iter().enumerate() {
         let mut base = 0;
         for (sev, color) in SEVERITY_COLORS.iter().enumerate() {

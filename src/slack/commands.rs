@@ -34,18 +34,27 @@ pub enum Command {
     Timeline {
         page: usize,
     },
+    /// `/incident report [weekly|monthly|YYYY-MM-DD..YYYY-MM-DD] [service:<name>] [public]`.
+    Report {
+        period: crate::report::PeriodSpec,
+        service: Option<String>,
+        public: bool,
+    },
 }
 
 impl Command {
     /// Commands that act on the incident whose channel they are typed in.
     pub fn needs_incident(&self) -> bool {
-        !matches!(self, Command::Declare { .. } | Command::Help | Command::List)
+        !matches!(
+            self,
+            Command::Declare { .. } | Command::Help | Command::List | Command::Report { .. }
+        )
     }
 }
 
 pub const USAGE: &str = "*Usage:* `/incident [declare <title>]` · `update` · `severity SEV1-4` · `spoc @user` · \
 `role <role> @user` · `handover @user [note]` · `impact` · `note <text>` · `ack` · `resolve` · `close` · `reopen` · \
-`cancel` · `status` · `timeline [page]` · `list` · `help`";
+`cancel` · `status` · `timeline [page]` · `list` · `report [weekly|monthly|FROM..TO] [service:<name>] [public]` · `help`";
 
 /// Longest text we read: Slack caps a slash command at 4,000 characters anyway.
 const MAX_TEXT: usize = 4_000;
@@ -119,8 +128,39 @@ pub fn parse(text: &str) -> Result<Command, String> {
                 Ok(Command::Note(rest.to_string()))
             }
         }
+        "report" => parse_report(rest),
         other => Err(format!("I don't know `{}`.", short(other))),
     }
+}
+
+pub const REPORT_USAGE: &str =
+    "`/incident report [weekly|monthly|YYYY-MM-DD..YYYY-MM-DD] [service:<name>] [public]` (default: the last 7 days)";
+
+/// `report` arguments, in any order: at most one period, one `service:<name>`, `public`.
+fn parse_report(rest: &str) -> Result<Command, String> {
+    let (mut period, mut service, mut public) = (None, None, false);
+    for word in rest.split_whitespace() {
+        let lower = word.to_ascii_lowercase();
+        if lower == "public" {
+            public = true;
+        } else if let Some(name) = lower.strip_prefix("service:") {
+            if name.is_empty() || service.is_some() {
+                return Err(format!(
+                    "Name one service line, like `service:payments`. Usage: {REPORT_USAGE}"
+                ));
+            }
+            service = Some(name.to_string());
+        } else if period.is_none() {
+            period = Some(crate::report::PeriodSpec::parse(word).map_err(|e| format!("{e} Usage: {REPORT_USAGE}"))?);
+        } else {
+            return Err(format!("Give one period. Usage: {REPORT_USAGE}"));
+        }
+    }
+    Ok(Command::Report {
+        period: period.unwrap_or(crate::report::PeriodSpec::Last7Days),
+        service,
+        public,
+    })
 }
 
 fn short(s: &str) -> String {
@@ -201,6 +241,43 @@ mod tests {
     }
 
     #[test]
+    fn report_arguments_in_any_order() {
+        use crate::report::PeriodSpec;
+        assert_eq!(
+            parse("report"),
+            Ok(Command::Report {
+                period: PeriodSpec::Last7Days,
+                service: None,
+                public: false
+            })
+        );
+        assert_eq!(
+            parse("report public Service:Payments monthly"),
+            Ok(Command::Report {
+                period: PeriodSpec::Monthly,
+                service: Some("payments".into()),
+                public: true
+            })
+        );
+        let Ok(Command::Report { period, .. }) = parse("report 2026-11-16..2026-11-22") else {
+            panic!("a range parses")
+        };
+        assert_eq!(period, PeriodSpec::parse("2026-11-16..2026-11-22").unwrap());
+        assert!(!parse("report weekly").unwrap().needs_incident());
+        for (text, problem) in [
+            ("report 2026-11-22..2026-11-16", "before it starts"),
+            ("report 2026-02-30..2026-03-01", "not a date"),
+            ("report 2024-01-01..2025-06-01", "at most 366 days"),
+            ("report weekly monthly", "one period"),
+            ("report service:", "one service line"),
+            ("report yesterday", "not a period"),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(problem) && err.contains("Usage"), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn unknown_words_are_named() {
         let err = parse("explode now").unwrap_err();
         assert!(err.contains("explode"), "{err}");
@@ -224,7 +301,7 @@ mod tests {
 
         #[test]
         fn command_shaped_text_parses_or_explains(
-            word in "(declare|update|severity|sev|spoc|role|handover|note|timeline|list|ack|resolve|close|reopen|cancel|status|impact|help|x)",
+            word in "(declare|update|severity|sev|spoc|role|handover|note|timeline|list|ack|resolve|close|reopen|cancel|status|impact|report|help|x)",
             args in "( (<@[A-Za-z0-9|_]{0,12}>|SEV[0-9]|[a-z_]{0,8}|[0-9]{1,3}|<#C1\\|x>|<!subteam\\^S1>)){0,3}",
         ) {
             match parse(&format!("{word}{args}")) {

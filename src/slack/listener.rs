@@ -107,6 +107,7 @@ pub const HELP: &str = "*incident-bot* — run incidents in Slack.\n\
 *Anywhere*\n\
 • `/incident` or `/incident declare [title]` — declare an incident (opens a form)\n\
 • `/incident list` — open incidents, worst first\n\
+• `/incident report [weekly|monthly|YYYY-MM-DD..YYYY-MM-DD] [service:<name>] [public]` — incident report (default: last 7 days)\n\
 • `/incident help` — this message\n\
 *In an incident channel*\n\
 • `/incident update` — post a stakeholder update (status, what we know, impact, next steps)\n\
@@ -200,6 +201,11 @@ impl Handler {
             }
             Command::Help => ephemeral(HELP),
             Command::List => self.list(&user).await,
+            Command::Report {
+                period,
+                service,
+                public,
+            } => self.report(&event, &user, period, service, public).await,
             other => {
                 let incident = match self.db.incident_by_channel(event.channel_id.as_ref()).await {
                     Ok(Some(i)) => i,
@@ -267,7 +273,9 @@ impl Handler {
             Command::Close => Change::Close,
             Command::Reopen => Change::Reopen,
             Command::Cancel => Change::Cancel,
-            Command::Declare { .. } | Command::Help | Command::List => unreachable!("handled by command()"),
+            Command::Declare { .. } | Command::Help | Command::List | Command::Report { .. } => {
+                unreachable!("handled by command()")
+            }
         };
         let key = format!("trigger:{}", event.trigger_id);
         let confirmation = match &change {

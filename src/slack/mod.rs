@@ -4,6 +4,7 @@
 //! - [`commands`], [`forms`]: parse slash-command text and modal state into domain types.
 //! - [`blocks`]: Block Kit for cards, announcements, modals.
 //! - [`effects`]: performs outbox jobs (create channel, invite, post, pin, announce).
+//! - [`report`]: `/incident report` and the report's Block Kit (figures come from `crate::report`).
 //! - [`web`]: the Web API client, with errors reduced to codes.
 
 pub mod blocks;
@@ -11,6 +12,7 @@ pub mod commands;
 pub mod effects;
 pub mod forms;
 pub mod listener;
+pub mod report;
 pub mod web;
 
 /// Masks anything that looks like a Slack token, so errors can be logged safely.

@@ -255,6 +255,32 @@ impl SlackWeb {
         call!(self, "views.open", |s| s.views_open(&req))?;
         Ok(())
     }
+
+    /// Shares a file in `channel` with `comment`: `files.getUploadURLExternal`, the bytes to the
+    /// upload URL, then `files.completeUploadExternal`. Returns the file id.
+    pub async fn upload_file(
+        &self,
+        channel: &str,
+        filename: &str,
+        title: &str,
+        comment: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> SlackResult<String> {
+        let req = SlackApiFilesGetUploadUrlExternalRequest::new(filename.into(), bytes.len());
+        let target = call!(self, "files.getUploadURLExternal", |s| s.get_upload_url_external(&req))?;
+        let req = SlackApiFilesUploadViaUrlRequest::new(target.upload_url, bytes, content_type.into());
+        call!(self, "files.uploadViaUrl", |s| s.files_upload_via_url(&req))?;
+        let req =
+            SlackApiFilesCompleteUploadExternalRequest::new(vec![
+                SlackApiFilesComplete::new(target.file_id.clone()).with_title(title.into())
+            ])
+            .with_channel_id(channel.into())
+            .with_initial_comment(comment.into());
+        call!(self, "files.completeUploadExternal", |s| s
+            .files_complete_upload_external(&req))?;
+        Ok(target.file_id.to_string())
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,266 @@
+//! `/incident report`: Block Kit for a report, and the handler that builds it off the ack's
+//! critical path when it is slow, and attaches the chart to public reports.
+
+use super::blocks;
+use super::listener::Handler;
+use super::web::SlackWeb;
+use crate::incident::model::UserId;
+use crate::report::metrics::minutes;
+use crate::report::render::{change, count, count_change, duration, percent, title, value};
+use crate::report::{chart, Headline, PeriodSpec, Report, Value as Figure};
+use serde_json::{json, Value};
+use slack_morphism::prelude::*;
+use std::fmt::Write;
+use std::time::Duration;
+
+/// How long the ack waits for the report; past this the ack says it is on its way and the
+/// report is posted when ready (Slack wants the ack within 3 s, and an ack holds up the
+/// connection's next envelope).
+pub const INLINE_BUDGET: Duration = Duration::from_millis(1200);
+
+fn mrkdwn(text: &str) -> Value {
+    json!({ "type": "mrkdwn", "text": blocks::truncate(text, 2000) })
+}
+
+fn with_change(h: &Headline) -> String {
+    let c = change(h);
+    if c.is_empty() {
+        value(h.value)
+    } else {
+        format!("{} {c}", value(h.value))
+    }
+}
+
+/// The report as Block Kit (at most 12 blocks; texts within Slack's limits).
+pub fn report_blocks(r: &Report) -> Value {
+    let heads = r.headlines();
+    let h = |key: &str| heads.iter().find(|h| h.key == key).cloned().expect("a known headline");
+    let c = &r.current;
+    let mut out = vec![
+        json!({ "type": "header", "text": { "type": "plain_text", "text": blocks::truncate(&format!("📊 Incident report · {}", r.period.kind()), 150), "emoji": true } }),
+        json!({ "type": "context", "elements": [mrkdwn(&format!(
+            "*{}*{} · compared with {}",
+            r.period,
+            r.service.as_ref().map(|s| format!(" · service line `{s}`")).unwrap_or_default(),
+            r.previous_period
+        ))] }),
+    ];
+    let compliance = match c.compliance.ratio() {
+        Some(_) => format!(
+            "{} ({}/{} on time)",
+            with_change(&h("update_sla_compliance")),
+            c.compliance.on_time,
+            c.compliance.due()
+        ),
+        None => "n/a (no update fell due)".into(),
+    };
+    out.push(json!({ "type": "section", "fields": [
+        mrkdwn(&format!("*Incidents*\n{}", with_change(&h("incidents")))),
+        mrkdwn(&format!("*Still open*\n{}", with_change(&h("still_open")))),
+        mrkdwn(&format!("*Canceled* (excluded)\n{}", with_change(&h("canceled")))),
+        mrkdwn(&format!("*Update-SLA compliance*\n{compliance}")),
+        mrkdwn(&format!("*Breaches*\n{}", with_change(&h("breaches")))),
+        mrkdwn(&format!("*Impact*\n{} min {}", count(minutes(c.impact_ms)), change(&h("impact_minutes")))),
+    ] }));
+    out.push(json!({ "type": "divider" }));
+    let mut times = Vec::new();
+    for (key, label, stats) in [
+        ("time_to_acknowledge", "Time to acknowledge", c.tta),
+        ("time_to_mitigate", "Time to mitigate", c.ttm),
+        ("time_to_resolve", "Time to resolve", c.ttr),
+    ] {
+        let part = |p: &str| with_change(&h(&format!("{key}_{p}")));
+        times.push(mrkdwn(&format!(
+            "*{label}* ({} incidents)\nmedian {} · p90 {} · mean {}",
+            stats.count,
+            part("median"),
+            part("p90"),
+            part("mean")
+        )));
+    }
+    times.push(mrkdwn(&format!(
+        "*Footprint*\ncustomers {} · merchants {} · transactions {}",
+        with_change(&h("customers")),
+        with_change(&h("merchants")),
+        with_change(&h("transactions"))
+    )));
+    out.push(json!({ "type": "section", "fields": times }));
+    let breakdown = |list: &[(String, i64)], before: &[(String, i64)]| -> String {
+        list.iter()
+            .map(|(k, n)| {
+                let b = before.iter().find(|(x, _)| x == k).map_or(0, |(_, n)| *n);
+                format!("{k} {n} {}", count_change(*n, b))
+            })
+            .collect::<Vec<_>>()
+            .join(" · ")
+    };
+    out.push(json!({ "type": "section", "fields": [
+        mrkdwn(&format!("*By severity*\n{}", breakdown(&c.by_severity, &r.previous.by_severity))),
+        mrkdwn(&format!("*By status*\n{}", breakdown(&c.by_status, &r.previous.by_status))),
+    ] }));
+    out.push(json!({ "type": "divider" }));
+    out.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": service_table(r) } }));
+    out.push(json!({ "type": "context", "elements": [mrkdwn(
+        "Canceled incidents count only as canceled. Reports name no incident (private ones are counted, never named). \
+         Grades: worst of incidents, impact minutes and update-SLA compliance; definitions in the README, \"Reports\"."
+    )] }));
+    Value::Array(out)
+}
+
+/// The per-service-line table, monospaced, within a section's 3,000 characters.
+fn service_table(r: &Report) -> String {
+    let mut table = format!(
+        "{:<16} {:>9} {:>10} {:>13} {:>8} {:>5}\n",
+        "service line", "incidents", "impact min", "update SLA", "breaches", "grade"
+    );
+    let mut shown = 0;
+    for s in &r.current.services {
+        let before = r
+            .previous
+            .services
+            .iter()
+            .find(|p| p.service == s.service)
+            .map_or(0, |p| p.incidents);
+        let line = format!(
+            "{:<16} {:>9} {:>10} {:>13} {:>8} {:>5}\n",
+            blocks::truncate(&s.service, 16),
+            format!("{} {}", s.incidents, count_change(s.incidents, before)),
+            count(minutes(s.impact_ms)),
+            percent(s.compliance.ratio()),
+            s.breaches,
+            s.grade.map_or("—".to_string(), |g| g.to_string())
+        );
+        if table.chars().count() + line.chars().count() > 2_800 {
+            break;
+        }
+        table.push_str(&line);
+        shown += 1;
+    }
+    let mut text = format!("*Service lines*\n```{table}```");
+    if shown < r.current.services.len() {
+        let _ = write!(text, "\n…and {} more", r.current.services.len() - shown);
+    }
+    text
+}
+
+/// The notification text (and what clients without blocks show).
+pub fn report_text(r: &Report) -> String {
+    let heads = r.headlines();
+    let find = |key: &str| heads.iter().find(|h| h.key == key).map(|h| h.value);
+    let incidents = match find("incidents") {
+        Some(Figure::Count(n)) => n,
+        _ => 0,
+    };
+    let ttm = match find("time_to_mitigate_median") {
+        Some(Figure::Duration(Some(ms))) => duration(ms),
+        _ => "n/a".into(),
+    };
+    format!(
+        "{}: {incidents} incidents, median time to mitigate {ttm}, update-SLA compliance {}",
+        title(r),
+        percent(r.current.compliance.ratio())
+    )
+}
+
+/// What a report is posted as.
+pub fn report_content(r: &Report) -> SlackMessageContent {
+    blocks::content(&report_text(r), report_blocks(r))
+}
+
+/// Renders the chart and shares it in `channel`.
+pub async fn share_chart(web: &SlackWeb, db: &crate::db::Db, r: &Report, channel: &str) -> anyhow::Result<()> {
+    let png = chart::render(&title(r), &r.daily(db).await?)?;
+    let name = format!("incident-report-{}-{}.png", r.period.first, r.period.last);
+    web.upload_file(
+        channel,
+        &name,
+        &title(r),
+        &format!(
+            "Chart for the incident report {}: incidents per day by severity, and time to mitigate.",
+            r.period
+        ),
+        png,
+        "image/png",
+    )
+    .await?;
+    Ok(())
+}
+
+impl Handler {
+    /// `/incident report …`: answered in the ack when the report is ready within
+    /// [`INLINE_BUDGET`], else posted when ready. `public` posts in the channel (with the
+    /// chart); otherwise only the asker sees it.
+    pub async fn report(
+        &self,
+        event: &SlackCommandEvent,
+        user: &UserId,
+        period: PeriodSpec,
+        service: Option<String>,
+        public: bool,
+    ) -> SlackCommandEventResponse {
+        let ephemeral = |text: &str| {
+            SlackCommandEventResponse::new(blocks::text(text)).with_response_type(SlackMessageResponseType::Ephemeral)
+        };
+        if let Some(s) = &service {
+            if !self.policy.services.contains(s) {
+                return ephemeral(&format!(
+                    "`{}` is not a service line here. Service lines: {}.",
+                    blocks::truncate(s, 40),
+                    self.policy.services.join(", ")
+                ));
+            }
+        }
+        let (db, policy, web) = (self.db.clone(), self.policy.clone(), self.web.clone());
+        let (channel, asker) = (event.channel_id.to_string(), user.to_string());
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<Result<Report, String>>();
+        tokio::spawn(async move {
+            let built = Report::build(&db, &policy, period, service.as_deref(), chrono::Utc::now())
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "cannot build a report");
+                    "⚠️ I could not build the report: my database is unavailable. Please try again in a minute."
+                        .to_string()
+                });
+            let report = built.as_ref().ok().cloned();
+            if let Err(late) = tx.send(built) {
+                // The ack has gone: post the report now.
+                let posted = match &late {
+                    Ok(r) if public => web.post(&channel, report_content(r), None).await.map(|_| ()),
+                    Ok(r) => web.post_ephemeral(&channel, &asker, report_content(r)).await,
+                    Err(message) => web.post_ephemeral(&channel, &asker, blocks::text(message)).await,
+                };
+                if let Err(e) = posted {
+                    tracing::warn!(error = %e, "cannot post a report");
+                    let text = format!("⚠️ I could not post the report here ({e}).");
+                    let _ = web.post_ephemeral(&channel, &asker, blocks::text(&text)).await;
+                }
+            }
+            if let (Some(r), true) = (report, public) {
+                if let Err(e) = share_chart(&web, &db, &r, &channel).await {
+                    tracing::warn!(error = %e, "cannot share a report chart");
+                    let text = format!(
+                        "⚠️ I could not attach the chart ({e}). Invite me to this channel (`/invite @incident-bot`) and ask again."
+                    );
+                    let _ = web.post_ephemeral(&channel, &asker, blocks::text(&text)).await;
+                }
+            }
+        });
+        let built = match tokio::time::timeout(INLINE_BUDGET, &mut rx).await {
+            Ok(Ok(built)) => Some(built),
+            _ => {
+                // Whatever was sent before closing is still ours; later results get posted.
+                rx.close();
+                rx.try_recv().ok()
+            }
+        };
+        match built {
+            Some(Ok(r)) => SlackCommandEventResponse::new(report_content(&r)).with_response_type(if public {
+                SlackMessageResponseType::InChannel
+            } else {
+                SlackMessageResponseType::Ephemeral
+            }),
+            Some(Err(message)) => ephemeral(&message),
+            None => ephemeral("⏳ Building the report; it will appear here in a moment."),
+        }
+    }
+}
