@@ -15,6 +15,7 @@
 //! cargo bench --bench reports -- --pg               # PostgreSQL at postgres://postgres@127.0.0.1:5432/test
 //! BENCH_DATABASE_URL=postgres://… cargo bench --bench reports
 //! BENCH_INCIDENTS=10000 cargo bench --bench reports # a smaller history (events stay 10 per incident)
+//! BENCH_SQLITE_FILE=/tmp/reports.db cargo bench --bench reports  # keep (and reuse) the SQLite data
 //! ```
 //! On PostgreSQL the data goes into a fresh schema `bench_<uuid>`, dropped at the end.
 
@@ -157,8 +158,11 @@ async fn main() -> anyhow::Result<()> {
     let (db, backend) = match &pg_url {
         Some(url) => (Db::connect_with(url, Some(&schema)).await?, "PostgreSQL"),
         None => {
-            let url = format!("sqlite://{}", dir.path().join("reports.db").display());
-            (Db::connect(&url).await?, "SQLite")
+            // BENCH_SQLITE_FILE keeps the loaded database for the next run (and reuses it).
+            let file = std::env::var("BENCH_SQLITE_FILE")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|_| dir.path().join("reports.db"));
+            (Db::connect(&format!("sqlite://{}", file.display())).await?, "SQLite")
         }
     };
     println!(
@@ -169,7 +173,10 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(5);
     let span = 730 * 86_400_000;
-    let mut number = 0;
+    let mut number = db.incident_count().await?;
+    if number > 0 && number != incidents as i64 {
+        anyhow::bail!("the database already holds {number} incidents; expected none or {incidents}");
+    }
     while number < incidents as i64 {
         let mut batch = Vec::with_capacity(BATCH);
         let mut events = Vec::with_capacity(BATCH * EVENTS_PER_INCIDENT);

@@ -2,12 +2,14 @@
 
 use crate::config::Settings;
 use crate::db::Db;
+use crate::http::OpsServer;
 use crate::outbox::{self, OutboxOptions};
 use crate::reminder::{self, ReminderOptions};
 use crate::slack::effects::SlackEffects;
 use crate::slack::listener::{Handler, SocketMode, SocketOptions};
 use crate::slack::web::{BotIdentity, SlackWeb};
 use anyhow::Context;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -18,6 +20,9 @@ pub struct BotOptions {
     pub outbox: OutboxOptions,
     pub socket: SocketOptions,
     pub reminders: ReminderOptions,
+    /// Serves `/healthz`, `/readyz`, `/metrics` here when `Settings::http_listen` is unset
+    /// (tests pass `127.0.0.1:0`).
+    pub http_listen: Option<SocketAddr>,
 }
 
 /// A running bot.
@@ -29,6 +34,7 @@ pub struct Bot {
     outbox: JoinHandle<()>,
     stop_reminders: Arc<Notify>,
     reminders: JoinHandle<()>,
+    http: Option<OpsServer>,
 }
 
 impl Bot {
@@ -76,6 +82,10 @@ impl Bot {
             wake_reminders,
         });
         let socket = SocketMode::start(handler, &settings.slack.app_token, &opts.socket).await?;
+        let http = match settings.http_listen.or(opts.http_listen) {
+            Some(addr) => Some(OpsServer::start(addr, db.clone(), socket.connected()).await?),
+            None => None,
+        };
         Ok(Bot {
             identity,
             db,
@@ -84,7 +94,18 @@ impl Bot {
             outbox,
             stop_reminders,
             reminders,
+            http,
         })
+    }
+
+    /// Where `/healthz`, `/readyz` and `/metrics` are served, when enabled.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(OpsServer::addr)
+    }
+
+    /// The Socket Mode liveness flag `/readyz` reads (cleared first thing in [`Bot::stop`]).
+    pub fn socket_connected(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.socket.connected()
     }
 
     /// Stops taking envelopes, lets the outbox finish the jobs it holds, and returns.
@@ -97,6 +118,9 @@ impl Bot {
         self.stop_outbox.notify_one();
         if let Err(e) = self.outbox.await {
             tracing::error!(error = %e, "outbox task ended abnormally");
+        }
+        if let Some(http) = self.http {
+            http.stop().await;
         }
     }
 }

@@ -46,6 +46,7 @@ pub fn fast_options() -> BotOptions {
             late_after: Duration::from_millis(500),
             ..Default::default()
         },
+        http_listen: None,
     }
 }
 
@@ -363,6 +364,8 @@ fn readable(sandbox: &Sandbox, text: &str) -> String {
                 "#{}",
                 sandbox.channel(id).map(|c| c.name).unwrap_or_else(|| id.to_string())
             )
+        } else if let Some(group) = inner.strip_prefix("!subteam^") {
+            format!("@{}", group.split('|').next().unwrap_or_default())
         } else if inner.starts_with("!date^") {
             inner.rsplit('|').next().unwrap_or_default().to_string()
         } else {
@@ -424,7 +427,12 @@ fn print_channel(out: &mut dyn Write, sandbox: &Sandbox, channel_id: &str) -> st
 /// Runs the demo, writing the transcript to `out`.
 pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
     let started = Instant::now();
-    let stack = LocalStack::start(None, demo_policy(), fast_options()).await?;
+    // Seconds instead of the default 30 minutes, so the transcript shows the SLA clock at work.
+    let mut policy = demo_policy();
+    policy.managers_group = Some("S0ONCALL".into());
+    policy.severities[0].update_every = Duration::from_secs(2);
+    policy.severities[0].escalate_after = Duration::from_secs(1);
+    let stack = LocalStack::start(None, policy, fast_options()).await?;
     let sb = &stack.sandbox;
     writeln!(
         out,
@@ -484,6 +492,19 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
         &incident.id.0.to_string(),
     )
     .await?;
+    stack.settle().await;
+    writeln!(
+        out,
+        "▶ nobody posts an update (demo cadence: SEV1 updates every 2 s, escalation 1 s after)"
+    )?;
+    let breach = wait_for(Duration::from_secs(8), || async {
+        let events = stack.db.timeline(incident.id).await.ok()?;
+        events.iter().any(|e| e.kind == "breach").then_some(())
+    })
+    .await;
+    if breach.is_none() {
+        anyhow::bail!("the SLA clock did not fire");
+    }
     stack.settle().await;
     writeln!(out, "▶ bob posts an update with `/incident update`: identified")?;
     let form = stack.open_form("U0BOB", &channel, "update").await?;

@@ -22,6 +22,8 @@
 //! - [`sandbox`]: a local Slack (Web API over HTTP, Socket Mode over WebSocket) that enforces
 //!   Slack's rules; used by the tests, the benchmarks and `incident-bot demo`.
 //! - [`demo`]: `incident-bot demo`, the whole flow against the sandbox, as a transcript.
+//! - [`metrics`], [`http`]: Prometheus counters and the `/healthz`, `/readyz`, `/metrics`
+//!   endpoint (on when `http_listen` is set).
 //!
 //! ## Invariants
 //! - The domain (`incident::model`) imports neither sqlx nor slack_morphism and never reads the
@@ -37,7 +39,9 @@ pub mod app;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod http;
 pub mod incident;
+pub mod metrics;
 pub mod outbox;
 pub mod reminder;
 pub mod report;

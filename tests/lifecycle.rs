@@ -142,6 +142,11 @@ async fn the_whole_lifecycle_through_commands_buttons_and_forms() {
     assert!(inc.mitigated_at.unwrap() <= inc.resolved_at.unwrap());
     assert!(inc.resolved_at.unwrap() <= inc.closed_at.unwrap());
 
+    // A notice shows the incident as it was when the change happened, even if sent later.
+    assert!(texts(&stack, &ch)
+        .iter()
+        .any(|t| t.contains("Update on INC-1* · SEV1 · identified")));
+
     // Stakeholders read the notices in the order the changes happened.
     let thread: Vec<String> = sb
         .messages(ANNOUNCE_CHANNEL)

@@ -1,12 +1,15 @@
 //! Report figures, aggregated in the database: counts, sums and single percentile rows, so that
 //! memory does not grow with the number of incidents. Times are epoch milliseconds on both
-//! backends, so `resolved_at - declared_at` means the same everywhere; only the two JSON
-//! look-ups into `events.details` are written per backend.
+//! backends, so `resolved_at - declared_at` means the same everywhere, and the SQL text is the
+//! same on both. Update-SLA events are counted per incident as they are appended (triggers of
+//! migration 0004 keep `incidents.sla_on_time`, `sla_missed`, `sla_breaches`), so no report
+//! query reads the timeline; every one is served by the `incidents_report` covering index.
 
 use super::{with_pool, Db};
 use crate::report::metrics::{rank, Compliance, DurationStats};
-use crate::report::{Daily, RawFigures, ServiceGroup};
+use crate::report::{Daily, RawFigures, ServiceGroup, OPEN_STATUSES, SEVERITIES, STATUSES};
 use futures_util::TryStreamExt;
+use sqlx::Row;
 use std::collections::BTreeMap;
 
 /// Which incidents a query covers: declared in `[from_ms, to_ms)`, optionally on one service
@@ -238,51 +241,59 @@ impl Db {
         result
     }
 
-    /// Everything a report needs for one period, aggregated in SQL.
+    /// Everything a report needs for one period, aggregated in SQL: one pass for the counts and
+    /// sums, one grouped by list of service lines, and one sorted pass per percentile (the
+    /// database keeps the sort; one row comes back). All read the `incidents_report` index only.
     pub async fn report_figures(&self, scope: &ReportScope) -> anyhow::Result<RawFigures> {
         let pattern = scope.service_pattern();
         let (period, alive) = (in_scope(""), live(""));
 
-        // Counts by severity and status; canceled ones separately.
-        let counts_sql = format!(
-            "SELECT severity, status, CAST(CASE WHEN status = 'canceled' OR canceled_at IS NOT NULL THEN 1 ELSE 0 END AS BIGINT), \
-             COUNT(*) FROM incidents WHERE {period} GROUP BY 1, 2, 3"
+        // Counts (canceled ones apart), duration counts and sums, footprint totals: one row.
+        let when = |cond: &str| format!("CAST(COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0) AS BIGINT)");
+        let sum = |expr: &str| format!("CAST(COALESCE(SUM(CASE WHEN {alive} THEN {expr} END), 0) AS BIGINT)");
+        let mut columns = vec![
+            when(&format!("NOT ({alive})")),
+            when(&alive),
+            when(&format!("{alive} AND status IN ('{}')", OPEN_STATUSES.join("', '"))),
+        ];
+        columns.extend(
+            SEVERITIES
+                .iter()
+                .map(|s| when(&format!("{alive} AND severity = '{s}'"))),
         );
-        let counts: Vec<(String, String, i64, i64)> = with_pool!(self, |pool| {
-            sqlx::query_as(&counts_sql)
-                .bind(scope.from_ms)
-                .bind(scope.to_ms)
-                .bind(&pattern)
-                .fetch_all(pool)
-                .await
-        })?;
-
-        // Counts and sums of the three durations, and the footprint totals.
-        let sums: Vec<String> = DURATIONS
-            .iter()
-            .map(|(end, expr)| format!("COUNT({end}), CAST(COALESCE(SUM({expr}), 0) AS BIGINT)"))
-            .collect();
-        let totals_sql = format!(
-            "SELECT {}, CAST(COALESCE(SUM(customers), 0) AS BIGINT), CAST(COALESCE(SUM(merchants), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(transactions), 0) AS BIGINT) FROM incidents WHERE {period} AND {alive}",
-            sums.join(", ")
-        );
-        type Totals = (i64, i64, i64, i64, i64, i64, i64, i64, i64);
-        let t: Totals = with_pool!(self, |pool| {
-            sqlx::query_as(&totals_sql)
+        columns.extend(STATUSES.iter().map(|s| when(&format!("{alive} AND status = '{s}'"))));
+        for (end, expr) in DURATIONS {
+            columns.push(when(&format!("{alive} AND {end} IS NOT NULL")));
+            columns.push(sum(expr));
+        }
+        columns.extend(["customers", "merchants", "transactions"].map(sum));
+        let totals_sql = format!("SELECT {} FROM incidents WHERE {period}", columns.join(", "));
+        let n = columns.len();
+        let t: Vec<i64> = with_pool!(self, |pool| {
+            sqlx::query(&totals_sql)
                 .bind(scope.from_ms)
                 .bind(scope.to_ms)
                 .bind(&pattern)
                 .fetch_one(pool)
                 .await
+                .and_then(|row| (0..n).map(|i| row.try_get::<i64, _>(i)).collect::<Result<Vec<_>, _>>())
         })?;
+        let mut t = t.into_iter();
+        let mut next = move || t.next().unwrap_or_default();
+        let (canceled, incidents, open) = (next(), next(), next());
+        let by_severity = SEVERITIES.iter().map(|s| (s.to_string(), next())).collect();
+        let by_status = STATUSES.iter().map(|s| (s.to_string(), next())).collect();
+        let mut stats = [(); 3].map(|_| {
+            let (count, sum_ms) = (next(), next());
+            DurationStats {
+                count,
+                sum_ms,
+                ..DurationStats::default()
+            }
+        });
+        let (customers, merchants, transactions) = (next(), next(), next());
 
         // Median and p90: the one row at each nearest rank, found by the database.
-        let mut stats = [(t.0, t.1), (t.2, t.3), (t.4, t.5)].map(|(count, sum_ms)| DurationStats {
-            count,
-            sum_ms,
-            ..DurationStats::default()
-        });
         for ((end, expr), s) in DURATIONS.iter().zip(stats.iter_mut()) {
             let nth_sql = format!(
                 "SELECT {expr} FROM incidents WHERE {period} AND {alive} AND {end} IS NOT NULL ORDER BY 1 LIMIT 1 OFFSET $4"
@@ -291,15 +302,17 @@ impl Db {
             s.p90_ms = self.nth(&nth_sql, scope, &pattern, rank(90, s.count)).await?;
         }
 
-        // Incidents and impact per distinct list of service lines (few distinct lists).
+        // Incidents, impact and update-SLA counters per distinct list of service lines.
         let impact =
             "CASE WHEN COALESCE(impact_end, mitigated_at, resolved_at, $4) > COALESCE(impact_start, declared_at) \
              THEN COALESCE(impact_end, mitigated_at, resolved_at, $4) - COALESCE(impact_start, declared_at) ELSE 0 END";
         let groups_sql = format!(
-            "SELECT services, COUNT(*), CAST(COALESCE(SUM({impact}), 0) AS BIGINT) FROM incidents \
-             WHERE {period} AND {alive} GROUP BY services"
+            "SELECT services, COUNT(*), CAST(COALESCE(SUM({impact}), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(sla_on_time), 0) AS BIGINT), CAST(COALESCE(SUM(sla_missed), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(sla_breaches), 0) AS BIGINT) FROM incidents WHERE {period} AND {alive} GROUP BY services"
         );
-        let groups: Vec<(String, i64, i64)> = with_pool!(self, |pool| {
+        type Group = (String, i64, i64, i64, i64, i64);
+        let groups: Vec<Group> = with_pool!(self, |pool| {
             sqlx::query_as(&groups_sql)
                 .bind(scope.from_ms)
                 .bind(scope.to_ms)
@@ -308,69 +321,31 @@ impl Db {
                 .fetch_all(pool)
                 .await
         })?;
+        let groups = groups
+            .into_iter()
+            .map(|(list, incidents, impact_ms, on_time, missed, breaches)| ServiceGroup {
+                services: serde_json::from_str(&list).unwrap_or_default(),
+                incidents,
+                impact_ms,
+                compliance: Compliance { on_time, missed },
+                breaches,
+            })
+            .collect();
 
-        // Update-SLA events of those incidents, per list of service lines.
-        let (on_time, due) = if self.is_postgres() {
-            (
-                "(e.details::jsonb ->> 'on_time') = 'true'",
-                "(e.details::jsonb ->> 'stage') = 'due'",
-            )
-        } else {
-            (
-                "json_extract(e.details, '$.on_time') = 1",
-                "json_extract(e.details, '$.stage') = 'due'",
-            )
-        };
-        let count = |cond: &str| format!("CAST(COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0) AS BIGINT)");
-        let sla_sql = format!(
-            "SELECT i.services, {}, {}, {} FROM incidents i JOIN events e ON e.incident_id = i.id \
-             WHERE {} AND {} AND e.kind IN ('update', 'reminder', 'breach') GROUP BY i.services",
-            count(&format!("e.kind = 'update' AND {on_time}")),
-            count(&format!("e.kind = 'reminder' AND {due}")),
-            count("e.kind = 'breach'"),
-            in_scope("i."),
-            live("i.")
-        );
-        let sla: Vec<(String, i64, i64, i64)> = with_pool!(self, |pool| {
-            sqlx::query_as(&sla_sql)
-                .bind(scope.from_ms)
-                .bind(scope.to_ms)
-                .bind(&pattern)
-                .fetch_all(pool)
-                .await
-        })?;
-
-        let mut by_list: BTreeMap<String, ServiceGroup> = BTreeMap::new();
-        let parse = |text: &str| serde_json::from_str::<Vec<String>>(text).unwrap_or_default();
-        for (list, incidents, impact_ms) in groups {
-            let g = by_list.entry(list.clone()).or_insert_with(|| ServiceGroup {
-                services: parse(&list),
-                ..ServiceGroup::default()
-            });
-            g.incidents = incidents;
-            g.impact_ms = impact_ms;
-        }
-        for (list, on_time, missed, breaches) in sla {
-            let g = by_list.entry(list.clone()).or_insert_with(|| ServiceGroup {
-                services: parse(&list),
-                ..ServiceGroup::default()
-            });
-            g.compliance = Compliance { on_time, missed };
-            g.breaches = breaches;
-        }
         let [tta, ttm, ttr] = stats;
         Ok(RawFigures {
-            counts: counts
-                .into_iter()
-                .map(|(severity, status, canceled, n)| (severity, status, canceled != 0, n))
-                .collect(),
+            incidents,
+            canceled,
+            open,
+            by_severity,
+            by_status,
             tta,
             ttm,
             ttr,
-            customers: t.6,
-            merchants: t.7,
-            transactions: t.8,
-            groups: by_list.into_values().collect(),
+            customers,
+            merchants,
+            transactions,
+            groups,
         })
     }
 

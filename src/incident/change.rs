@@ -59,13 +59,31 @@ pub enum Change {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "notice", rename_all = "snake_case")]
 pub enum Notice {
-    Update { update: StakeholderUpdate },
-    Severity { from: Severity, to: Severity },
-    SpocAssigned { user: UserId },
-    Handover { from: UserId, to: UserId, note: String },
-    Role { role: String, user: UserId },
+    /// `severity` as it was when the update was posted (the notice may be sent later).
+    Update {
+        update: StakeholderUpdate,
+        severity: Severity,
+    },
+    Severity {
+        from: Severity,
+        to: Severity,
+    },
+    SpocAssigned {
+        user: UserId,
+    },
+    Handover {
+        from: UserId,
+        to: UserId,
+        note: String,
+    },
+    Role {
+        role: String,
+        user: UserId,
+    },
     Acknowledged,
-    Resolved { summary: String },
+    Resolved {
+        summary: String,
+    },
     Closed,
     Reopened,
     Canceled,
@@ -173,7 +191,13 @@ impl Incident {
                 details["on_time"] = json!(due.is_none_or(|d| now <= d));
                 details["due_at"] = json!(due.map(|d| d.timestamp_millis()));
                 out.event(EventKind::Update, details);
-                out.tell(Notice::Update { update: u.clone() }, true);
+                out.tell(
+                    Notice::Update {
+                        update: u.clone(),
+                        severity: self.severity,
+                    },
+                    true,
+                );
             }
             Change::Severity(sev) => {
                 if finished {

@@ -180,10 +180,10 @@ fn footprint_text(incident: &Incident) -> String {
 pub fn notice_text(incident: &Incident, actor: &str, notice: &Notice) -> String {
     let n = incident.number;
     match notice {
-        Notice::Update { update } => {
+        Notice::Update { update, severity } => {
             let mut text = format!(
                 "📣 *Update on {n}* · {} · {} · by <@{actor}>\n*What we know:* {}",
-                incident.severity,
+                severity,
                 update.status,
                 escape(&update.known)
             );

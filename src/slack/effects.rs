@@ -159,6 +159,10 @@ impl SlackEffects {
                     .post(&channel, blocks::content(&text, blocks), None)
                     .await
                     .map_err(outcome_of)?;
+                let stage = if repeat { "repeat" } else { "first" };
+                crate::metrics::METRICS
+                    .reminders_sent
+                    .inc(&[stage, if late { "true" } else { "false" }]);
                 Ok(JobUpdate::default())
             }
             JobKind::Escalate => {
@@ -171,6 +175,9 @@ impl SlackEffects {
                         .post(&channel, blocks::text(&text), None)
                         .await
                         .map_err(outcome_of)?;
+                    // One breach, escalated in the channel and (for public incidents) the thread:
+                    // counted once, on the channel post.
+                    crate::metrics::METRICS.breaches.inc(&[]);
                 }
                 Ok(JobUpdate::default())
             }

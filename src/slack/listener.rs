@@ -13,8 +13,10 @@ use crate::config::{Policy, Secret};
 use crate::db::{Db, DeclareOutcome, Refused};
 use crate::incident::change::Change;
 use crate::incident::model::{Incident, IncidentId, UserId};
+use crate::metrics::METRICS;
 use slack_morphism::prelude::*;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -52,19 +54,30 @@ impl Default for SocketOptions {
 /// A running Socket Mode listener.
 pub struct SocketMode {
     listener: SlackClientSocketModeListener<Connector>,
+    connected: Arc<AtomicBool>,
 }
+
+/// Socket Mode liveness for `/readyz`, registered as user state beside the [`Handler`].
+///
+/// Set by Slack's `hello` (sent on every new connection) and cleared by [`SocketMode::shutdown`].
+/// slack-morphism has no disconnect callback, so this approximates "connected since the last
+/// hello": a dropped connection stays "live" until the listener's reconnect says hello again.
+struct Liveness(Arc<AtomicBool>);
 
 impl SocketMode {
     pub async fn start(handler: Arc<Handler>, app_token: &Secret, opts: &SocketOptions) -> anyhow::Result<SocketMode> {
         let client = handler.web.client();
         let callbacks = SlackSocketModeListenerCallbacks::new()
+            .with_hello_events(on_hello)
             .with_command_events(on_command)
             .with_interaction_events(on_interaction)
             .with_push_events(on_push);
+        let connected = Arc::new(AtomicBool::new(false));
         let env = Arc::new(
             SlackClientEventsListenerEnvironment::new(client)
                 .with_error_handler(on_error)
-                .with_user_state(handler),
+                .with_user_state(handler)
+                .with_user_state(Liveness(connected.clone())),
         );
         let config = SlackClientSocketModeConfig::new()
             .with_max_connections_count(opts.connections.max(1))
@@ -81,11 +94,17 @@ impl SocketMode {
                 )
             })?;
         listener.start().await;
-        Ok(SocketMode { listener })
+        Ok(SocketMode { listener, connected })
+    }
+
+    /// True once a connection said hello, until [`SocketMode::shutdown`] (see [`Liveness`]).
+    pub fn connected(&self) -> Arc<AtomicBool> {
+        self.connected.clone()
     }
 
     /// Closes the WebSocket connections: no new envelopes arrive after this.
     pub async fn shutdown(&self) {
+        self.connected.store(false, Ordering::Relaxed);
         self.listener.shutdown().await;
     }
 }
@@ -119,11 +138,41 @@ pub const HELP: &str = "*incident-bot* — run incidents in Slack.\n\
 • `/incident resolve` · `close` · `reopen` · `cancel`\n\
 • `/incident status` · `/incident timeline [page]`";
 
+/// Generic because slack-morphism does not export the hello event's type name.
+async fn on_hello<E: Send + 'static>(
+    _event: E,
+    _client: Arc<SlackClient<Connector>>,
+    states: SlackClientEventsUserState,
+) {
+    if let Some(live) = states.read().await.get_user_state::<Liveness>() {
+        live.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Counts an envelope as received when created and, with its handling time, as acked when the
+/// callback finishes (slack-morphism sends the ack right after).
+struct EnvelopeTimer(&'static str, std::time::Instant);
+
+impl EnvelopeTimer {
+    fn start(kind: &'static str) -> Self {
+        METRICS.envelopes_received.inc(&[kind]);
+        EnvelopeTimer(kind, std::time::Instant::now())
+    }
+}
+
+impl Drop for EnvelopeTimer {
+    fn drop(&mut self) {
+        METRICS.envelopes_acked.inc(&[self.0]);
+        METRICS.ack_latency.observe(self.1.elapsed());
+    }
+}
+
 async fn on_command(
     event: SlackCommandEvent,
     _client: Arc<SlackClient<Connector>>,
     states: SlackClientEventsUserState,
 ) -> UserCallbackResult<SlackCommandEventResponse> {
+    let _timer = EnvelopeTimer::start("command");
     let h = handler_of(&states).await;
     Ok(h.command(event).await)
 }
@@ -133,6 +182,7 @@ async fn on_interaction(
     _client: Arc<SlackClient<Connector>>,
     states: SlackClientEventsUserState,
 ) -> UserCallbackResult<SlackInteractionResponse> {
+    let _timer = EnvelopeTimer::start("interaction");
     let h = handler_of(&states).await;
     Ok(h.interaction(event).await)
 }
@@ -142,6 +192,7 @@ async fn on_push(
     _client: Arc<SlackClient<Connector>>,
     states: SlackClientEventsUserState,
 ) -> UserCallbackResult<()> {
+    let _timer = EnvelopeTimer::start("push");
     let h = handler_of(&states).await;
     if h.foreign(event.team_id.as_ref()) {
         return Ok(());
@@ -559,6 +610,7 @@ impl Handler {
             .await
         {
             Ok(DeclareOutcome::Created(incident)) => {
+                METRICS.incidents_declared.inc(&[incident.severity.as_str()]);
                 tracing::info!(incident = %incident.number, severity = %incident.severity, private = incident.is_private, "incident declared");
                 self.wake_outbox.notify_one();
                 self.wake_reminders.notify_one();

@@ -116,6 +116,7 @@ macro_rules! call {
                     retry_after: None,
                 }),
             };
+            $crate::slack::web::count_call($method, &result);
             match result {
                 Err(SlackCallError::Unavailable {
                     retry_after: Some(wait),
@@ -133,6 +134,20 @@ macro_rules! call {
             }
         }
     }};
+}
+
+/// Counts one Web API attempt (and its error code, if it failed) in the metrics.
+pub(crate) fn count_call<T>(method: &'static str, result: &SlackResult<T>) {
+    let metrics = &crate::metrics::METRICS;
+    metrics.slack_calls.inc(&[method]);
+    match result {
+        Ok(_) => {}
+        Err(SlackCallError::Api { code, .. }) => metrics.slack_errors.inc(&[method, code]),
+        Err(SlackCallError::Unavailable {
+            retry_after: Some(_), ..
+        }) => metrics.slack_errors.inc(&[method, "ratelimited"]),
+        Err(SlackCallError::Unavailable { .. }) => metrics.slack_errors.inc(&[method, "unavailable"]),
+    }
 }
 
 impl SlackWeb {

@@ -1,0 +1,148 @@
+//! The operations HTTP endpoint (off unless `http_listen` is set): `/healthz`, `/readyz` and
+//! `/metrics` (Prometheus text format 0.0.4).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::db::Db;
+use crate::metrics::{Gauges, METRICS};
+
+/// A running operations server.
+pub struct OpsServer {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl OpsServer {
+    /// Binds `addr` (port 0 picks a free port) and serves until [`OpsServer::stop`].
+    /// `connected` is the Socket Mode liveness flag `/readyz` requires.
+    pub async fn start(addr: SocketAddr, db: Db, connected: Arc<AtomicBool>) -> anyhow::Result<OpsServer> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on http_listen {addr}: {e}"))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "operations HTTP server listening (/healthz, /readyz, /metrics)");
+        let task = tokio::spawn(accept_loop(listener, db, connected));
+        Ok(OpsServer { addr, task })
+    }
+
+    /// The bound address (useful when started on port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting and drops open connections.
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+async fn accept_loop(listener: TcpListener, db: Db, connected: Arc<AtomicBool>) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let db = db.clone();
+                let connected = connected.clone();
+                let service = service_fn(move |request| {
+                    let db = db.clone();
+                    let connected = connected.clone();
+                    async move { Ok::<_, Infallible>(route(&db, &connected, request).await) }
+                });
+                // Connections live in the JoinSet so aborting this task closes them too.
+                connections.spawn(async move {
+                    if let Err(error) = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await
+                    {
+                        tracing::debug!(%error, "operations HTTP connection ended with an error");
+                    }
+                });
+                while connections.try_join_next().is_some() {}
+            }
+            Err(error) => {
+                tracing::warn!(%error, "operations HTTP accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    response
+}
+
+const PLAIN: &str = "text/plain; charset=utf-8";
+
+async fn route(db: &Db, connected: &AtomicBool, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    match request.uri().path() {
+        "/healthz" => text(StatusCode::OK, PLAIN, "ok\n".into()),
+        "/readyz" => match readiness(db, connected).await {
+            Ok(()) => text(StatusCode::OK, PLAIN, "ready\n".into()),
+            Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, format!("{reason}\n")),
+        },
+        "/metrics" => {
+            let gauges = gauges(db, connected).await;
+            text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                METRICS.render(&gauges),
+            )
+        }
+        _ => text(StatusCode::NOT_FOUND, PLAIN, "not found\n".into()),
+    }
+}
+
+/// Ready when the database answers and a Socket Mode connection is live.
+async fn readiness(db: &Db, connected: &AtomicBool) -> Result<(), String> {
+    if let Err(e) = db.ping().await {
+        tracing::warn!(error = %e, "readiness: database unreachable");
+        return Err("not ready: database unreachable".into());
+    }
+    if !connected.load(Ordering::Relaxed) {
+        return Err("not ready: no Socket Mode connection".into());
+    }
+    Ok(())
+}
+
+/// Gauges from stored state; a database error leaves them at zero (and is logged).
+async fn gauges(db: &Db, connected: &AtomicBool) -> Gauges {
+    let outbox_backlog = db.pending_jobs().await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "metrics: cannot count the outbox backlog");
+        0
+    });
+    let mut open_incidents = BTreeMap::new();
+    match db.active_incidents().await {
+        Ok(incidents) => {
+            for incident in incidents {
+                *open_incidents.entry(incident.severity.to_string()).or_default() += 1;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot count open incidents"),
+    }
+    Gauges {
+        outbox_backlog,
+        open_incidents,
+        socket_connected: connected.load(Ordering::Relaxed),
+    }
+}
