@@ -360,3 +360,45 @@ async fn a_slack_failure_while_reminding_is_retried_without_touching_the_clock()
     );
     assert_slack_happy(&stack);
 }
+
+#[tokio::test]
+async fn handover_moves_reminders_and_reopen_restarts_the_clock() {
+    let stack = stack_with(fast_policy(), fast_options()).await;
+    let (inc, ch) = declared(&stack, 1, "SEV3", false).await;
+    stack
+        .command("U0BOB", &ch, "handover <@U0CAROL> over to you")
+        .await
+        .unwrap();
+    stack.command("U0CAROL", &ch, "severity SEV2").await.unwrap(); // 1 s cadence, due at once
+    let reminder = wait_for(Duration::from_secs(3), || async {
+        reminders_in(&stack, &ch).first().cloned()
+    })
+    .await
+    .unwrap();
+    assert!(
+        reminder.contains("<@U0CAROL>") && !reminder.contains("<@U0BOB>"),
+        "{reminder}"
+    );
+
+    let form = stack.open_form("U0CAROL", &ch, "resolve").await.unwrap();
+    stack
+        .sandbox
+        .submit_view(
+            "U0CAROL",
+            &form.id,
+            incident_bot::demo::resolve_values("fixed", "unknown", None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stack.db.incident(inc.id).await.unwrap().clock, None);
+    stack.command("U0CAROL", &ch, "reopen").await.unwrap();
+    let clock = stack
+        .db
+        .incident(inc.id)
+        .await
+        .unwrap()
+        .clock
+        .expect("reopen restarts the clock");
+    assert!(clock.due_at > chrono::Utc::now(), "a full cadence from the reopening");
+    assert_slack_happy(&stack);
+}
