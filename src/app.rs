@@ -83,7 +83,16 @@ impl Bot {
         });
         let socket = SocketMode::start(handler, &settings.slack.app_token, &opts.socket).await?;
         let http = match settings.http_listen.or(opts.http_listen) {
-            Some(addr) => Some(OpsServer::start(addr, db.clone(), socket.connected()).await?),
+            Some(addr) => match OpsServer::start(addr, db.clone(), socket.connected()).await {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    // Leave nothing running behind a failed start.
+                    socket.shutdown().await;
+                    stop_reminders.notify_one();
+                    stop_outbox.notify_one();
+                    return Err(e);
+                }
+            },
             None => None,
         };
         Ok(Bot {

@@ -156,3 +156,42 @@ async fn metrics_count_declares_envelopes_and_open_incidents() {
     assert_eq!(sample(&text, "incident_bot_socket_connected"), Some(1.0));
     assert_slack_happy(&stack);
 }
+
+#[tokio::test]
+async fn metrics_count_reminders_and_breaches() {
+    // SEV1: an update due every 300 ms, escalated 300 ms after that.
+    let mut policy = demo_policy();
+    policy.severities[0].update_every = std::time::Duration::from_millis(300);
+    policy.severities[0].escalate_after = std::time::Duration::from_millis(300);
+    let mut opts = fast_options();
+    opts.http_listen = Some("127.0.0.1:0".parse().unwrap());
+    let stack = stack_with(policy, opts).await;
+    let addr = addr(&stack);
+    let before = get(addr, "/metrics").await.2;
+    let breaches_before = sample(&before, "incident_bot_breaches_total").unwrap_or(0.0);
+    stack
+        .declare("U0ALICE", "C0GENERAL", "Nobody updates this", json!({}))
+        .await
+        .unwrap();
+    stack.wait_ready(1, READY).await.unwrap();
+    let text = incident_bot::demo::wait_for(std::time::Duration::from_secs(10), || async {
+        let text = get(addr, "/metrics").await.2;
+        (sample(&text, "incident_bot_breaches_total").unwrap_or(0.0) > breaches_before).then_some(text)
+    })
+    .await
+    .expect("a breach was escalated and counted");
+    let first_reminders: f64 = ["true", "false"]
+        .iter()
+        .filter_map(|late| {
+            sample(
+                &text,
+                &format!("incident_bot_reminders_sent_total{{stage=\"first\",late=\"{late}\"}}"),
+            )
+        })
+        .sum();
+    assert!(first_reminders >= 1.0, "{text}");
+    assert_eq!(
+        sample(&text, "incident_bot_open_incidents{severity=\"SEV1\"}"),
+        Some(1.0)
+    );
+}

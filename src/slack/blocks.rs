@@ -487,7 +487,8 @@ pub fn resolve_modal(incident: &Incident, now: chrono::DateTime<chrono::Utc>) ->
     )
 }
 
-/// Plain-text fallback for notifications and screen readers.
+/// Fallback text for notifications and screen readers. Slack parses a message's `text` as
+/// mrkdwn (mentions included), so the title is escaped here too.
 pub fn summary_text(incident: &Incident) -> String {
     format!(
         "{} {} ({}, {}): {}",
@@ -495,7 +496,7 @@ pub fn summary_text(incident: &Incident) -> String {
         incident.number,
         incident.severity,
         incident.status,
-        incident.title
+        escape(&incident.title)
     )
 }
 
@@ -524,12 +525,16 @@ pub fn announcement(incident: &Incident, channel_id: &str) -> Value {
     ])
 }
 
-/// The channel topic: severity · status · SPOC · title (Slack allows 250 characters).
+/// The channel topic: severity · status · SPOC · title (Slack allows 250 characters). Slack
+/// formats topics like messages, so the title is escaped.
 pub fn topic(incident: &Incident) -> String {
     truncate(
         &format!(
             "{} · {} · SPOC <@{}> · {}",
-            incident.severity, incident.status, incident.spoc, incident.title
+            incident.severity,
+            incident.status,
+            incident.spoc,
+            escape(&incident.title)
         ),
         250,
     )

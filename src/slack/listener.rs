@@ -16,7 +16,7 @@ use crate::incident::model::{Incident, IncidentId, UserId};
 use crate::metrics::METRICS;
 use slack_morphism::prelude::*;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -54,15 +54,25 @@ impl Default for SocketOptions {
 /// A running Socket Mode listener.
 pub struct SocketMode {
     listener: SlackClientSocketModeListener<Connector>,
-    connected: Arc<AtomicBool>,
+    live: Arc<Liveness>,
 }
 
-/// Socket Mode liveness for `/readyz`, registered as user state beside the [`Handler`].
+/// Socket Mode liveness for `/readyz` and the envelopes being handled, registered as user state
+/// beside the [`Handler`].
 ///
-/// Set by Slack's `hello` (sent on every new connection) and cleared by [`SocketMode::shutdown`].
-/// slack-morphism has no disconnect callback, so this approximates "connected since the last
-/// hello": a dropped connection stays "live" until the listener's reconnect says hello again.
-struct Liveness(Arc<AtomicBool>);
+/// `connected` is set by Slack's `hello` (sent on every new connection) and cleared by
+/// [`SocketMode::shutdown`]. slack-morphism has no disconnect callback, so this approximates
+/// "connected since the last hello": a dropped connection stays "live" until the listener's
+/// reconnect says hello again.
+#[derive(Default)]
+struct Liveness {
+    connected: Arc<AtomicBool>,
+    in_flight: AtomicUsize,
+    idle: Notify,
+}
+
+/// How long [`SocketMode::shutdown`] waits for envelopes being handled (Slack's ack deadline).
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl SocketMode {
     pub async fn start(handler: Arc<Handler>, app_token: &Secret, opts: &SocketOptions) -> anyhow::Result<SocketMode> {
@@ -72,12 +82,12 @@ impl SocketMode {
             .with_command_events(on_command)
             .with_interaction_events(on_interaction)
             .with_push_events(on_push);
-        let connected = Arc::new(AtomicBool::new(false));
+        let live = Arc::new(Liveness::default());
         let env = Arc::new(
             SlackClientEventsListenerEnvironment::new(client)
                 .with_error_handler(on_error)
                 .with_user_state(handler)
-                .with_user_state(Liveness(connected.clone())),
+                .with_user_state(live.clone()),
         );
         let config = SlackClientSocketModeConfig::new()
             .with_max_connections_count(opts.connections.max(1))
@@ -94,17 +104,38 @@ impl SocketMode {
                 )
             })?;
         listener.start().await;
-        Ok(SocketMode { listener, connected })
+        Ok(SocketMode { listener, live })
     }
 
     /// True once a connection said hello, until [`SocketMode::shutdown`] (see [`Liveness`]).
     pub fn connected(&self) -> Arc<AtomicBool> {
-        self.connected.clone()
+        self.live.connected.clone()
     }
 
-    /// Closes the WebSocket connections: no new envelopes arrive after this.
+    /// Marks the bot unready, lets the envelopes being handled finish (up to Slack's 3 s ack
+    /// deadline) so their acks go out, then closes the WebSocket connections: no new envelopes
+    /// arrive after this. One arriving during the drain is handled too, or, if it is cut off,
+    /// redelivered by Slack to another replica.
     pub async fn shutdown(&self) {
-        self.connected.store(false, Ordering::Relaxed);
+        self.live.connected.store(false, Ordering::Relaxed);
+        if self.live.in_flight.load(Ordering::SeqCst) > 0 {
+            let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+                loop {
+                    // Registered before the check, so a wake-up in between is not missed.
+                    let idle = self.live.idle.notified();
+                    if self.live.in_flight.load(Ordering::SeqCst) == 0 {
+                        break;
+                    }
+                    idle.await;
+                }
+            })
+            .await;
+            if drained.is_err() {
+                tracing::warn!("envelopes still in flight after {DRAIN_TIMEOUT:?}; closing anyway");
+            }
+            // The ack is written right after the callback returns: give it a moment to leave.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
         self.listener.shutdown().await;
     }
 }
@@ -144,26 +175,40 @@ async fn on_hello<E: Send + 'static>(
     _client: Arc<SlackClient<Connector>>,
     states: SlackClientEventsUserState,
 ) {
-    if let Some(live) = states.read().await.get_user_state::<Liveness>() {
-        live.0.store(true, Ordering::Relaxed);
+    if let Some(live) = states.read().await.get_user_state::<Arc<Liveness>>() {
+        live.connected.store(true, Ordering::Relaxed);
     }
 }
 
-/// Counts an envelope as received when created and, with its handling time, as acked when the
-/// callback finishes (slack-morphism sends the ack right after).
-struct EnvelopeTimer(&'static str, std::time::Instant);
+/// Counts an envelope as received (and in flight) when created and, with its handling time, as
+/// acked when the callback finishes (slack-morphism sends the ack right after).
+struct EnvelopeTimer {
+    kind: &'static str,
+    started: std::time::Instant,
+    live: Option<Arc<Liveness>>,
+}
 
 impl EnvelopeTimer {
-    fn start(kind: &'static str) -> Self {
+    async fn start(kind: &'static str, states: &SlackClientEventsUserState) -> Self {
+        let started = std::time::Instant::now();
         METRICS.envelopes_received.inc(&[kind]);
-        EnvelopeTimer(kind, std::time::Instant::now())
+        let live = states.read().await.get_user_state::<Arc<Liveness>>().cloned();
+        if let Some(live) = &live {
+            live.in_flight.fetch_add(1, Ordering::SeqCst);
+        }
+        EnvelopeTimer { kind, started, live }
     }
 }
 
 impl Drop for EnvelopeTimer {
     fn drop(&mut self) {
-        METRICS.envelopes_acked.inc(&[self.0]);
-        METRICS.ack_latency.observe(self.1.elapsed());
+        METRICS.envelopes_acked.inc(&[self.kind]);
+        METRICS.ack_latency.observe(self.started.elapsed());
+        if let Some(live) = &self.live {
+            if live.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+                live.idle.notify_waiters();
+            }
+        }
     }
 }
 
@@ -172,7 +217,7 @@ async fn on_command(
     _client: Arc<SlackClient<Connector>>,
     states: SlackClientEventsUserState,
 ) -> UserCallbackResult<SlackCommandEventResponse> {
-    let _timer = EnvelopeTimer::start("command");
+    let _timer = EnvelopeTimer::start("command", &states).await;
     let h = handler_of(&states).await;
     Ok(h.command(event).await)
 }
@@ -182,7 +227,7 @@ async fn on_interaction(
     _client: Arc<SlackClient<Connector>>,
     states: SlackClientEventsUserState,
 ) -> UserCallbackResult<SlackInteractionResponse> {
-    let _timer = EnvelopeTimer::start("interaction");
+    let _timer = EnvelopeTimer::start("interaction", &states).await;
     let h = handler_of(&states).await;
     Ok(h.interaction(event).await)
 }
@@ -192,7 +237,7 @@ async fn on_push(
     _client: Arc<SlackClient<Connector>>,
     states: SlackClientEventsUserState,
 ) -> UserCallbackResult<()> {
-    let _timer = EnvelopeTimer::start("push");
+    let _timer = EnvelopeTimer::start("push", &states).await;
     let h = handler_of(&states).await;
     if h.foreign(event.team_id.as_ref()) {
         return Ok(());
