@@ -2,7 +2,7 @@
 //! its timeline events and its outbox jobs, all in one transaction.
 
 use super::incidents::{IncidentRow, INCIDENT_COLUMNS};
-use super::{to_ms, with_pool, Db, INSERT_EVENT};
+use super::{to_ms, with_pool, Db, INSERT_EVENT, INSERT_JOB};
 use crate::incident::change::{Applied, Change, Effect};
 use crate::incident::model::*;
 use crate::outbox::JobKind;
@@ -137,7 +137,7 @@ impl Db {
                 // current state anyway.
                 if i.channel_id.is_some() {
                     for (kind, payload) in jobs_for(&applied.effects, actor) {
-                        sqlx::query("INSERT INTO outbox (incident_id, kind, payload, due_at, created_at) VALUES ($1, $2, $3, $4, $4)")
+                        sqlx::query(INSERT_JOB)
                             .bind(id.0)
                             .bind(kind.as_str())
                             .bind(payload.to_string())

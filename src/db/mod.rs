@@ -44,6 +44,10 @@ pub(crate) use with_pool;
 pub(crate) const INSERT_EVENT: &str =
     "INSERT INTO events (incident_id, at, actor, kind, details) VALUES ($1, $2, $3, $4, $5)";
 
+/// Enqueues an outbox job: `(incident_id, kind, payload, due_at)`; created now = due.
+pub(crate) const INSERT_JOB: &str =
+    "INSERT INTO outbox (incident_id, kind, payload, due_at, created_at) VALUES ($1, $2, $3, $4, $4)";
+
 pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }

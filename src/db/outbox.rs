@@ -1,6 +1,6 @@
 //! Outbox jobs: claim with a lease, complete atomically with their incident changes.
 
-use super::{from_ms, to_ms, with_pool, Db, INSERT_EVENT};
+use super::{from_ms, to_ms, with_pool, Db, INSERT_EVENT, INSERT_JOB};
 use crate::incident::model::{EventKind, IncidentId};
 use crate::outbox::{Job, JobKind};
 use chrono::{DateTime, Utc};
@@ -134,10 +134,18 @@ impl Db {
                         .await?;
                 }
                 if let Some(ts) = &update.card_ts {
-                    sqlx::query("UPDATE incidents SET card_ts = $1 WHERE id = $2").bind(ts).bind(id).execute(&mut *tx).await?;
+                    sqlx::query("UPDATE incidents SET card_ts = $1 WHERE id = $2")
+                        .bind(ts)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 if let Some(ts) = &update.announce_ts {
-                    sqlx::query("UPDATE incidents SET announce_ts = $1 WHERE id = $2").bind(ts).bind(id).execute(&mut *tx).await?;
+                    sqlx::query("UPDATE incidents SET announce_ts = $1 WHERE id = $2")
+                        .bind(ts)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 if let Some((kind, details)) = &update.event {
                     sqlx::query(INSERT_EVENT)
@@ -150,7 +158,7 @@ impl Db {
                         .await?;
                 }
                 for next in &update.then {
-                    sqlx::query("INSERT INTO outbox (incident_id, kind, payload, due_at, created_at) VALUES ($1, $2, $3, $4, $4)")
+                    sqlx::query(INSERT_JOB)
                         .bind(id)
                         .bind(next.kind.as_str())
                         .bind(next.payload.to_string())

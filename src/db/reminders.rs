@@ -2,7 +2,7 @@
 
 use super::incidents::{IncidentRow, INCIDENT_COLUMNS};
 use super::outbox::BOT_ACTOR;
-use super::{from_ms, to_ms, with_pool, Db, INSERT_EVENT};
+use super::{from_ms, to_ms, with_pool, Db, INSERT_EVENT, INSERT_JOB};
 use crate::incident::model::{EventKind, Incident};
 use crate::outbox::JobKind;
 use crate::reminder::plan::{self, Action, Slas};
@@ -62,7 +62,7 @@ impl Db {
                         .execute(&mut *tx)
                         .await?;
                     for (job, payload) in jobs.into_iter().filter(|_| incident.channel_id.is_some()) {
-                        sqlx::query("INSERT INTO outbox (incident_id, kind, payload, due_at, created_at) VALUES ($1, $2, $3, $4, $4)")
+                        sqlx::query(INSERT_JOB)
                             .bind(incident.id.0)
                             .bind(job.as_str())
                             .bind(payload.to_string())
