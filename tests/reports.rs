@@ -655,3 +655,101 @@ async fn the_slash_command_answers_with_the_report_and_shares_the_chart_when_pub
     }
     common::assert_slack_happy(&stack);
 }
+
+#[tokio::test]
+async fn update_sla_counters_follow_appended_events_and_ignore_text_that_is_not_json() {
+    let db = db().await;
+    let incident = FixtureIncident {
+        number: 1,
+        declared_at: t0(),
+        ..FixtureIncident::default()
+    };
+    db.insert_fixtures(&[incident], &[]).await.unwrap();
+    let id = db
+        .incident_by_number(incident_bot::incident::model::IncidentNumber(1))
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+        .0;
+    // Written the way every event is (`INSERT_EVENT`), including details that are not JSON: the
+    // triggers keeping the counters must never make an insert fail.
+    let insert = "INSERT INTO events (incident_id, at, actor, kind, details) VALUES ($1, $2, 'U0X', $3, $4)";
+    let rows = [
+        ("update", "not json"),
+        ("reminder", "{\"stage\": \"due\""),
+        ("update", "{\"on_time\": true, \"known\": \"spaced out\"}"),
+        ("update", "{\"on_time\":false}"),
+        ("update", "{\"on_time\":\"true\"}"),
+        ("update", "{\"on_time\":1}"),
+        ("reminder", "{\"stage\":\"repeat\"}"),
+        ("reminder", "{\"stage\":\"due\",\"due_at\":1}"),
+        ("breach", "{}"),
+        ("note", "{\"on_time\":true}"),
+    ];
+    for (kind, details) in rows {
+        match &*db {
+            Db::Sqlite(pool) => sqlx::query(insert)
+                .bind(id)
+                .bind(t0())
+                .bind(kind)
+                .bind(details)
+                .execute(pool)
+                .await
+                .map(|_| ()),
+            Db::Postgres(pool) => sqlx::query(insert)
+                .bind(id)
+                .bind(t0())
+                .bind(kind)
+                .bind(details)
+                .execute(pool)
+                .await
+                .map(|_| ()),
+        }
+        .unwrap_or_else(|e| panic!("{kind} {details}: {e}"));
+    }
+    let r = Report::build(&db, &policy(), week(), None, now()).await.unwrap();
+    // On time: only the real `true` (not false, "true" or 1, nor a note's); missed:
+    // only the well-formed `due` reminder; one breach.
+    assert_eq!(r.current.compliance, Compliance { on_time: 1, missed: 1 });
+    assert_eq!(r.current.breaches, 1);
+}
+
+#[tokio::test]
+async fn updates_posted_through_slack_count_for_compliance() {
+    let stack = common::stack().await;
+    stack
+        .declare(
+            "U0ALICE",
+            "C0GENERAL",
+            "Card payments failing",
+            json!({ "spoc": "U0BOB" }),
+        )
+        .await
+        .unwrap();
+    let channel = stack.wait_ready(1, common::READY).await.unwrap();
+    let form = stack.open_form("U0BOB", &channel, "update").await.unwrap();
+    stack
+        .sandbox
+        .submit_view(
+            "U0BOB",
+            &form.id,
+            incident_bot::demo::update_values("identified", "Bad deploy", "Card payments fail", "Rolling back"),
+        )
+        .await
+        .unwrap();
+    stack.settle().await;
+    let r = Report::build(
+        &stack.db,
+        &stack.settings.policy,
+        PeriodSpec::Last7Days,
+        None,
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    // Posted well within its SEV1 cadence: on time; nothing missed yet.
+    assert_eq!(r.current.incidents, 1);
+    assert_eq!(r.current.compliance, Compliance { on_time: 1, missed: 0 });
+    assert_eq!(r.current.tta.count, 1, "the SPOC's first action acknowledged it");
+}

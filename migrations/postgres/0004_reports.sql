@@ -25,7 +25,7 @@ BEGIN
     EXCEPTION WHEN others THEN
         RETURN NULL;
     END;
-    IF kind = 'update' AND d ->> 'on_time' = 'true' THEN
+    IF kind = 'update' AND d -> 'on_time' = 'true'::jsonb THEN
         RETURN 1;
     END IF;
     IF kind = 'reminder' AND d ->> 'stage' = 'due' THEN

@@ -10,14 +10,14 @@ ALTER TABLE incidents ADD COLUMN sla_breaches BIGINT NOT NULL DEFAULT 0;
 
 UPDATE incidents SET
     sla_on_time = (SELECT COUNT(*) FROM events e WHERE e.incident_id = incidents.id AND e.kind = 'update'
-        AND CASE WHEN json_valid(e.details) THEN json_extract(e.details, '$.on_time') IS 1 ELSE 0 END),
+        AND CASE WHEN json_valid(e.details) THEN json_type(e.details, '$.on_time') IS 'true' ELSE 0 END),
     sla_missed = (SELECT COUNT(*) FROM events e WHERE e.incident_id = incidents.id AND e.kind = 'reminder'
         AND CASE WHEN json_valid(e.details) THEN json_extract(e.details, '$.stage') IS 'due' ELSE 0 END),
     sla_breaches = (SELECT COUNT(*) FROM events e WHERE e.incident_id = incidents.id AND e.kind = 'breach');
 
 CREATE TRIGGER events_sla_on_time AFTER INSERT ON events
 WHEN NEW.kind = 'update'
-    AND CASE WHEN json_valid(NEW.details) THEN json_extract(NEW.details, '$.on_time') IS 1 ELSE 0 END
+    AND CASE WHEN json_valid(NEW.details) THEN json_type(NEW.details, '$.on_time') IS 'true' ELSE 0 END
 BEGIN
     UPDATE incidents SET sla_on_time = sla_on_time + 1 WHERE id = NEW.incident_id;
 END;

@@ -293,13 +293,29 @@ impl Db {
         });
         let (customers, merchants, transactions) = (next(), next(), next());
 
-        // Median and p90: the one row at each nearest rank, found by the database.
+        // Median and p90: the rows at the two nearest ranks, numbered by the database in one
+        // sorted pass (the sort spills to disk when large; two rows come back).
         for ((end, expr), s) in DURATIONS.iter().zip(stats.iter_mut()) {
-            let nth_sql = format!(
-                "SELECT {expr} FROM incidents WHERE {period} AND {alive} AND {end} IS NOT NULL ORDER BY 1 LIMIT 1 OFFSET $4"
+            let (Some(r50), Some(r90)) = (rank(50, s.count), rank(90, s.count)) else {
+                continue;
+            };
+            let ranks_sql = format!(
+                "SELECT rn, d FROM (SELECT ROW_NUMBER() OVER (ORDER BY {expr}) AS rn, {expr} AS d FROM incidents \
+                 WHERE {period} AND {alive} AND {end} IS NOT NULL) ranked WHERE rn = $4 OR rn = $5"
             );
-            s.median_ms = self.nth(&nth_sql, scope, &pattern, rank(50, s.count)).await?;
-            s.p90_ms = self.nth(&nth_sql, scope, &pattern, rank(90, s.count)).await?;
+            let rows: Vec<(i64, i64)> = with_pool!(self, |pool| {
+                sqlx::query_as(&ranks_sql)
+                    .bind(scope.from_ms)
+                    .bind(scope.to_ms)
+                    .bind(&pattern)
+                    .bind(r50)
+                    .bind(r90)
+                    .fetch_all(pool)
+                    .await
+            })?;
+            let at = |r: i64| rows.iter().find(|(rn, _)| *rn == r).map(|(_, d)| *d);
+            s.median_ms = at(r50);
+            s.p90_ms = at(r90);
         }
 
         // Incidents, impact and update-SLA counters per distinct list of service lines.
@@ -347,27 +363,6 @@ impl Db {
             transactions,
             groups,
         })
-    }
-
-    /// The duration at 1-based `rank` (or `None` when there is no such rank).
-    async fn nth(
-        &self,
-        sql: &str,
-        scope: &ReportScope,
-        pattern: &str,
-        rank: Option<i64>,
-    ) -> anyhow::Result<Option<i64>> {
-        let Some(rank) = rank else { return Ok(None) };
-        let row: Option<(i64,)> = with_pool!(self, |pool| {
-            sqlx::query_as(sql)
-                .bind(scope.from_ms)
-                .bind(scope.to_ms)
-                .bind(pattern)
-                .bind(rank - 1)
-                .fetch_optional(pool)
-                .await
-        })?;
-        Ok(row.map(|(v,)| v))
     }
 
     /// Incidents per day by severity and time to mitigate per day (for the chart), streamed:
