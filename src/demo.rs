@@ -567,6 +567,23 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
     for m in sb.ephemerals("U0ALICE") {
         writeln!(out, "  {}", readable(sb, &m.text))?;
     }
+    writeln!(
+        out,
+        "\n── alice types `/incident report` (last 7 days; only she sees it) ──"
+    )?;
+    let report = sb.slash_command("U0ALICE", "C0GENERAL", "report").await?;
+    let payload = report.payload.unwrap_or_default();
+    let lines = render_blocks(&payload["blocks"]);
+    let lines = if lines.is_empty() {
+        vec![payload["text"].as_str().unwrap_or_default().to_string()]
+    } else {
+        lines
+    };
+    for line in lines {
+        for l in readable(sb, &line).lines() {
+            writeln!(out, "  {l}")?;
+        }
+    }
     writeln!(out, "\n── timeline of INC-1 ──")?;
     for e in stack.db.timeline(incident.id).await? {
         writeln!(
