@@ -34,6 +34,8 @@ pub struct Bot {
     outbox: JoinHandle<()>,
     stop_reminders: Arc<Notify>,
     reminders: JoinHandle<()>,
+    stop_schedules: Arc<Notify>,
+    schedules: JoinHandle<()>,
     http: Option<OpsServer>,
 }
 
@@ -73,6 +75,13 @@ impl Bot {
             stop_reminders.clone(),
             opts.reminders,
         ));
+        let stop_schedules = Arc::new(Notify::new());
+        let schedules = tokio::spawn(crate::slack::report::run_schedules(
+            db.clone(),
+            web.clone(),
+            settings.policy.clone(),
+            stop_schedules.clone(),
+        ));
         let handler = Arc::new(Handler {
             db: db.clone(),
             web,
@@ -89,6 +98,7 @@ impl Bot {
                     // Leave nothing running behind a failed start.
                     socket.shutdown().await;
                     stop_reminders.notify_one();
+                    stop_schedules.notify_one();
                     stop_outbox.notify_one();
                     return Err(e);
                 }
@@ -103,6 +113,8 @@ impl Bot {
             outbox,
             stop_reminders,
             reminders,
+            stop_schedules,
+            schedules,
             http,
         })
     }
@@ -123,6 +135,10 @@ impl Bot {
         self.stop_reminders.notify_one();
         if let Err(e) = self.reminders.await {
             tracing::error!(error = %e, "reminder task ended abnormally");
+        }
+        self.stop_schedules.notify_one();
+        if let Err(e) = self.schedules.await {
+            tracing::error!(error = %e, "report schedule task ended abnormally");
         }
         self.stop_outbox.notify_one();
         if let Err(e) = self.outbox.await {

@@ -8,6 +8,7 @@ mod changes;
 mod incidents;
 mod outbox;
 mod reminders;
+mod report_fires;
 mod reports;
 
 pub use changes::{jobs_for, Refused};

@@ -15,6 +15,7 @@ pub mod chart;
 pub mod metrics;
 pub mod period;
 pub mod render;
+pub mod schedule;
 
 use crate::config::Policy;
 use crate::db::{Db, ReportScope};

@@ -264,3 +264,97 @@ impl Handler {
         }
     }
 }
+
+/// The database identity of a configured schedule.
+pub fn schedule_key(s: &crate::config::ReportSchedule) -> String {
+    format!("{}|{}|{}", s.cron, s.period, s.channel)
+}
+
+/// Posts the configured reports on their cron schedules until `shutdown`; each slot once
+/// across restarts and replicas (see [`crate::report::schedule`]).
+pub async fn run_schedules(
+    db: crate::db::Db,
+    web: SlackWeb,
+    policy: crate::config::Policy,
+    shutdown: std::sync::Arc<tokio::sync::Notify>,
+) {
+    use crate::report::schedule::{next_slot, resume_after, slot_key};
+    use std::str::FromStr;
+    let tz = policy.timezone;
+    let now = chrono::Utc::now();
+    // Config validation already parsed every expression; a failure here cannot happen.
+    let mut schedules: Vec<_> = policy
+        .reports
+        .iter()
+        .filter_map(|r| {
+            cron::Schedule::from_str(&r.cron)
+                .ok()
+                .map(|c| (r.clone(), resume_after(&c, tz, now), c))
+        })
+        .collect();
+    loop {
+        let next = schedules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, after, cron))| next_slot(cron, tz, *after).map(|(slot, at)| (i, slot, at)))
+            .min_by_key(|(_, _, at)| *at);
+        let Some((i, slot, at)) = next else { return };
+        let now = chrono::Utc::now();
+        if at > now {
+            let wait = (at - now).to_std().unwrap_or_default().min(Duration::from_secs(60));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => continue,
+                _ = shutdown.notified() => return,
+            }
+        }
+        let (schedule, _, _) = &schedules[i];
+        let key = schedule_key(schedule);
+        let retry = match db.claim_report_slot(&key, &slot_key(slot), now).await {
+            Ok(true) => match post_scheduled(&db, &web, &policy, schedule, at).await {
+                Ok(()) => {
+                    tracing::info!(schedule = %key, slot = %slot_key(slot), "scheduled report posted");
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(schedule = %key, error = %e, "scheduled report failed; will retry");
+                    let _ = db.release_report_slot(&key, &slot_key(slot)).await;
+                    true
+                }
+            },
+            Ok(false) => false, // posted by another replica, or before a restart
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim a report slot; will retry");
+                true
+            }
+        };
+        if retry {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                _ = shutdown.notified() => return,
+            }
+        } else {
+            schedules[i].1 = slot;
+        }
+    }
+}
+
+/// Builds the report for the period before `at` and posts it (with its chart) to the channel.
+async fn post_scheduled(
+    db: &crate::db::Db,
+    web: &SlackWeb,
+    policy: &crate::config::Policy,
+    schedule: &crate::config::ReportSchedule,
+    at: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let spec = if schedule.period == "monthly" {
+        PeriodSpec::Monthly
+    } else {
+        PeriodSpec::Weekly
+    };
+    let report = Report::build(db, policy, spec, None, at).await?;
+    web.post(&schedule.channel, report_content(&report), None).await?;
+    if let Err(e) = share_chart(web, db, &report, &schedule.channel).await {
+        tracing::warn!(error = %e, "scheduled report posted without its chart");
+    }
+    Ok(())
+}
