@@ -108,14 +108,7 @@ async fn declare_with_text_creates_channel_card_and_announcement() {
         "{confirmations:?}"
     );
 
-    let kinds: Vec<String> = stack
-        .db
-        .timeline(inc.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
+    let kinds = common::event_kinds(&stack, inc.id).await;
     assert_eq!(kinds, vec!["declared", "channel_created", "announced"]);
     assert_slack_happy(&stack);
 }

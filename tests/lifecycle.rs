@@ -165,14 +165,7 @@ async fn the_whole_lifecycle_through_commands_buttons_and_forms() {
     assert!(position("Rollback complete") < position("resolved*"));
 
     // The history can be rebuilt from events alone.
-    let kinds: Vec<String> = stack
-        .db
-        .timeline(inc.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
+    let kinds = common::event_kinds(&stack, inc.id).await;
     let expected = [
         "declared",
         "channel_created",
@@ -384,14 +377,7 @@ async fn double_clicks_and_redeliveries_apply_once() {
     again["envelope_id"] = json!(uuid::Uuid::new_v4().to_string());
     stack.sandbox.send_envelope(again).await.unwrap();
     stack.settle().await;
-    let kinds: Vec<String> = stack
-        .db
-        .timeline(inc.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
+    let kinds = common::event_kinds(&stack, inc.id).await;
     assert_eq!(kinds.iter().filter(|k| *k == "acknowledged").count(), 1, "{kinds:?}");
     assert_eq!(kinds.iter().filter(|k| *k == "severity").count(), 1, "{kinds:?}");
     let told = incident_bot::demo::wait_for(std::time::Duration::from_secs(3), || async {

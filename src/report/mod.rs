@@ -248,6 +248,15 @@ impl Report {
         })
     }
 
+    /// Incidents of `service` in the previous period (0 when it had none).
+    pub fn previous_incidents(&self, service: &str) -> i64 {
+        self.previous
+            .services
+            .iter()
+            .find(|p| p.service == service)
+            .map_or(0, |p| p.incidents)
+    }
+
     /// The chart's data: each local day of the period with its figures.
     pub async fn daily(&self, db: &Db) -> anyhow::Result<Vec<(NaiveDate, Daily)>> {
         let bounds: Vec<i64> = self

@@ -168,12 +168,7 @@ fn markdown(r: &Report) -> String {
         "| service line | incidents | change | impact minutes | update-SLA compliance | breaches | grade |\n|---|---:|---|---:|---:|---:|:-:|"
     );
     for s in &r.current.services {
-        let before = r
-            .previous
-            .services
-            .iter()
-            .find(|p| p.service == s.service)
-            .map_or(0, |p| p.incidents);
+        let before = r.previous_incidents(&s.service);
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} |",

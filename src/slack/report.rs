@@ -115,12 +115,7 @@ fn service_table(r: &Report) -> String {
     );
     let mut shown = 0;
     for s in &r.current.services {
-        let before = r
-            .previous
-            .services
-            .iter()
-            .find(|p| p.service == s.service)
-            .map_or(0, |p| p.incidents);
+        let before = r.previous_incidents(&s.service);
         let line = format!(
             "{:<16} {:>9} {:>10} {:>13} {:>8} {:>5}\n",
             blocks::truncate(&s.service, 16),

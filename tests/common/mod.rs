@@ -48,3 +48,15 @@ pub fn logs() {
             .try_init();
     }
 }
+
+/// The kinds of an incident's timeline events, oldest first.
+pub async fn event_kinds(stack: &LocalStack, id: incident_bot::incident::model::IncidentId) -> Vec<String> {
+    stack
+        .db
+        .timeline(id)
+        .await
+        .expect("timeline readable")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
