@@ -2,7 +2,7 @@
 //! its timeline events and its outbox jobs, all in one transaction.
 
 use super::incidents::{IncidentRow, INCIDENT_COLUMNS};
-use super::{to_ms, with_pool, Db, INSERT_EVENT, INSERT_JOB};
+use super::{insert_event, to_ms, with_pool, Db, INSERT_JOB};
 use crate::incident::change::{Applied, Change, Effect};
 use crate::incident::model::*;
 use crate::outbox::JobKind;
@@ -124,14 +124,7 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
                 for (kind, details) in &applied.events {
-                    sqlx::query(INSERT_EVENT)
-                        .bind(id.0)
-                        .bind(at)
-                        .bind(actor.as_str())
-                        .bind(kind.as_str())
-                        .bind(details.to_string())
-                        .execute(&mut *tx)
-                        .await?;
+                    insert_event!(tx, id.0, at, actor.as_str(), kind.as_str(), details.to_string())?;
                 }
                 // Slack effects need the channel; before it exists, provisioning renders the
                 // current state anyway.

@@ -1,6 +1,6 @@
 //! Incidents and their timeline.
 
-use super::{from_ms, to_ms, with_pool, Db, INSERT_EVENT};
+use super::{from_ms, insert_event, to_ms, with_pool, Db};
 use crate::incident::model::*;
 use crate::outbox::JobKind;
 use crate::reminder::plan::{Clock, Slas, Stage};
@@ -197,14 +197,14 @@ impl Db {
                 .bind(reminder_at)
                 .fetch_one(&mut *tx)
                 .await?;
-                sqlx::query(INSERT_EVENT)
-                    .bind(id)
-                    .bind(at)
-                    .bind(new.declared_by.as_str())
-                    .bind(EventKind::Declared.as_str())
-                    .bind(&details)
-                    .execute(&mut *tx)
-                    .await?;
+                insert_event!(
+                    tx,
+                    id,
+                    at,
+                    new.declared_by.as_str(),
+                    EventKind::Declared.as_str(),
+                    &details
+                )?;
                 sqlx::query(
                     "INSERT INTO outbox (incident_id, kind, payload, due_at, created_at) VALUES ($1, $2, '{}', $3, $3)",
                 )

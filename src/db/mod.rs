@@ -45,6 +45,21 @@ pub(crate) use with_pool;
 pub(crate) const INSERT_EVENT: &str =
     "INSERT INTO events (incident_id, at, actor, kind, details) VALUES ($1, $2, $3, $4, $5)";
 
+/// Appends a timeline event inside transaction `$tx` (incident id, at ms, actor, kind, details).
+macro_rules! insert_event {
+    ($tx:ident, $incident:expr, $at:expr, $actor:expr, $kind:expr, $details:expr) => {
+        sqlx::query($crate::db::INSERT_EVENT)
+            .bind($incident)
+            .bind($at)
+            .bind($actor)
+            .bind($kind)
+            .bind($details)
+            .execute(&mut *$tx)
+            .await
+    };
+}
+pub(crate) use insert_event;
+
 /// Enqueues an outbox job: `(incident_id, kind, payload, due_at)`; created now = due.
 pub(crate) const INSERT_JOB: &str =
     "INSERT INTO outbox (incident_id, kind, payload, due_at, created_at) VALUES ($1, $2, $3, $4, $4)";

@@ -1,6 +1,6 @@
 //! Outbox jobs: claim with a lease, complete atomically with their incident changes.
 
-use super::{from_ms, to_ms, with_pool, Db, INSERT_EVENT, INSERT_JOB};
+use super::{from_ms, insert_event, to_ms, with_pool, Db, INSERT_JOB};
 use crate::incident::model::{EventKind, IncidentId};
 use crate::outbox::{Job, JobKind};
 use chrono::{DateTime, Utc};
@@ -148,14 +148,7 @@ impl Db {
                         .await?;
                 }
                 if let Some((kind, details)) = &update.event {
-                    sqlx::query(INSERT_EVENT)
-                        .bind(id)
-                        .bind(at)
-                        .bind(BOT_ACTOR)
-                        .bind(kind.as_str())
-                        .bind(details.to_string())
-                        .execute(&mut *tx)
-                        .await?;
+                    insert_event!(tx, id, at, BOT_ACTOR, kind.as_str(), details.to_string())?;
                 }
                 for next in &update.then {
                     sqlx::query(INSERT_JOB)
@@ -208,14 +201,14 @@ impl Db {
                     .bind(job.id)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(INSERT_EVENT)
-                    .bind(job.incident_id.0)
-                    .bind(to_ms(now))
-                    .bind(BOT_ACTOR)
-                    .bind(EventKind::SideEffectFailed.as_str())
-                    .bind(details)
-                    .execute(&mut *tx)
-                    .await?;
+                insert_event!(
+                    tx,
+                    job.incident_id.0,
+                    to_ms(now),
+                    BOT_ACTOR,
+                    EventKind::SideEffectFailed.as_str(),
+                    details
+                )?;
                 tx.commit().await
             }
             .await

@@ -2,7 +2,7 @@
 
 use super::incidents::{IncidentRow, INCIDENT_COLUMNS};
 use super::outbox::BOT_ACTOR;
-use super::{from_ms, to_ms, with_pool, Db, INSERT_EVENT, INSERT_JOB};
+use super::{from_ms, insert_event, to_ms, with_pool, Db, INSERT_JOB};
 use crate::incident::model::{EventKind, Incident};
 use crate::outbox::JobKind;
 use crate::reminder::plan::{self, Action, Slas};
@@ -53,14 +53,7 @@ impl Db {
                             (EventKind::Breach, details.clone(), vec![(JobKind::Escalate, details), (JobKind::Escalate, thread)])
                         }
                     };
-                    sqlx::query(INSERT_EVENT)
-                        .bind(incident.id.0)
-                        .bind(at)
-                        .bind(BOT_ACTOR)
-                        .bind(kind.as_str())
-                        .bind(details.to_string())
-                        .execute(&mut *tx)
-                        .await?;
+                    insert_event!(tx, incident.id.0, at, BOT_ACTOR, kind.as_str(), details.to_string())?;
                     for (job, payload) in jobs.into_iter().filter(|_| incident.channel_id.is_some()) {
                         sqlx::query(INSERT_JOB)
                             .bind(incident.id.0)

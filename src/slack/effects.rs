@@ -10,6 +10,7 @@ use crate::incident::change::Notice;
 use crate::incident::model::*;
 use crate::outbox::{Job, JobKind, Outcome, Runner};
 use serde_json::json;
+use slack_morphism::prelude::SlackMessageContent;
 
 /// How many `-2`, `-3`, … suffixes we try after `name_taken` before giving up.
 const MAX_NAME_ATTEMPTS: u32 = 50;
@@ -86,10 +87,7 @@ impl SlackEffects {
                 Ok(JobUpdate::default())
             }
             JobKind::PostCard => {
-                let content = blocks::content(
-                    &blocks::summary_text(incident),
-                    blocks::summary_card(incident, &self.policy),
-                );
+                let content = self.card(incident);
                 let ts = self.web.post(&channel, content, None).await.map_err(outcome_of)?;
                 Ok(JobUpdate {
                     card_ts: Some(ts),
@@ -122,10 +120,7 @@ impl SlackEffects {
             }
             JobKind::RefreshCard => {
                 if let Some(ts) = incident.card_ts.as_deref() {
-                    let content = blocks::content(
-                        &blocks::summary_text(incident),
-                        blocks::summary_card(incident, &self.policy),
-                    );
+                    let content = self.card(incident);
                     self.web.update(&channel, ts, content).await.map_err(outcome_of)?;
                     self.web
                         .set_topic(&channel, &blocks::topic(incident))
@@ -211,6 +206,14 @@ impl SlackEffects {
                 Ok(JobUpdate::default())
             }
         }
+    }
+
+    /// The pinned summary card, as posted and as refreshed after each change.
+    fn card(&self, incident: &Incident) -> SlackMessageContent {
+        blocks::content(
+            &blocks::summary_text(incident),
+            blocks::summary_card(incident, &self.policy),
+        )
     }
 
     /// Posts in the announcement thread, where stakeholders follow the incident. Private
