@@ -79,7 +79,14 @@ async fn run(label: &str, db: Db) -> anyhow::Result<()> {
         ..ReminderOptions::default()
     };
     let cpu_before = cpu_time();
-    let scheduler = tokio::spawn(reminder::run(db.clone(), slas, wake, wake_outbox, stop.clone(), opts));
+    let scheduler = tokio::spawn(reminder::run(
+        db.clone(),
+        policy.rules(),
+        wake,
+        wake_outbox,
+        stop.clone(),
+        opts,
+    ));
     let until_done = (start - chrono::Utc::now()).to_std().unwrap_or_default() + WINDOW + Duration::from_secs(2);
     tokio::time::sleep(until_done).await;
     let cpu_busy = cpu_time() - cpu_before;

@@ -69,7 +69,7 @@ impl Bot {
         let stop_reminders = Arc::new(Notify::new());
         let reminders = tokio::spawn(reminder::run(
             db.clone(),
-            settings.policy.slas(),
+            settings.policy.rules(),
             wake_reminders.clone(),
             wake_outbox.clone(),
             stop_reminders.clone(),

@@ -77,6 +77,10 @@ pub struct Policy {
     pub roles: Vec<String>,
     pub severities: Vec<SeverityPolicy>,
     pub reports: Vec<ReportSchedule>,
+    /// How often the owner of an overdue follow-up is reminded; zero = never.
+    pub follow_up_remind_every: Duration,
+    /// Post-incident reviews: which severities, reminders, whether closing waits for one.
+    pub pir: crate::incident::pir::PirRules,
 }
 
 impl Policy {
@@ -91,6 +95,17 @@ impl Policy {
             }
         };
         crate::reminder::plan::Slas(Severity::ALL.map(sla))
+    }
+
+    /// The rules changes are applied under (see [`crate::incident::change::Rules`]).
+    pub fn rules(&self) -> crate::incident::change::Rules {
+        crate::incident::change::Rules {
+            slas: self.slas(),
+            pir: self.pir.clone(),
+            timezone: self.timezone,
+            follow_up_remind_every: chrono::Duration::from_std(self.follow_up_remind_every)
+                .unwrap_or(chrono::Duration::MAX),
+        }
     }
 
     pub fn severity(&self, severity: Severity) -> &SeverityPolicy {
@@ -130,6 +145,8 @@ impl Default for Policy {
                 sev(Severity::Sev4, "Low: no customer impact yet", 24 * 60, 0),
             ],
             reports: vec![],
+            follow_up_remind_every: Duration::from_secs(24 * 3600),
+            pir: crate::incident::pir::PirRules::default(),
         }
     }
 }
@@ -166,6 +183,11 @@ struct FileConfig {
     services: Option<Vec<String>>,
     roles: Option<Vec<String>>,
     http_listen: Option<String>,
+    follow_up_remind_every: Option<String>,
+    pir_severities: Option<Vec<String>>,
+    pir_remind_after: Option<String>,
+    pir_remind_every: Option<String>,
+    pir_required_to_close: Option<bool>,
     #[serde(default)]
     severities: BTreeMap<String, FileSeverity>,
     #[serde(default)]
@@ -218,6 +240,30 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         total = total.checked_add(step).ok_or_else(fail)?;
     }
     Ok(total)
+}
+
+/// Reads `2 working days`, `1 working day`, `3wd`, or a plain duration (`36h`).
+pub fn parse_delay(raw: &str) -> Result<crate::incident::pir::Delay, String> {
+    use crate::incident::pir::Delay;
+    let s = raw.trim().to_ascii_lowercase();
+    let days = s
+        .strip_suffix("working days")
+        .or_else(|| s.strip_suffix("working day"))
+        .or_else(|| s.strip_suffix("wd"));
+    if let Some(n) = days {
+        return match n.trim().parse::<u32>() {
+            Ok(n) if n <= 60 => Ok(Delay::WorkingDays(n)),
+            _ => Err(format!(
+                "cannot read \"{raw}\" as a delay (write it like \"2 working days\", at most 60, or a duration like 36h)"
+            )),
+        };
+    }
+    let d = parse_duration(raw).map_err(|_| {
+        format!("cannot read \"{raw}\" as a delay (write it like \"2 working days\" or a duration like 36h)")
+    })?;
+    Ok(Delay::Fixed(
+        chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX),
+    ))
 }
 
 /// Where settings come from; a seam so tests do not touch the process environment.
@@ -316,6 +362,42 @@ pub fn policy_from_toml(text: &str, env: &dyn Env) -> Result<(Policy, Option<Soc
             ));
         }
         policy.roles = roles;
+    }
+    if let Some(v) = over("follow_up_remind_every").or(file.follow_up_remind_every) {
+        policy.follow_up_remind_every =
+            parse_duration(&v).map_err(|e| ConfigError::new("follow_up_remind_every", e))?;
+    }
+    if let Some(v) = over("pir_severities").map(list).or(file.pir_severities) {
+        policy.pir.severities = v
+            .iter()
+            .map(|s| s.parse::<Severity>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| ConfigError::new("pir_severities", e))?;
+    }
+    if let Some(v) = over("pir_remind_after").or(file.pir_remind_after) {
+        policy.pir.first_after = parse_delay(&v).map_err(|e| ConfigError::new("pir_remind_after", e))?;
+    }
+    if let Some(v) = over("pir_remind_every").or(file.pir_remind_every) {
+        let every = parse_delay(&v).map_err(|e| ConfigError::new("pir_remind_every", e))?;
+        if matches!(every, crate::incident::pir::Delay::WorkingDays(0))
+            || every == crate::incident::pir::Delay::Fixed(chrono::Duration::zero())
+        {
+            return Err(ConfigError::new(
+                "pir_remind_every",
+                "must be more than zero (reminders stop when the review is marked done)",
+            ));
+        }
+        policy.pir.repeat_every = every;
+    }
+    let required = match over("pir_required_to_close") {
+        Some(v) => Some(
+            v.parse::<bool>()
+                .map_err(|_| ConfigError::new("pir_required_to_close", format!("\"{v}\" is not true or false")))?,
+        ),
+        None => file.pir_required_to_close,
+    };
+    if let Some(required) = required {
+        policy.pir.required_to_close = required;
     }
     for (name, sev) in file.severities {
         let key = format!("severities.{name}");
@@ -511,6 +593,34 @@ mod tests {
         assert_eq!(policy.severity(Severity::Sev1).update_every, Duration::from_secs(1800));
         assert_eq!(policy.reports.len(), 1);
         assert_eq!(listen, Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(policy.pir, crate::incident::pir::PirRules::default());
+        assert_eq!(policy.follow_up_remind_every, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn review_and_follow_up_settings() {
+        use crate::incident::pir::Delay;
+        let text = "pir_severities = [\"SEV1\"]\npir_remind_after = \"36h\"\npir_remind_every = \"3 working days\"\n\
+                    pir_required_to_close = false\nfollow_up_remind_every = \"12h\"\n";
+        let (p, _) = policy_from_toml(text, &env(&[("INCIDENT_BOT_PIR_REQUIRED_TO_CLOSE", "true")])).unwrap();
+        assert_eq!(p.pir.severities, [Severity::Sev1]);
+        assert_eq!(p.pir.first_after, Delay::Fixed(chrono::Duration::hours(36)));
+        assert_eq!(p.pir.repeat_every, Delay::WorkingDays(3));
+        assert!(p.pir.required_to_close, "the environment wins");
+        assert_eq!(p.follow_up_remind_every, Duration::from_secs(12 * 3600));
+        assert_eq!(parse_delay("1 working day"), Ok(Delay::WorkingDays(1)));
+        assert_eq!(parse_delay("2wd"), Ok(Delay::WorkingDays(2)));
+        for (text, key) in [
+            ("pir_severities = [\"SEV7\"]", "pir_severities"),
+            ("pir_remind_after = \"soon\"", "pir_remind_after"),
+            ("pir_remind_every = \"0 working days\"", "pir_remind_every"),
+            ("follow_up_remind_every = \"daily\"", "follow_up_remind_every"),
+        ] {
+            let e = policy_from_toml(text, &env(&[])).unwrap_err();
+            assert!(e.to_string().contains(key), "{text}: {e}");
+        }
+        let e = policy_from_toml("", &env(&[("INCIDENT_BOT_PIR_REQUIRED_TO_CLOSE", "maybe")])).unwrap_err();
+        assert!(e.to_string().contains("pir_required_to_close"), "{e}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `incident-bot` command line: serve (default) · demo · check-config · migrate · report.
+//! `incident-bot` command line: serve (default) · demo · check-config · migrate · report · export.
 
 use clap::{Parser, Subcommand};
 use incident_bot::app::{Bot, BotOptions};
@@ -32,6 +32,17 @@ enum Cmd {
     Migrate,
     /// Print a report from the configured database (DATABASE_URL); needs no Slack tokens.
     Report(ReportArgs),
+    /// Print an incident's post-incident review draft (DATABASE_URL); needs no Slack tokens.
+    Export(ExportArgs),
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// The incident, like INC-42 (or 42).
+    incident: String,
+    /// markdown or json.
+    #[arg(long, default_value = "markdown")]
+    format: String,
 }
 
 #[derive(clap::Args)]
@@ -137,6 +148,10 @@ async fn main() -> ExitCode {
             init_logs(cli.json_logs, "warn");
             report(cli.config, args).await
         }
+        Cmd::Export(args) => {
+            init_logs(cli.json_logs, "warn");
+            export(cli.config, args).await
+        }
         Cmd::Serve => {
             let settings = match config::load(cli.config.as_deref(), &ProcessEnv) {
                 Ok(s) => s,
@@ -154,12 +169,77 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The settings file's policy, for the commands that need no Slack (report, export).
+fn file_policy(config_file: Option<PathBuf>) -> Result<config::Policy, config::ConfigError> {
+    let file = config_file.or_else(|| std::env::var_os("INCIDENT_BOT_CONFIG").map(PathBuf::from));
+    config::load_policy(file.as_deref(), &ProcessEnv).map(|(policy, _)| policy)
+}
+
+/// `incident-bot export INC-42`: bad arguments exit 2, database errors 1.
+async fn export(config_file: Option<PathBuf>, args: ExportArgs) -> ExitCode {
+    use incident_bot::incident::{model::IncidentNumber, pir};
+    let policy = match file_policy(config_file) {
+        Ok(policy) => policy,
+        Err(e) => return config_error(e),
+    };
+    let number: IncidentNumber = match args.incident.parse() {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("export: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let json = match args.format.as_str() {
+        "markdown" | "md" => false,
+        "json" => true,
+        other => {
+            eprintln!("export: --format \"{other}\" is not markdown or json");
+            return ExitCode::from(2);
+        }
+    };
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| config::DEFAULT_DATABASE_URL.into());
+    let run = async {
+        let db = Db::connect(&url).await?;
+        let Some(incident) = db.incident_by_number(number).await? else {
+            db.close().await;
+            return anyhow::Ok(false);
+        };
+        let (timeline, follow_ups) = (db.timeline(incident.id).await?, db.follow_ups_of(incident.id).await?);
+        let input = pir::ReviewInput {
+            incident: &incident,
+            severity_description: &policy.severity(incident.severity).description,
+            timeline: &timeline,
+            follow_ups: &follow_ups,
+            names: &Default::default(),
+            timezone: policy.timezone,
+            now: chrono::Utc::now(),
+        };
+        if json {
+            println!("{}", serde_json::to_string_pretty(&pir::json(&input))?);
+        } else {
+            print!("{}", pir::markdown(&input));
+        }
+        db.close().await;
+        anyhow::Ok(true)
+    };
+    match run.await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("export: there is no {number} in this database");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("export failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `incident-bot report`: settings errors exit 2 (like check-config), database errors 1.
 async fn report(config_file: Option<PathBuf>, args: ReportArgs) -> ExitCode {
     use incident_bot::report::{chart, render, PeriodSpec, Report};
-    let file = config_file.or_else(|| std::env::var_os("INCIDENT_BOT_CONFIG").map(PathBuf::from));
-    let policy = match config::load_policy(file.as_deref(), &ProcessEnv) {
-        Ok((policy, _)) => policy,
+    let policy = match file_policy(config_file) {
+        Ok(policy) => policy,
         Err(e) => return config_error(e),
     };
     let usage = |problem: String| {

@@ -27,10 +27,12 @@ pub enum JobKind {
     InviteUsers,
     Remind,
     Escalate,
+    RemindFollowUp,
+    RemindPir,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 12] = [
+    pub const ALL: [JobKind; 14] = [
         JobKind::CreateChannel,
         JobKind::InviteMembers,
         JobKind::SetTopic,
@@ -43,6 +45,8 @@ impl JobKind {
         JobKind::InviteUsers,
         JobKind::Remind,
         JobKind::Escalate,
+        JobKind::RemindFollowUp,
+        JobKind::RemindPir,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +63,8 @@ impl JobKind {
             JobKind::InviteUsers => "invite_users",
             JobKind::Remind => "remind",
             JobKind::Escalate => "escalate",
+            JobKind::RemindFollowUp => "remind_follow_up",
+            JobKind::RemindPir => "remind_pir",
         }
     }
 
@@ -81,6 +87,8 @@ impl JobKind {
             JobKind::InviteUsers => "inviting people",
             JobKind::Remind => "reminding the SPOC",
             JobKind::Escalate => "escalating an overdue update",
+            JobKind::RemindFollowUp => "reminding a follow-up's owner",
+            JobKind::RemindPir => "reminding the SPOC of the post-incident review",
         }
     }
 }

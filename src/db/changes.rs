@@ -2,11 +2,10 @@
 //! its timeline events and its outbox jobs, all in one transaction.
 
 use super::incidents::{IncidentRow, INCIDENT_COLUMNS};
-use super::{insert_event, to_ms, with_pool, Db, INSERT_JOB};
-use crate::incident::change::{Applied, Change, Effect};
+use super::{insert_event, insert_follow_up, to_ms, with_pool, Db, INSERT_JOB};
+use crate::incident::change::{Applied, Change, Effect, Rules};
 use crate::incident::model::*;
 use crate::outbox::JobKind;
-use crate::reminder::plan::{self, Slas};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
@@ -54,7 +53,7 @@ impl Db {
         actor: &UserId,
         now: DateTime<Utc>,
         key: Option<&str>,
-        slas: &Slas,
+        rules: &Rules,
     ) -> anyhow::Result<Result<Applied, Refused>> {
         let at = to_ms(now);
         let select = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1");
@@ -80,13 +79,10 @@ impl Db {
                 }
                 let row: IncidentRow = sqlx::query_as(&select).bind(id.0).fetch_one(&mut *tx).await?;
                 let current = Incident::try_from(row)?;
-                let mut applied = match current.apply(change, actor, now) {
+                let applied = match current.apply_under(change, actor, now, rules) {
                     Ok(applied) => applied,
                     Err(reason) => return Ok(Err(Refused::Rule(reason))),
                 };
-                if plan::needs_replan(&current, &applied.incident) {
-                    applied.incident.clock = plan::plan(&applied.incident, slas.of(applied.incident.severity));
-                }
                 let i = &applied.incident;
                 let ms = |t: Option<DateTime<Utc>>| t.map(to_ms);
                 sqlx::query(
@@ -94,7 +90,8 @@ impl Db {
                      customers = $8, merchants = $9, transactions = $10, impact_start = $11, impact_end = $12, \
                      resolution = $13, root_cause = $14, last_update_at = $15, acknowledged_at = $16, identified_at = $17, \
                      mitigated_at = $18, resolved_at = $19, closed_at = $20, canceled_at = $21, \
-                     update_due_at = $22, reminder_at = $23, reminder_stage = $24, snoozed = $25 WHERE id = $1",
+                     update_due_at = $22, reminder_at = $23, reminder_stage = $24, snoozed = $25, \
+                     follow_up_seq = $26, pir_remind_at = $27, pir_done_at = $28, pir_link = $29 WHERE id = $1",
                 )
                 .bind(id.0)
                 .bind(i.status.as_str())
@@ -121,8 +118,15 @@ impl Db {
                 .bind(i.clock.map(|c| to_ms(c.next_at)))
                 .bind(i.clock.map_or("due", |c| c.stage.as_str()))
                 .bind(i.clock.is_some_and(|c| c.snoozed))
+                .bind(i.follow_up_seq)
+                .bind(ms(i.pir_remind_at))
+                .bind(ms(i.pir_done_at))
+                .bind(i.pir_link.as_deref())
                 .execute(&mut *tx)
                 .await?;
+                for f in &applied.follow_ups {
+                    insert_follow_up!(tx, id.0, f, actor, at, rules)?;
+                }
                 for (kind, details) in &applied.events {
                     insert_event!(tx, id.0, at, actor.as_str(), kind.as_str(), details.to_string())?;
                 }

@@ -28,7 +28,7 @@ pub(super) const INCIDENT_COLUMNS: &str = "id, number, title, description, sever
     is_private, declared_by, spoc, origin_channel, channel_id, channel_name, card_ts, announce_ts, \
     declared_at, acknowledged_at, identified_at, mitigated_at, resolved_at, closed_at, canceled_at, \
     roles, regions, customers, merchants, transactions, impact_start, impact_end, resolution, root_cause, last_update_at, \
-    update_due_at, reminder_at, reminder_stage, snoozed";
+    update_due_at, reminder_at, reminder_stage, snoozed, follow_up_seq, pir_remind_at, pir_done_at, pir_link";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct IncidentRow {
@@ -68,6 +68,10 @@ pub(super) struct IncidentRow {
     reminder_at: Option<i64>,
     reminder_stage: String,
     snoozed: bool,
+    follow_up_seq: i64,
+    pir_remind_at: Option<i64>,
+    pir_done_at: Option<i64>,
+    pir_link: Option<String>,
 }
 
 impl TryFrom<IncidentRow> for Incident {
@@ -118,6 +122,10 @@ impl TryFrom<IncidentRow> for Incident {
                 }),
                 _ => None,
             },
+            follow_up_seq: r.follow_up_seq,
+            pir_remind_at: r.pir_remind_at.map(from_ms),
+            pir_done_at: r.pir_done_at.map(from_ms),
+            pir_link: r.pir_link,
         })
     }
 }

@@ -5,6 +5,7 @@
 //! identical on both backends; conversion to `DateTime<Utc>` happens here and nowhere else.
 
 mod changes;
+mod follow_ups;
 mod incidents;
 mod outbox;
 mod reminders;
@@ -59,6 +60,39 @@ macro_rules! insert_event {
     };
 }
 pub(crate) use insert_event;
+
+/// Stores a new follow-up inside transaction `$tx`: (incident id, [`NumberedFollowUp`], actor,
+/// at ms, [`Rules`]). Its first overdue reminder is planned here, with the row.
+///
+/// [`NumberedFollowUp`]: crate::incident::change::NumberedFollowUp
+/// [`Rules`]: crate::incident::change::Rules
+macro_rules! insert_follow_up {
+    ($tx:ident, $incident:expr, $numbered:expr, $actor:expr, $at:expr, $rules:expr) => {{
+        let f = &$numbered.follow_up;
+        let due_at = f
+            .due
+            .map(|d| $crate::incident::followup::overdue_from(d, $rules.timezone));
+        let remind_at = $crate::incident::followup::first_reminder(f.owner.as_ref(), due_at)
+            .filter(|_| $rules.follow_up_remind_every > chrono::Duration::zero());
+        sqlx::query(
+            "INSERT INTO follow_ups (incident_id, seq, text, owner, due_date, due_at, link, state, created_by, created_at, remind_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $10)",
+        )
+        .bind($incident)
+        .bind($numbered.seq)
+        .bind(&f.text)
+        .bind(f.owner.as_ref().map(|o| o.as_str()))
+        .bind(f.due.map(|d| d.to_string()))
+        .bind(due_at.map($crate::db::to_ms))
+        .bind(f.link.as_deref())
+        .bind($actor.as_str())
+        .bind($at)
+        .bind(remind_at.map($crate::db::to_ms))
+        .execute(&mut *$tx)
+        .await
+    }};
+}
+pub(crate) use insert_follow_up;
 
 /// Enqueues an outbox job: `(incident_id, kind, payload, due_at)`; created now = due.
 pub(crate) const INSERT_JOB: &str =

@@ -3,7 +3,10 @@
 //! the effects to perform in Slack. The store persists all three in one transaction; `slack/`
 //! renders the notices.
 
+use super::followup::{FollowUpState, NewFollowUp, MAX_FOLLOW_UPS_AT_ONCE};
 use super::model::*;
+use super::pir::PirRules;
+use crate::reminder::plan::{self, Slas};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -47,6 +50,14 @@ pub enum Change {
         summary: String,
         root_cause: String,
         mitigated_at: Option<DateTime<Utc>>,
+        /// Follow-ups captured in the resolve form.
+        follow_ups: Vec<NewFollowUp>,
+    },
+    /// Add follow-up actions (numbered on from [`Incident::follow_up_seq`]).
+    AddFollowUps(Vec<NewFollowUp>),
+    /// Mark the post-incident review done, with where it lives.
+    PirDone {
+        link: Option<String>,
     },
     Close,
     Reopen,
@@ -87,6 +98,25 @@ pub enum Notice {
     Closed,
     Reopened,
     Canceled,
+    FollowUpsAdded {
+        items: Vec<NumberedFollowUp>,
+    },
+    FollowUpClosed {
+        seq: i64,
+        text: String,
+        state: FollowUpState,
+    },
+    PirDone {
+        link: Option<String>,
+    },
+}
+
+/// A new follow-up with the number it was given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NumberedFollowUp {
+    pub seq: i64,
+    #[serde(flatten)]
+    pub follow_up: NewFollowUp,
 }
 
 /// A side effect of a change in Slack (performed later by the outbox).
@@ -107,6 +137,19 @@ pub struct Applied {
     pub incident: Incident,
     pub events: Vec<(EventKind, Value)>,
     pub effects: Vec<Effect>,
+    /// Follow-ups to store.
+    pub follow_ups: Vec<NumberedFollowUp>,
+}
+
+/// The configured rules a change is applied under: update SLAs and post-incident reviews.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rules {
+    pub slas: Slas,
+    pub pir: PirRules,
+    /// Local days: due dates of follow-ups, working days of review reminders.
+    pub timezone: chrono_tz::Tz,
+    /// How often the owner of an overdue follow-up is reminded; zero: never.
+    pub follow_up_remind_every: chrono::Duration,
 }
 
 /// Moves allowed by the lifecycle.
@@ -135,11 +178,52 @@ struct Outcome {
     next: Incident,
     events: Vec<(EventKind, Value)>,
     effects: Vec<Effect>,
+    follow_ups: Vec<NumberedFollowUp>,
 }
 
 impl Outcome {
     fn event(&mut self, kind: EventKind, details: Value) {
         self.events.push((kind, details));
+    }
+    /// Numbers `items` on from the incident's counter, with an event each and one notice.
+    fn add_follow_ups(&mut self, items: &[NewFollowUp]) -> Result<(), String> {
+        if items.len() > MAX_FOLLOW_UPS_AT_ONCE {
+            return Err(format!(
+                "Add at most {MAX_FOLLOW_UPS_AT_ONCE} follow-ups at once (there are {}).",
+                items.len()
+            ));
+        }
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut numbered = Vec::new();
+        for item in items {
+            self.next.follow_up_seq += 1;
+            let seq = self.next.follow_up_seq;
+            self.event(
+                EventKind::FollowUp,
+                json!({ "action": "created", "seq": seq, "text": item.text, "owner": item.owner, "due": item.due, "link": item.link }),
+            );
+            numbered.push(NumberedFollowUp {
+                seq,
+                follow_up: item.clone(),
+            });
+        }
+        self.tell(
+            Notice::FollowUpsAdded {
+                items: numbered.clone(),
+            },
+            false,
+        );
+        let mut owners: Vec<UserId> = numbered.iter().filter_map(|n| n.follow_up.owner.clone()).collect();
+        owners.sort();
+        owners.dedup();
+        if !owners.is_empty() {
+            // Owners join the channel, where the follow-up and its reminders are discussed.
+            self.effects.push(Effect::Invite(owners));
+        }
+        self.follow_ups.extend(numbered);
+        Ok(())
     }
     fn tell(&mut self, notice: Notice, stakeholders: bool) {
         self.effects.push(Effect::Post { notice, stakeholders });
@@ -155,6 +239,7 @@ impl Incident {
             next: self.clone(),
             events: Vec::new(),
             effects: vec![Effect::RefreshCard],
+            follow_ups: Vec::new(),
         };
         match change {
             Change::Update(u) => {
@@ -308,6 +393,7 @@ impl Incident {
                 summary,
                 root_cause,
                 mitigated_at,
+                follow_ups,
             } => {
                 if self.status == Status::Resolved {
                     return Err(format!("{n} is already resolved."));
@@ -343,6 +429,36 @@ impl Incident {
                     },
                     true,
                 );
+                out.add_follow_ups(follow_ups)?;
+            }
+            Change::AddFollowUps(items) => {
+                if self.status == Status::Canceled {
+                    return Err(format!(
+                        "{n} was canceled (declared by mistake): it takes no follow-ups."
+                    ));
+                }
+                if items.is_empty() {
+                    return Err("Say what needs doing: `/incident followup <text> [@owner] [due YYYY-MM-DD]`.".into());
+                }
+                out.effects.clear(); // the card does not list follow-ups
+                out.add_follow_ups(items)?;
+            }
+            Change::PirDone { link } => {
+                if !matches!(self.status, Status::Resolved | Status::Closed) {
+                    return Err(format!(
+                        "{n} is {}: mark its review done once it is resolved.",
+                        self.status
+                    ));
+                }
+                if self.pir_done_at.is_some() {
+                    return Err(format!("The review of {n} is already marked done."));
+                }
+                out.next.pir_done_at = Some(now);
+                out.next.pir_link = link.clone();
+                out.next.pir_remind_at = None;
+                out.event(EventKind::Pir, json!({ "action": "done", "link": link }));
+                out.effects.clear();
+                out.tell(Notice::PirDone { link: link.clone() }, true);
             }
             Change::Close => {
                 if self.status == Status::Closed {
@@ -411,6 +527,35 @@ impl Incident {
         Ok(out.finish())
     }
 
+    /// [`Incident::apply`] under the configured rules: closing waits for a pending review,
+    /// and the SLA clock and the review reminder are re-planned for the new state.
+    pub fn apply_under(
+        &self,
+        change: &Change,
+        actor: &UserId,
+        now: DateTime<Utc>,
+        rules: &Rules,
+    ) -> Result<Applied, String> {
+        if *change == Change::Close {
+            if let Some(reason) = rules.pir.blocks_close(self) {
+                return Err(reason);
+            }
+        }
+        let mut applied = self.apply(change, actor, now)?;
+        if plan::needs_replan(self, &applied.incident) {
+            applied.incident.clock = plan::plan(&applied.incident, rules.slas.of(applied.incident.severity));
+        }
+        let pir_at = rules.pir.replan(self, &applied.incident, now, rules.timezone);
+        if pir_at.is_some() && pir_at != self.pir_remind_at {
+            applied.events.push((
+                EventKind::Pir,
+                json!({ "action": "scheduled", "remind_at": pir_at.map(|t| t.timestamp_millis()) }),
+            ));
+        }
+        applied.incident.pir_remind_at = pir_at;
+        Ok(applied)
+    }
+
     /// Enters `status`, stamping the first entry.
     fn enter(&mut self, status: Status, now: DateTime<Utc>) {
         self.status = status;
@@ -436,6 +581,7 @@ impl Outcome {
             incident: self.next,
             events: self.events,
             effects: self.effects,
+            follow_ups: self.follow_ups,
         }
     }
 }
@@ -507,6 +653,7 @@ mod tests {
             summary: "rolled back".into(),
             root_cause: "deploy".into(),
             mitigated_at: None,
+            follow_ups: vec![],
         };
         let e = d.apply(&resolve, &alice, t(20)).unwrap().incident;
         assert_eq!((e.status, e.resolved_at), (Status::Resolved, Some(t(20))));
@@ -680,6 +827,7 @@ mod tests {
                 summary: String::new(),
                 root_cause: String::new(),
                 mitigated_at: Some(t(1)),
+                follow_ups: vec![],
             },
             Change::Cancel,
         ];
@@ -687,5 +835,118 @@ mod tests {
             let applied = incident().apply(&c, &bob, t(2)).unwrap();
             assert!(!applied.events.is_empty(), "{c:?}");
         }
+    }
+
+    fn follow_up(text: &str, owner: Option<&str>) -> NewFollowUp {
+        NewFollowUp {
+            text: text.into(),
+            owner: owner.map(u),
+            due: None,
+            link: None,
+        }
+    }
+
+    #[test]
+    fn follow_ups_are_numbered_on_with_an_event_each() {
+        let alice = u("U0ALICE");
+        let first = incident()
+            .apply(
+                &Change::AddFollowUps(vec![follow_up("a", Some("U0DAVE")), follow_up("b", None)]),
+                &alice,
+                t(1),
+            )
+            .unwrap();
+        assert_eq!(first.incident.follow_up_seq, 2);
+        assert_eq!(first.follow_ups.iter().map(|f| f.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(first.events.len(), 2);
+        assert_eq!(first.events[1].1["seq"], 2);
+        assert!(first.effects.contains(&Effect::Invite(vec![u("U0DAVE")])));
+        assert!(!first.effects.contains(&Effect::RefreshCard));
+        let resolve = Change::Resolve {
+            summary: "rolled back".into(),
+            root_cause: "data".into(),
+            mitigated_at: None,
+            follow_ups: vec![follow_up("c", None)],
+        };
+        let resolved = first.incident.apply(&resolve, &alice, t(2)).unwrap();
+        assert_eq!(resolved.follow_ups[0].seq, 3, "numbering goes on");
+        assert!(incident()
+            .apply(&Change::AddFollowUps(vec![]), &alice, t(1))
+            .unwrap_err()
+            .contains("/incident followup"));
+        let too_many = vec![follow_up("x", None); MAX_FOLLOW_UPS_AT_ONCE + 1];
+        assert!(incident().apply(&Change::AddFollowUps(too_many), &alice, t(1)).is_err());
+        let canceled = incident().apply(&Change::Cancel, &alice, t(1)).unwrap().incident;
+        assert!(canceled
+            .apply(&Change::AddFollowUps(vec![follow_up("a", None)]), &alice, t(2))
+            .unwrap_err()
+            .contains("canceled"));
+    }
+
+    fn rules() -> Rules {
+        crate::config::Policy::default().rules()
+    }
+
+    #[test]
+    fn a_major_incident_closes_only_after_its_review() {
+        let bob = u("U0BOB");
+        let resolve = Change::Resolve {
+            summary: "rolled back".into(),
+            root_cause: "data".into(),
+            mitigated_at: None,
+            follow_ups: vec![],
+        };
+        // Monday 2026-11-23 12:10 UTC: the first reminder is two working days later.
+        let resolved = incident().apply_under(&resolve, &bob, t(10), &rules()).unwrap();
+        assert_eq!(resolved.incident.pir_remind_at, Some(t(10) + chrono::Duration::days(2)));
+        assert!(resolved
+            .events
+            .iter()
+            .any(|(k, d)| *k == EventKind::Pir && d["action"] == "scheduled"));
+        let refused = resolved
+            .incident
+            .apply_under(&Change::Close, &bob, t(20), &rules())
+            .unwrap_err();
+        assert!(refused.contains("post-incident review"), "{refused}");
+        let done = resolved
+            .incident
+            .apply_under(
+                &Change::PirDone {
+                    link: Some("https://wiki/pir-42".into()),
+                },
+                &bob,
+                t(30),
+                &rules(),
+            )
+            .unwrap()
+            .incident;
+        assert_eq!((done.pir_done_at, done.pir_remind_at), (Some(t(30)), None));
+        assert_eq!(done.pir_link.as_deref(), Some("https://wiki/pir-42"));
+        assert!(done
+            .apply_under(&Change::PirDone { link: None }, &bob, t(31), &rules())
+            .unwrap_err()
+            .contains("already"));
+        let closed = done
+            .apply_under(&Change::Close, &bob, t(40), &rules())
+            .unwrap()
+            .incident;
+        assert_eq!(closed.status, Status::Closed);
+        assert!(incident()
+            .apply_under(&Change::PirDone { link: None }, &bob, t(1), &rules())
+            .unwrap_err()
+            .contains("once it is resolved"));
+        // A minor incident needs no review.
+        let mut minor = incident();
+        minor.severity = Severity::Sev3;
+        let minor = minor.apply_under(&resolve, &bob, t(10), &rules()).unwrap().incident;
+        assert_eq!(minor.pir_remind_at, None);
+        assert!(minor.apply_under(&Change::Close, &bob, t(11), &rules()).is_ok());
+        // Reopening drops the reminder.
+        let reopened = resolved
+            .incident
+            .apply_under(&Change::Reopen, &bob, t(15), &rules())
+            .unwrap()
+            .incident;
+        assert_eq!(reopened.pir_remind_at, None);
     }
 }

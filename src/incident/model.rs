@@ -240,6 +240,13 @@ pub struct Incident {
     pub last_update_at: Option<DateTime<Utc>>,
     /// When the next update is due and what the reminder scheduler does next.
     pub clock: Option<crate::reminder::plan::Clock>,
+    /// How many follow-ups were ever added: the next one is `#follow_up_seq + 1`.
+    pub follow_up_seq: i64,
+    /// The post-incident review: the SPOC's next reminder, when it was marked done, and where
+    /// it lives (see [`crate::incident::pir`]).
+    pub pir_remind_at: Option<DateTime<Utc>>,
+    pub pir_done_at: Option<DateTime<Utc>>,
+    pub pir_link: Option<String>,
 }
 
 /// Quantified impact (the affected service lines are [`Incident::services`]).
@@ -289,6 +296,10 @@ impl Incident {
             root_cause: String::new(),
             last_update_at: None,
             clock: None,
+            follow_up_seq: 0,
+            pir_remind_at: None,
+            pir_done_at: None,
+            pir_link: None,
         }
     }
 }
@@ -311,6 +322,7 @@ pub enum EventKind {
     Reminder,
     Breach,
     FollowUp,
+    Pir,
     Snooze,
     SideEffectFailed,
 }
@@ -332,6 +344,7 @@ impl EventKind {
             EventKind::Reminder => "reminder",
             EventKind::Breach => "breach",
             EventKind::FollowUp => "follow_up",
+            EventKind::Pir => "pir",
             EventKind::Snooze => "snooze",
             EventKind::SideEffectFailed => "side_effect_failed",
         }
@@ -345,6 +358,53 @@ pub struct TimelineEvent {
     pub actor: String,
     pub kind: String,
     pub details: serde_json::Value,
+}
+
+impl TimelineEvent {
+    /// One line of plain text saying what happened (for the timeline command and the PIR).
+    pub fn summary(&self) -> String {
+        let d = &self.details;
+        let s = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+        match self.kind.as_str() {
+            "declared" => format!("{} {}", s("severity"), s("title")),
+            "status" | "severity" => {
+                let mut line = format!("{} → {}", s("from"), s("to"));
+                if !s("summary").is_empty() {
+                    line.push_str(&format!(": {}", s("summary")));
+                }
+                line
+            }
+            "role" | "handover" => format!("{}: {} → {}", s("role"), s("from"), s("to")),
+            "update" => s("known"),
+            "note" => s("text"),
+            "channel_created" => s("name"),
+            "reminder" => format!(
+                "update {} to {}",
+                if s("stage") == "due" { "due" } else { "still overdue" },
+                s("spoc")
+            ),
+            "breach" => format!(
+                "no update {} min past due",
+                d["overdue_ms"].as_i64().unwrap_or_default() / 60_000
+            ),
+            "follow_up" => {
+                let seq = d["seq"].as_i64().unwrap_or_default();
+                match s("action").as_str() {
+                    "created" => format!("#{seq} added: {}", s("text")),
+                    "reminder" => format!("#{seq} overdue, owner reminded"),
+                    action => format!("#{seq} {}", action.replace('_', " ")),
+                }
+            }
+            "pir" => match s("action").as_str() {
+                "done" if !s("link").is_empty() => format!("review done: {}", s("link")),
+                "done" => "review done".into(),
+                "scheduled" => "review reminder scheduled".into(),
+                "reminder" => "SPOC reminded of the review".into(),
+                other => other.to_string(),
+            },
+            _ => String::new(),
+        }
+    }
 }
 
 /// Turns a title into the slug part of a channel name: lowercase `a-z 0-9 -`, no runs of `-`.

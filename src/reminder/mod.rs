@@ -9,7 +9,7 @@
 pub mod plan;
 
 use crate::db::Db;
-use plan::Slas;
+use crate::incident::change::Rules;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -34,10 +34,11 @@ impl Default for ReminderOptions {
     }
 }
 
-/// Fires due reminders until `shutdown` is notified.
+/// Fires due reminders (stakeholder updates, overdue follow-ups, post-incident reviews) until
+/// `shutdown` is notified.
 pub async fn run(
     db: Db,
-    slas: Slas,
+    rules: Rules,
     wake: Arc<Notify>,
     wake_outbox: Arc<Notify>,
     shutdown: Arc<Notify>,
@@ -45,19 +46,36 @@ pub async fn run(
 ) {
     let late_after = chrono::Duration::from_std(opts.late_after).unwrap_or(chrono::Duration::seconds(60));
     loop {
-        match db
-            .fire_due_reminders(chrono::Utc::now(), &slas, late_after, opts.batch)
-            .await
-        {
-            Ok(0) => {}
-            Ok(fired) => {
-                tracing::debug!(fired, "reminders fired");
-                wake_outbox.notify_one();
-                continue;
+        let now = chrono::Utc::now();
+        let fired = [
+            db.fire_due_reminders(now, &rules.slas, late_after, opts.batch).await,
+            db.fire_due_follow_up_reminders(now, &rules, late_after, opts.batch)
+                .await,
+            db.fire_due_pir_reminders(now, &rules, late_after, opts.batch).await,
+        ];
+        let mut any = false;
+        for result in fired {
+            match result {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::debug!(fired = n, "reminders fired");
+                    any = true;
+                }
+                Err(e) => tracing::warn!(error = %e, "reminders: cannot fire due reminders; retrying"),
             }
-            Err(e) => tracing::warn!(error = %e, "reminders: cannot fire due reminders; retrying"),
         }
-        let sleep = match db.next_reminder_at().await {
+        if any {
+            wake_outbox.notify_one();
+            continue;
+        }
+        let next = match (
+            db.next_reminder_at().await,
+            db.next_follow_up_or_pir_reminder_at().await,
+        ) {
+            (Ok(a), Ok(b)) => Ok(a.into_iter().chain(b).min()),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        let sleep = match next {
             Ok(Some(at)) => (at - chrono::Utc::now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)

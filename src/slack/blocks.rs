@@ -114,14 +114,32 @@ pub fn summary_card(incident: &Incident, policy: &Policy) -> Value {
         let roles: Vec<String> = incident.roles.iter().map(|(r, u)| format!("{r}: <@{u}>")).collect();
         blocks.push(json!({ "type": "context", "block_id": "card_roles", "elements": [mrkdwn(&roles.join(" · "))] }));
     }
+    let mut buttons = Vec::new();
     if incident.status.is_open() {
-        let mut buttons = Vec::new();
         if incident.acknowledged_at.is_none() {
             buttons.push(button("👋 Acknowledge", ACTION_ACK, incident, Some("primary")));
         }
         buttons.push(button("📣 Post update", ACTION_UPDATE, incident, None));
         buttons.push(button("✅ Resolve", ACTION_RESOLVE, incident, None));
+    }
+    if incident.status != Status::Canceled {
+        buttons.push(button("➕ Follow-up", ACTION_FOLLOW_UP, incident, None));
+    }
+    if matches!(incident.status, Status::Resolved | Status::Closed) && incident.pir_done_at.is_none() {
+        buttons.push(button("📝 Draft review", ACTION_PIR_DRAFT, incident, None));
+        buttons.push(button("✔️ Review done", ACTION_PIR_DONE, incident, None));
+    }
+    if !buttons.is_empty() {
         blocks.push(json!({ "type": "actions", "block_id": "card_actions", "elements": buttons }));
+    }
+    if let Some(done) = incident.pir_done_at {
+        let link = incident
+            .pir_link
+            .as_deref()
+            .map(|l| format!(": {}", escape(l)))
+            .unwrap_or_default();
+        blocks.push(json!({ "type": "context", "block_id": "card_pir",
+            "elements": [mrkdwn(&format!("📝 Post-incident review done {}{link}", slack_date(done)))] }));
     }
     let cadence = match incident.clock {
         _ if sev.update_every.is_zero() => "no scheduled stakeholder updates".to_string(),
@@ -144,6 +162,11 @@ pub const ACTION_ACK: &str = "incident_ack";
 pub const ACTION_SNOOZE: &str = "incident_snooze";
 pub const ACTION_UPDATE: &str = "incident_update";
 pub const ACTION_RESOLVE: &str = "incident_resolve";
+pub const ACTION_FOLLOW_UP: &str = "incident_follow_up";
+pub const ACTION_PIR_DRAFT: &str = "incident_pir_draft";
+pub const ACTION_PIR_DONE: &str = "incident_pir_done";
+/// On a follow-up: its value is the follow-up's id, not the incident's.
+pub const ACTION_FOLLOW_UP_DONE: &str = "follow_up_done";
 
 /// A card button; its value is the incident id, so a click finds its incident anywhere.
 fn button(label: &str, action: &str, incident: &Incident, style: Option<&str>) -> Value {
@@ -212,7 +235,151 @@ pub fn notice_text(incident: &Incident, actor: &str, notice: &Notice) -> String 
         Notice::Canceled => {
             format!("🚫 {n} canceled by <@{actor}> (declared by mistake; kept, excluded from metrics).")
         }
+        Notice::FollowUpsAdded { items } => {
+            let mut text = format!("➕ <@{actor}> added follow-ups to {n}:");
+            for item in items {
+                text.push_str(&format!("\n• {}", follow_up_line(item.seq, &item.follow_up)));
+            }
+            text.push_str("\n_`/incident followups` lists them with Done buttons._");
+            text
+        }
+        Notice::FollowUpClosed { seq, text, state } => {
+            format!(
+                "☑️ <@{actor}> marked follow-up #{seq} of {n} *{state}*: {}",
+                escape(text)
+            )
+        }
+        Notice::PirDone { link: Some(link) } => {
+            format!(
+                "📝 The post-incident review of {n} is done (marked by <@{actor}>): {}",
+                escape(link)
+            )
+        }
+        Notice::PirDone { link: None } => {
+            format!("📝 The post-incident review of {n} is done (marked by <@{actor}>).")
+        }
     }
+}
+
+/// `#3 Add an alert · owner @dave · due 2026-12-05`, escaped.
+fn follow_up_line(seq: i64, f: &crate::incident::followup::NewFollowUp) -> String {
+    let mut line = format!("*#{seq}* {}", escape(&f.text));
+    if let Some(owner) = &f.owner {
+        line.push_str(&format!(" · owner <@{owner}>"));
+    }
+    if let Some(due) = f.due {
+        line.push_str(&format!(" · due {due}"));
+    }
+    if let Some(link) = &f.link {
+        line.push_str(&format!(" · <{}|link>", escape(link)));
+    }
+    line
+}
+
+/// Follow-ups shown in one message: one block each, inside Slack's 50-block limit.
+pub const FOLLOW_UPS_SHOWN: usize = 40;
+
+/// `/incident followups`: one section per follow-up, with a Done button on the open ones.
+/// `heading` says which list this is; `hidden` counts follow-ups of private incidents the
+/// reader is not in.
+pub fn follow_up_list(
+    heading: &str,
+    items: &[crate::incident::followup::FollowUp],
+    hidden: usize,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (String, Value) {
+    use crate::incident::followup::FollowUpState;
+    let mut blocks = vec![json!({ "type": "section", "block_id": "follow_ups_heading", "text": mrkdwn(heading) })];
+    for f in items.iter().take(FOLLOW_UPS_SHOWN) {
+        let mut line = format!("*{} #{}* {}", f.number, f.seq, escape(&truncate(&f.text, 300)));
+        line.push_str(&match &f.owner {
+            Some(owner) => format!("\nowner <@{owner}>"),
+            None => "\nno owner".to_string(),
+        });
+        if let Some(due) = f.due {
+            line.push_str(&format!(" · due {due}"));
+        }
+        if let Some(link) = &f.link {
+            line.push_str(&format!(" · <{}|link>", escape(link)));
+        }
+        line.push_str(&match (f.state, &f.closed_by) {
+            (FollowUpState::Open, _) if f.is_overdue(now) => " · 🔴 *overdue*".to_string(),
+            (FollowUpState::Open, _) => " · open".to_string(),
+            (state, Some(by)) => format!(" · {} by <@{by}>", state),
+            (state, None) => format!(" · {state}"),
+        });
+        let mut block = json!({ "type": "section", "block_id": format!("follow_up_{}", f.id), "text": mrkdwn(&line) });
+        if f.state == FollowUpState::Open {
+            block["accessory"] = json!({ "type": "button", "action_id": ACTION_FOLLOW_UP_DONE,
+                "text": plain("Done", 75), "value": f.id.to_string(), "style": "primary" });
+        }
+        blocks.push(block);
+    }
+    let mut footer = Vec::new();
+    if items.len() > FOLLOW_UPS_SHOWN {
+        footer.push(format!("…and {} more.", items.len() - FOLLOW_UPS_SHOWN));
+    }
+    if hidden > 0 {
+        footer.push(format!(
+            "🔒 {hidden} follow-up(s) of private incidents you are not a member of."
+        ));
+    }
+    if items.is_empty() && hidden == 0 {
+        footer.push("No follow-ups. Add one with `/incident followup <text> [@owner] [due YYYY-MM-DD]`.".into());
+    }
+    footer.push("Won't do? `/incident followup wontdo <#>` in the incident's channel.".into());
+    blocks.push(json!({ "type": "context", "block_id": "follow_ups_footer", "elements": [mrkdwn(&footer.join(" "))] }));
+    let text = format!("{} ({} shown)", heading, items.len().min(FOLLOW_UPS_SHOWN));
+    (text, Value::Array(blocks))
+}
+
+/// The reminder to the owner of an overdue follow-up, with a Done button.
+pub fn follow_up_reminder(f: &crate::incident::followup::FollowUp, late: bool) -> (String, Value) {
+    let owner = f.owner.as_ref().map(|o| format!("<@{o}> ")).unwrap_or_default();
+    let text = format!(
+        "⏰ {owner}follow-up #{} of {} is overdue{}: {}{}",
+        f.seq,
+        f.number,
+        f.due.map(|d| format!(" (due {d})")).unwrap_or_default(),
+        escape(&truncate(&f.text, 300)),
+        if late {
+            " _(sent late: the bot was unavailable)_"
+        } else {
+            ""
+        }
+    );
+    let blocks = json!([
+        { "type": "section", "block_id": "follow_up_reminder", "text": mrkdwn(&text),
+          "accessory": { "type": "button", "action_id": ACTION_FOLLOW_UP_DONE, "text": plain("Done", 75),
+                         "value": f.id.to_string(), "style": "primary" } },
+        { "type": "context", "block_id": "follow_up_reminder_help", "elements": [mrkdwn(
+            "Dropping it? `/incident followup wontdo <#>` in the incident's channel.")] }
+    ]);
+    (text, blocks)
+}
+
+/// The reminder to the SPOC that the post-incident review is due.
+pub fn pir_reminder(incident: &Incident, late: bool) -> (String, Value) {
+    let text = format!(
+        "📝 <@{}> the post-incident review of {} ({}) is due: `/incident pir` drafts it from the timeline; \
+         `/incident pir done [link]` marks it done and stops these reminders.{}",
+        incident.spoc,
+        incident.number,
+        incident.severity,
+        if late {
+            " _(sent late: the bot was unavailable)_"
+        } else {
+            ""
+        }
+    );
+    let blocks = json!([
+        { "type": "section", "block_id": "pir_reminder", "text": mrkdwn(&text) },
+        { "type": "actions", "block_id": "pir_reminder_actions", "elements": [
+            button("📝 Draft review", ACTION_PIR_DRAFT, incident, Some("primary")),
+            button("✔️ Review done", ACTION_PIR_DONE, incident, None),
+        ] }
+    ]);
+    (text, blocks)
 }
 
 /// The reminder to the SPOC that a stakeholder update is due, with Post update and Snooze.
@@ -288,27 +455,13 @@ pub fn timeline_text(incident: &Incident, events: &[TimelineEvent], page: usize)
             "\n• {} *{}* {who} {}",
             slack_date(e.at),
             e.kind,
-            truncate(&escape(&event_summary(e)), 100)
+            truncate(&escape(&e.summary()), 100)
         ));
     }
     if page < pages {
         text.push_str(&format!("\n_More: `/incident timeline {}`_", page + 1));
     }
     truncate(&text, 3000)
-}
-
-fn event_summary(e: &TimelineEvent) -> String {
-    let d = &e.details;
-    let s = |k: &str| d[k].as_str().unwrap_or_default().to_string();
-    match e.kind.as_str() {
-        "declared" => format!("{} {}", s("severity"), s("title")),
-        "status" | "severity" => format!("{} → {}", s("from"), s("to")),
-        "role" | "handover" => format!("{}: {} → {}", s("role"), s("from"), s("to")),
-        "update" => s("known"),
-        "note" => s("text"),
-        "channel_created" => s("name"),
-        _ => String::new(),
-    }
 }
 
 /// `/incident list`: one line per incident the caller may see; others are only counted.
@@ -343,6 +496,7 @@ pub fn list_text(visible: &[Incident], hidden: usize) -> String {
 pub const UPDATE_CALLBACK: &str = "update";
 pub const IMPACT_CALLBACK: &str = "impact";
 pub const RESOLVE_CALLBACK: &str = "resolve";
+pub const FOLLOW_UP_CALLBACK: &str = "follow_up";
 
 /// Root cause categories offered when resolving.
 pub const ROOT_CAUSES: [&str; 8] = [
@@ -483,6 +637,32 @@ pub fn resolve_modal(incident: &Incident, now: chrono::DateTime<chrono::Utc>) ->
                 "Service restored at",
                 incident.mitigated_at.or(Some(now)),
             ),
+            text_input("follow_ups", "Follow-up actions (one per line)", true, true, ""),
+            json!({ "type": "input", "block_id": "follow_ups_owner", "optional": true, "label": plain("Owner of these follow-ups", 2000),
+                    "element": { "type": "users_select", "action_id": "follow_ups_owner" } }),
+            json!({ "type": "input", "block_id": "follow_ups_due", "optional": true, "label": plain("Follow-ups due by", 2000),
+                    "element": { "type": "datepicker", "action_id": "follow_ups_due" } }),
+        ],
+    )
+}
+
+/// The follow-up form (card button, or `/incident followup` without text).
+pub fn follow_up_modal(incident: &Incident) -> Value {
+    let header = format!("{}: {}", incident.number, incident.title);
+    modal_shell(
+        FOLLOW_UP_CALLBACK,
+        "Add a follow-up",
+        "Add",
+        incident,
+        vec![
+            json!({ "type": "section", "block_id": "about", "text": mrkdwn(&escape(&header)) }),
+            text_input("text", "What needs doing", false, false, ""),
+            json!({ "type": "input", "block_id": "owner", "optional": true, "label": plain("Owner", 2000),
+                    "element": { "type": "users_select", "action_id": "owner" } }),
+            json!({ "type": "input", "block_id": "due", "optional": true, "label": plain("Due", 2000),
+                    "element": { "type": "datepicker", "action_id": "due" } }),
+            json!({ "type": "input", "block_id": "link", "optional": true, "label": plain("Link (ticket, doc)", 2000),
+                    "element": { "type": "url_text_input", "action_id": "link" } }),
         ],
     )
 }

@@ -1,6 +1,7 @@
 //! Parses `/incident` text into a [`Command`]. Pure: every input either parses or yields a
 //! message saying what was wrong (never a panic), which the handler shows with the usage.
 
+use crate::incident::followup::FollowUpState;
 use crate::incident::model::*;
 
 /// What a user asked for.
@@ -34,6 +35,21 @@ pub enum Command {
     Timeline {
         page: usize,
     },
+    /// `/incident followup <text> [@owner] [due YYYY-MM-DD] [link]`; no text opens the form.
+    FollowUp(Option<FollowUpRequest>),
+    /// `/incident followup done <#>` or `/incident followup wontdo <#>`.
+    CloseFollowUp {
+        seq: i64,
+        state: FollowUpState,
+    },
+    /// `/incident followups`: this incident's (in its channel), else yours then all open.
+    FollowUps,
+    /// `/incident pir`: the review draft, posted in the channel as a Markdown file.
+    Pir,
+    /// `/incident pir done [link]`.
+    PirDone {
+        link: Option<String>,
+    },
     /// `/incident report [weekly|monthly|YYYY-MM-DD..YYYY-MM-DD] [service:<name>] [public]`.
     Report {
         period: crate::report::PeriodSpec,
@@ -42,19 +58,32 @@ pub enum Command {
     },
 }
 
+/// A follow-up as typed; checked against the calendar (due day not past) by the domain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FollowUpRequest {
+    pub text: String,
+    pub owner: Option<UserId>,
+    pub due: Option<chrono::NaiveDate>,
+    pub link: Option<String>,
+}
+
 impl Command {
     /// Commands that act on the incident whose channel they are typed in.
     pub fn needs_incident(&self) -> bool {
         !matches!(
             self,
-            Command::Declare { .. } | Command::Help | Command::List | Command::Report { .. }
+            Command::Declare { .. } | Command::Help | Command::List | Command::Report { .. } | Command::FollowUps
         )
     }
 }
 
 pub const USAGE: &str = "*Usage:* `/incident [declare <title>]` · `update` · `severity SEV1-4` · `spoc @user` · \
 `role <role> @user` · `handover @user [note]` · `impact` · `note <text>` · `ack` · `resolve` · `close` · `reopen` · \
-`cancel` · `status` · `timeline [page]` · `list` · `report [weekly|monthly|FROM..TO] [service:<name>] [public]` · `help`";
+`cancel` · `status` · `timeline [page]` · `followup <text> [@owner] [due YYYY-MM-DD]` · `followup done|wontdo <#>` · \
+`followups` · `pir` · `pir done [link]` · `list` · `report [weekly|monthly|FROM..TO] [service:<name>] [public]` · `help`";
+
+pub const FOLLOW_UP_USAGE: &str = "`/incident followup <text> [@owner] [due YYYY-MM-DD] [link]`, \
+`/incident followup done <#>`, `/incident followup wontdo <#>`";
 
 /// Longest text we read: Slack caps a slash command at 4,000 characters anyway.
 const MAX_TEXT: usize = 4_000;
@@ -129,6 +158,26 @@ pub fn parse(text: &str) -> Result<Command, String> {
             }
         }
         "report" => parse_report(rest),
+        "followup" | "follow-up" | "follow_up" => parse_follow_up(rest),
+        "followups" | "follow-ups" | "follow_ups" => no_args(Command::FollowUps),
+        "pir" | "review" => match args.next().map(|w| w.to_ascii_lowercase()) {
+            None => Ok(Command::Pir),
+            Some(w) if w == "done" => match (args.next(), args.next()) {
+                (None, _) => Ok(Command::PirDone { link: None }),
+                (Some(link), None) => match parse_link(link) {
+                    Some(link) => Ok(Command::PirDone { link: Some(link) }),
+                    None => Err(format!(
+                        "`{}` is not a link: `/incident pir done [https://…]`.",
+                        short(link)
+                    )),
+                },
+                _ => Err("Give one link: `/incident pir done [https://…]`.".into()),
+            },
+            Some(other) => Err(format!(
+                "`pir {}`? Use `/incident pir` for the draft, `/incident pir done [link]` when it is filed.",
+                short(&other)
+            )),
+        },
         other => Err(format!("I don't know `{}`.", short(other))),
     }
 }
@@ -161,6 +210,99 @@ fn parse_report(rest: &str) -> Result<Command, String> {
         service,
         public,
     })
+}
+
+/// `followup` arguments: `done <#>` / `wontdo <#>`, or a new follow-up whose owner (a
+/// mention), due day (`due YYYY-MM-DD`) and link (a URL) may stand anywhere in the text.
+fn parse_follow_up(rest: &str) -> Result<Command, String> {
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    if words.is_empty() {
+        return Ok(Command::FollowUp(None));
+    }
+    let close_state = match words[0].to_ascii_lowercase().as_str() {
+        "done" => Some(FollowUpState::Done),
+        "wontdo" | "won't-do" | "wont-do" | "drop" => Some(FollowUpState::WontDo),
+        _ => None,
+    };
+    if let (Some(state), [_, seq]) = (close_state, words.as_slice()) {
+        if let Ok(seq) = seq.trim_start_matches('#').parse::<i64>() {
+            if seq > 0 {
+                return Ok(Command::CloseFollowUp { seq, state });
+            }
+        }
+        if state == FollowUpState::WontDo {
+            return Err(format!(
+                "`{}` is not a follow-up number. Usage: {FOLLOW_UP_USAGE}",
+                short(seq)
+            ));
+        }
+    }
+    let (mut text, mut owner, mut due, mut link) = (Vec::new(), None, None, None);
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        let lower = w.to_ascii_lowercase();
+        if w.starts_with("<@") {
+            if owner.is_some() {
+                return Err(format!("Name one owner. Usage: {FOLLOW_UP_USAGE}"));
+            }
+            owner = Some(parse_user(w)?);
+        } else if let Some(day) = lower.strip_prefix("due:").or_else(|| {
+            // `due` followed by something date-shaped; `due` in prose stays text.
+            (lower == "due"
+                && words
+                    .get(i + 1)
+                    .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit())))
+            .then(|| {
+                i += 1;
+                words[i]
+            })
+        }) {
+            if due.is_some() {
+                return Err(format!("Give one due date. Usage: {FOLLOW_UP_USAGE}"));
+            }
+            due = Some(crate::report::period::parse_date(day).map_err(|e| format!("{e} Usage: {FOLLOW_UP_USAGE}"))?);
+        } else if let Some(url) = parse_link(w).filter(|_| link.is_none()) {
+            link = Some(url);
+            // A labelled link keeps its label in the text.
+            if let Some(label) = w.trim_end_matches('>').split_once('|').map(|(_, l)| l) {
+                text.push(label.to_string());
+            }
+        } else if lower == "due" && i + 1 == words.len() {
+            return Err(format!(
+                "Give the due date after `due`, like `due 2026-12-15`. Usage: {FOLLOW_UP_USAGE}"
+            ));
+        } else {
+            text.push(readable(w));
+        }
+        i += 1;
+    }
+    let text = text.join(" ");
+    if text.trim().is_empty() {
+        return Err(format!("Say what needs doing. Usage: {FOLLOW_UP_USAGE}"));
+    }
+    Ok(Command::FollowUp(Some(FollowUpRequest { text, owner, due, link })))
+}
+
+/// A URL as Slack sends it (`<https://…>` or `<https://…|label>`), or bare.
+fn parse_link(word: &str) -> Option<String> {
+    let inner = word
+        .strip_prefix('<')
+        .and_then(|w| w.strip_suffix('>'))
+        .map(|w| w.split('|').next().unwrap_or_default())
+        .unwrap_or(word);
+    (inner.starts_with("https://") || inner.starts_with("http://")).then(|| inner.to_string())
+}
+
+/// Channel and user-group mentions in follow-up text, as their names (`#payments`, `@oncall`).
+fn readable(word: &str) -> String {
+    if word.starts_with("<#") || word.starts_with("<!subteam^") {
+        if let Some(label) = word.trim_end_matches('>').split_once('|').map(|(_, l)| l) {
+            let sigil = if word.starts_with("<#") { "#" } else { "" };
+            return format!("{sigil}{label}");
+        }
+    }
+    word.to_string()
 }
 
 fn short(s: &str) -> String {
@@ -278,6 +420,71 @@ mod tests {
     }
 
     #[test]
+    fn follow_ups_take_owner_due_and_link_anywhere() {
+        let day = |s: &str| s.parse::<chrono::NaiveDate>().unwrap();
+        assert_eq!(
+            parse("followup <@U0DAVE|dave> Add an alert on refund errors due 2026-12-15 <https://jira/OPS-1|OPS-1>"),
+            Ok(Command::FollowUp(Some(FollowUpRequest {
+                text: "Add an alert on refund errors OPS-1".into(),
+                owner: Some(UserId::parse("U0DAVE").unwrap()),
+                due: Some(day("2026-12-15")),
+                link: Some("https://jira/OPS-1".into()),
+            })))
+        );
+        assert_eq!(
+            parse("followup Check the due diligence of <#C1|vendors> due:2026-12-01"),
+            Ok(Command::FollowUp(Some(FollowUpRequest {
+                text: "Check the due diligence of #vendors".into(),
+                owner: None,
+                due: Some(day("2026-12-01")),
+                link: None,
+            })))
+        );
+        assert_eq!(parse("followup"), Ok(Command::FollowUp(None)));
+        assert_eq!(
+            parse("followup done #3"),
+            Ok(Command::CloseFollowUp {
+                seq: 3,
+                state: FollowUpState::Done
+            })
+        );
+        assert_eq!(
+            parse("followup wontdo 2"),
+            Ok(Command::CloseFollowUp {
+                seq: 2,
+                state: FollowUpState::WontDo
+            })
+        );
+        assert!(matches!(
+            parse("followup done with the vendor call"),
+            Ok(Command::FollowUp(Some(_)))
+        ));
+        for (text, problem) in [
+            ("followup fix it due 2026-13-01", "not a date"),
+            ("followup fix it due 15/12/2026", "not a date"),
+            ("followup fix it due", "after `due`"),
+            ("followup <@U0A> <@U0B> fix", "one owner"),
+            ("followup <@bob> fix", "user id"),
+            ("followup <@U0DAVE> due 2026-12-15", "what needs doing"),
+            ("followup wontdo x", "not a follow-up number"),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(problem), "{text}: {err}");
+        }
+        assert_eq!(parse("followups"), Ok(Command::FollowUps));
+        assert!(!Command::FollowUps.needs_incident());
+        assert_eq!(parse("pir"), Ok(Command::Pir));
+        assert_eq!(
+            parse("pir done <https://wiki/pir-42>"),
+            Ok(Command::PirDone {
+                link: Some("https://wiki/pir-42".into())
+            })
+        );
+        assert!(parse("pir done soon").unwrap_err().contains("not a link"));
+        assert!(parse("pir later").is_err());
+    }
+
+    #[test]
     fn unknown_words_are_named() {
         let err = parse("explode now").unwrap_err();
         assert!(err.contains("explode"), "{err}");
@@ -301,8 +508,8 @@ mod tests {
 
         #[test]
         fn command_shaped_text_parses_or_explains(
-            word in "(declare|update|severity|sev|spoc|role|handover|note|timeline|list|ack|resolve|close|reopen|cancel|status|impact|report|help|x)",
-            args in "( (<@[A-Za-z0-9|_]{0,12}>|SEV[0-9]|[a-z_]{0,8}|[0-9]{1,3}|<#C1\\|x>|<!subteam\\^S1>)){0,3}",
+            word in "(declare|update|severity|sev|spoc|role|handover|note|timeline|list|ack|resolve|close|reopen|cancel|status|impact|report|help|followup|followups|pir|x)",
+            args in "( (<@[A-Za-z0-9|_]{0,12}>|SEV[0-9]|[a-z_]{0,8}|[0-9]{1,3}|<#C1\\|x>|<!subteam\\^S1>|due|done|wontdo|20[0-9]{2}-[0-9]{2}-[0-9]{2}|<https://[a-z/]{0,8}(\\|[a-z]{0,4})?>)){0,4}",
         ) {
             match parse(&format!("{word}{args}")) {
                 Ok(_) => {}

@@ -176,6 +176,47 @@ impl SlackEffects {
                 }
                 Ok(JobUpdate::default())
             }
+            JobKind::RemindFollowUp => {
+                let id = job.payload["follow_up"].as_i64().unwrap_or_default();
+                let follow_up = self.db.follow_up(id).await.map_err(|e| Outcome::Retry {
+                    error: format!("cannot load follow-up: {e}"),
+                    after: None,
+                })?;
+                // Closed since the reminder was planned: nothing to say.
+                let Some(f) = follow_up.filter(|f| f.state == crate::incident::followup::FollowUpState::Open) else {
+                    return Ok(JobUpdate::default());
+                };
+                let (text, blocks) = blocks::follow_up_reminder(&f, job.payload["late"] == true);
+                let content = blocks::content(&text, blocks);
+                // A DM to the owner; the incident channel when a DM is not possible.
+                let dm = match &f.owner {
+                    Some(owner) => self.web.post(owner.as_str(), content.clone(), None).await,
+                    None => Err(SlackCallError::Api {
+                        method: "chat.postMessage",
+                        code: "no_owner".into(),
+                    }),
+                };
+                match dm {
+                    Ok(_) => {}
+                    Err(e) if e.code().is_some() && !channel.is_empty() => {
+                        self.web.post(&channel, content, None).await.map_err(outcome_of)?;
+                    }
+                    Err(e) => return Err(outcome_of(e)),
+                }
+                Ok(JobUpdate::default())
+            }
+            JobKind::RemindPir => {
+                // Marked done since the reminder was planned: nothing to say.
+                if incident.pir_done_at.is_some() {
+                    return Ok(JobUpdate::default());
+                }
+                let (text, blocks) = blocks::pir_reminder(incident, job.payload["late"] == true);
+                self.web
+                    .post(&channel, blocks::content(&text, blocks), None)
+                    .await
+                    .map_err(outcome_of)?;
+                Ok(JobUpdate::default())
+            }
             JobKind::InviteUsers => {
                 let users: Vec<String> = job.payload["users"]
                     .as_array()

@@ -3,6 +3,7 @@
 
 use crate::config::Policy;
 use crate::incident::change::{Change, StakeholderUpdate, MAX_TEXT_CHARS};
+use crate::incident::followup::{Field, NewFollowUp, MAX_FOLLOW_UPS_AT_ONCE};
 use crate::incident::model::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -145,8 +146,83 @@ pub fn parse_impact(values: &Value, policy: &Policy) -> Result<(Vec<String>, Foo
     }
 }
 
+fn date_of(values: &Value, block: &str) -> Result<Option<chrono::NaiveDate>, String> {
+    match input(values, block)["selected_date"].as_str() {
+        None | Some("") => Ok(None),
+        Some(d) => crate::report::period::parse_date(d).map(Some),
+    }
+}
+
+fn user_of(values: &Value, block: &str) -> Result<Option<UserId>, String> {
+    input(values, block)["selected_user"]
+        .as_str()
+        .map(UserId::parse)
+        .transpose()
+}
+
+/// Parses the follow-up modal. `today` is the local day in the configured time zone.
+pub fn parse_follow_up(values: &Value, today: chrono::NaiveDate) -> Result<NewFollowUp, FieldErrors> {
+    let mut errors = FieldErrors::new();
+    let owner = user_of(values, "owner")
+        .map_err(|e| errors.insert("owner".into(), e))
+        .ok()
+        .flatten();
+    let due = date_of(values, "due")
+        .map_err(|e| errors.insert("due".into(), e))
+        .ok()
+        .flatten();
+    // url_text_input reports its value as `value`, like plain_text_input.
+    let link = input(values, "link")["value"]
+        .as_str()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    NewFollowUp::parse(&text_of(values, "text"), owner, due, link, today).map_err(|e| {
+        let field = match e.field {
+            Field::Text => "text",
+            Field::Due => "due",
+            Field::Link => "link",
+        };
+        FieldErrors::from([(field.to_string(), e.message)])
+    })
+}
+
+/// The follow-ups typed in the resolve form: one per non-empty line, sharing owner and due day.
+fn parse_resolve_follow_ups(values: &Value, today: chrono::NaiveDate) -> Result<Vec<NewFollowUp>, FieldErrors> {
+    let owner =
+        user_of(values, "follow_ups_owner").map_err(|e| FieldErrors::from([("follow_ups_owner".to_string(), e)]))?;
+    let due = date_of(values, "follow_ups_due").map_err(|e| FieldErrors::from([("follow_ups_due".to_string(), e)]))?;
+    let text = text_of(values, "follow_ups");
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    if lines.len() > MAX_FOLLOW_UPS_AT_ONCE {
+        return Err(FieldErrors::from([(
+            "follow_ups".to_string(),
+            format!("At most {MAX_FOLLOW_UPS_AT_ONCE} follow-ups here (there are {}); add more later with `/incident followup`.", lines.len()),
+        )]));
+    }
+    let mut items = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        match NewFollowUp::parse(line, owner.clone(), due, None, today) {
+            Ok(item) => items.push(item),
+            Err(e) if e.field == Field::Due => {
+                return Err(FieldErrors::from([("follow_ups_due".to_string(), e.message)]))
+            }
+            Err(e) => {
+                return Err(FieldErrors::from([(
+                    "follow_ups".to_string(),
+                    format!("Line {}: {e}", i + 1),
+                )]))
+            }
+        }
+    }
+    Ok(items)
+}
+
 /// Parses the resolve modal into a [`Change::Resolve`].
-pub fn parse_resolve(values: &Value) -> Result<Change, FieldErrors> {
+pub fn parse_resolve(values: &Value, today: chrono::NaiveDate) -> Result<Change, FieldErrors> {
     let mut errors = FieldErrors::new();
     let summary = text_of(values, "summary").trim().to_string();
     if summary.is_empty() {
@@ -161,11 +237,19 @@ pub fn parse_resolve(values: &Value) -> Result<Change, FieldErrors> {
             "Pick a root cause category (\"unknown\" is fine for now).".into(),
         );
     }
+    let follow_ups = match parse_resolve_follow_ups(values, today) {
+        Ok(items) => items,
+        Err(more) => {
+            errors.extend(more);
+            Vec::new()
+        }
+    };
     if errors.is_empty() {
         Ok(Change::Resolve {
             summary,
             root_cause,
             mitigated_at: date_time(values, "mitigated_at"),
+            follow_ups,
         })
     } else {
         Err(errors)

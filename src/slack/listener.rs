@@ -5,13 +5,14 @@
 //! its envelopes one at a time; so callbacks only parse, maybe write once to the database, and
 //! return. `views.open` (which must happen within 3 s of the command) is spawned.
 
-use super::blocks::{self, DECLARE_CALLBACK, IMPACT_CALLBACK, RESOLVE_CALLBACK, UPDATE_CALLBACK};
-use super::commands::{self, Command};
+use super::blocks::{self, DECLARE_CALLBACK, FOLLOW_UP_CALLBACK, IMPACT_CALLBACK, RESOLVE_CALLBACK, UPDATE_CALLBACK};
+use super::commands::{self, Command, FollowUpRequest};
 use super::forms;
 use super::web::{BotIdentity, Connector, SlackWeb};
 use crate::config::{Policy, Secret};
 use crate::db::{Db, DeclareOutcome, Refused};
-use crate::incident::change::Change;
+use crate::incident::change::{Applied, Change};
+use crate::incident::followup::{FollowUp, FollowUpState, NewFollowUp};
 use crate::incident::model::{Incident, IncidentId, UserId};
 use crate::metrics::METRICS;
 use slack_morphism::prelude::*;
@@ -167,7 +168,17 @@ pub const HELP: &str = "*incident-bot* — run incidents in Slack.\n\
 • `/incident impact` — record the footprint (services, regions, customers, merchants, transactions)\n\
 • `/incident note <text>` — add to the timeline\n\
 • `/incident resolve` · `close` · `reopen` · `cancel`\n\
-• `/incident status` · `/incident timeline [page]`";
+• `/incident status` · `/incident timeline [page]`\n\
+*Follow-ups and reviews*\n\
+• `/incident followup <text> [@owner] [due YYYY-MM-DD] [link]` — a post-incident action (no text: a form)\n\
+• `/incident followup done <#>` · `/incident followup wontdo <#>` — close one (its owner or the SPOC)\n\
+• `/incident followups` — this incident's; anywhere else: yours, then all open ones, overdue first\n\
+• `/incident pir` — post-incident review draft (Markdown file) · `/incident pir done [link]` — mark it done";
+
+/// How long an owner check (`users.info`) may take inside an ack before we give up on it.
+const PERSON_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_millis(1500);
+/// Follow-ups read for one `/incident followups` list.
+const FOLLOW_UPS_READ: i64 = 200;
 
 /// Generic because slack-morphism does not export the hello event's type name.
 async fn on_hello<E: Send + 'static>(
@@ -297,6 +308,7 @@ impl Handler {
             }
             Command::Help => ephemeral(HELP),
             Command::List => self.list(&user).await,
+            Command::FollowUps => self.follow_ups(event.channel_id.as_ref(), &user).await,
             Command::Report {
                 period,
                 service,
@@ -369,37 +381,68 @@ impl Handler {
             Command::Close => Change::Close,
             Command::Reopen => Change::Reopen,
             Command::Cancel => Change::Cancel,
-            Command::Declare { .. } | Command::Help | Command::List | Command::Report { .. } => {
+            Command::FollowUp(None) => {
+                if incident.status == crate::incident::model::Status::Canceled {
+                    return ephemeral(&format!("{} was canceled: it takes no follow-ups.", incident.number));
+                }
+                self.open_modal(event, blocks::follow_up_modal(&incident));
+                return SlackCommandEventResponse::new(SlackMessageContent::new());
+            }
+            Command::FollowUp(Some(request)) => match self.new_follow_up(request).await {
+                Ok(item) => Change::AddFollowUps(vec![item]),
+                Err(message) => return ephemeral(&format!("{message}\nUsage: {}", commands::FOLLOW_UP_USAGE)),
+            },
+            Command::CloseFollowUp { seq, state } => {
+                return ephemeral(
+                    &self
+                        .close_follow_up_seq(&incident, seq, state, user, &event.trigger_id.0)
+                        .await,
+                )
+            }
+            Command::Pir => {
+                self.spawn_review_draft(incident.id, event.channel_id.to_string(), user.clone());
+                return ephemeral(&format!(
+                    "📝 Drafting the post-incident review of {} from its timeline; it will be posted here as a file.",
+                    incident.number
+                ));
+            }
+            Command::PirDone { link } => Change::PirDone { link },
+            Command::Declare { .. } | Command::Help | Command::List | Command::Report { .. } | Command::FollowUps => {
                 unreachable!("handled by command()")
             }
         };
         let key = format!("trigger:{}", event.trigger_id);
-        let confirmation = match &change {
-            Change::Note { .. } => format!("📝 Noted on the {} timeline.", incident.number),
-            _ => String::new(),
-        };
         match self.change(incident.id, &change, user, &key).await {
-            Ok(()) if confirmation.is_empty() => SlackCommandEventResponse::new(SlackMessageContent::new()),
-            Ok(()) => ephemeral(&confirmation),
+            Ok(applied) => match confirmation(&change, &incident, applied.as_ref()) {
+                Some(text) => ephemeral(&text),
+                None => SlackCommandEventResponse::new(SlackMessageContent::new()),
+            },
             Err(message) => ephemeral(&message),
         }
     }
 
-    /// Applies a change; `Err` is what to tell the user.
-    async fn change(&self, id: IncidentId, change: &Change, user: &UserId, key: &str) -> Result<(), String> {
+    /// Applies a change; `Ok(None)` when it was applied before (a redelivery), `Err` is what to
+    /// tell the user.
+    async fn change(
+        &self,
+        id: IncidentId,
+        change: &Change,
+        user: &UserId,
+        key: &str,
+    ) -> Result<Option<Applied>, String> {
         match self
             .db
-            .apply_change(id, change, user, chrono::Utc::now(), Some(key), &self.policy.slas())
+            .apply_change(id, change, user, chrono::Utc::now(), Some(key), &self.policy.rules())
             .await
         {
             Ok(Ok(applied)) => {
                 tracing::info!(incident = %applied.incident.number, change = ?std::mem::discriminant(change), "incident changed");
                 self.wake_outbox.notify_one();
                 self.wake_reminders.notify_one();
-                Ok(())
+                Ok(Some(applied))
             }
             Ok(Err(Refused::Rule(reason))) => Err(reason),
-            Ok(Err(Refused::AlreadyHandled)) => Ok(()),
+            Ok(Err(Refused::AlreadyHandled)) => Ok(None),
             Err(e) => {
                 tracing::error!(error = %e, "cannot apply a change");
                 Err(
@@ -426,6 +469,182 @@ impl Handler {
             }
         }
         ephemeral(&blocks::list_text(&visible, hidden))
+    }
+
+    /// `/incident followups`: in an incident channel, that incident's follow-ups; elsewhere the
+    /// open ones of every incident, the caller's first, then overdue first. Follow-ups of
+    /// private incidents are shown only to their members (others see a count).
+    async fn follow_ups(&self, channel: &str, user: &UserId) -> SlackCommandEventResponse {
+        let now = chrono::Utc::now();
+        let (heading, items) = match self.db.incident_by_channel(channel).await {
+            Ok(Some(incident)) => match self.db.follow_ups_of(incident.id).await {
+                Ok(items) => (format!("*Follow-ups of {}*", incident.number), items),
+                Err(e) => return self.unavailable(e),
+            },
+            Ok(None) => match self.db.open_follow_ups(user, now, FOLLOW_UPS_READ).await {
+                Ok(items) => ("*Open follow-ups* — yours first, then overdue first".to_string(), items),
+                Err(e) => return self.unavailable(e),
+            },
+            Err(e) => return self.unavailable(e),
+        };
+        let mut visible = Vec::new();
+        let mut hidden = 0;
+        let mut membership: HashMap<IncidentId, bool> = HashMap::new();
+        for item in items {
+            if item.private {
+                let member = match membership.get(&item.incident_id) {
+                    Some(m) => *m,
+                    None => {
+                        let m = match self.db.incident(item.incident_id).await {
+                            Ok(incident) => self.is_member(&incident, user).await,
+                            Err(_) => false,
+                        };
+                        membership.insert(item.incident_id, m);
+                        m
+                    }
+                };
+                if !member {
+                    hidden += 1;
+                    continue;
+                }
+            }
+            visible.push(item);
+        }
+        let (text, blocks) = blocks::follow_up_list(&heading, &visible, hidden, now);
+        SlackCommandEventResponse::new(blocks::content(&text, blocks))
+            .with_response_type(SlackMessageResponseType::Ephemeral)
+    }
+
+    /// Checks a typed follow-up against Slack (the owner exists and is a person) and the
+    /// calendar (the due day is not past).
+    async fn new_follow_up(&self, request: FollowUpRequest) -> Result<NewFollowUp, String> {
+        if let Some(owner) = &request.owner {
+            self.check_person(owner).await?;
+        }
+        NewFollowUp::parse(&request.text, request.owner, request.due, request.link, self.today()).map_err(|e| e.message)
+    }
+
+    /// `Err` says why `user` cannot own a follow-up (or that Slack could not tell in time).
+    async fn check_person(&self, user: &UserId) -> Result<(), String> {
+        match tokio::time::timeout(PERSON_CHECK_BUDGET, self.web.check_person(user.as_str())).await {
+            Ok(Ok(Ok(_name))) => Ok(()),
+            Ok(Ok(Err(why))) => Err(why),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot check a follow-up owner");
+                Err("⚠️ Slack did not tell me who that is just now; nothing was saved. Please try again.".into())
+            }
+            Err(_) => Err("⚠️ Slack took too long to tell me who that is; nothing was saved. Please try again.".into()),
+        }
+    }
+
+    /// Today in the configured time zone (due dates are local days).
+    fn today(&self) -> chrono::NaiveDate {
+        chrono::Utc::now().with_timezone(&self.policy.timezone).date_naive()
+    }
+
+    /// `/incident followup done|wontdo <#>`: what to tell the user.
+    async fn close_follow_up_seq(
+        &self,
+        incident: &Incident,
+        seq: i64,
+        state: FollowUpState,
+        user: &UserId,
+        trigger: &str,
+    ) -> String {
+        match self.db.follow_up_by_seq(incident.id, seq).await {
+            Ok(Some(f)) => {
+                self.close_follow_up(&f, state, user, &format!("trigger:{trigger}"))
+                    .await
+            }
+            Ok(None) => format!(
+                "{} has no follow-up #{seq} (`/incident followups` lists them).",
+                incident.number
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a follow-up");
+                "⚠️ I cannot reach my database right now; nothing was changed. Please try again in a minute.".into()
+            }
+        }
+    }
+
+    async fn close_follow_up(&self, f: &FollowUp, state: FollowUpState, user: &UserId, key: &str) -> String {
+        match self
+            .db
+            .close_follow_up(f.id, state, user, chrono::Utc::now(), key)
+            .await
+        {
+            Ok(Ok(closed)) => {
+                tracing::info!(incident = %closed.number, follow_up = closed.seq, state = closed.state.as_str(), "follow-up closed");
+                self.wake_outbox.notify_one();
+                format!("☑️ {} follow-up #{} is {}.", closed.number, closed.seq, closed.state)
+            }
+            Ok(Err(Refused::Rule(reason))) => reason,
+            Ok(Err(Refused::AlreadyHandled)) => format!("{} follow-up #{} is {}.", f.number, f.seq, f.state),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot close a follow-up");
+                "⚠️ I cannot reach my database right now; nothing was changed. Please try again in a minute.".into()
+            }
+        }
+    }
+
+    /// Drafts the post-incident review and shares it in `channel` as a Markdown file. Spawned:
+    /// it reads the whole record and makes several Slack calls; failures are told to `user`.
+    fn spawn_review_draft(&self, id: IncidentId, channel: String, user: UserId) {
+        let (db, web, policy) = (self.db.clone(), self.web.clone(), self.policy.clone());
+        tokio::spawn(async move {
+            let result = async {
+                let incident = db.incident(id).await?;
+                let (timeline, follow_ups) = (db.timeline(id).await?, db.follow_ups_of(id).await?);
+                // Names make the draft readable; an id stays when a lookup fails.
+                let mut people: Vec<String> = timeline.iter().map(|e| e.actor.clone()).collect();
+                people.extend([incident.spoc.to_string(), incident.declared_by.to_string()]);
+                people.extend(incident.roles.values().map(|u| u.to_string()));
+                people.extend(follow_ups.iter().filter_map(|f| f.owner.as_ref().map(|o| o.to_string())));
+                people.retain(|p| UserId::parse(p).is_ok());
+                people.sort();
+                people.dedup();
+                let mut names = std::collections::BTreeMap::new();
+                for person in people.into_iter().take(30) {
+                    if let Ok(Ok(name)) = web.check_person(&person).await {
+                        names.insert(person, name);
+                    }
+                }
+                let input = crate::incident::pir::ReviewInput {
+                    incident: &incident,
+                    severity_description: &policy.severity(incident.severity).description,
+                    timeline: &timeline,
+                    follow_ups: &follow_ups,
+                    names: &names,
+                    timezone: policy.timezone,
+                    now: chrono::Utc::now(),
+                };
+                let markdown = crate::incident::pir::markdown(&input);
+                web.upload_file(
+                    &channel,
+                    &format!("{}-post-incident-review.md", incident.number),
+                    &format!("Post-incident review draft: {}", incident.number),
+                    &format!(
+                        "📝 Draft post-incident review of {} (asked by <@{user}>). Complete it, file it, then `/incident pir done [link]`.",
+                        incident.number
+                    ),
+                    markdown.into_bytes(),
+                    "text/markdown",
+                )
+                .await?;
+                anyhow::Ok(incident.number)
+            }
+            .await;
+            match result {
+                Ok(number) => tracing::info!(incident = %number, "review draft shared"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot share a review draft");
+                    let text = format!("⚠️ I could not post the review draft ({e}). Please try `/incident pir` again.");
+                    if let Err(e) = web.post_ephemeral(&channel, user.as_str(), blocks::text(&text)).await {
+                        tracing::warn!(error = %e, "cannot tell the user the draft failed");
+                    }
+                }
+            }
+        });
     }
 
     /// Whether `user` is in a private incident's channel (unknown counts as no).
@@ -482,7 +701,9 @@ impl Handler {
                 let user = ev.user.id.as_ref();
                 match view["callback_id"].as_str().unwrap_or_default() {
                     DECLARE_CALLBACK => self.submit_declare(user, &view).await,
-                    UPDATE_CALLBACK | IMPACT_CALLBACK | RESOLVE_CALLBACK => self.submit_change(user, &view).await,
+                    UPDATE_CALLBACK | IMPACT_CALLBACK | RESOLVE_CALLBACK | FOLLOW_UP_CALLBACK => {
+                        self.submit_change(user, &view).await
+                    }
                     other => {
                         tracing::warn!(callback = other, "view submission for an unknown modal");
                         SlackInteractionResponse::Empty
@@ -508,6 +729,9 @@ impl Handler {
             return;
         };
         let channel = ev.channel.as_ref().map(|c| c.id.to_string()).unwrap_or_default();
+        if action.action_id.as_ref() == blocks::ACTION_FOLLOW_UP_DONE {
+            return self.follow_up_done_button(ev, action, &user, &channel).await;
+        }
         let Some(id) = action
             .value
             .as_deref()
@@ -534,11 +758,24 @@ impl Handler {
                 user.to_string(),
                 blocks::resolve_modal(&incident, chrono::Utc::now()),
             ),
+            blocks::ACTION_FOLLOW_UP if incident.status != crate::incident::model::Status::Canceled => {
+                self.spawn_open(trigger, channel, user.to_string(), blocks::follow_up_modal(&incident))
+            }
+            blocks::ACTION_PIR_DRAFT => {
+                let target = incident.channel_id.clone().unwrap_or(channel);
+                self.spawn_review_draft(id, target, user)
+            }
+            blocks::ACTION_PIR_DONE => {
+                let change = Change::PirDone { link: None };
+                if let Err(message) = self.change(id, &change, &user, &format!("trigger:{trigger}")).await {
+                    self.tell(&channel, &user, &message);
+                }
+            }
             blocks::ACTION_SNOOZE => match self
                 .change(id, &Change::Snooze, &user, &format!("trigger:{trigger}"))
                 .await
             {
-                Ok(()) => self.tell(
+                Ok(_) => self.tell(
                     &channel,
                     &user,
                     &format!(
@@ -564,6 +801,41 @@ impl Handler {
                     incident.number, incident.status
                 ),
             ),
+        }
+    }
+
+    /// "Done" on a follow-up (in a list, or on its reminder, maybe in a DM): its value is the
+    /// follow-up's id. The answer goes where the click was; in a DM, as a message.
+    async fn follow_up_done_button(
+        &self,
+        ev: &SlackInteractionBlockActionsEvent,
+        action: &SlackInteractionActionInfo,
+        user: &UserId,
+        channel: &str,
+    ) {
+        let Some(follow_up) = action.value.as_deref().and_then(|v| v.parse::<i64>().ok()) else {
+            return;
+        };
+        let answer = match self.db.follow_up(follow_up).await {
+            Ok(Some(f)) => {
+                self.close_follow_up(&f, FollowUpState::Done, user, &format!("trigger:{}", ev.trigger_id))
+                    .await
+            }
+            Ok(None) => "That follow-up no longer exists.".to_string(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a follow-up");
+                "⚠️ I cannot reach my database right now; nothing was changed. Please try again in a minute.".into()
+            }
+        };
+        if channel.starts_with('D') || channel.is_empty() {
+            let (web, user, answer) = (self.web.clone(), user.to_string(), answer);
+            tokio::spawn(async move {
+                if let Err(e) = web.post(&user, blocks::text(&answer), None).await {
+                    tracing::warn!(error = %e, "cannot answer a follow-up click in a DM");
+                }
+            });
+        } else {
+            self.tell(channel, user, &answer);
         }
     }
 
@@ -626,15 +898,33 @@ impl Handler {
                     .map(|(services, footprint)| Change::Impact { services, footprint }),
                 "customers",
             ),
-            _ => (forms::parse_resolve(values), "summary"),
+            FOLLOW_UP_CALLBACK => (
+                forms::parse_follow_up(values, self.today()).map(|f| Change::AddFollowUps(vec![f])),
+                "text",
+            ),
+            _ => (forms::parse_resolve(values, self.today()), "summary"),
         };
         let change = match change {
             Ok(c) => c,
             Err(field_errors) => return errors(field_errors),
         };
+        // Owners must be people of this workspace (one users.info call; forms pick one owner).
+        let owner = match &change {
+            Change::AddFollowUps(items) => items.first().and_then(|f| f.owner.clone()).map(|o| (o, "owner")),
+            Change::Resolve { follow_ups, .. } => follow_ups
+                .first()
+                .and_then(|f| f.owner.clone())
+                .map(|o| (o, "follow_ups_owner")),
+            _ => None,
+        };
+        if let Some((owner, block)) = owner {
+            if let Err(why) = self.check_person(&owner).await {
+                return errors([(block, why)]);
+            }
+        }
         let key = format!("view:{}", view["id"].as_str().unwrap_or_default());
         match self.change(id, &change, &actor, &key).await {
-            Ok(()) => SlackInteractionResponse::Empty,
+            Ok(_) => SlackInteractionResponse::Empty,
             Err(message) => errors([(field, message)]),
         }
     }
@@ -674,6 +964,22 @@ impl Handler {
                 )])
             }
         }
+    }
+}
+
+/// What the person who typed a command is told after it was applied (most changes show
+/// themselves in the channel; these would otherwise pass silently).
+fn confirmation(change: &Change, incident: &Incident, applied: Option<&Applied>) -> Option<String> {
+    match change {
+        Change::Note { .. } => Some(format!("📝 Noted on the {} timeline.", incident.number)),
+        Change::AddFollowUps(_) => Some(match applied.and_then(|a| a.follow_ups.first()) {
+            Some(f) => format!(
+                "➕ Added follow-up #{} to {}. `/incident followups` lists them.",
+                f.seq, incident.number
+            ),
+            None => format!("That follow-up was already added to {}.", incident.number),
+        }),
+        _ => None,
     }
 }
 

@@ -265,6 +265,21 @@ impl SlackWeb {
         Ok((text, link))
     }
 
+    /// Whether `user` can own work here: `Ok(Err(why))` for an unknown, deactivated or bot
+    /// user (said so the person can fix it), `Ok(Ok(name))` with their handle otherwise.
+    pub async fn check_person(&self, user: &str) -> SlackResult<Result<String, String>> {
+        let req = SlackApiUsersInfoRequest::new(SlackUserId(user.into()));
+        match call!(self, "users.info", |s| s.users_info(&req)) {
+            Ok(r) if r.user.deleted == Some(true) => Ok(Err(format!("<@{user}> is deactivated; pick someone active."))),
+            Ok(r) if r.user.flags.is_bot == Some(true) => Ok(Err(format!("<@{user}> is a bot; pick a person."))),
+            Ok(r) => Ok(Ok(r.user.name.unwrap_or_else(|| user.to_string()))),
+            Err(e) if e.code() == Some("user_not_found") => Ok(Err(format!(
+                "I cannot find the user `{user}` in this workspace; type @ and pick a person."
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn open_view(&self, trigger_id: &str, view: SlackView) -> SlackResult<()> {
         let req = SlackApiViewsOpenRequest::new(SlackTriggerId(trigger_id.into()), view);
         call!(self, "views.open", |s| s.views_open(&req))?;
