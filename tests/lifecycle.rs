@@ -133,10 +133,20 @@ async fn the_whole_lifecycle_through_commands_buttons_and_forms() {
     )
     .await
     .unwrap();
+    // A SEV2 closes only after its post-incident review.
+    let refused = stack.command("U0CAROL", &ch, "close").await.unwrap();
+    assert!(refused.contains("post-incident review"), "{refused}");
+    assert_eq!(current(&stack, 1).await.status, Status::Resolved);
+    let done = stack
+        .command("U0CAROL", &ch, "pir done <https://wiki.example/pir/inc-1>")
+        .await
+        .unwrap();
+    assert_eq!(done, "");
     assert_eq!(stack.command("U0CAROL", &ch, "close").await.unwrap(), "");
     stack.settle().await;
     let inc = current(&stack, 1).await;
     assert_eq!(inc.status, Status::Closed);
+    assert_eq!(inc.pir_link.as_deref(), Some("https://wiki.example/pir/inc-1"));
     assert_eq!(inc.roles.get("comms").map(UserId::as_str), Some("U0DAVE"));
     assert_eq!(inc.root_cause, "change / deploy");
     assert!(inc.mitigated_at.unwrap() <= inc.resolved_at.unwrap());
@@ -180,6 +190,8 @@ async fn the_whole_lifecycle_through_commands_buttons_and_forms() {
         "status",
         "update",
         "status",
+        "pir",
+        "pir",
         "status",
     ];
     assert_eq!(kinds, expected);
