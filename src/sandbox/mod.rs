@@ -470,6 +470,24 @@ impl Sandbox {
         self.shared.hub.disconnect_all(reason);
     }
 
+    /// Silences every open connection: nothing more reaches the app on them (no pongs to its
+    /// pings, no envelopes), while the sandbox still reads what the app sends. Envelopes keep
+    /// being routed to them until the app closes them; then what they held is redelivered.
+    /// New connections are not silenced.
+    pub fn silence_connections(&self) {
+        self.shared.hub.silence_all();
+    }
+
+    /// Silenced connections the app has not closed yet.
+    pub fn silent_connections(&self) -> usize {
+        self.shared.hub.silent_count()
+    }
+
+    /// Socket Mode connections opened since start (each reconnect counts).
+    pub fn connections_opened(&self) -> usize {
+        self.shared.hub.opened()
+    }
+
     /// Drops every connection's TCP stream without a close frame or a `disconnect` message.
     pub fn drop_all_connections(&self) {
         self.shared.hub.drop_all();

@@ -38,15 +38,25 @@ pub struct SocketOptions {
     pub connections: u32,
     pub reconnect_secs: u64,
     pub initial_backoff_secs: u64,
+    /// slack-morphism pings every `ping_secs` (whole seconds, at least 1) and drops the
+    /// connection, then reconnects, at the first ping after more than
+    /// `ping_secs × missed_pongs` seconds without a pong.
+    pub ping_secs: u64,
+    pub missed_pongs: u64,
 }
 
 impl Default for SocketOptions {
     fn default() -> Self {
-        // Two connections so a refresh never leaves the app without one.
+        // Two connections so a refresh never leaves the app without one. A dead connection is
+        // dropped 7–8 s after its last pong (slack-morphism's default is 80–90 s). Pongs are
+        // read between envelopes, so the window must exceed the longest handler (bounded by
+        // ACK_BUDGET): 6 s leaves room.
         SocketOptions {
             connections: 2,
             reconnect_secs: 2,
             initial_backoff_secs: 1,
+            ping_secs: 2,
+            missed_pongs: 3,
         }
     }
 }
@@ -92,7 +102,9 @@ impl SocketMode {
         let config = SlackClientSocketModeConfig::new()
             .with_max_connections_count(opts.connections.max(1))
             .with_reconnect_timeout_in_seconds(opts.reconnect_secs)
-            .with_initial_backoff_in_seconds(opts.initial_backoff_secs);
+            .with_initial_backoff_in_seconds(opts.initial_backoff_secs)
+            .with_ping_interval_in_seconds(opts.ping_secs.max(1))
+            .with_ping_failure_threshold_times(opts.missed_pongs.max(1));
         let listener = SlackClientSocketModeListener::new(&config, env, callbacks);
         listener
             .listen_for(&SlackApiToken::new(app_token.expose().into()))
