@@ -81,6 +81,15 @@ struct Liveness {
     idle: Notify,
 }
 
+/// Longest a callback may work before its ack goes out anyway, saying "try again": Slack's
+/// deadline is 3 s from sending, and the envelope spends some of that on the wire. Only the
+/// database can take this long (a held lock, an unreachable server); the unfinished work is
+/// dropped, which rolls its transaction back, so nothing is half written.
+const ACK_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The answer when the database does not answer within [`ACK_BUDGET`] (or fails).
+const TRY_AGAIN: &str = "⚠️ I cannot reach my database right now; nothing was changed. Please try again in a minute.";
+
 /// How long [`SocketMode::shutdown`] waits for envelopes being handled (Slack's ack deadline).
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -231,7 +240,15 @@ async fn on_command(
 ) -> UserCallbackResult<SlackCommandEventResponse> {
     let _timer = EnvelopeTimer::start("command", &states).await;
     let h = handler_of(&states).await;
-    Ok(h.command(event).await)
+    match tokio::time::timeout(ACK_BUDGET, h.command(event)).await {
+        Ok(response) => Ok(response),
+        Err(_) => {
+            tracing::error!(
+                "a command was not handled within {ACK_BUDGET:?} (database unavailable?); answered \"try again\""
+            );
+            Ok(ephemeral(TRY_AGAIN))
+        }
+    }
 }
 
 async fn on_interaction(
@@ -241,7 +258,69 @@ async fn on_interaction(
 ) -> UserCallbackResult<SlackInteractionResponse> {
     let _timer = EnvelopeTimer::start("interaction", &states).await;
     let h = handler_of(&states).await;
-    Ok(h.interaction(event).await)
+    let fallback = TooSlow::of(&event);
+    match tokio::time::timeout(ACK_BUDGET, h.interaction(event)).await {
+        Ok(response) => Ok(response),
+        Err(_) => {
+            tracing::error!(
+                "an interaction was not handled within {ACK_BUDGET:?} (database unavailable?); answered \"try again\""
+            );
+            Ok(fallback.answer(&h))
+        }
+    }
+}
+
+/// Where to say "try again" when an interaction runs out of [`ACK_BUDGET`].
+enum TooSlow {
+    /// Under this input block of the submitted form (which stays open).
+    Field(&'static str),
+    /// Ephemerally to the user who clicked, in the channel.
+    Tell {
+        channel: String,
+        user: UserId,
+    },
+    Nothing,
+}
+
+impl TooSlow {
+    fn of(event: &SlackInteractionEvent) -> TooSlow {
+        match event {
+            SlackInteractionEvent::ViewSubmission(ev) => {
+                let view = serde_json::to_value(&ev.view).unwrap_or_default();
+                match view["callback_id"].as_str().unwrap_or_default() {
+                    DECLARE_CALLBACK => TooSlow::Field("title"),
+                    UPDATE_CALLBACK => TooSlow::Field("known"),
+                    IMPACT_CALLBACK => TooSlow::Field("customers"),
+                    RESOLVE_CALLBACK => TooSlow::Field("summary"),
+                    _ => TooSlow::Nothing,
+                }
+            }
+            SlackInteractionEvent::BlockActions(ev) => {
+                match (
+                    ev.channel.as_ref(),
+                    ev.user.as_ref().and_then(|u| UserId::parse(u.id.as_ref()).ok()),
+                ) {
+                    (Some(channel), Some(user)) => TooSlow::Tell {
+                        channel: channel.id.to_string(),
+                        user,
+                    },
+                    _ => TooSlow::Nothing,
+                }
+            }
+            _ => TooSlow::Nothing,
+        }
+    }
+
+    fn answer(self, h: &Handler) -> SlackInteractionResponse {
+        match self {
+            TooSlow::Field(field) => errors([(field, TRY_AGAIN.to_string())]),
+            TooSlow::Tell { channel, user } => {
+                h.tell(&channel, &user, TRY_AGAIN);
+                SlackInteractionResponse::Empty
+            }
+            TooSlow::Nothing => SlackInteractionResponse::Empty,
+        }
+    }
 }
 
 async fn on_push(
