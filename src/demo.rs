@@ -51,6 +51,7 @@ pub fn fast_options() -> BotOptions {
             ..Default::default()
         },
         http_listen: None,
+        web_timeout: None,
     }
 }
 
