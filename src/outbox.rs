@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 /// Which side effect a job performs. Stored as its snake_case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -195,7 +196,15 @@ pub async fn run<R: Runner>(db: Db, runner: Arc<R>, wake: Arc<Notify>, shutdown:
                         }
                     };
                     let id = job.id;
-                    finish(&db, &*runner, job, &opts).await;
+                    // The runner records `incident` (the number) once it has loaded the incident.
+                    let span = tracing::info_span!(
+                        "outbox_job",
+                        job = id,
+                        kind = job.kind.as_str(),
+                        incident_id = incident.0,
+                        incident = tracing::field::Empty
+                    );
+                    finish(&db, &*runner, job, &opts).instrument(span).await;
                     queues.lock().unwrap_or_else(|p| p.into_inner()).jobs.remove(&id);
                     // Its follow-on jobs (or its retry) may be due now.
                     wake.notify_one();

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 /// Everything a callback needs; registered as slack-morphism user state.
 pub struct Handler {
@@ -240,7 +241,11 @@ async fn on_command(
 ) -> UserCallbackResult<SlackCommandEventResponse> {
     let _timer = EnvelopeTimer::start("command", &states).await;
     let h = handler_of(&states).await;
-    match tokio::time::timeout(ACK_BUDGET, h.command(event)).await {
+    let span = envelope_span("command");
+    match tokio::time::timeout(ACK_BUDGET, h.command(event).instrument(span.clone()))
+        .instrument(span)
+        .await
+    {
         Ok(response) => Ok(response),
         Err(_) => {
             tracing::error!(
@@ -259,7 +264,11 @@ async fn on_interaction(
     let _timer = EnvelopeTimer::start("interaction", &states).await;
     let h = handler_of(&states).await;
     let fallback = TooSlow::of(&event);
-    match tokio::time::timeout(ACK_BUDGET, h.interaction(event)).await {
+    let span = envelope_span("interaction");
+    match tokio::time::timeout(ACK_BUDGET, h.interaction(event).instrument(span.clone()))
+        .instrument(span)
+        .await
+    {
         Ok(response) => Ok(response),
         Err(_) => {
             tracing::error!(
@@ -268,6 +277,22 @@ async fn on_interaction(
             Ok(fallback.answer(&h))
         }
     }
+}
+
+/// The span every envelope is handled in; `incident` is recorded once the handler knows it
+/// (see [`tag`]), and work spawned from the handler stays in it.
+fn envelope_span(kind: &'static str) -> tracing::Span {
+    tracing::info_span!("envelope", kind, incident = tracing::field::Empty)
+}
+
+/// Spawns work off the ack path, in the envelope's span.
+fn spawn_here(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    tokio::spawn(work.in_current_span());
+}
+
+/// Records the incident an envelope is about on its span (`incident = "INC-42"`).
+fn tag(number: &crate::incident::model::IncidentNumber) {
+    tracing::Span::current().record("incident", tracing::field::display(number));
 }
 
 /// Where to say "try again" when an interaction runs out of [`ACK_BUDGET`].
@@ -330,6 +355,7 @@ async fn on_push(
 ) -> UserCallbackResult<()> {
     let _timer = EnvelopeTimer::start("push", &states).await;
     let h = handler_of(&states).await;
+    let _span = envelope_span("push").entered();
     if h.foreign(event.team_id.as_ref()) {
         return Ok(());
     }
@@ -373,6 +399,8 @@ impl Handler {
             return ephemeral("This bot serves another workspace.");
         }
         let text = event.text.as_deref().unwrap_or_default();
+        // What people type is only logged at debug level.
+        tracing::debug!(text, "slash command");
         let command = match commands::parse(text) {
             Ok(c) => c,
             Err(problem) => return ephemeral(&format!("{problem}\n{}", commands::USAGE)),
@@ -395,7 +423,10 @@ impl Handler {
             } => self.report(&event, &user, period, service, public).await,
             other => {
                 let incident = match self.db.incident_by_channel(event.channel_id.as_ref()).await {
-                    Ok(Some(i)) => i,
+                    Ok(Some(i)) => {
+                        tag(&i.number);
+                        i
+                    }
                     Ok(None) => {
                         return ephemeral(
                             "Run that in the incident's own channel (`/incident list` shows them); \
@@ -484,6 +515,7 @@ impl Handler {
             .await
         {
             Ok(Ok(applied)) => {
+                tag(&applied.incident.number);
                 tracing::info!(incident = %applied.incident.number, change = ?std::mem::discriminant(change), "incident changed");
                 self.wake_outbox.notify_one();
                 self.wake_reminders.notify_one();
@@ -548,7 +580,7 @@ impl Handler {
 
     fn spawn_open(&self, trigger: String, channel: String, user: String, view: serde_json::Value) {
         let web = self.web.clone();
-        tokio::spawn(async move {
+        spawn_here(async move {
             let result = match blocks::modal(view) {
                 Ok(view) => web.open_view(&trigger, view).await.map_err(|e| e.to_string()),
                 Err(e) => Err(format!("bug: the modal does not fit Slack's model: {e}")),
@@ -608,7 +640,10 @@ impl Handler {
             return;
         };
         let incident = match self.db.incident(id).await {
-            Ok(i) => i,
+            Ok(i) => {
+                tag(&i.number);
+                i
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "button for an unknown incident");
                 return;
@@ -662,7 +697,7 @@ impl Handler {
     /// note. Spawned: it needs two Slack calls, and the ack must not wait for them.
     fn pin_to_timeline(self: &Arc<Self>, user: String, channel: String, ts: String) {
         let h = self.clone();
-        tokio::spawn(async move {
+        spawn_here(async move {
             let Ok(actor) = UserId::parse(&user) else { return };
             let incident = match h.db.incident_by_channel(&channel).await {
                 Ok(Some(i)) => i,
@@ -693,7 +728,7 @@ impl Handler {
             user.to_string(),
             text.to_string(),
         );
-        tokio::spawn(async move {
+        spawn_here(async move {
             if let Err(e) = web.post_ephemeral(&channel, &user, blocks::text(&text)).await {
                 tracing::warn!(error = %e, "cannot post an ephemeral message");
             }
@@ -746,6 +781,7 @@ impl Handler {
             .await
         {
             Ok(DeclareOutcome::Created(incident)) => {
+                tag(&incident.number);
                 METRICS.incidents_declared.inc(&[incident.severity.as_str()]);
                 tracing::info!(incident = %incident.number, severity = %incident.severity, private = incident.is_private, "incident declared");
                 self.wake_outbox.notify_one();
