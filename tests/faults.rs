@@ -43,10 +43,11 @@ async fn a_fifth_of_web_api_calls_fail_and_nothing_is_lost_or_doubled() {
     let faults = stack.sandbox.fault_counts();
     let calls = stack.sandbox.calls().len();
     println!(
-        "{SCALED:?} in {:.1} s: {calls} Web API calls, faults {faults:?}; form retries {}; \
+        "{SCALED:?} in {:.1} s: {calls} Web API calls, faults {faults:?}; form retries {}; reminders posted {}; \
          ack p99 {:?}; declare→ready p50 {:?} p99 {:?}",
         report.wall.as_secs_f64(),
         report.form_retries,
+        report.reminders_posted,
         percentile(&report.acks, 99.0),
         percentile(&report.ready, 50.0),
         percentile(&report.ready, 99.0),

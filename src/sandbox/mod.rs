@@ -620,6 +620,18 @@ impl Sandbox {
         self.shared.state().view(view_id).cloned()
     }
 
+    /// The ids of the views opened for `user`, oldest first (cheaper than
+    /// [`Sandbox::views_opened`] when there are many).
+    pub fn view_ids_for(&self, user: &str) -> Vec<String> {
+        let state = self.shared.state();
+        state
+            .views
+            .iter()
+            .filter(|v| v.user == user)
+            .map(|v| v.id.clone())
+            .collect()
+    }
+
     /// Every view opened, most recent last.
     pub fn views_opened(&self) -> Vec<View> {
         self.shared.state().views.clone()

@@ -101,17 +101,11 @@ async fn open_form(
     report: &Mutex<Report>,
 ) -> anyhow::Result<String> {
     for _ in 0..20 {
-        let before = stack.sandbox.views_opened().iter().filter(|v| v.user == user).count();
+        let before = stack.sandbox.view_ids_for(user).len();
         let ack = stack.sandbox.slash_command(user, channel, text).await?;
         report.lock().unwrap().acks.push(ack.latency);
         let opened = wait_for(Duration::from_millis(3_500), || async {
-            stack
-                .sandbox
-                .views_opened()
-                .into_iter()
-                .filter(|v| v.user == user)
-                .nth(before)
-                .map(|v| v.id)
+            stack.sandbox.view_ids_for(user).into_iter().nth(before)
         })
         .await;
         if let Some(id) = opened {
@@ -218,15 +212,22 @@ pub async fn run(stack: &LocalStack, size: Size) -> anyhow::Result<Report> {
         report.lock().unwrap().acks.push(ack.latency);
     }
     let reminders_fired = async {
-        let fired = wait_for(Duration::from_secs(120), || async {
-            let n = stack.db.fired_reminders().await.ok()?.len();
-            (n >= size.reminders).then_some(n)
-        })
-        .await;
+        // Polled every 100 ms: the query reads every reminder event.
+        let polling = Instant::now();
+        let fired = loop {
+            match stack.db.fired_reminders().await.map(|r| r.len()) {
+                Ok(n) if n >= size.reminders => break Some(n),
+                _ if polling.elapsed() > Duration::from_secs(120) => break None,
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
         for (i, incident) in reminded.iter().enumerate() {
             let channel = incident.channel_id.clone().unwrap_or_default();
             let ack = sb.slash_command(&worker(i % size.workers), &channel, "cancel").await?;
             report.lock().unwrap().acks.push(ack.latency);
+            if let Some(text) = ack.payload.as_ref().and_then(|p| p["text"].as_str()) {
+                anyhow::bail!("canceling {} was refused: {text}", incident.number);
+            }
         }
         fired.ok_or_else(|| anyhow::anyhow!("fewer than {} reminders fired within 120 s", size.reminders))
     };
