@@ -17,6 +17,16 @@
 //! BENCH_DATABASE_URL=postgres://… cargo bench --bench declare
 //! ```
 //! On PostgreSQL every phase runs in a fresh schema `bench_<uuid>`, dropped at the end.
+//!
+//! `--faults` runs instead the soak of `tests/faults.rs` at the issue's full size (200 declares,
+//! 1,000 updates, 500 reminders; `--scale 0.2` for a fifth), once without faults and once with
+//! 20 % of Web API calls failing (429 + `Retry-After: 1`, 500, or a timeout past the bot's 2 s
+//! limit), and prints ack latency (every command and submission) and declare → ready
+//! (submission to channel + pinned card + announcement, polled every 20 ms) for both, with the
+//! run's audit (nothing lost, nothing doubled).
+//! ```sh
+//! cargo bench --bench declare -- --faults [--pg] [--scale 0.2]
+//! ```
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +35,9 @@ use incident_bot::demo::{declare_values, demo_policy, fast_options, wait_for, Lo
 use incident_bot::sandbox::{self, Sandbox, SandboxOptions};
 use serde_json::json;
 use tokio::time::MissedTickBehavior;
+
+#[path = "../tests/common/soak.rs"]
+mod soak;
 
 const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const ACK_COMMANDS: usize = 2_000;
@@ -567,6 +580,13 @@ async fn main() -> anyhow::Result<()> {
             .init();
     }
     let mut backend = Backend::from_env_and_args();
+    if std::env::args().any(|a| a == "--faults") {
+        let outcome = fault_mode(&mut backend).await;
+        if let Err(e) = backend.drop_schemas().await {
+            println!("(could not drop the bench schemas: {e:#})");
+        }
+        return outcome;
+    }
     println!(
         "incident-bot issue-2 bench on {} · {} CPUs · bench runtime: tokio multi-thread",
         backend.label(),
@@ -636,5 +656,85 @@ async fn main() -> anyhow::Result<()> {
         load_average()
     );
     println!("targets: ack p99 ≤ 5 ms, declare-to-ready p99 ≤ 50 ms, idle RSS ≤ 20 MB");
+    Ok(())
+}
+
+/// `--faults`: the soak without faults, then under the 20 % fault mix.
+async fn fault_mode(backend: &mut Backend) -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let scale: f64 = args
+        .iter()
+        .position(|a| a == "--scale")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0);
+    let scaled = |n: usize| ((n as f64 * scale).round() as usize).max(1);
+    let size = soak::Size {
+        declares: scaled(soak::FULL.declares).max(2),
+        updates: scaled(soak::FULL.updates),
+        reminders: scaled(soak::FULL.reminders),
+        workers: soak::FULL.workers,
+    };
+    println!(
+        "incident-bot fault-mix bench on {} · {} CPUs · {size:?}",
+        backend.label(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("load average before: {}", load_average());
+    let mut rows = Vec::new();
+    for (label, mix) in [
+        ("no faults", None),
+        ("20% faults", Some(sandbox::FaultMix::twenty_percent(7, soak::HOLD))),
+    ] {
+        let db = backend.fresh_schema();
+        let mut stack = LocalStack::start(
+            db.as_ref().map(|(url, schema)| (url.as_str(), Some(schema.as_str()))),
+            soak::soak_policy(),
+            soak::soak_options(),
+        )
+        .await?;
+        stack.sandbox.set_fault_mix(mix);
+        let report = soak::run(&stack, size).await?;
+        stack.sandbox.set_fault_mix(None);
+        let faults = stack.sandbox.fault_counts();
+        let calls = stack.sandbox.calls().len();
+        println!(
+            "[{label}] {:.1} s, {calls} Web API calls, faults {faults:?} ({:.1} %), form retries {}",
+            report.wall.as_secs_f64(),
+            100.0 * faults.total() as f64 / calls.max(1) as f64,
+            report.form_retries
+        );
+        println!(
+            "    audit: {} of {} updates posted once in channel and thread, {} reminders posted; problems: {}",
+            report.updates_posted,
+            size.updates,
+            report.reminders_posted,
+            if report.problems.is_empty() {
+                "none".to_string()
+            } else {
+                format!("{} e.g. {}", report.problems.len(), report.problems[0])
+            }
+        );
+        rows.push((label, report));
+        stack.stop_bot().await;
+        stack.db.close().await;
+    }
+    println!();
+    println!("── summary ({}, {size:?}) ──", backend.label());
+    for (label, r) in &rows {
+        println!(
+            "{label:>10}: ack p50 {}  p99 {}  max {} (n={}) · declare → ready p50 {}  p99 {}  max {} (n={}) · wall {:.0} s",
+            ms(soak::percentile(&r.acks, 50.0)),
+            ms(soak::percentile(&r.acks, 99.0)),
+            ms(soak::percentile(&r.acks, 100.0)),
+            r.acks.len(),
+            ms(soak::percentile(&r.ready, 50.0)),
+            ms(soak::percentile(&r.ready, 99.0)),
+            ms(soak::percentile(&r.ready, 100.0)),
+            r.ready.len(),
+            r.wall.as_secs_f64()
+        );
+    }
+    println!("load average after: {}", load_average());
     Ok(())
 }

@@ -23,6 +23,8 @@ pub struct BotOptions {
     /// Serves `/healthz`, `/readyz`, `/metrics` here when `Settings::http_listen` is unset
     /// (tests pass `127.0.0.1:0`).
     pub http_listen: Option<SocketAddr>,
+    /// How long one Web API call may take before it counts as failed (default 10 s).
+    pub web_timeout: Option<std::time::Duration>,
 }
 
 /// A running bot.
@@ -43,7 +45,10 @@ impl Bot {
     /// Checks the bot token (`auth.test`), starts the outbox (which re-drives work left
     /// pending by a previous run) and connects Socket Mode.
     pub async fn start(settings: &Settings, db: Db, opts: BotOptions) -> anyhow::Result<Bot> {
-        let web = SlackWeb::new(&settings.slack)?;
+        let mut web = SlackWeb::new(&settings.slack)?;
+        if let Some(timeout) = opts.web_timeout {
+            web = web.with_timeout(timeout);
+        }
         let identity = web
             .auth_test()
             .await

@@ -40,6 +40,10 @@ pub fn fast_options() -> BotOptions {
             connections: 2,
             reconnect_secs: 1,
             initial_backoff_secs: 0,
+            // A silent connection is dropped 3–4 s after its last pong; handlers up to ~2 s
+            // (the ack budget) do not trip it.
+            ping_secs: 1,
+            missed_pongs: 2,
         },
         reminders: crate::reminder::ReminderOptions {
             max_sleep: Duration::from_millis(500),
@@ -47,6 +51,7 @@ pub fn fast_options() -> BotOptions {
             ..Default::default()
         },
         http_listen: None,
+        web_timeout: None,
     }
 }
 
@@ -66,7 +71,17 @@ impl LocalStack {
         policy: Policy,
         opts: BotOptions,
     ) -> anyhow::Result<LocalStack> {
-        let sandbox = Sandbox::start(SandboxOptions::default()).await?;
+        Self::start_with_sandbox(database, policy, opts, SandboxOptions::default()).await
+    }
+
+    /// [`LocalStack::start`] with the sandbox's timing rules (e.g. a longer ack deadline).
+    pub async fn start_with_sandbox(
+        database: Option<(&str, Option<&str>)>,
+        policy: Policy,
+        opts: BotOptions,
+        sandbox_opts: SandboxOptions,
+    ) -> anyhow::Result<LocalStack> {
+        let sandbox = Sandbox::start(sandbox_opts).await?;
         let (db, sqlite_file) = match database {
             Some((url, schema)) => (Db::connect_with(url, schema).await?, None),
             None => {

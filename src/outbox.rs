@@ -8,9 +8,10 @@
 use crate::db::{Db, JobUpdate};
 use crate::incident::model::IncidentId;
 use chrono::{DateTime, Utc};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 /// Which side effect a job performs. Stored as its snake_case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -151,8 +152,17 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
 
 /// Drives due jobs until `shutdown` is notified. `wake` is notified by flows after they
 /// enqueue, so new work starts at once instead of at the next poll.
+///
+/// One task per incident runs that incident's jobs in claim order, so notices reach people in
+/// the order the changes happened, while different incidents proceed in parallel. A job claimed
+/// for an incident whose task is still running joins that task's queue, so one incident waiting
+/// out a `Retry-After` or a timeout never holds up the others. On shutdown the jobs already
+/// claimed are finished.
 pub async fn run<R: Runner>(db: Db, runner: Arc<R>, wake: Arc<Notify>, shutdown: Arc<Notify>, opts: OutboxOptions) {
+    let queues: Arc<Mutex<Queues>> = Arc::default();
+    let mut tasks = tokio::task::JoinSet::new();
     loop {
+        while tasks.try_join_next().is_some() {}
         let now = Utc::now();
         let claimed = match db.claim_jobs(now, opts.lease, opts.batch).await {
             Ok(jobs) => jobs,
@@ -160,37 +170,56 @@ pub async fn run<R: Runner>(db: Db, runner: Arc<R>, wake: Arc<Notify>, shutdown:
                 tracing::warn!(error = %e, "outbox: cannot claim jobs; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = shutdown.notified() => return,
+                    _ = shutdown.notified() => break,
                 }
             }
         };
-        if !claimed.is_empty() {
-            // One task per incident, its jobs in claim order: notices reach people in the order
-            // the changes happened, while different incidents proceed in parallel.
-            let mut per_incident: Vec<Vec<Job>> = Vec::new();
-            for job in claimed {
-                match per_incident
-                    .iter_mut()
-                    .find(|group| group[0].incident_id == job.incident_id)
-                {
-                    Some(group) => group.push(job),
-                    None => per_incident.push(vec![job]),
-                }
+        let mut fresh = 0;
+        for job in claimed {
+            let mut q = queues.lock().unwrap_or_else(|p| p.into_inner());
+            // Still queued from an earlier claim (its lease ran out while it waited): it runs once.
+            if !q.jobs.insert(job.id) {
+                continue;
             }
-            let handles: Vec<_> = per_incident
-                .into_iter()
-                .map(|jobs| {
-                    let (db, runner, opts) = (db.clone(), runner.clone(), opts.clone());
-                    tokio::spawn(async move {
-                        for job in jobs {
-                            finish(&db, &*runner, job, &opts).await;
+            fresh += 1;
+            let incident = job.incident_id;
+            if let Some(queue) = q.incidents.get_mut(&incident) {
+                queue.push_back(job);
+                continue;
+            }
+            q.incidents.insert(incident, std::collections::VecDeque::from([job]));
+            drop(q);
+            let (db, runner, opts, queues, wake) =
+                (db.clone(), runner.clone(), opts.clone(), queues.clone(), wake.clone());
+            tasks.spawn(async move {
+                loop {
+                    let job = {
+                        let mut q = queues.lock().unwrap_or_else(|p| p.into_inner());
+                        match q.incidents.get_mut(&incident).and_then(|queue| queue.pop_front()) {
+                            Some(job) => job,
+                            None => {
+                                q.incidents.remove(&incident);
+                                return;
+                            }
                         }
-                    })
-                })
-                .collect();
-            for h in handles {
-                let _ = h.await;
-            }
+                    };
+                    let id = job.id;
+                    // The runner records `incident` (the number) once it has loaded the incident.
+                    let span = tracing::info_span!(
+                        "outbox_job",
+                        job = id,
+                        kind = job.kind.as_str(),
+                        incident_id = incident.0,
+                        incident = tracing::field::Empty
+                    );
+                    finish(&db, &*runner, job, &opts).instrument(span).await;
+                    queues.lock().unwrap_or_else(|p| p.into_inner()).jobs.remove(&id);
+                    // Its follow-on jobs (or its retry) may be due now.
+                    wake.notify_one();
+                }
+            });
+        }
+        if fresh > 0 {
             continue;
         }
         let sleep = match db.next_job_due().await {
@@ -203,9 +232,17 @@ pub async fn run<R: Runner>(db: Db, runner: Arc<R>, wake: Arc<Notify>, shutdown:
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = wake.notified() => {}
-            _ = shutdown.notified() => return,
+            _ = shutdown.notified() => break,
         }
     }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// The jobs claimed and not yet finished: per incident in claim order, and all their ids.
+#[derive(Default)]
+struct Queues {
+    incidents: std::collections::HashMap<IncidentId, std::collections::VecDeque<Job>>,
+    jobs: std::collections::HashSet<i64>,
 }
 
 async fn finish<R: Runner>(db: &Db, runner: &R, job: Job, opts: &OutboxOptions) {

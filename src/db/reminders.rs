@@ -53,6 +53,8 @@ impl Db {
                             (EventKind::Breach, details.clone(), vec![(JobKind::Escalate, details), (JobKind::Escalate, thread)])
                         }
                     };
+                    tracing::info_span!("reminder", incident = %incident.number)
+                        .in_scope(|| tracing::info!(kind = kind.as_str(), late = details["late"].as_bool(), "SLA clock fired"));
                     insert_event!(tx, incident.id.0, at, BOT_ACTOR, kind.as_str(), details.to_string())?;
                     for (job, payload) in jobs.into_iter().filter(|_| incident.channel_id.is_some()) {
                         sqlx::query(INSERT_JOB)

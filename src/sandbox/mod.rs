@@ -89,6 +89,54 @@ pub enum Fault {
     Slow(Duration),
     /// HTTP 200 with `{"ok":false,"error":<code>}`.
     ApiError(String),
+    /// Hold the call this long without processing it, then answer HTTP 504: the request never
+    /// reached Slack's backend (a stuck edge or load balancer), so nothing happened and a
+    /// client that gave up earlier may retry safely. ([`Fault::Slow`] is the other kind of
+    /// timeout: processed, answered late.)
+    Timeout(Duration),
+}
+
+/// A random fault on a share of all Web API calls: each call independently fails with
+/// probability `rate`, as one of 429 (with `Retry-After`), 500 or a [`Fault::Timeout`], chosen
+/// with equal odds. The draws come from a generator seeded with `seed`, so a run's fault
+/// sequence is reproducible (which call gets which draw still depends on arrival order).
+/// Faults queued with [`Sandbox::inject_fault`] take precedence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultMix {
+    pub rate: f64,
+    pub seed: u64,
+    pub retry_after_secs: u64,
+    /// How long a timed-out call is held (longer than the client's timeout).
+    pub timeout: Duration,
+    /// Methods never faulted (e.g. `apps.connections.open`).
+    pub spare: Vec<String>,
+}
+
+impl FaultMix {
+    /// 20 % of calls: 429 with `Retry-After: 1`, 500, or held `timeout` unprocessed.
+    pub fn twenty_percent(seed: u64, timeout: Duration) -> FaultMix {
+        FaultMix {
+            rate: 0.2,
+            seed,
+            retry_after_secs: 1,
+            timeout,
+            spare: vec!["apps.connections.open".into()],
+        }
+    }
+}
+
+/// How many faults a [`FaultMix`] injected, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    pub rate_limited: usize,
+    pub server_errors: usize,
+    pub timeouts: usize,
+}
+
+impl FaultCounts {
+    pub fn total(&self) -> usize {
+        self.rate_limited + self.server_errors + self.timeouts
+    }
 }
 
 /// One Web API call as the sandbox saw it.
@@ -470,6 +518,24 @@ impl Sandbox {
         self.shared.hub.disconnect_all(reason);
     }
 
+    /// Silences every open connection: nothing more reaches the app on them (no pongs to its
+    /// pings, no envelopes), while the sandbox still reads what the app sends. Envelopes keep
+    /// being routed to them until the app closes them; then what they held is redelivered.
+    /// New connections are not silenced.
+    pub fn silence_connections(&self) {
+        self.shared.hub.silence_all();
+    }
+
+    /// Silenced connections the app has not closed yet.
+    pub fn silent_connections(&self) -> usize {
+        self.shared.hub.silent_count()
+    }
+
+    /// Socket Mode connections opened since start (each reconnect counts).
+    pub fn connections_opened(&self) -> usize {
+        self.shared.hub.opened()
+    }
+
     /// Drops every connection's TCP stream without a close frame or a `disconnect` message.
     pub fn drop_all_connections(&self) {
         self.shared.hub.drop_all();
@@ -554,6 +620,18 @@ impl Sandbox {
         self.shared.state().view(view_id).cloned()
     }
 
+    /// The ids of the views opened for `user`, oldest first (cheaper than
+    /// [`Sandbox::views_opened`] when there are many).
+    pub fn view_ids_for(&self, user: &str) -> Vec<String> {
+        let state = self.shared.state();
+        state
+            .views
+            .iter()
+            .filter(|v| v.user == user)
+            .map(|v| v.id.clone())
+            .collect()
+    }
+
     /// Every view opened, most recent last.
     pub fn views_opened(&self) -> Vec<View> {
         self.shared.state().views.clone()
@@ -598,6 +676,20 @@ impl Sandbox {
     }
 
     // ----- Faults -----
+
+    /// From now on, a random share of Web API calls fail (see [`FaultMix`]); `None` stops it.
+    pub fn set_fault_mix(&self, mix: Option<FaultMix>) {
+        let mut state = self.shared.state();
+        state.fault_rng = mix
+            .as_ref()
+            .map(|m| <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(m.seed));
+        state.fault_mix = mix;
+    }
+
+    /// The faults injected by the [`FaultMix`] so far.
+    pub fn fault_counts(&self) -> FaultCounts {
+        self.shared.state().fault_counts
+    }
 
     /// The next `times` calls to `method` (`"*"`: any method) fail with `fault`, after the token
     /// is checked. Faults queue in the order injected.

@@ -12,6 +12,7 @@
 //! clears views — all checked against the Block Kit rules.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,53 @@ struct Connection {
     tx: mpsc::UnboundedSender<Outbound>,
     /// Told to disconnect: receives no new envelopes and no longer counts as live.
     draining: bool,
+    /// Silenced (see [`Hub::silence_all`]): what the sandbox writes to it is lost.
+    muted: Arc<AtomicBool>,
+}
+
+/// The server side of a connection's byte stream; while `muted`, every byte written is
+/// dropped (reported as sent), so the app hears nothing — no pongs, no envelopes — while the
+/// sandbox still reads what the app sends (its acks, pings and close frame).
+struct Muteable<S> {
+    inner: S,
+    muted: Arc<AtomicBool>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Muteable<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Muteable<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.muted.load(Ordering::Relaxed) {
+            return std::task::Poll::Ready(Ok(buf.len()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// An envelope waiting for its ack.
@@ -85,6 +133,8 @@ struct HubState {
     next_key: u64,
     acks: Vec<Ack>,
     late_acks: usize,
+    /// Connections ever registered.
+    opened: usize,
     last_envelope: Option<Value>,
     closed: bool,
 }
@@ -167,8 +217,32 @@ impl Hub {
         self.lock().last_envelope.clone()
     }
 
+    /// Connections ever opened (reconnects included).
+    pub(crate) fn opened(&self) -> usize {
+        self.lock().opened
+    }
+
+    /// Connections silenced by [`Hub::silence_all`] and not yet closed.
+    pub(crate) fn silent_count(&self) -> usize {
+        self.lock()
+            .connections
+            .values()
+            .filter(|c| c.muted.load(Ordering::Relaxed))
+            .count()
+    }
+
+    /// Silences every open connection: from now on nothing the sandbox sends on them arrives
+    /// (no pongs, no envelopes), like a network path that died one way. They still count as
+    /// live and still get envelopes, as Slack cannot tell; when the app gives up on one and
+    /// closes it, what it held unacknowledged is redelivered on another connection.
+    pub(crate) fn silence_all(&self) {
+        for connection in self.lock().connections.values() {
+            connection.muted.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Adds a connection: queues `hello`, then any envelopes that were waiting for a connection.
-    fn register(&self) -> Result<(u64, mpsc::UnboundedReceiver<Outbound>), Refusal> {
+    fn register(&self, muted: Arc<AtomicBool>) -> Result<(u64, mpsc::UnboundedReceiver<Outbound>), Refusal> {
         let mut state = self.lock();
         if state.closed {
             return Err(Refusal::ShuttingDown);
@@ -178,8 +252,16 @@ impl Hub {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         state.next_connection += 1;
+        state.opened += 1;
         let id = state.next_connection;
-        state.connections.insert(id, Connection { tx, draining: false });
+        state.connections.insert(
+            id,
+            Connection {
+                tx,
+                draining: false,
+                muted,
+            },
+        );
         let hello = events::hello(state.live_count()).to_string();
         if let Some(connection) = state.connections.get(&id) {
             let _ = connection.tx.send(Outbound::Frame(hello));
@@ -365,8 +447,13 @@ pub(crate) fn handle_upgrade(shared: &Arc<Shared>, mut request: Request<Incoming
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
-                run_connection(shared, socket).await;
+                let muted = Arc::new(AtomicBool::new(false));
+                let stream = Muteable {
+                    inner: TokioIo::new(upgraded),
+                    muted: muted.clone(),
+                };
+                let socket = WebSocketStream::from_raw_socket(stream, Role::Server, None).await;
+                run_connection(shared, socket, muted).await;
             }
             Err(error) => tracing::debug!(%error, "Socket Mode upgrade failed"),
         }
@@ -388,11 +475,11 @@ pub(crate) fn handle_upgrade(shared: &Arc<Shared>, mut request: Request<Incoming
 }
 
 /// Serves one Socket Mode connection until it closes.
-async fn run_connection<S>(shared: Arc<Shared>, mut socket: WebSocketStream<S>)
+async fn run_connection<S>(shared: Arc<Shared>, mut socket: WebSocketStream<S>, muted: Arc<AtomicBool>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let (id, mut outbound) = match shared.hub.register() {
+    let (id, mut outbound) = match shared.hub.register(muted) {
         Ok(registered) => registered,
         Err(Refusal::TooManyWebsockets) => {
             let refusal = events::disconnect("too_many_websockets", shared.hub.live_count());

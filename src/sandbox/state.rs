@@ -96,6 +96,9 @@ pub(crate) struct State {
     pub calls: Vec<ApiCall>,
     pub violations: Vec<String>,
     pub faults: VecDeque<PendingFault>,
+    pub fault_mix: Option<super::FaultMix>,
+    pub fault_rng: Option<rand::rngs::StdRng>,
+    pub fault_counts: super::FaultCounts,
     last_ts_micros: u64,
 }
 

@@ -289,6 +289,35 @@ fn take_fault(state: &mut State, method: &str) -> Option<Fault> {
     Some(fault)
 }
 
+/// Draws from the random [`FaultMix`](super::FaultMix), if one is set.
+fn draw_fault(state: &mut State, method: &str) -> Option<Fault> {
+    use rand::Rng;
+    let mix = state.fault_mix.as_ref()?;
+    if mix.spare.iter().any(|m| m == method) {
+        return None;
+    }
+    let (rate, retry_after_secs, timeout) = (mix.rate, mix.retry_after_secs, mix.timeout);
+    let rng = state.fault_rng.as_mut()?;
+    if !rng.gen_bool(rate.clamp(0.0, 1.0)) {
+        return None;
+    }
+    let fault = match rng.gen_range(0..3) {
+        0 => {
+            state.fault_counts.rate_limited += 1;
+            Fault::RateLimited { retry_after_secs }
+        }
+        1 => {
+            state.fault_counts.server_errors += 1;
+            Fault::ServerError
+        }
+        _ => {
+            state.fault_counts.timeouts += 1;
+            Fault::Timeout(timeout)
+        }
+    };
+    Some(fault)
+}
+
 /// Serves `/api/<method>`.
 pub(crate) async fn handle(shared: Arc<Shared>, method: String, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let at = Instant::now();
@@ -338,7 +367,10 @@ async fn answer(shared: &Arc<Shared>, method: &str, arguments: &Map<String, Valu
     if let Err(code) = check_auth(method, token) {
         return Outcome::error(ApiError::new(code));
     }
-    let fault = take_fault(&mut shared.state(), method);
+    let fault = {
+        let mut state = shared.state();
+        take_fault(&mut state, method).or_else(|| draw_fault(&mut state, method))
+    };
     match fault {
         Some(Fault::RateLimited { retry_after_secs }) => {
             return Outcome {
@@ -356,6 +388,14 @@ async fn answer(shared: &Arc<Shared>, method: &str, arguments: &Map<String, Valu
         }
         Some(Fault::ApiError(code)) => return Outcome::error(ApiError::new(&code)),
         Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,
+        Some(Fault::Timeout(hold)) => {
+            tokio::time::sleep(hold).await;
+            return Outcome {
+                status: StatusCode::GATEWAY_TIMEOUT,
+                body: Value::String("<html><body><h1>504 Gateway Time-out</h1></body></html>".to_owned()),
+                retry_after: None,
+            };
+        }
         None => {}
     }
     let ctx = Ctx {

@@ -327,7 +327,10 @@ impl SlackEffects {
 impl Runner for SlackEffects {
     async fn run(&self, job: Job) -> Outcome {
         let incident = match self.db.incident(job.incident_id).await {
-            Ok(i) => i,
+            Ok(i) => {
+                tracing::Span::current().record("incident", tracing::field::display(&i.number));
+                i
+            }
             Err(e) => {
                 return Outcome::Retry {
                     error: format!("cannot load incident: {e}"),

@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 /// Everything a callback needs; registered as slack-morphism user state.
 pub struct Handler {
@@ -39,15 +40,25 @@ pub struct SocketOptions {
     pub connections: u32,
     pub reconnect_secs: u64,
     pub initial_backoff_secs: u64,
+    /// slack-morphism pings every `ping_secs` (whole seconds, at least 1) and drops the
+    /// connection, then reconnects, at the first ping after more than
+    /// `ping_secs × missed_pongs` seconds without a pong.
+    pub ping_secs: u64,
+    pub missed_pongs: u64,
 }
 
 impl Default for SocketOptions {
     fn default() -> Self {
-        // Two connections so a refresh never leaves the app without one.
+        // Two connections so a refresh never leaves the app without one. A dead connection is
+        // dropped 7–8 s after its last pong (slack-morphism's default is 80–90 s). Pongs are
+        // read between envelopes, so the window must exceed the longest handler (bounded by
+        // ACK_BUDGET): 6 s leaves room.
         SocketOptions {
             connections: 2,
             reconnect_secs: 2,
             initial_backoff_secs: 1,
+            ping_secs: 2,
+            missed_pongs: 3,
         }
     }
 }
@@ -72,6 +83,15 @@ struct Liveness {
     idle: Notify,
 }
 
+/// Longest a callback may work before its ack goes out anyway, saying "try again": Slack's
+/// deadline is 3 s from sending, and the envelope spends some of that on the wire. Only the
+/// database can take this long (a held lock, an unreachable server); the unfinished work is
+/// dropped, which rolls its transaction back, so nothing is half written.
+const ACK_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The answer when the database does not answer within [`ACK_BUDGET`] (or fails).
+const TRY_AGAIN: &str = "⚠️ I cannot reach my database right now; nothing was changed. Please try again in a minute.";
+
 /// How long [`SocketMode::shutdown`] waits for envelopes being handled (Slack's ack deadline).
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -93,7 +113,9 @@ impl SocketMode {
         let config = SlackClientSocketModeConfig::new()
             .with_max_connections_count(opts.connections.max(1))
             .with_reconnect_timeout_in_seconds(opts.reconnect_secs)
-            .with_initial_backoff_in_seconds(opts.initial_backoff_secs);
+            .with_initial_backoff_in_seconds(opts.initial_backoff_secs)
+            .with_ping_interval_in_seconds(opts.ping_secs.max(1))
+            .with_ping_failure_threshold_times(opts.missed_pongs.max(1));
         let listener = SlackClientSocketModeListener::new(&config, env, callbacks);
         listener
             .listen_for(&SlackApiToken::new(app_token.expose().into()))
@@ -230,7 +252,19 @@ async fn on_command(
 ) -> UserCallbackResult<SlackCommandEventResponse> {
     let _timer = EnvelopeTimer::start("command", &states).await;
     let h = handler_of(&states).await;
-    Ok(h.command(event).await)
+    let span = envelope_span("command");
+    match tokio::time::timeout(ACK_BUDGET, h.command(event).instrument(span.clone()))
+        .instrument(span)
+        .await
+    {
+        Ok(response) => Ok(response),
+        Err(_) => {
+            tracing::error!(
+                "a command was not handled within {ACK_BUDGET:?} (database unavailable?); answered \"try again\""
+            );
+            Ok(ephemeral(TRY_AGAIN))
+        }
+    }
 }
 
 async fn on_interaction(
@@ -240,7 +274,89 @@ async fn on_interaction(
 ) -> UserCallbackResult<SlackInteractionResponse> {
     let _timer = EnvelopeTimer::start("interaction", &states).await;
     let h = handler_of(&states).await;
-    Ok(h.interaction(event).await)
+    let fallback = TooSlow::of(&event);
+    let span = envelope_span("interaction");
+    match tokio::time::timeout(ACK_BUDGET, h.interaction(event).instrument(span.clone()))
+        .instrument(span)
+        .await
+    {
+        Ok(response) => Ok(response),
+        Err(_) => {
+            tracing::error!(
+                "an interaction was not handled within {ACK_BUDGET:?} (database unavailable?); answered \"try again\""
+            );
+            Ok(fallback.answer(&h))
+        }
+    }
+}
+
+/// The span every envelope is handled in; `incident` is recorded once the handler knows it
+/// (see [`tag`]), and work spawned from the handler stays in it.
+fn envelope_span(kind: &'static str) -> tracing::Span {
+    tracing::info_span!("envelope", kind, incident = tracing::field::Empty)
+}
+
+/// Spawns work off the ack path, in the envelope's span.
+fn spawn_here(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    tokio::spawn(work.in_current_span());
+}
+
+/// Records the incident an envelope is about on its span (`incident = "INC-42"`).
+fn tag(number: &crate::incident::model::IncidentNumber) {
+    tracing::Span::current().record("incident", tracing::field::display(number));
+}
+
+/// Where to say "try again" when an interaction runs out of [`ACK_BUDGET`].
+enum TooSlow {
+    /// Under this input block of the submitted form (which stays open).
+    Field(&'static str),
+    /// Ephemerally to the user who clicked, in the channel.
+    Tell {
+        channel: String,
+        user: UserId,
+    },
+    Nothing,
+}
+
+impl TooSlow {
+    fn of(event: &SlackInteractionEvent) -> TooSlow {
+        match event {
+            SlackInteractionEvent::ViewSubmission(ev) => {
+                let view = serde_json::to_value(&ev.view).unwrap_or_default();
+                match view["callback_id"].as_str().unwrap_or_default() {
+                    DECLARE_CALLBACK => TooSlow::Field("title"),
+                    UPDATE_CALLBACK => TooSlow::Field("known"),
+                    IMPACT_CALLBACK => TooSlow::Field("customers"),
+                    RESOLVE_CALLBACK => TooSlow::Field("summary"),
+                    _ => TooSlow::Nothing,
+                }
+            }
+            SlackInteractionEvent::BlockActions(ev) => {
+                match (
+                    ev.channel.as_ref(),
+                    ev.user.as_ref().and_then(|u| UserId::parse(u.id.as_ref()).ok()),
+                ) {
+                    (Some(channel), Some(user)) => TooSlow::Tell {
+                        channel: channel.id.to_string(),
+                        user,
+                    },
+                    _ => TooSlow::Nothing,
+                }
+            }
+            _ => TooSlow::Nothing,
+        }
+    }
+
+    fn answer(self, h: &Handler) -> SlackInteractionResponse {
+        match self {
+            TooSlow::Field(field) => errors([(field, TRY_AGAIN.to_string())]),
+            TooSlow::Tell { channel, user } => {
+                h.tell(&channel, &user, TRY_AGAIN);
+                SlackInteractionResponse::Empty
+            }
+            TooSlow::Nothing => SlackInteractionResponse::Empty,
+        }
+    }
 }
 
 async fn on_push(
@@ -250,6 +366,7 @@ async fn on_push(
 ) -> UserCallbackResult<()> {
     let _timer = EnvelopeTimer::start("push", &states).await;
     let h = handler_of(&states).await;
+    let _span = envelope_span("push").entered();
     if h.foreign(event.team_id.as_ref()) {
         return Ok(());
     }
@@ -293,6 +410,8 @@ impl Handler {
             return ephemeral("This bot serves another workspace.");
         }
         let text = event.text.as_deref().unwrap_or_default();
+        // What people type is only logged at debug level.
+        tracing::debug!(text, "slash command");
         let command = match commands::parse(text) {
             Ok(c) => c,
             Err(problem) => return ephemeral(&format!("{problem}\n{}", commands::USAGE)),
@@ -316,7 +435,10 @@ impl Handler {
             } => self.report(&event, &user, period, service, public).await,
             other => {
                 let incident = match self.db.incident_by_channel(event.channel_id.as_ref()).await {
-                    Ok(Some(i)) => i,
+                    Ok(Some(i)) => {
+                        tag(&i.number);
+                        i
+                    }
                     Ok(None) => {
                         return ephemeral(
                             "Run that in the incident's own channel (`/incident list` shows them); \
@@ -436,6 +558,7 @@ impl Handler {
             .await
         {
             Ok(Ok(applied)) => {
+                tag(&applied.incident.number);
                 tracing::info!(incident = %applied.incident.number, change = ?std::mem::discriminant(change), "incident changed");
                 self.wake_outbox.notify_one();
                 self.wake_reminders.notify_one();
@@ -676,7 +799,7 @@ impl Handler {
 
     fn spawn_open(&self, trigger: String, channel: String, user: String, view: serde_json::Value) {
         let web = self.web.clone();
-        tokio::spawn(async move {
+        spawn_here(async move {
             let result = match blocks::modal(view) {
                 Ok(view) => web.open_view(&trigger, view).await.map_err(|e| e.to_string()),
                 Err(e) => Err(format!("bug: the modal does not fit Slack's model: {e}")),
@@ -741,7 +864,10 @@ impl Handler {
             return;
         };
         let incident = match self.db.incident(id).await {
-            Ok(i) => i,
+            Ok(i) => {
+                tag(&i.number);
+                i
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "button for an unknown incident");
                 return;
@@ -843,7 +969,7 @@ impl Handler {
     /// note. Spawned: it needs two Slack calls, and the ack must not wait for them.
     fn pin_to_timeline(self: &Arc<Self>, user: String, channel: String, ts: String) {
         let h = self.clone();
-        tokio::spawn(async move {
+        spawn_here(async move {
             let Ok(actor) = UserId::parse(&user) else { return };
             let incident = match h.db.incident_by_channel(&channel).await {
                 Ok(Some(i)) => i,
@@ -874,7 +1000,7 @@ impl Handler {
             user.to_string(),
             text.to_string(),
         );
-        tokio::spawn(async move {
+        spawn_here(async move {
             if let Err(e) = web.post_ephemeral(&channel, &user, blocks::text(&text)).await {
                 tracing::warn!(error = %e, "cannot post an ephemeral message");
             }
@@ -945,6 +1071,7 @@ impl Handler {
             .await
         {
             Ok(DeclareOutcome::Created(incident)) => {
+                tag(&incident.number);
                 METRICS.incidents_declared.inc(&[incident.severity.as_str()]);
                 tracing::info!(incident = %incident.number, severity = %incident.severity, private = incident.is_private, "incident declared");
                 self.wake_outbox.notify_one();

@@ -159,6 +159,12 @@ impl SlackWeb {
         })
     }
 
+    /// How long one Web API call may take before it counts as failed (and is retried).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     pub fn client(&self) -> Arc<SlackClient<Connector>> {
         self.client.clone()
     }
