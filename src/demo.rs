@@ -82,12 +82,23 @@ impl LocalStack {
         sandbox_opts: SandboxOptions,
     ) -> anyhow::Result<LocalStack> {
         let sandbox = Sandbox::start(sandbox_opts).await?;
-        let (db, sqlite_file) = match database {
-            Some((url, schema)) => (Db::connect_with(url, schema).await?, None),
+        // `database_url` reaches the same database from another process (the CLI in tests).
+        let (db, sqlite_file, database_url) = match database {
+            Some((url, schema)) => {
+                let reach = match schema {
+                    // The schema is chosen per connection: a search_path option selects it.
+                    Some(schema) => format!(
+                        "{url}{}options=-csearch_path%3D{schema}",
+                        if url.contains('?') { "&" } else { "?" }
+                    ),
+                    None => url.to_string(),
+                };
+                (Db::connect_with(url, schema).await?, None, reach)
+            }
             None => {
                 let file = std::env::temp_dir().join(format!("incident-bot-{}.db", uuid::Uuid::new_v4()));
                 let url = format!("sqlite://{}", file.display());
-                (Db::connect(&url).await?, Some(file))
+                (Db::connect(&url).await?, Some(file), url)
             }
         };
         let settings = Settings {
@@ -96,7 +107,7 @@ impl LocalStack {
                 app_token: Secret::new(sandbox::APP_TOKEN),
                 api_url: sandbox.api_url(),
             },
-            database_url: String::new(),
+            database_url,
             http_listen: None,
             policy,
         };
@@ -270,6 +281,24 @@ pub fn resolve_values(summary: &str, root_cause: &str, mitigated_at: Option<i64>
         v["mitigated_at"]["mitigated_at"]["selected_date_time"] = json!(t);
     }
     v
+}
+
+/// The follow-up fields of the resolve form: one follow-up per line of `lines`, with an optional
+/// shared owner and due day (`YYYY-MM-DD`). Merge into [`resolve_values`].
+pub fn resolve_follow_up_values(values: &mut Value, lines: &str, owner: Option<&str>, due: Option<&str>) {
+    values["follow_ups"] = json!({ "follow_ups": { "type": "plain_text_input", "value": lines } });
+    values["follow_ups_owner"] = json!({ "follow_ups_owner": { "type": "users_select", "selected_user": owner } });
+    values["follow_ups_due"] = json!({ "follow_ups_due": { "type": "datepicker", "selected_date": due } });
+}
+
+/// Modal state for the follow-up form.
+pub fn follow_up_values(text: &str, owner: Option<&str>, due: Option<&str>, link: Option<&str>) -> Value {
+    json!({
+        "text": { "text": { "type": "plain_text_input", "value": text } },
+        "owner": { "owner": { "type": "users_select", "selected_user": owner } },
+        "due": { "due": { "type": "datepicker", "selected_date": due } },
+        "link": { "link": { "type": "url_text_input", "value": link } },
+    })
 }
 
 /// Modal state for the footprint form; `counts` are customers, merchants, transactions as typed.
@@ -547,7 +576,10 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
             "handover <@U0CAROL|carol> rollback at 50%, watch error rate",
         )
         .await?;
-    writeln!(out, "▶ carol reports mitigation, then resolves and closes")?;
+    writeln!(
+        out,
+        "▶ carol reports mitigation, resolves with a follow-up, adds another, drafts the review, closes"
+    )?;
     let form = stack.open_form("U0CAROL", &channel, "update").await?;
     sb.submit_view(
         "U0CAROL",
@@ -561,16 +593,46 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
     )
     .await?;
     let form = stack.open_form("U0CAROL", &channel, "resolve").await?;
-    sb.submit_view(
-        "U0CAROL",
-        &form.id,
-        resolve_values(
-            "Rolled back the router config; added a pool health check to the deploy.",
-            "change / deploy",
-            None,
-        ),
-    )
-    .await?;
+    let mut values = resolve_values(
+        "Rolled back the router config; added a pool health check to the deploy.",
+        "change / deploy",
+        None,
+    );
+    let in_a_week = (chrono::Utc::now() + chrono::Duration::days(7)).date_naive().to_string();
+    resolve_follow_up_values(
+        &mut values,
+        "Block router config changes that drain a pool",
+        Some("U0CAROL"),
+        Some(&in_a_week),
+    );
+    sb.submit_view("U0CAROL", &form.id, values).await?;
+    stack
+        .command(
+            "U0CAROL",
+            &channel,
+            &format!("followup <@U0DAVE|dave> Alert on card-router error rate due {in_a_week} <https://tracker.example/OPS-1234|OPS-1234>"),
+        )
+        .await?;
+    let refused = stack.command("U0CAROL", &channel, "close").await?;
+    writeln!(out, "  carol: /incident close → {}", readable(sb, &refused))?;
+    let list = sb.slash_command("U0DAVE", "C0GENERAL", "followups").await?;
+    writeln!(out, "  dave, anywhere: /incident followups →")?;
+    for line in render_blocks(&list.payload.unwrap_or_default()["blocks"]) {
+        writeln!(out, "    {}", readable(sb, &line))?;
+    }
+    stack.settle().await;
+    stack.command("U0CAROL", &channel, "pir").await?;
+    wait_for(Duration::from_secs(5), || async { (!sb.files().is_empty()).then_some(()) }).await;
+    if let Some((_, title, bytes)) = sb.files().first() {
+        writeln!(out, "  carol: /incident pir → a file is shared in the channel: {title}")?;
+        for line in String::from_utf8_lossy(bytes).lines().take(36) {
+            writeln!(out, "    │ {line}")?;
+        }
+        writeln!(out, "    │ …")?;
+    }
+    stack
+        .command("U0CAROL", &channel, "pir done <https://wiki.example/pir/inc-1>")
+        .await?;
     stack.command("U0CAROL", &channel, "close").await?;
     stack.settle().await;
 

@@ -362,4 +362,18 @@ impl Db {
         })?;
         Ok(follow_up.into_iter().chain(pir).min().map(from_ms))
     }
+
+    /// Moves a follow-up's due moment (and its first reminder) to `overdue_at`, as if its due
+    /// day had passed: for tests, which cannot wait for midnight.
+    pub async fn backdate_follow_up(&self, id: i64, overdue_at: DateTime<Utc>) -> anyhow::Result<()> {
+        with_pool!(self, |pool| {
+            sqlx::query("UPDATE follow_ups SET due_at = $2, remind_at = $2 WHERE id = $1 AND state = 'open'")
+                .bind(id)
+                .bind(to_ms(overdue_at))
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })?;
+        Ok(())
+    }
 }

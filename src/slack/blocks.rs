@@ -327,7 +327,7 @@ pub fn follow_up_list(
     if items.is_empty() && hidden == 0 {
         footer.push("No follow-ups. Add one with `/incident followup <text> [@owner] [due YYYY-MM-DD]`.".into());
     }
-    footer.push("Won't do? `/incident followup wontdo <#>` in the incident's channel.".into());
+    footer.push("Won't do? `/incident followup wontdo N` in the incident's channel.".into());
     blocks.push(json!({ "type": "context", "block_id": "follow_ups_footer", "elements": [mrkdwn(&footer.join(" "))] }));
     let text = format!("{} ({} shown)", heading, items.len().min(FOLLOW_UPS_SHOWN));
     (text, Value::Array(blocks))
@@ -353,7 +353,7 @@ pub fn follow_up_reminder(f: &crate::incident::followup::FollowUp, late: bool) -
           "accessory": { "type": "button", "action_id": ACTION_FOLLOW_UP_DONE, "text": plain("Done", 75),
                          "value": f.id.to_string(), "style": "primary" } },
         { "type": "context", "block_id": "follow_up_reminder_help", "elements": [mrkdwn(
-            "Dropping it? `/incident followup wontdo <#>` in the incident's channel.")] }
+            "Dropping it? `/incident followup wontdo N` in the incident's channel.")] }
     ]);
     (text, blocks)
 }

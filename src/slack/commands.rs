@@ -37,7 +37,7 @@ pub enum Command {
     },
     /// `/incident followup <text> [@owner] [due YYYY-MM-DD] [link]`; no text opens the form.
     FollowUp(Option<FollowUpRequest>),
-    /// `/incident followup done <#>` or `/incident followup wontdo <#>`.
+    /// `/incident followup done N` or `/incident followup wontdo N`.
     CloseFollowUp {
         seq: i64,
         state: FollowUpState,
@@ -79,11 +79,11 @@ impl Command {
 
 pub const USAGE: &str = "*Usage:* `/incident [declare <title>]` · `update` · `severity SEV1-4` · `spoc @user` · \
 `role <role> @user` · `handover @user [note]` · `impact` · `note <text>` · `ack` · `resolve` · `close` · `reopen` · \
-`cancel` · `status` · `timeline [page]` · `followup <text> [@owner] [due YYYY-MM-DD]` · `followup done|wontdo <#>` · \
+`cancel` · `status` · `timeline [page]` · `followup <text> [@owner] [due YYYY-MM-DD]` · `followup done|wontdo N` · \
 `followups` · `pir` · `pir done [link]` · `list` · `report [weekly|monthly|FROM..TO] [service:<name>] [public]` · `help`";
 
 pub const FOLLOW_UP_USAGE: &str = "`/incident followup <text> [@owner] [due YYYY-MM-DD] [link]`, \
-`/incident followup done <#>`, `/incident followup wontdo <#>`";
+`/incident followup done N`, `/incident followup wontdo N`";
 
 /// Longest text we read: Slack caps a slash command at 4,000 characters anyway.
 const MAX_TEXT: usize = 4_000;
@@ -212,7 +212,7 @@ fn parse_report(rest: &str) -> Result<Command, String> {
     })
 }
 
-/// `followup` arguments: `done <#>` / `wontdo <#>`, or a new follow-up whose owner (a
+/// `followup` arguments: `done N` / `wontdo N`, or a new follow-up whose owner (a
 /// mention), due day (`due YYYY-MM-DD`) and link (a URL) may stand anywhere in the text.
 fn parse_follow_up(rest: &str) -> Result<Command, String> {
     let words: Vec<&str> = rest.split_whitespace().collect();

@@ -193,12 +193,12 @@ pub const HELP: &str = "*incident-bot* — run incidents in Slack.\n\
 • `/incident status` · `/incident timeline [page]`\n\
 *Follow-ups and reviews*\n\
 • `/incident followup <text> [@owner] [due YYYY-MM-DD] [link]` — a post-incident action (no text: a form)\n\
-• `/incident followup done <#>` · `/incident followup wontdo <#>` — close one (its owner or the SPOC)\n\
+• `/incident followup done N` · `/incident followup wontdo N` — close one (its owner or the SPOC)\n\
 • `/incident followups` — this incident's; anywhere else: yours, then all open ones, overdue first\n\
 • `/incident pir` — post-incident review draft (Markdown file) · `/incident pir done [link]` — mark it done";
 
 /// How long an owner check (`users.info`) may take inside an ack before we give up on it.
-const PERSON_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_millis(1500);
+const PERSON_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_millis(1000);
 /// Follow-ups read for one `/incident followups` list.
 const FOLLOW_UPS_READ: i64 = 200;
 
@@ -665,7 +665,7 @@ impl Handler {
         chrono::Utc::now().with_timezone(&self.policy.timezone).date_naive()
     }
 
-    /// `/incident followup done|wontdo <#>`: what to tell the user.
+    /// `/incident followup done|wontdo N`: what to tell the user.
     async fn close_follow_up_seq(
         &self,
         incident: &Incident,
@@ -714,7 +714,7 @@ impl Handler {
     /// it reads the whole record and makes several Slack calls; failures are told to `user`.
     fn spawn_review_draft(&self, id: IncidentId, channel: String, user: UserId) {
         let (db, web, policy) = (self.db.clone(), self.web.clone(), self.policy.clone());
-        tokio::spawn(async move {
+        spawn_here(async move {
             let result = async {
                 let incident = db.incident(id).await?;
                 let (timeline, follow_ups) = (db.timeline(id).await?, db.follow_ups_of(id).await?);
@@ -955,7 +955,7 @@ impl Handler {
         };
         if channel.starts_with('D') || channel.is_empty() {
             let (web, user, answer) = (self.web.clone(), user.to_string(), answer);
-            tokio::spawn(async move {
+            spawn_here(async move {
                 if let Err(e) = web.post(&user, blocks::text(&answer), None).await {
                     tracing::warn!(error = %e, "cannot answer a follow-up click in a DM");
                 }
