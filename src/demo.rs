@@ -598,7 +598,9 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
         "change / deploy",
         None,
     );
-    let in_a_week = (chrono::Utc::now() + chrono::Duration::days(7)).date_naive().to_string();
+    let in_a_week = (chrono::Utc::now() + chrono::Duration::days(7))
+        .date_naive()
+        .to_string();
     resolve_follow_up_values(
         &mut values,
         "Block router config changes that drain a pool",
@@ -622,7 +624,10 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
     }
     stack.settle().await;
     stack.command("U0CAROL", &channel, "pir").await?;
-    wait_for(Duration::from_secs(5), || async { (!sb.files().is_empty()).then_some(()) }).await;
+    wait_for(Duration::from_secs(5), || async {
+        (!sb.files().is_empty()).then_some(())
+    })
+    .await;
     if let Some((_, title, bytes)) = sb.files().first() {
         writeln!(out, "  carol: /incident pir → a file is shared in the channel: {title}")?;
         for line in String::from_utf8_lossy(bytes).lines().take(36) {

@@ -38,7 +38,9 @@ async fn declared(stack: &LocalStack, title: &str, severity: &str) -> (Incident,
 }
 
 fn in_days(days: i64) -> String {
-    (chrono::Utc::now() + chrono::Duration::days(days)).date_naive().to_string()
+    (chrono::Utc::now() + chrono::Duration::days(days))
+        .date_naive()
+        .to_string()
 }
 
 fn texts(stack: &LocalStack, channel: &str) -> Vec<String> {
@@ -47,7 +49,12 @@ fn texts(stack: &LocalStack, channel: &str) -> Vec<String> {
 
 /// The ephemeral message `user` saw last (its text).
 fn last_ephemeral(stack: &LocalStack, user: &str) -> String {
-    stack.sandbox.ephemerals(user).last().map(|m| m.text.clone()).unwrap_or_default()
+    stack
+        .sandbox
+        .ephemerals(user)
+        .last()
+        .map(|m| m.text.clone())
+        .unwrap_or_default()
 }
 
 async fn resolve(stack: &LocalStack, user: &str, ch: &str) {
@@ -77,28 +84,53 @@ async fn follow_ups_are_added_listed_and_closed_by_their_owner() {
         .unwrap();
     assert!(said.contains("follow-up #1"), "{said}");
     // By the card's button and its form.
-    sb.click_button("U0ALICE", &ch, inc.card_ts.as_deref().unwrap(), "incident_follow_up", &inc.id.0.to_string())
-        .await
-        .unwrap();
+    sb.click_button(
+        "U0ALICE",
+        &ch,
+        inc.card_ts.as_deref().unwrap(),
+        "incident_follow_up",
+        &inc.id.0.to_string(),
+    )
+    .await
+    .unwrap();
     let form = wait_for(Duration::from_secs(3), || async {
-        sb.views_opened().into_iter().rev().find(|v| v.callback_id == "follow_up")
+        sb.views_opened()
+            .into_iter()
+            .rev()
+            .find(|v| v.callback_id == "follow_up")
     })
     .await
     .expect("the follow-up form opens");
-    sb.submit_view("U0ALICE", &form.id, follow_up_values("Write the runbook", None, None, None))
-        .await
-        .unwrap();
+    sb.submit_view(
+        "U0ALICE",
+        &form.id,
+        follow_up_values("Write the runbook", None, None, None),
+    )
+    .await
+    .unwrap();
     // And from the resolve form: one per line, sharing owner and due day.
     let form = stack.open_form("U0BOB", &ch, "resolve").await.unwrap();
     let mut values = resolve_values("Rolled back", "change / deploy", None);
-    resolve_follow_up_values(&mut values, "Canary deploys\n\n  Load test refunds  ", Some("U0CAROL"), Some(&due));
+    resolve_follow_up_values(
+        &mut values,
+        "Canary deploys\n\n  Load test refunds  ",
+        Some("U0CAROL"),
+        Some(&due),
+    );
     sb.submit_view("U0BOB", &form.id, values).await.unwrap();
     stack.settle().await;
 
     let stored = stack.db.follow_ups_of(inc.id).await.unwrap();
     let summary: Vec<(i64, &str, Option<&str>, Option<String>)> = stored
         .iter()
-        .map(|f| (f.seq, f.text.as_str(), f.owner.as_ref().map(UserId::as_str), f.due.map(|d| d.to_string())))
+        .map(|f| {
+            (
+                f.seq,
+                f.text.as_str(),
+                f.owner.as_ref().map(UserId::as_str),
+                f.due.map(|d| d.to_string()),
+            )
+        })
         .collect();
     assert_eq!(
         summary,
@@ -121,31 +153,55 @@ async fn follow_ups_are_added_listed_and_closed_by_their_owner() {
         .count();
     assert_eq!(created, 4, "one timeline event per follow-up");
     let channel = sb.channel(&ch).unwrap();
-    assert!(["U0DAVE", "U0CAROL"].iter().all(|u| channel.members.iter().any(|m| m == u)), "owners are invited");
-    assert!(texts(&stack, &ch).iter().any(|t| t.contains("#1") && t.contains("<@U0DAVE>")));
+    assert!(
+        ["U0DAVE", "U0CAROL"]
+            .iter()
+            .all(|u| channel.members.iter().any(|m| m == u)),
+        "owners are invited"
+    );
+    assert!(texts(&stack, &ch)
+        .iter()
+        .any(|t| t.contains("#1") && t.contains("<@U0DAVE>")));
 
     // In the channel: this incident's follow-ups, each open one with a Done button.
-    let list = sb.slash_command("U0CAROL", &ch, "followups").await.unwrap().payload.unwrap();
+    let list = sb
+        .slash_command("U0CAROL", &ch, "followups")
+        .await
+        .unwrap()
+        .payload
+        .unwrap();
     let blocks = list["blocks"].to_string();
     assert_eq!(blocks.matches("follow_up_done").count(), 4, "{blocks}");
     // Anywhere else: the caller's own first.
-    let mine = sb.slash_command("U0DAVE", "C0GENERAL", "followups").await.unwrap().payload.unwrap();
+    let mine = sb
+        .slash_command("U0DAVE", "C0GENERAL", "followups")
+        .await
+        .unwrap()
+        .payload
+        .unwrap();
     let first = mine["blocks"][1]["text"]["text"].as_str().unwrap().to_string();
     assert!(first.contains("INC-1 #1") && first.contains("<@U0DAVE>"), "{first}");
 
     // Carol is neither owner nor SPOC: refused, nothing changes.
     let list_ts = sb.ephemerals("U0CAROL").last().unwrap().ts.clone();
     let id1 = stored[0].id.to_string();
-    sb.click_button("U0CAROL", &ch, &list_ts, "follow_up_done", &id1).await.unwrap();
+    sb.click_button("U0CAROL", &ch, &list_ts, "follow_up_done", &id1)
+        .await
+        .unwrap();
     let refused = wait_for(Duration::from_secs(3), || async {
         Some(last_ephemeral(&stack, "U0CAROL")).filter(|t| t.contains("Only its owner"))
     })
     .await;
     assert!(refused.is_some(), "{}", last_ephemeral(&stack, "U0CAROL"));
-    assert_eq!(stack.db.follow_up(stored[0].id).await.unwrap().unwrap().state, FollowUpState::Open);
+    assert_eq!(
+        stack.db.follow_up(stored[0].id).await.unwrap().unwrap().state,
+        FollowUpState::Open
+    );
     // Dave, the owner, closes it from his own list; others see who did.
     let dave_ts = sb.ephemerals("U0DAVE").last().unwrap().ts.clone();
-    sb.click_button("U0DAVE", "C0GENERAL", &dave_ts, "follow_up_done", &id1).await.unwrap();
+    sb.click_button("U0DAVE", "C0GENERAL", &dave_ts, "follow_up_done", &id1)
+        .await
+        .unwrap();
     let done = wait_for(Duration::from_secs(3), || async {
         stack
             .db
@@ -168,9 +224,18 @@ async fn follow_ups_are_added_listed_and_closed_by_their_owner() {
     assert!(texts(&stack, &ch)
         .iter()
         .any(|t| t.contains("<@U0DAVE> marked follow-up #1") && t.contains("done")));
-    let list = sb.slash_command("U0CAROL", &ch, "followups").await.unwrap().payload.unwrap();
+    let list = sb
+        .slash_command("U0CAROL", &ch, "followups")
+        .await
+        .unwrap()
+        .payload
+        .unwrap();
     let blocks = list["blocks"].to_string();
-    assert_eq!(blocks.matches("follow_up_done").count(), 2, "only the open ones keep a button");
+    assert_eq!(
+        blocks.matches("follow_up_done").count(),
+        2,
+        "only the open ones keep a button"
+    );
     assert!(blocks.contains("done by <@U0DAVE>"), "{blocks}");
     let kinds: Vec<String> = stack
         .db
@@ -193,10 +258,16 @@ async fn bad_follow_ups_get_a_usage_message_and_store_nothing() {
     let events = stack.db.timeline(inc.id).await.unwrap().len();
     let yesterday = in_days(-1);
     for (text, problem) in [
-        ("followup <@U0NOBODY|ghost> Fix the pool".to_string(), "cannot find the user"),
+        (
+            "followup <@U0NOBODY|ghost> Fix the pool".to_string(),
+            "cannot find the user",
+        ),
         (format!("followup Fix the pool due {yesterday}"), "in the past"),
         ("followup Fix the pool due 2026-02-30".to_string(), "not a date"),
-        ("followup Fix the pool due tomorrow-ish".to_string(), "Fix the pool due tomorrow-ish"),
+        (
+            "followup Fix the pool due tomorrow-ish".to_string(),
+            "Fix the pool due tomorrow-ish",
+        ),
         ("followup <@U0DAVE|dave>".to_string(), "what needs doing"),
         ("followup done 9".to_string(), "no follow-up #9"),
     ] {
@@ -249,7 +320,11 @@ async fn an_overdue_follow_up_reminds_its_owner_once_per_period() {
     let sb = &stack.sandbox;
     let (inc, ch) = declared(&stack, "Settlement file late", "SEV3").await;
     stack
-        .command("U0BOB", &ch, &format!("followup <@U0DAVE|dave> Automate the resend due {}", in_days(0)))
+        .command(
+            "U0BOB",
+            &ch,
+            &format!("followup <@U0DAVE|dave> Automate the resend due {}", in_days(0)),
+        )
         .await
         .unwrap();
     stack
@@ -257,7 +332,10 @@ async fn an_overdue_follow_up_reminds_its_owner_once_per_period() {
         .await
         .unwrap();
     let items = stack.db.follow_ups_of(inc.id).await.unwrap();
-    assert!(items[0].remind_at.is_some() && items[1].remind_at.is_none(), "no owner, nobody to remind");
+    assert!(
+        items[0].remind_at.is_some() && items[1].remind_at.is_none(),
+        "no owner, nobody to remind"
+    );
     // Its due day passes.
     let past = chrono::Utc::now() - chrono::Duration::milliseconds(100);
     stack.db.backdate_follow_up(items[0].id, past).await.unwrap();
@@ -277,23 +355,36 @@ async fn an_overdue_follow_up_reminds_its_owner_once_per_period() {
     })
     .await
     .expect("the owner gets a DM");
-    assert!(dm.text.contains("<@U0DAVE>") && dm.text.contains("#1 of INC-1"), "{}", dm.text);
+    assert!(
+        dm.text.contains("<@U0DAVE>") && dm.text.contains("#1 of INC-1"),
+        "{}",
+        dm.text
+    );
     // Once for this period: still one a second later.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(reminders().await, 1);
     // The next period brings the next one.
     let overdue_dms = || {
         let dm = sb.dm_channel("U0DAVE").unwrap();
-        sb.messages(&dm).into_iter().filter(|m| m.text.contains("is overdue")).count()
+        sb.messages(&dm)
+            .into_iter()
+            .filter(|m| m.text.contains("is overdue"))
+            .count()
     };
     let second = wait_for(Duration::from_secs(3), || async { (overdue_dms() == 2).then_some(()) }).await;
     assert!(second.is_some(), "a reminder per period");
     assert_eq!(reminders().await, 2);
     // Done from the DM's button: the reminders stop.
     let dm_channel = sb.dm_channel("U0DAVE").unwrap();
-    sb.click_button("U0DAVE", &dm_channel, &dm.ts, "follow_up_done", &items[0].id.to_string())
-        .await
-        .unwrap();
+    sb.click_button(
+        "U0DAVE",
+        &dm_channel,
+        &dm.ts,
+        "follow_up_done",
+        &items[0].id.to_string(),
+    )
+    .await
+    .unwrap();
     wait_for(Duration::from_secs(3), || async {
         let f = stack.db.follow_up(items[0].id).await.unwrap()?;
         (f.state == FollowUpState::Done).then_some(())
@@ -307,7 +398,10 @@ async fn an_overdue_follow_up_reminds_its_owner_once_per_period() {
     stack.settle().await;
     let dms = sb.messages(&dm_channel);
     assert_eq!(dms.iter().filter(|m| m.text.contains("is overdue")).count(), after);
-    assert!(dms.iter().any(|m| m.text.contains("#1 is done")), "the click is answered in the DM");
+    assert!(
+        dms.iter().any(|m| m.text.contains("#1 is done")),
+        "the click is answered in the DM"
+    );
     assert_slack_happy(&stack);
 }
 
@@ -329,14 +423,22 @@ async fn a_resolved_major_incident_reminds_its_spoc_of_the_review_until_done() {
     resolve(&stack, "U0BOB", &minor_ch).await;
     let planned = stack.db.incident(major.id).await.unwrap().pir_remind_at;
     assert!(planned.is_some(), "planned when resolved");
-    assert_eq!(stack.db.incident(minor.id).await.unwrap().pir_remind_at, None, "SEV3: no review");
+    assert_eq!(
+        stack.db.incident(minor.id).await.unwrap().pir_remind_at,
+        None,
+        "SEV3: no review"
+    );
 
     let reminder = wait_for(Duration::from_secs(4), || async {
         sb.messages(&ch).into_iter().find(|m| m.text.starts_with("📝 <@U0BOB>"))
     })
     .await
     .expect("the SPOC is reminded");
-    assert!(reminder.text.contains("post-incident review of INC-1"), "{}", reminder.text);
+    assert!(
+        reminder.text.contains("post-incident review of INC-1"),
+        "{}",
+        reminder.text
+    );
     // Closing waits for the review; nothing changes.
     let refused = stack.command("U0BOB", &ch, "close").await.unwrap();
     assert!(refused.contains("post-incident review"), "{refused}");
@@ -362,7 +464,10 @@ async fn a_resolved_major_incident_reminds_its_spoc_of_the_review_until_done() {
     assert_eq!(count(), sent, "no reminder after done");
     assert_eq!(stack.command("U0BOB", &ch, "close").await.unwrap(), "");
     assert_eq!(stack.db.incident(major.id).await.unwrap().status, Status::Closed);
-    assert!(sb.messages(&minor_ch).iter().all(|m| !m.text.starts_with("📝 <@U0BOB>")));
+    assert!(sb
+        .messages(&minor_ch)
+        .iter()
+        .all(|m| !m.text.starts_with("📝 <@U0BOB>")));
     let events: Vec<String> = stack
         .db
         .timeline(major.id)
@@ -389,7 +494,11 @@ async fn the_review_draft_is_shared_as_a_file_and_exported_by_the_cli() {
     let sb = &stack.sandbox;
     let (inc, ch) = declared(&stack, "Payments | EU outage", "SEV2").await;
     stack
-        .command("U0BOB", &ch, &format!("followup <@U0DAVE|dave> Alert on gateway 5xx due {}", in_days(5)))
+        .command(
+            "U0BOB",
+            &ch,
+            &format!("followup <@U0DAVE|dave> Alert on gateway 5xx due {}", in_days(5)),
+        )
         .await
         .unwrap();
     stack.command("U0BOB", &ch, "note failover started").await.unwrap();
@@ -435,7 +544,10 @@ async fn the_review_draft_is_shared_as_a_file_and_exported_by_the_cli() {
     };
     let (code, out, err) = run(&["export", "INC-1"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("# Post-incident review: INC-1") && out.contains("| 1 | Alert on gateway 5xx | @U0DAVE |"), "{out}");
+    assert!(
+        out.contains("# Post-incident review: INC-1") && out.contains("| 1 | Alert on gateway 5xx | @U0DAVE |"),
+        "{out}"
+    );
     let (code, out, err) = run(&["export", "1", "--format", "json"]);
     assert_eq!(code, 0, "{err}");
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -447,5 +559,59 @@ async fn the_review_draft_is_shared_as_a_file_and_exported_by_the_cli() {
     let (code, _, err) = run(&["export", "INC-1", "--format", "pdf"]);
     assert_eq!(code, 2, "{err}");
     assert_eq!(inc.number, IncidentNumber(1));
+    assert_slack_happy(&stack);
+}
+
+#[tokio::test]
+async fn follow_ups_of_a_private_incident_are_shown_only_to_its_members() {
+    let stack = stack().await;
+    let sb = &stack.sandbox;
+    stack
+        .declare(
+            "U0ALICE",
+            "C0GENERAL",
+            "Fraud rule leak",
+            json!({ "spoc": "U0BOB", "severity": "SEV2", "private": true }),
+        )
+        .await
+        .unwrap();
+    let ch = stack.wait_ready(1, READY).await.unwrap();
+    stack
+        .command("U0BOB", &ch, "followup Rotate the leaked rule set secretly")
+        .await
+        .unwrap();
+    let (_, public_ch) = declared(&stack, "Portal slow", "SEV3").await;
+    stack
+        .command("U0BOB", &public_ch, "followup Tune the portal cache")
+        .await
+        .unwrap();
+    // Carol is not in the private channel: she sees the public one and a count.
+    let list = sb
+        .slash_command("U0CAROL", "C0GENERAL", "followups")
+        .await
+        .unwrap()
+        .payload
+        .unwrap();
+    let shown = list.to_string();
+    assert!(shown.contains("Tune the portal cache"), "{shown}");
+    assert!(
+        !shown.contains("Rotate the leaked") && !shown.contains("INC-1 #"),
+        "{shown}"
+    );
+    assert!(shown.contains("1 follow-up(s) of private incidents"), "{shown}");
+    // Bob, its SPOC, sees both.
+    let list = sb
+        .slash_command("U0BOB", "C0GENERAL", "followups")
+        .await
+        .unwrap()
+        .payload
+        .unwrap();
+    assert!(list.to_string().contains("Rotate the leaked"));
+    // The follow-up notice stays in the private channel: nothing reaches the announcements.
+    stack.settle().await;
+    assert!(sb
+        .messages(ANNOUNCE_CHANNEL)
+        .iter()
+        .all(|m| !m.text.contains("Rotate") && !m.text.contains("Fraud")));
     assert_slack_happy(&stack);
 }

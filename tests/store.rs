@@ -120,3 +120,89 @@ async fn a_job_is_claimed_by_one_replica_until_its_lease_expires() {
 fn slas() -> incident_bot::reminder::plan::Slas {
     incident_bot::config::Policy::default().slas()
 }
+
+/// Overdue follow-ups and due reviews are reminded once even when two replicas fire them at
+/// the same moment.
+#[tokio::test]
+async fn follow_up_and_review_reminders_fire_once_across_two_replicas() {
+    use incident_bot::incident::change::Change;
+    use incident_bot::incident::followup::NewFollowUp;
+    let (a, b, file) = two_pools().await;
+    let mut rules = incident_bot::config::Policy::default().rules();
+    rules.pir.first_after = incident_bot::incident::pir::Delay::Fixed(chrono::Duration::zero());
+    let now = chrono::Utc::now();
+    let owner = UserId::parse("U0DAVE").unwrap();
+    let alice = UserId::parse("U0ALICE").unwrap();
+    for i in 0..10 {
+        let DeclareOutcome::Created(inc) = a
+            .declare(&new_incident(&format!("r{i}")), &format!("view:r{i}"), now, &slas())
+            .await
+            .unwrap()
+        else {
+            panic!("declared")
+        };
+        let items: Vec<NewFollowUp> = (0..3)
+            .map(|j| NewFollowUp {
+                text: format!("action {j}"),
+                owner: Some(owner.clone()),
+                due: Some(now.date_naive()),
+                link: None,
+            })
+            .collect();
+        let resolve = Change::Resolve {
+            summary: "fixed".into(),
+            root_cause: "data".into(),
+            mitigated_at: None,
+            follow_ups: items,
+        };
+        // SEV1, so that resolving plans a review reminder (due at once here).
+        a.apply_change(inc.id, &Change::Severity(Severity::Sev1), &alice, now, None, &rules)
+            .await
+            .unwrap()
+            .unwrap();
+        a.apply_change(inc.id, &resolve, &alice, now, None, &rules)
+            .await
+            .unwrap()
+            .unwrap();
+        for f in a.follow_ups_of(inc.id).await.unwrap() {
+            a.backdate_follow_up(f.id, now).await.unwrap();
+        }
+    }
+    let late = chrono::Duration::seconds(60);
+    let fire = |db: Db, rules: incident_bot::incident::change::Rules| async move {
+        let at = chrono::Utc::now();
+        let mut fired = 0;
+        for _ in 0..20 {
+            fired += db.fire_due_follow_up_reminders(at, &rules, late, 7).await.unwrap();
+            fired += db.fire_due_pir_reminders(at, &rules, late, 3).await.unwrap();
+        }
+        fired
+    };
+    let (x, y) = tokio::join!(
+        tokio::spawn(fire(a.clone(), rules.clone())),
+        tokio::spawn(fire(b.clone(), rules.clone()))
+    );
+    assert_eq!(
+        x.unwrap() + y.unwrap(),
+        30 + 10,
+        "30 follow-ups and 10 reviews, each reminded once"
+    );
+    let mut reminder_events = 0;
+    for n in 1..=10 {
+        let inc = a.incident_by_number(IncidentNumber(n)).await.unwrap().unwrap();
+        reminder_events += a
+            .timeline(inc.id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.details["action"] == "reminder")
+            .count();
+        assert!(inc.pir_remind_at.unwrap() > now, "the next review reminder is planned");
+    }
+    assert_eq!(reminder_events, 40);
+    a.close().await;
+    b.close().await;
+    if let Some(f) = file {
+        let _ = std::fs::remove_file(f);
+    }
+}
