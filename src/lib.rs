@@ -6,12 +6,16 @@
 //! ## Codemap
 //! - [`config`]: typed settings: environment (tokens, `SLACK_API_URL`, `DATABASE_URL`) plus an
 //!   optional TOML file (severities, services, roles, channels). Errors name the key.
-//! - [`incident::model`]: the domain: incidents, severities, statuses, titles, channel names.
-//!   Pure, unit-tested.
+//! - [`incident`]: the domain, pure and unit-tested: [`incident::model`] (incidents,
+//!   severities, statuses, titles, channel names, timeline events), [`incident::change`] (the
+//!   lifecycle state machine), [`incident::followup`] (follow-up actions: validation, who closes
+//!   them, overdue reminders) and [`incident::pir`] (which incidents need a post-incident review,
+//!   its reminders in working days, the Markdown / JSON draft).
 //! - [`db`]: the only module that knows SQL: incidents, timeline events, outbox jobs, on
 //!   SQLite or PostgreSQL with the same SQL text.
 //! - [`reminder`]: the SLA clock: pure planning (`reminder::plan`) and the scheduler loop that
-//!   reminds the SPOC, escalates breaches and repeats, once across restarts and replicas.
+//!   reminds the SPOC, escalates breaches and repeats, and reminds owners of overdue
+//!   follow-ups and SPOCs of due reviews, once across restarts and replicas.
 //! - [`report`]: weekly and monthly reports: periods, figures (aggregated in SQL by `db`),
 //!   Markdown / CSV / JSON and a PNG chart; Block Kit in `slack::report`.
 //! - [`outbox`]: Slack side effects stored with the change that caused them, then driven to
@@ -26,7 +30,7 @@
 //!   endpoint (on when `http_listen` is set).
 //!
 //! ## Invariants
-//! - The domain (`incident::model`) imports neither sqlx nor slack_morphism and never reads the
+//! - The domain (`incident::*`) imports neither sqlx nor slack_morphism and never reads the
 //!   clock: callers pass `now`.
 //! - Only `slack/` knows Slack's JSON; only `db/` knows SQL (bind parameters only).
 //! - Every state change is stored with its timeline event in the same transaction, together
