@@ -61,3 +61,58 @@ async fn a_fifth_of_web_api_calls_fail_and_nothing_is_lost_or_doubled() {
     assert!(faults.total() * 100 >= calls * 15, "{faults:?} of {calls} calls");
     assert!(faults.rate_limited > 0 && faults.server_errors > 0 && faults.timeouts > 0);
 }
+
+/// An update posted while the announcement is still being retried waits for the announcement
+/// thread instead of being dropped: stakeholders get it once, after the announcement.
+#[tokio::test]
+async fn a_thread_notice_waits_for_an_announcement_that_is_being_retried() {
+    use incident_bot::demo::{update_values, wait_for, ANNOUNCE_CHANNEL};
+    use incident_bot::incident::model::IncidentNumber;
+    use incident_bot::sandbox::Fault;
+    use std::time::Duration;
+    let stack = common::stack().await;
+    let sb = &stack.sandbox;
+    // The card post (first chat.postMessage) is slow, giving time to post an update as soon as
+    // the channel exists; the announcement (the next one) then fails for a while.
+    sb.inject_fault("chat.postMessage", Fault::Slow(Duration::from_millis(400)), 1);
+    sb.inject_fault("chat.postMessage", Fault::ApiError("internal_error".into()), 6);
+    stack
+        .declare(
+            "U0ALICE",
+            "C0GENERAL",
+            "Payouts delayed",
+            serde_json::json!({ "spoc": "U0BOB" }),
+        )
+        .await
+        .unwrap();
+    let channel = wait_for(Duration::from_secs(3), || async {
+        stack.db.incident_by_number(IncidentNumber(1)).await.ok()??.channel_id
+    })
+    .await
+    .expect("the channel is created");
+    let form = stack.open_form("U0BOB", &channel, "update").await.unwrap();
+    sb.submit_view(
+        "U0BOB",
+        &form.id,
+        update_values("identified", "Bank file rejected", "", ""),
+    )
+    .await
+    .unwrap();
+    stack.wait_ready(1, Duration::from_secs(10)).await.unwrap();
+    stack.settle().await;
+    let incident = stack.db.incident_by_number(IncidentNumber(1)).await.unwrap().unwrap();
+    let thread: Vec<String> = sb
+        .messages(ANNOUNCE_CHANNEL)
+        .into_iter()
+        .filter(|m| m.thread_ts.is_some() && m.thread_ts == incident.announce_ts)
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(
+        thread.iter().filter(|t| t.contains("Bank file rejected")).count(),
+        1,
+        "{thread:?}"
+    );
+    let kinds = common::event_kinds(&stack, incident.id).await;
+    assert!(!kinds.iter().any(|k| k == "side_effect_failed"), "{kinds:?}");
+    common::assert_slack_happy(&stack);
+}

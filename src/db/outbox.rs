@@ -108,6 +108,21 @@ impl Db {
         Ok(due.map(from_ms))
     }
 
+    /// Whether the incident's announcement is still to be posted (its job neither done nor
+    /// failed): thread notices wait for it.
+    pub async fn announcement_pending(&self, incident: IncidentId) -> anyhow::Result<bool> {
+        let (n,): (i64,) = with_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT COUNT(*) FROM outbox WHERE incident_id = $1 AND kind = $2 AND done_at IS NULL AND failed_at IS NULL",
+            )
+            .bind(incident.0)
+            .bind(JobKind::Announce.as_str())
+            .fetch_one(pool)
+            .await
+        })?;
+        Ok(n > 0)
+    }
+
     /// Jobs not yet done or failed (the outbox backlog).
     pub async fn pending_jobs(&self) -> anyhow::Result<i64> {
         let (n,): (i64,) = with_pool!(self, |pool| {

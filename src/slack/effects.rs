@@ -258,15 +258,30 @@ impl SlackEffects {
     }
 
     /// Posts in the announcement thread, where stakeholders follow the incident. Private
-    /// incidents, and incidents not (yet) announced, have no thread: nothing is posted.
+    /// incidents, and setups without an announcement channel, have no thread: nothing is posted.
     async fn post_in_thread(&self, incident: &Incident, text: &str) -> Result<(), Outcome> {
-        let (Some(announce), Some(ts)) = (self.policy.announce_channel.as_deref(), incident.announce_ts.as_deref())
-        else {
+        let Some(announce) = self.policy.announce_channel.as_deref() else {
             return Ok(());
         };
         if incident.is_private {
             return Ok(());
         }
+        let Some(ts) = incident.announce_ts.as_deref() else {
+            return match self.db.announcement_pending(incident.id).await {
+                // Still being retried: wait for its thread rather than drop the notice.
+                Ok(true) => Err(Outcome::Retry {
+                    error: format!("{} is not announced yet", incident.number),
+                    after: None,
+                }),
+                // Never announced (declared before an announcement channel was set), or the
+                // announcement failed for good (recorded on the timeline): no thread to post in.
+                Ok(false) => Ok(()),
+                Err(e) => Err(Outcome::Retry {
+                    error: format!("cannot read the announcement's state: {e}"),
+                    after: None,
+                }),
+            };
+        };
         self.web
             .post(announce, blocks::text(text), Some(ts))
             .await
