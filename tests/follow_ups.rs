@@ -47,6 +47,22 @@ fn texts(stack: &LocalStack, channel: &str) -> Vec<String> {
     stack.sandbox.messages(channel).into_iter().map(|m| m.text).collect()
 }
 
+/// The blocks of `/incident followups` as `user` sees it in `channel`, as JSON text.
+async fn follow_up_list(stack: &LocalStack, user: &str, channel: &str) -> String {
+    let ack = stack.sandbox.slash_command(user, channel, "followups").await.unwrap();
+    ack.payload.unwrap_or_default()["blocks"].to_string()
+}
+
+/// The `action` of every `follow_up` event of an incident, oldest first.
+async fn follow_up_actions(stack: &LocalStack, id: IncidentId) -> Vec<String> {
+    let timeline = stack.db.timeline(id).await.unwrap();
+    timeline
+        .into_iter()
+        .filter(|e| e.kind == "follow_up")
+        .map(|e| e.details["action"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 /// The ephemeral message `user` saw last (its text).
 fn last_ephemeral(stack: &LocalStack, user: &str) -> String {
     stack
@@ -143,15 +159,11 @@ async fn follow_ups_are_added_listed_and_closed_by_their_owner() {
     );
     assert_eq!(stored[0].link.as_deref(), Some("https://tracker.example/OPS-7"));
     assert!(stored.iter().all(|f| f.state == FollowUpState::Open));
-    let created = stack
-        .db
-        .timeline(inc.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.kind == "follow_up" && e.details["action"] == "created")
-        .count();
-    assert_eq!(created, 4, "one timeline event per follow-up");
+    assert_eq!(
+        follow_up_actions(&stack, inc.id).await,
+        ["created"; 4],
+        "one timeline event per follow-up"
+    );
     let channel = sb.channel(&ch).unwrap();
     assert!(
         ["U0DAVE", "U0CAROL"]
@@ -164,13 +176,7 @@ async fn follow_ups_are_added_listed_and_closed_by_their_owner() {
         .any(|t| t.contains("#1") && t.contains("<@U0DAVE>")));
 
     // In the channel: this incident's follow-ups, each open one with a Done button.
-    let list = sb
-        .slash_command("U0CAROL", &ch, "followups")
-        .await
-        .unwrap()
-        .payload
-        .unwrap();
-    let blocks = list["blocks"].to_string();
+    let blocks = follow_up_list(&stack, "U0CAROL", &ch).await;
     assert_eq!(blocks.matches("follow_up_done").count(), 4, "{blocks}");
     // Anywhere else: the caller's own first.
     let mine = sb
@@ -224,29 +230,17 @@ async fn follow_ups_are_added_listed_and_closed_by_their_owner() {
     assert!(texts(&stack, &ch)
         .iter()
         .any(|t| t.contains("<@U0DAVE> marked follow-up #1") && t.contains("done")));
-    let list = sb
-        .slash_command("U0CAROL", &ch, "followups")
-        .await
-        .unwrap()
-        .payload
-        .unwrap();
-    let blocks = list["blocks"].to_string();
+    let blocks = follow_up_list(&stack, "U0CAROL", &ch).await;
     assert_eq!(
         blocks.matches("follow_up_done").count(),
         2,
         "only the open ones keep a button"
     );
     assert!(blocks.contains("done by <@U0DAVE>"), "{blocks}");
-    let kinds: Vec<String> = stack
-        .db
-        .timeline(inc.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.kind == "follow_up")
-        .map(|e| e.details["action"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(kinds, ["created", "created", "created", "created", "done", "wont_do"]);
+    assert_eq!(
+        follow_up_actions(&stack, inc.id).await,
+        ["created", "created", "created", "created", "done", "wont_do"]
+    );
     assert_slack_happy(&stack);
 }
 
@@ -340,14 +334,8 @@ async fn an_overdue_follow_up_reminds_its_owner_once_per_period() {
     let past = chrono::Utc::now() - chrono::Duration::milliseconds(100);
     stack.db.backdate_follow_up(items[0].id, past).await.unwrap();
     let reminders = || async {
-        stack
-            .db
-            .timeline(inc.id)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|e| e.kind == "follow_up" && e.details["action"] == "reminder")
-            .count()
+        let actions = follow_up_actions(&stack, inc.id).await;
+        actions.iter().filter(|a| *a == "reminder").count()
     };
     let dm = wait_for(Duration::from_secs(3), || async {
         let dm = sb.dm_channel("U0DAVE")?;
@@ -528,20 +516,7 @@ async fn the_review_draft_is_shared_as_a_file_and_exported_by_the_cli() {
 
     // The CLI prints the same review from the database, without Slack.
     let url = stack.settings.database_url.clone();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_incident-bot"))
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", &url)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| common::run_cli(&url, &[], args);
     let (code, out, err) = run(&["export", "INC-1"]);
     assert_eq!(code, 0, "{err}");
     assert!(

@@ -2,7 +2,7 @@
 //! its timeline events and its outbox jobs, all in one transaction.
 
 use super::incidents::{IncidentRow, INCIDENT_COLUMNS};
-use super::{insert_event, insert_follow_up, to_ms, with_pool, Db, INSERT_JOB};
+use super::{insert_effect_jobs, insert_event, insert_follow_up, to_ms, with_pool, Db};
 use crate::incident::change::{Applied, Change, Effect, Rules};
 use crate::incident::model::*;
 use crate::outbox::JobKind;
@@ -133,15 +133,7 @@ impl Db {
                 // Slack effects need the channel; before it exists, provisioning renders the
                 // current state anyway.
                 if i.channel_id.is_some() {
-                    for (kind, payload) in jobs_for(&applied.effects, actor) {
-                        sqlx::query(INSERT_JOB)
-                            .bind(id.0)
-                            .bind(kind.as_str())
-                            .bind(payload.to_string())
-                            .bind(at)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
+                    insert_effect_jobs!(tx, id.0, &applied.effects, actor, at)?;
                 }
                 tx.commit().await?;
                 Ok(Ok(applied))

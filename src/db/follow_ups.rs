@@ -1,10 +1,10 @@
 //! Follow-ups and post-incident review reminders: listing, closing, and firing what is due,
 //! once, with its timeline event and Slack job in the same transaction.
 
-use super::changes::{jobs_for, Refused};
+use super::changes::Refused;
 use super::incidents::{IncidentRow, INCIDENT_COLUMNS};
 use super::outbox::BOT_ACTOR;
-use super::{from_ms, insert_event, to_ms, with_pool, Db, INSERT_JOB};
+use super::{from_ms, insert_effect_jobs, insert_event, skip_locked, to_ms, with_pool, Db, INSERT_JOB};
 use crate::incident::change::{Effect, Notice, Rules};
 use crate::incident::followup::{self, FollowUp, FollowUpState};
 use crate::incident::model::*;
@@ -187,15 +187,7 @@ impl Db {
                         notice,
                         stakeholders: false,
                     }];
-                    for (kind, payload) in jobs_for(&effects, actor) {
-                        sqlx::query(INSERT_JOB)
-                            .bind(incident.id.0)
-                            .bind(kind.as_str())
-                            .bind(payload.to_string())
-                            .bind(at)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
+                    insert_effect_jobs!(tx, incident.id.0, &effects, actor, at)?;
                 }
                 tx.commit().await?;
                 Ok(Ok(closed))
@@ -215,11 +207,7 @@ impl Db {
         limit: i64,
     ) -> anyhow::Result<usize> {
         let at = to_ms(now);
-        let lock = if self.is_postgres() {
-            "FOR UPDATE OF f SKIP LOCKED"
-        } else {
-            ""
-        };
+        let lock = skip_locked(self, "OF f");
         let select = format!(
             "SELECT {FOLLOW_UP_COLUMNS} {FROM} WHERE f.remind_at IS NOT NULL AND f.remind_at <= $1 \
              ORDER BY f.remind_at LIMIT $2 {lock}"
@@ -286,11 +274,7 @@ impl Db {
         limit: i64,
     ) -> anyhow::Result<usize> {
         let at = to_ms(now);
-        let lock = if self.is_postgres() {
-            "FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        };
+        let lock = skip_locked(self, "");
         let select = format!(
             "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE pir_remind_at IS NOT NULL AND pir_remind_at <= $1 \
              ORDER BY pir_remind_at LIMIT $2 {lock}"

@@ -98,6 +98,38 @@ pub(crate) use insert_follow_up;
 pub(crate) const INSERT_JOB: &str =
     "INSERT INTO outbox (incident_id, kind, payload, due_at, created_at) VALUES ($1, $2, $3, $4, $4)";
 
+/// Enqueues the outbox jobs for `$effects` by `$actor` inside transaction `$tx`.
+macro_rules! insert_effect_jobs {
+    ($tx:ident, $incident:expr, $effects:expr, $actor:expr, $at:expr) => {{
+        let mut result = Ok(());
+        for (kind, payload) in $crate::db::jobs_for($effects, $actor) {
+            if let Err(e) = sqlx::query($crate::db::INSERT_JOB)
+                .bind($incident)
+                .bind(kind.as_str())
+                .bind(payload.to_string())
+                .bind($at)
+                .execute(&mut *$tx)
+                .await
+            {
+                result = Err(e);
+                break;
+            }
+        }
+        result
+    }};
+}
+pub(crate) use insert_effect_jobs;
+
+/// The row-locking clause of a "claim due work" query: other replicas skip locked rows on
+/// PostgreSQL; SQLite has no such clause (its callers take the write lock first instead).
+pub(crate) fn skip_locked(db: &Db, of: &str) -> String {
+    if db.is_postgres() {
+        format!("FOR UPDATE {of} SKIP LOCKED")
+    } else {
+        String::new()
+    }
+}
+
 pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }

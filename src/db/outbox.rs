@@ -1,6 +1,6 @@
 //! Outbox jobs: claim with a lease, complete atomically with their incident changes.
 
-use super::{from_ms, insert_event, to_ms, with_pool, Db, INSERT_JOB};
+use super::{from_ms, insert_event, skip_locked, to_ms, with_pool, Db, INSERT_JOB};
 use crate::incident::model::{EventKind, IncidentId};
 use crate::outbox::{Job, JobKind};
 use chrono::{DateTime, Utc};
@@ -50,11 +50,7 @@ impl Db {
     /// Claims up to `limit` due jobs for `lease`. On PostgreSQL rows locked by another replica
     /// are skipped; on SQLite the single `UPDATE … RETURNING` is atomic by itself.
     pub async fn claim_jobs(&self, now: DateTime<Utc>, lease: Duration, limit: i64) -> anyhow::Result<Vec<Job>> {
-        let lock = if self.is_postgres() {
-            "FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        };
+        let lock = skip_locked(self, "");
         let sql = format!(
             "UPDATE outbox SET locked_until = $1, attempts = attempts + 1 WHERE id IN (\
                SELECT id FROM outbox WHERE done_at IS NULL AND failed_at IS NULL AND due_at <= $2 \

@@ -2,7 +2,7 @@
 
 use super::incidents::{IncidentRow, INCIDENT_COLUMNS};
 use super::outbox::BOT_ACTOR;
-use super::{from_ms, insert_event, to_ms, with_pool, Db, INSERT_JOB};
+use super::{from_ms, insert_event, skip_locked, to_ms, with_pool, Db, INSERT_JOB};
 use crate::incident::model::{EventKind, Incident};
 use crate::outbox::JobKind;
 use crate::reminder::plan::{self, Action, Slas};
@@ -85,11 +85,7 @@ impl Db {
 
     /// The query that finds due clocks; it must use `incidents_reminder_at` (see the bench).
     fn due_query(&self) -> String {
-        let lock = if self.is_postgres() {
-            "FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        };
+        let lock = skip_locked(self, "");
         format!(
             "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE reminder_at IS NOT NULL AND reminder_at <= $1 \
              ORDER BY reminder_at LIMIT $2 {lock}"

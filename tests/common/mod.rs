@@ -60,3 +60,21 @@ pub async fn event_kinds(stack: &LocalStack, id: incident_bot::incident::model::
         .map(|e| e.kind)
         .collect()
 }
+
+/// Runs the `incident-bot` binary with only `PATH`, `DATABASE_URL=url` and `env` set; returns
+/// its exit code, stdout and stderr.
+pub fn run_cli(url: &str, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_incident-bot"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", url)
+        .envs(env.iter().copied())
+        .output()
+        .expect("the incident-bot binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
