@@ -67,7 +67,7 @@ impl Db {
                     .execute(&mut *tx)
                     .await?;
                 if let Some(key) = key {
-                    let fresh = sqlx::query("INSERT INTO handled_interactions (key, at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                    let fresh = sqlx::query(super::INSERT_HANDLED)
                         .bind(key)
                         .bind(at)
                         .execute(&mut *tx)

@@ -143,7 +143,7 @@ impl Db {
                 if locked == 0 {
                     return Ok(Err(Refused::Rule("That follow-up no longer exists.".into())));
                 }
-                let fresh = sqlx::query("INSERT INTO handled_interactions (key, at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                let fresh = sqlx::query(super::INSERT_HANDLED)
                     .bind(key)
                     .bind(at)
                     .execute(&mut *tx)

@@ -94,6 +94,10 @@ macro_rules! insert_follow_up {
 }
 pub(crate) use insert_follow_up;
 
+/// Records an interaction's idempotency key: `(key, at)`; affects no row when it was seen.
+pub(crate) const INSERT_HANDLED: &str =
+    "INSERT INTO handled_interactions (key, at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
+
 /// Enqueues an outbox job: `(incident_id, kind, payload, due_at)`; created now = due.
 pub(crate) const INSERT_JOB: &str =
     "INSERT INTO outbox (incident_id, kind, payload, due_at, created_at) VALUES ($1, $2, $3, $4, $4)";
@@ -217,7 +221,7 @@ impl Db {
     /// Records an idempotency key; `false` when it was already recorded (a redelivery).
     pub async fn first_time(&self, key: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
         let done = with_pool!(self, |pool| {
-            sqlx::query("INSERT INTO handled_interactions (key, at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            sqlx::query(INSERT_HANDLED)
                 .bind(key)
                 .bind(to_ms(now))
                 .execute(pool)
