@@ -457,7 +457,6 @@ impl Incident {
                 out.next.pir_link = link.clone();
                 out.next.pir_remind_at = None;
                 out.event(EventKind::Pir, json!({ "action": "done", "link": link }));
-                out.effects.clear();
                 out.tell(Notice::PirDone { link: link.clone() }, true);
             }
             Change::Close => {
@@ -921,6 +920,15 @@ mod tests {
             .unwrap()
             .incident;
         assert_eq!((done.pir_done_at, done.pir_remind_at), (Some(t(30)), None));
+        assert!(
+            resolved
+                .incident
+                .apply_under(&Change::PirDone { link: None }, &bob, t(30), &rules())
+                .unwrap()
+                .effects
+                .contains(&Effect::RefreshCard),
+            "the card drops its review buttons"
+        );
         assert_eq!(done.pir_link.as_deref(), Some("https://wiki/pir-42"));
         assert!(done
             .apply_under(&Change::PirDone { link: None }, &bob, t(31), &rules())

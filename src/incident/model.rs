@@ -392,7 +392,8 @@ impl TimelineEvent {
                 match s("action").as_str() {
                     "created" => format!("#{seq} added: {}", s("text")),
                     "reminder" => format!("#{seq} overdue, owner reminded"),
-                    action => format!("#{seq} {}", action.replace('_', " ")),
+                    "wont_do" => format!("#{seq} won't do"),
+                    action => format!("#{seq} {action}"),
                 }
             }
             "pir" => match s("action").as_str() {

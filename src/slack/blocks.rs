@@ -125,7 +125,7 @@ pub fn summary_card(incident: &Incident, policy: &Policy) -> Value {
     if incident.status != Status::Canceled {
         buttons.push(button("➕ Follow-up", ACTION_FOLLOW_UP, incident, None));
     }
-    if matches!(incident.status, Status::Resolved | Status::Closed) && incident.pir_done_at.is_none() {
+    if policy.pir.review_pending(incident) {
         buttons.push(button("📝 Draft review", ACTION_PIR_DRAFT, incident, None));
         buttons.push(button("✔️ Review done", ACTION_PIR_DONE, incident, None));
     }
@@ -831,6 +831,37 @@ mod tests {
 
     fn sample_incident() -> Incident {
         Incident::example()
+    }
+
+    #[test]
+    fn a_resolved_card_offers_follow_ups_and_the_review_while_one_is_pending() {
+        let policy = Policy::default();
+        let actions = |i: &Incident| -> Vec<String> {
+            let card = summary_card(i, &policy);
+            card.as_array()
+                .unwrap()
+                .iter()
+                .filter(|b| b["type"] == "actions")
+                .flat_map(|b| b["elements"].as_array().unwrap().clone())
+                .map(|e| e["action_id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let mut i = sample_incident();
+        assert_eq!(
+            actions(&i),
+            [ACTION_ACK, ACTION_UPDATE, ACTION_RESOLVE, ACTION_FOLLOW_UP]
+        );
+        i.status = Status::Resolved;
+        assert_eq!(actions(&i), [ACTION_FOLLOW_UP, ACTION_PIR_DRAFT, ACTION_PIR_DONE]);
+        i.severity = Severity::Sev3;
+        assert_eq!(actions(&i), [ACTION_FOLLOW_UP], "SEV3 needs no review");
+        i.severity = Severity::Sev2;
+        i.pir_done_at = Some(i.declared_at);
+        i.pir_link = Some("https://wiki/pir".into());
+        assert_eq!(actions(&i), [ACTION_FOLLOW_UP]);
+        assert!(summary_card(&i, &policy).to_string().contains("review done"));
+        i.status = Status::Canceled;
+        assert!(actions(&i).is_empty());
     }
 
     /// Every mrkdwn text in `v` (plain_text is never parsed for mentions, so it is safe as is).
