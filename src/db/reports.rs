@@ -4,7 +4,8 @@
 //! same on both. Update-SLA events are counted per incident as they are appended (triggers of
 //! migration 0004 keep `incidents.sla_on_time`, `sla_missed`, `sla_breaches`), so no report
 //! query reads the timeline; every one is served by the `incidents_report` covering index
-//! (the follow-up counts join `follow_ups` through its `(incident_id, seq)` index).
+//! (which on PostgreSQL also carries the id, migration 0007), and the follow-up counts join
+//! `follow_ups` through its `follow_ups_report` covering index.
 
 use super::{with_pool, Db};
 use crate::report::metrics::{rank, Compliance, DurationStats};
@@ -64,6 +65,21 @@ const DURATIONS: [(&str, &str); 3] = [
     ),
     ("resolved_at", "resolved_at - declared_at"),
 ];
+
+/// The follow-up counts of `Db::report_follow_ups`: `$1..$3` the scope, `$4` now.
+fn follow_ups_sql() -> String {
+    let when = |cond: &str| format!("CAST(COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0) AS BIGINT)");
+    format!(
+        "SELECT CAST(COUNT(*) AS BIGINT), {}, {}, {}, {} FROM incidents i JOIN follow_ups f ON f.incident_id = i.id \
+         WHERE {} AND {}",
+        when("f.state = 'open'"),
+        when("f.state = 'open' AND f.due_at <= $4"),
+        when("f.state = 'done'"),
+        when("f.state = 'wont_do'"),
+        in_scope("i."),
+        live("i.")
+    )
+}
 
 /// An incident row written as given, bypassing the lifecycle rules: for tests and benches.
 /// Times are epoch milliseconds.
@@ -428,20 +444,10 @@ impl Db {
     }
 
     /// The follow-ups of the scope's incidents that are not canceled, by state now; overdue =
-    /// open and due at or before `now_ms`. One aggregate over the join (each incident's
-    /// follow-ups are found through the `(incident_id, seq)` unique index).
+    /// open and due at or before `now_ms`. One aggregate over the join, index-only: the period's
+    /// incidents from `incidents_report`, each one's follow-ups from `follow_ups_report`.
     async fn report_follow_ups(&self, scope: &ReportScope) -> anyhow::Result<FollowUps> {
-        let when = |cond: &str| format!("CAST(COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0) AS BIGINT)");
-        let sql = format!(
-            "SELECT CAST(COUNT(*) AS BIGINT), {}, {}, {}, {} FROM incidents i JOIN follow_ups f ON f.incident_id = i.id \
-             WHERE {} AND {}",
-            when("f.state = 'open'"),
-            when("f.state = 'open' AND f.due_at <= $4"),
-            when("f.state = 'done'"),
-            when("f.state = 'wont_do'"),
-            in_scope("i."),
-            live("i.")
-        );
+        let sql = follow_ups_sql();
         let (total, open, overdue, done, wont_do): (i64, i64, i64, i64, i64) = with_pool!(self, |pool| {
             sqlx::query_as(&sql)
                 .bind(scope.from_ms)
@@ -515,6 +521,35 @@ mod tests {
         assert_eq!(scope(None).service_pattern(), "%");
         assert_eq!(scope(Some("payments")).service_pattern(), "%\"payments\"%");
         assert_eq!(scope(Some("tech_ops")).service_pattern(), "%\"tech!_ops\"%");
+    }
+
+    #[tokio::test]
+    async fn follow_up_counts_read_two_covering_indexes_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("plan.db").display()))
+            .await
+            .unwrap();
+        let Db::Sqlite(pool) = &db else {
+            unreachable!("a sqlite URL")
+        };
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!("EXPLAIN QUERY PLAN {}", follow_ups_sql()))
+            .bind(0_i64)
+            .bind(1_i64)
+            .bind("%")
+            .bind(1_i64)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        let plan: Vec<&str> = plan.iter().map(|r| r.3.as_str()).collect();
+        assert_eq!(plan.len(), 2, "{plan:?}");
+        assert!(
+            plan[0].starts_with("SEARCH i USING COVERING INDEX incidents_report (declared_at>? AND declared_at<?)"),
+            "{plan:?}"
+        );
+        assert!(
+            plan[1].starts_with("SEARCH f USING COVERING INDEX follow_ups_report (incident_id=?)"),
+            "{plan:?}"
+        );
     }
 
     #[test]
