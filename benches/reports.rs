@@ -2,7 +2,8 @@
 //! about time.
 //!
 //! 1. Generates 100,000 incidents and 1,000,000 timeline events over the two years before
-//!    2026-11-23 (deterministic; inserted through `Db::insert_fixtures`, 5,000 incidents a
+//!    2026-11-23, and follow-ups for half of the incidents that are not canceled (1 to 4 each,
+//!    about 123,000; deterministic; inserted through `Db::insert_fixtures`, 5,000 incidents a
 //!    transaction).
 //! 2. Times the weekly, monthly and yearly (365-day) report (`Report::build`: the period and the
 //!    previous one, every figure) and the yearly chart's data (`Report::daily`): 10 runs each
@@ -23,7 +24,7 @@
 use chrono::{DateTime, Utc};
 use incident_bot::config::Policy;
 use incident_bot::db::{Db, FixtureEvent, FixtureIncident};
-use incident_bot::report::{PeriodSpec, Report};
+use incident_bot::report::{FixtureFollowUp, PeriodSpec, Report};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -114,6 +115,37 @@ fn generate(rng: &mut StdRng, number: i64, span_ms: i64) -> (FixtureIncident, Ve
     (incident, events)
 }
 
+/// Follow-ups for half of the incidents that are not canceled: 1 to 4, due 3 to 30 days after
+/// the declaration; an open incident's are open, a finished one's mostly done. From their own
+/// random stream, so the incidents are the same with or without them.
+fn follow_ups(rng: &mut StdRng, incident: &FixtureIncident) -> Vec<FixtureFollowUp> {
+    if incident.status == "canceled" || !rng.gen_bool(0.5) {
+        return vec![];
+    }
+    let open_incident = incident.status == "investigating";
+    (0..rng.gen_range(1..=4))
+        .map(|_| {
+            let due_at = rng
+                .gen_bool(0.8)
+                .then(|| incident.declared_at + rng.gen_range(3..=30) * 86_400_000);
+            let roll: f64 = rng.gen();
+            let state = if open_incident || roll < 0.3 {
+                "open"
+            } else if roll < 0.9 {
+                "done"
+            } else {
+                "wont_do"
+            };
+            FixtureFollowUp {
+                due_at,
+                state: state.into(),
+                closed_at: (state != "open").then(|| incident.declared_at + rng.gen_range(1..=40) * 86_400_000),
+                ..FixtureFollowUp::default()
+            }
+        })
+        .collect()
+}
+
 /// `(VmRSS, VmHWM)` in MiB.
 fn memory() -> (f64, f64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -177,6 +209,7 @@ async fn main() -> anyhow::Result<()> {
 
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(5);
+    let mut follow_up_rng = StdRng::seed_from_u64(6);
     let span = 730 * 86_400_000;
     let mut number = db.incident_count().await?;
     if number > 0 && number != incidents as i64 {
@@ -187,7 +220,8 @@ async fn main() -> anyhow::Result<()> {
         let mut events = Vec::with_capacity(BATCH * EVENTS_PER_INCIDENT);
         for _ in 0..BATCH.min(incidents - number as usize) {
             number += 1;
-            let (i, e) = generate(&mut rng, number, span);
+            let (mut i, e) = generate(&mut rng, number, span);
+            i.follow_ups = follow_ups(&mut follow_up_rng, &i);
             batch.push(i);
             events.extend(e);
         }
@@ -196,7 +230,9 @@ async fn main() -> anyhow::Result<()> {
     if let Db::Postgres(pool) = &db {
         // What autovacuum does after a bulk load: statistics, and the visibility map that lets
         // the report queries stay index-only.
-        sqlx::query("VACUUM (ANALYZE) incidents").execute(pool).await?;
+        sqlx::query("VACUUM (ANALYZE) incidents, follow_ups")
+            .execute(pool)
+            .await?;
     }
     println!("  loaded in {:.1} s", started.elapsed().as_secs_f64());
 
@@ -223,9 +259,11 @@ async fn main() -> anyhow::Result<()> {
         }
         let (_, peak) = memory();
         println!(
-            "  {name:<8} report ({} incidents in the period, {} the period before): {}; peak RSS {}",
+            "  {name:<8} report ({} incidents in the period, {} the period before; {} follow-ups, {} overdue): {}; peak RSS {}",
             warm.current.incidents,
             warm.previous.incidents,
+            warm.current.follow_ups.total,
+            warm.current.follow_ups.overdue,
             summary(times),
             if reset { format!("{peak:.1} MiB") } else { "n/a".into() }
         );

@@ -8,7 +8,7 @@ use incident_bot::config::Policy;
 use incident_bot::db::{Db, FixtureEvent, FixtureIncident};
 use incident_bot::report::metrics::{Compliance, DurationStats, Grade};
 use incident_bot::report::render::{self, Format};
-use incident_bot::report::{PeriodSpec, Report};
+use incident_bot::report::{FixtureFollowUp, FollowUps, PeriodSpec, Report};
 use serde_json::json;
 
 const MIN: i64 = 60_000;
@@ -22,6 +22,10 @@ fn t0() -> i64 {
 
 fn ms(rfc3339: &str) -> i64 {
     DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_millis()
+}
+
+fn utc(rfc3339: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(rfc3339).unwrap().with_timezone(&Utc)
 }
 
 fn now() -> DateTime<Utc> {
@@ -97,8 +101,24 @@ fn due(number: i64, at: i64) -> FixtureEvent {
     )
 }
 
+/// A follow-up due on `due_day` (a New York day in November 2026, EST): overdue from 00:00
+/// local of the day after (05:00 UTC). `done` and `wont_do` ones were closed the day before.
+fn follow_up(state: &str, due_day: Option<u32>) -> FixtureFollowUp {
+    let due_at = due_day.map(|d| ms(&format!("2026-11-{:02}T05:00:00Z", d + 1)));
+    FixtureFollowUp {
+        text: "Add an alert on fixture queue depth".into(),
+        owner: Some("U0OWNER".into()),
+        due_date: due_day.map(|d| format!("2026-11-{d:02}")),
+        due_at,
+        state: state.into(),
+        closed_at: (state != "open").then(|| due_at.unwrap_or(t0()) - DAY),
+        ..FixtureFollowUp::default()
+    }
+}
+
 /// The fixture: the reported week (New York, 2026-11-16..22), the week before, and one incident
-/// just after. Times are `t0()` (Monday 00:00 local) plus offsets.
+/// just after. Times are `t0()` (Monday 00:00 local) plus offsets. Follow-ups (as of `now()`,
+/// 2026-11-25 12:00 UTC; a due day D is overdue from D + 1 05:00 UTC) are lettered a–l.
 fn fixture() -> (Vec<FixtureIncident>, Vec<FixtureEvent>) {
     let t0 = t0();
     let to = t0 + 7 * DAY; // 2026-11-23 00:00 local = 05:00 UTC
@@ -119,6 +139,13 @@ fn fixture() -> (Vec<FixtureIncident>, Vec<FixtureEvent>) {
             customers: Some(100),
             merchants: Some(10),
             transactions: Some(1000),
+            // a: open, due the 23rd (overdue since the 24th 05:00 UTC); b: open, due the 24th
+            // (overdue since 05:00 today); c: done, due the 20th (past, but done: not overdue).
+            follow_ups: vec![
+                follow_up("open", Some(23)),
+                follow_up("open", Some(24)),
+                follow_up("done", Some(20)),
+            ],
             ..FixtureIncident::default()
         },
         // INC-2: resolved. TTA 15, TTM 30, TTR 60; explicit impact end after 45 min.
@@ -133,6 +160,9 @@ fn fixture() -> (Vec<FixtureIncident>, Vec<FixtureEvent>) {
             resolved_at: Some(t0 + 2 * DAY + 60 * MIN),
             impact_end: Some(t0 + 2 * DAY + 45 * MIN),
             customers: Some(50),
+            // d: open, due the 27th (overdue only from the 28th 05:00 UTC); e: won't do, due the
+            // 18th (past, but closed).
+            follow_ups: vec![follow_up("open", Some(27)), follow_up("wont_do", Some(18))],
             ..FixtureIncident::default()
         },
         // INC-3: mitigated, resolved, then reopened (reopening clears resolved_at): still open.
@@ -145,6 +175,8 @@ fn fixture() -> (Vec<FixtureIncident>, Vec<FixtureEvent>) {
             declared_at: t0 + 3 * DAY,
             acknowledged_at: Some(t0 + 3 * DAY + 10 * MIN),
             mitigated_at: Some(t0 + 3 * DAY + 40 * MIN),
+            // f: open, no due day: never overdue.
+            follow_ups: vec![follow_up("open", None)],
             ..FixtureIncident::default()
         },
         // INC-4: never acknowledged by its SPOC, still investigating: no TTA/TTM/TTR; impact
@@ -167,6 +199,8 @@ fn fixture() -> (Vec<FixtureIncident>, Vec<FixtureEvent>) {
             acknowledged_at: Some(t0 + 5 * DAY + MIN),
             canceled_at: Some(t0 + 5 * DAY + 10 * MIN),
             customers: Some(999),
+            // g: open and overdue, but its incident is canceled: not counted.
+            follow_ups: vec![follow_up("open", Some(20))],
             ..FixtureIncident::default()
         },
         // INC-6: private; declared Sunday 23:59 local (already 04:59 UTC on Monday the 23rd),
@@ -182,6 +216,8 @@ fn fixture() -> (Vec<FixtureIncident>, Vec<FixtureEvent>) {
             acknowledged_at: Some(to - MIN + 20 * MIN),
             mitigated_at: Some(to - MIN + 120 * MIN),
             resolved_at: Some(to - MIN + 200 * MIN),
+            // h: done (a private incident's follow-up is counted, never named).
+            follow_ups: vec![follow_up("done", Some(24))],
             ..FixtureIncident::default()
         },
         // INC-7: Sunday 23:30 local on the 15th (04:30 UTC on the 16th): the previous week.
@@ -196,6 +232,8 @@ fn fixture() -> (Vec<FixtureIncident>, Vec<FixtureEvent>) {
             mitigated_at: Some(t0 - 30 * MIN + 60 * MIN),
             resolved_at: Some(t0 - 30 * MIN + 90 * MIN),
             closed_at: Some(t0 + DAY),
+            // i: open, due the 19th: overdue; j: done.
+            follow_ups: vec![follow_up("open", Some(19)), follow_up("done", Some(19))],
             ..FixtureIncident::default()
         },
         // INC-8: Monday 00:00 local the week after: outside (the period is half-open).
@@ -205,6 +243,8 @@ fn fixture() -> (Vec<FixtureIncident>, Vec<FixtureEvent>) {
             status: "investigating".into(),
             services: services(&["payments"]),
             declared_at: to,
+            // k: open and overdue, but outside both periods: not counted.
+            follow_ups: vec![follow_up("open", Some(24))],
             ..FixtureIncident::default()
         },
         // INC-9: the previous week. TTA 20, TTM 30, TTR 50, impact 30.
@@ -218,6 +258,8 @@ fn fixture() -> (Vec<FixtureIncident>, Vec<FixtureEvent>) {
             mitigated_at: Some(t0 - 3 * DAY + 30 * MIN),
             resolved_at: Some(t0 - 3 * DAY + 50 * MIN),
             closed_at: Some(t0 - 2 * DAY),
+            // l: won't do, no due day.
+            follow_ups: vec![follow_up("wont_do", None)],
             ..FixtureIncident::default()
         },
     ];
@@ -384,6 +426,50 @@ async fn weekly_figures_match_the_hand_computed_ones() {
     assert_eq!(render::change(&h("time_to_mitigate_median")), "▲10m", "40 − 30");
     assert_eq!(render::change(&h("update_sla_compliance")), "▼25.0 pts", "50 % − 75 %");
     assert_eq!(render::change(&h("breaches")), "▲2");
+
+    // Follow-ups of INC-1, 2, 3, 4, 6: a b c (INC-1), d e (INC-2), f (INC-3), none (INC-4), h
+    // (INC-6) = 7; g (INC-5, canceled) and k (INC-8, after the week) are not counted.
+    // Open: a b d f = 4; overdue: a (due_at the 24th 05:00) and b (the 25th 05:00) ≤ now (the
+    // 25th 12:00) = 2 (d is due later, f has no due day, c and e are closed); done: c h = 2;
+    // won't do: e = 1.
+    let follow_ups = |total, open, overdue, done, wont_do| FollowUps {
+        total,
+        open,
+        overdue,
+        done,
+        wont_do,
+    };
+    assert_eq!(c.follow_ups, follow_ups(7, 4, 2, 2, 1));
+    // The week before: INC-7's i (open, overdue) and j (done), INC-9's l (won't do).
+    assert_eq!(p.follow_ups, follow_ups(3, 1, 1, 1, 1));
+    assert_eq!(render::change(&h("follow_ups")), "▲4", "7 − 3");
+    assert_eq!(render::change(&h("follow_ups_open")), "▲3", "4 − 1");
+    assert_eq!(render::change(&h("follow_ups_overdue")), "▲1", "2 − 1");
+    assert_eq!(render::change(&h("follow_ups_done")), "▲1", "2 − 1");
+    assert_eq!(render::change(&h("follow_ups_wont_do")), "=", "1 − 1");
+}
+
+#[tokio::test]
+async fn overdue_follow_ups_are_counted_as_of_the_time_the_report_is_made() {
+    let db = fixture_db().await;
+    let overdue = |r: &Report| (r.current.follow_ups.overdue, r.previous.follow_ups.overdue);
+    // The 24th 04:59:59.999 UTC: a (due_at the 24th 05:00) is not overdue yet, nor b; i (the
+    // 20th 05:00) is.
+    let before = Report::build(&db, &policy(), week(), None, utc("2026-11-24T04:59:59.999Z"))
+        .await
+        .unwrap();
+    assert_eq!(overdue(&before), (0, 1));
+    // Exactly a's due time: overdue from that instant on (due_at ≤ now).
+    let at = Report::build(&db, &policy(), week(), None, utc("2026-11-24T05:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(overdue(&at), (1, 1), "a");
+    // The 28th 05:00 UTC: d (due the 27th) too: a b d. Open and the other counts do not move.
+    let later = Report::build(&db, &policy(), week(), None, utc("2026-11-28T05:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(overdue(&later), (3, 1), "a b d");
+    assert_eq!((later.current.follow_ups.total, later.current.follow_ups.open), (7, 4));
 }
 
 #[tokio::test]
@@ -400,6 +486,26 @@ async fn a_service_filter_keeps_only_that_lines_incidents() {
     assert_eq!(c.compliance, Compliance { on_time: 3, missed: 2 });
     assert_eq!(c.services.len(), 1);
     assert_eq!(r.previous.incidents, 1, "INC-7");
+    // Follow-ups of INC-1 (a b c) and INC-2 (d e); INC-5's g is canceled, INC-3's f is checkout's.
+    // Open a b d, overdue a b, done c, won't do e.
+    let follow_ups = |total, open, overdue, done, wont_do| FollowUps {
+        total,
+        open,
+        overdue,
+        done,
+        wont_do,
+    };
+    assert_eq!(c.follow_ups, follow_ups(5, 3, 2, 1, 1));
+    assert_eq!(r.previous.follow_ups, follow_ups(2, 1, 1, 1, 0), "INC-7's i and j");
+    // checkout: INC-1 (a b c) and INC-3 (f); the week before, INC-9 (l).
+    let checkout = Report::build(&db, &policy(), week(), Some("checkout"), now())
+        .await
+        .unwrap();
+    assert_eq!(checkout.current.follow_ups, follow_ups(4, 3, 2, 1, 0));
+    assert_eq!(checkout.previous.follow_ups, follow_ups(1, 0, 0, 0, 1));
+    // app: INC-4 has none.
+    let app = Report::build(&db, &policy(), week(), Some("app"), now()).await.unwrap();
+    assert_eq!(app.current.follow_ups, FollowUps::default());
     // A name that is a prefix of another line, or has LIKE's wildcard, matches nothing here.
     let none = Report::build(&db, &policy(), week(), Some("pay_ents"), now())
         .await
@@ -418,6 +524,7 @@ async fn an_empty_period_reports_zeros_and_na() {
     assert_eq!(c.tta.mean_ms(), None);
     assert_eq!(c.compliance.ratio(), None);
     assert!(c.services.iter().all(|s| s.grade == Some(Grade::A)));
+    assert_eq!(c.follow_ups, FollowUps::default());
     let md = render::render(&r, Format::Markdown);
     assert!(md.contains("| Update-SLA compliance | n/a | n/a |  |"), "{md}");
     assert!(md.contains("| Time to resolve, median | n/a | n/a |  |"), "{md}");
@@ -465,15 +572,44 @@ async fn renderings_agree_and_name_no_incident() {
         "{csv}"
     );
     assert!(csv.contains("service,app,impact_minutes,4320,0,4320\n"), "{csv}");
+    for line in [
+        "| Follow-ups | 7 | 3 | ▲4 |",
+        "| Open follow-ups | 4 | 1 | ▲3 |",
+        "| Overdue follow-ups | 2 | 1 | ▲1 |",
+        "| Done follow-ups | 2 | 1 | ▲1 |",
+        "| Won't-do follow-ups | 1 | 1 | = |",
+    ] {
+        assert!(md.contains(line), "{line} in {md}");
+    }
+    for line in [
+        "summary,,follow_ups,7,3,4\n",
+        "summary,,follow_ups_open,4,1,3\n",
+        "summary,,follow_ups_overdue,2,1,1\n",
+        "summary,,follow_ups_done,2,1,1\n",
+        "summary,,follow_ups_wont_do,1,1,0\n",
+    ] {
+        assert!(csv.contains(line), "{line} in {csv}");
+    }
+    let blocks = incident_bot::slack::report::report_blocks(&r).to_string();
+    assert!(
+        blocks.contains("*Follow-ups*\\nopen 4 ▲3 · overdue 2 ▲1\\nin all 7 ▲4 · done 2 ▲1 · won't do 1 ="),
+        "{blocks}"
+    );
     let json: serde_json::Value = serde_json::from_str(&render::render(&r, Format::Json)).unwrap();
     assert_eq!(json["summary"]["time_to_acknowledge_median_ms"]["value"], 10 * MIN);
     assert_eq!(json["summary"]["update_sla_compliance"]["value"], 0.5);
     assert_eq!(json["summary"]["update_sla_compliance"]["previous"], 0.75);
     assert_eq!(json["by_severity"]["SEV2"]["value"], 2);
     assert_eq!(json["period"]["from"], "2026-11-16T05:00:00+00:00");
-    for text in [&md, &csv, &json.to_string()] {
-        assert!(!text.contains("fixture"), "no incident title appears");
+    assert_eq!(
+        json["summary"]["follow_ups_overdue"],
+        json!({ "value": 2, "previous": 1, "change": 1.0 })
+    );
+    assert_eq!(json["summary"]["follow_ups_wont_do"]["change"], 0.0);
+    for text in [&md, &csv, &json.to_string(), &blocks] {
+        assert!(!text.contains("fixture"), "no incident title or follow-up text appears");
         assert!(!text.contains("INC-"), "no incident is named");
+        assert!(!text.contains("U0OWNER"), "no follow-up owner is named");
     }
 }
 
@@ -611,6 +747,9 @@ async fn the_slash_command_answers_with_the_report_and_shares_the_chart_when_pub
         "*Incidents*\\n5 ▲3",
         "*Canceled* (excluded)\\n1 ▲1",
         "50.0% ▼25.0 pts (4/8 on time)",
+        // (Overdue depends on the real clock here; open and total do not.)
+        "*Follow-ups*\\nopen 4 ▲3 · overdue ",
+        "\\nin all 7 ▲4 · done 2 ▲1 · won't do 1 =",
     ] {
         assert!(blocks.contains(expected), "{expected} in {blocks}");
     }

@@ -3,23 +3,27 @@
 //! backends, so `resolved_at - declared_at` means the same everywhere, and the SQL text is the
 //! same on both. Update-SLA events are counted per incident as they are appended (triggers of
 //! migration 0004 keep `incidents.sla_on_time`, `sla_missed`, `sla_breaches`), so no report
-//! query reads the timeline; every one is served by the `incidents_report` covering index.
+//! query reads the timeline; every one is served by the `incidents_report` covering index
+//! (which on PostgreSQL also carries the id, migration 0007), and the follow-up counts join
+//! `follow_ups` through its `follow_ups_report` covering index.
 
 use super::{with_pool, Db};
 use crate::report::metrics::{rank, Compliance, DurationStats};
-use crate::report::{Daily, RawFigures, ServiceGroup, OPEN_STATUSES, SEVERITIES, STATUSES};
+use crate::report::{Daily, FixtureFollowUp, FollowUps, RawFigures, ServiceGroup, OPEN_STATUSES, SEVERITIES, STATUSES};
 use futures_util::TryStreamExt;
 use sqlx::Row;
 use std::collections::BTreeMap;
 
 /// Which incidents a query covers: declared in `[from_ms, to_ms)`, optionally on one service
 /// line. `cap_ms` ends the impact of incidents that have no impact end, mitigation or
-/// resolution yet (the period's end, or now if that is earlier).
+/// resolution yet (the period's end, or now if that is earlier). `now_ms` is when the report
+/// is made: an open follow-up due at or before it is overdue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportScope {
     pub from_ms: i64,
     pub to_ms: i64,
     pub cap_ms: i64,
+    pub now_ms: i64,
     pub service: Option<String>,
 }
 
@@ -62,6 +66,21 @@ const DURATIONS: [(&str, &str); 3] = [
     ("resolved_at", "resolved_at - declared_at"),
 ];
 
+/// The follow-up counts of `Db::report_follow_ups`: `$1..$3` the scope, `$4` now.
+fn follow_ups_sql() -> String {
+    let when = |cond: &str| format!("CAST(COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0) AS BIGINT)");
+    format!(
+        "SELECT CAST(COUNT(*) AS BIGINT), {}, {}, {}, {} FROM incidents i JOIN follow_ups f ON f.incident_id = i.id \
+         WHERE {} AND {}",
+        when("f.state = 'open'"),
+        when("f.state = 'open' AND f.due_at <= $4"),
+        when("f.state = 'done'"),
+        when("f.state = 'wont_do'"),
+        in_scope("i."),
+        live("i.")
+    )
+}
+
 /// An incident row written as given, bypassing the lifecycle rules: for tests and benches.
 /// Times are epoch milliseconds.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +106,8 @@ pub struct FixtureIncident {
     pub customers: Option<i64>,
     pub merchants: Option<i64>,
     pub transactions: Option<i64>,
+    /// Its follow-up actions, numbered #1, #2, … in this order.
+    pub follow_ups: Vec<FixtureFollowUp>,
 }
 
 impl Default for FixtureIncident {
@@ -110,6 +131,7 @@ impl Default for FixtureIncident {
             customers: None,
             merchants: None,
             transactions: None,
+            follow_ups: vec![],
         }
     }
 }
@@ -123,7 +145,7 @@ pub struct FixtureEvent {
     pub details: serde_json::Value,
 }
 
-const FIXTURE_COLUMNS: [&str; 21] = [
+const FIXTURE_COLUMNS: [&str; 22] = [
     "number",
     "declare_key",
     "title",
@@ -145,6 +167,21 @@ const FIXTURE_COLUMNS: [&str; 21] = [
     "customers",
     "merchants",
     "transactions",
+    "follow_up_seq",
+];
+
+const FIXTURE_FOLLOW_UP_COLUMNS: [&str; 11] = [
+    "incident_id",
+    "seq",
+    "text",
+    "owner",
+    "due_date",
+    "due_at",
+    "state",
+    "created_by",
+    "created_at",
+    "closed_by",
+    "closed_at",
 ];
 
 /// `($1, $2, …), (…)` for `rows` rows of `cols` parameters.
@@ -162,9 +199,9 @@ fn placeholders(rows: usize, cols: usize) -> String {
 const FIXTURE_BATCH: usize = 500;
 
 impl Db {
-    /// Writes incidents and their events as given, in one transaction (multi-row inserts, so a
-    /// benchmark's 100,000 incidents load quickly). For tests and benches only: nothing is
-    /// validated and no outbox job is created.
+    /// Writes incidents, their follow-ups and their events as given, in one transaction
+    /// (multi-row inserts, so a benchmark's 100,000 incidents load quickly). For tests and
+    /// benches only: nothing is validated and no outbox job is created.
     pub async fn insert_fixtures(&self, incidents: &[FixtureIncident], events: &[FixtureEvent]) -> anyhow::Result<()> {
         let insert_incidents = |n: usize| {
             format!(
@@ -173,6 +210,22 @@ impl Db {
                 placeholders(n, FIXTURE_COLUMNS.len())
             )
         };
+        let insert_follow_ups = |n: usize| {
+            format!(
+                "INSERT INTO follow_ups ({}) VALUES {}",
+                FIXTURE_FOLLOW_UP_COLUMNS.join(", "),
+                placeholders(n, FIXTURE_FOLLOW_UP_COLUMNS.len())
+            )
+        };
+        let follow_ups: Vec<(i64, i64, i64, &FixtureFollowUp)> = incidents
+            .iter()
+            .flat_map(|i| {
+                i.follow_ups
+                    .iter()
+                    .zip(1..)
+                    .map(move |(f, seq)| (i.number, seq, i.declared_at, f))
+            })
+            .collect();
         let insert_events = |n: usize| {
             format!(
                 "INSERT INTO events (incident_id, at, actor, kind, details) VALUES {}",
@@ -208,7 +261,8 @@ impl Db {
                             .bind(i.impact_end)
                             .bind(i.customers)
                             .bind(i.merchants)
-                            .bind(i.transactions);
+                            .bind(i.transactions)
+                            .bind(i.follow_ups.len() as i64);
                     }
                     ids.extend(
                         q.fetch_all(&mut *tx)
@@ -216,6 +270,26 @@ impl Db {
                             .into_iter()
                             .map(|(id, number)| (number, id)),
                     );
+                }
+                for chunk in follow_ups.chunks(FIXTURE_BATCH) {
+                    let sql = insert_follow_ups(chunk.len());
+                    let mut q = sqlx::query(&sql);
+                    for (number, seq, declared_at, f) in chunk {
+                        let closed_by = f.closed_at.map(|_| "U0FIXTURE");
+                        q = q
+                            .bind(ids[number])
+                            .bind(*seq)
+                            .bind(&f.text)
+                            .bind(&f.owner)
+                            .bind(&f.due_date)
+                            .bind(f.due_at)
+                            .bind(&f.state)
+                            .bind("U0FIXTURE")
+                            .bind(f.created_at.unwrap_or(*declared_at))
+                            .bind(closed_by)
+                            .bind(f.closed_at);
+                    }
+                    q.execute(&mut *tx).await?;
                 }
                 let missing =
                     |number: i64| anyhow::anyhow!("fixture event for incident {number}, which is not in the fixtures");
@@ -242,8 +316,9 @@ impl Db {
     }
 
     /// Everything a report needs for one period, aggregated in SQL: one pass for the counts and
-    /// sums, one grouped by list of service lines, and one sorted pass per percentile (the
-    /// database keeps the sort; one row comes back). All read the `incidents_report` index only.
+    /// sums, one grouped by list of service lines, one sorted pass per percentile (the
+    /// database keeps the sort; one row comes back), and one joining the follow-ups. All read
+    /// the `incidents_report` index for the incidents.
     pub async fn report_figures(&self, scope: &ReportScope) -> anyhow::Result<RawFigures> {
         let pattern = scope.service_pattern();
         let (period, alive) = (in_scope(""), live(""));
@@ -348,6 +423,8 @@ impl Db {
             })
             .collect();
 
+        let follow_ups = self.report_follow_ups(scope).await?;
+
         let [tta, ttm, ttr] = stats;
         Ok(RawFigures {
             incidents,
@@ -362,6 +439,30 @@ impl Db {
             merchants,
             transactions,
             groups,
+            follow_ups,
+        })
+    }
+
+    /// The follow-ups of the scope's incidents that are not canceled, by state now; overdue =
+    /// open and due at or before `now_ms`. One aggregate over the join, index-only: the period's
+    /// incidents from `incidents_report`, each one's follow-ups from `follow_ups_report`.
+    async fn report_follow_ups(&self, scope: &ReportScope) -> anyhow::Result<FollowUps> {
+        let sql = follow_ups_sql();
+        let (total, open, overdue, done, wont_do): (i64, i64, i64, i64, i64) = with_pool!(self, |pool| {
+            sqlx::query_as(&sql)
+                .bind(scope.from_ms)
+                .bind(scope.to_ms)
+                .bind(scope.service_pattern())
+                .bind(scope.now_ms)
+                .fetch_one(pool)
+                .await
+        })?;
+        Ok(FollowUps {
+            total,
+            open,
+            overdue,
+            done,
+            wont_do,
         })
     }
 
@@ -414,11 +515,41 @@ mod tests {
             from_ms: 0,
             to_ms: 0,
             cap_ms: 0,
+            now_ms: 0,
             service: s.map(String::from),
         };
         assert_eq!(scope(None).service_pattern(), "%");
         assert_eq!(scope(Some("payments")).service_pattern(), "%\"payments\"%");
         assert_eq!(scope(Some("tech_ops")).service_pattern(), "%\"tech!_ops\"%");
+    }
+
+    #[tokio::test]
+    async fn follow_up_counts_read_two_covering_indexes_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("plan.db").display()))
+            .await
+            .unwrap();
+        let Db::Sqlite(pool) = &db else {
+            unreachable!("a sqlite URL")
+        };
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!("EXPLAIN QUERY PLAN {}", follow_ups_sql()))
+            .bind(0_i64)
+            .bind(1_i64)
+            .bind("%")
+            .bind(1_i64)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        let plan: Vec<&str> = plan.iter().map(|r| r.3.as_str()).collect();
+        assert_eq!(plan.len(), 2, "{plan:?}");
+        assert!(
+            plan[0].starts_with("SEARCH i USING COVERING INDEX incidents_report (declared_at>? AND declared_at<?)"),
+            "{plan:?}"
+        );
+        assert!(
+            plan[1].starts_with("SEARCH f USING COVERING INDEX follow_ups_report (incident_id=?)"),
+            "{plan:?}"
+        );
     }
 
     #[test]

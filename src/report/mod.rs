@@ -53,6 +53,56 @@ pub struct RawFigures {
     pub transactions: i64,
     /// One entry per distinct list of service lines (canceled incidents excluded).
     pub groups: Vec<ServiceGroup>,
+    /// The follow-up actions of `incidents`, by their state now.
+    pub follow_ups: FollowUps,
+}
+
+/// Follow-up actions of a period's incidents (canceled ones excluded), by their state when the
+/// report is made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FollowUps {
+    /// All of them, in any state.
+    pub total: i64,
+    /// State `open`.
+    pub open: i64,
+    /// Open, with a due time (`due_at`) at or before the report's `now`.
+    pub overdue: i64,
+    /// State `done`.
+    pub done: i64,
+    /// State `wont_do`.
+    pub wont_do: i64,
+}
+
+/// A follow-up action of a `db::FixtureIncident`, written as given: for tests and benches.
+/// Times are epoch milliseconds. (Defined here, next to [`FollowUps`], because `db`'s
+/// fixture re-exports are fixed; `Db::insert_fixtures` numbers them #1, #2, … per incident.)
+#[derive(Debug, Clone, PartialEq)]
+pub struct FixtureFollowUp {
+    pub text: String,
+    pub owner: Option<String>,
+    /// `YYYY-MM-DD`, as stored; reports read only `due_at`.
+    pub due_date: Option<String>,
+    /// When it becomes overdue.
+    pub due_at: Option<i64>,
+    /// `open`, `done` or `wont_do`.
+    pub state: String,
+    /// `None`: the incident's declaration time.
+    pub created_at: Option<i64>,
+    pub closed_at: Option<i64>,
+}
+
+impl Default for FixtureFollowUp {
+    fn default() -> Self {
+        FixtureFollowUp {
+            text: "fixture follow-up".into(),
+            owner: None,
+            due_date: None,
+            due_at: None,
+            state: "open".into(),
+            created_at: None,
+            closed_at: None,
+        }
+    }
 }
 
 /// Incidents sharing one list of service lines.
@@ -118,6 +168,8 @@ pub struct Figures {
     /// The configured service lines (or the one asked for), then any other line seen, then
     /// [`NO_SERVICE`] when some incident has none.
     pub services: Vec<ServiceFigures>,
+    /// The follow-up actions of `incidents`, by their state now.
+    pub follow_ups: FollowUps,
 }
 
 impl Figures {
@@ -200,6 +252,7 @@ impl Figures {
             transactions: raw.transactions,
             impact_ms,
             services,
+            follow_ups: raw.follow_ups,
         }
     }
 }
@@ -221,6 +274,7 @@ fn scope(period: &Period, service: Option<&str>, now: DateTime<Utc>) -> ReportSc
         from_ms: period.from.timestamp_millis(),
         to_ms: period.to.timestamp_millis(),
         cap_ms: period.to.min(now).timestamp_millis(),
+        now_ms: now.timestamp_millis(),
         service: service.map(String::from),
     }
 }
@@ -327,6 +381,14 @@ impl Report {
                 metrics::minutes(c.impact_ms),
                 metrics::minutes(p.impact_ms),
             ),
+        ]);
+        let (cf, pf) = (c.follow_ups, p.follow_ups);
+        out.extend([
+            Headline::count("follow_ups", "Follow-ups", cf.total, pf.total),
+            Headline::count("follow_ups_open", "Open follow-ups", cf.open, pf.open),
+            Headline::count("follow_ups_overdue", "Overdue follow-ups", cf.overdue, pf.overdue),
+            Headline::count("follow_ups_done", "Done follow-ups", cf.done, pf.done),
+            Headline::count("follow_ups_wont_do", "Won't-do follow-ups", cf.wont_do, pf.wont_do),
         ]);
         out
     }

@@ -61,6 +61,14 @@ pub fn report_blocks(r: &Report) -> Value {
         mrkdwn(&format!("*Update-SLA compliance*\n{compliance}")),
         mrkdwn(&format!("*Breaches*\n{}", with_change(&h("breaches")))),
         mrkdwn(&format!("*Impact*\n{} min {}", count(minutes(c.impact_ms)), change(&h("impact_minutes")))),
+        mrkdwn(&format!(
+            "*Follow-ups*\nopen {} · overdue {}\nin all {} · done {} · won't do {}",
+            with_change(&h("follow_ups_open")),
+            with_change(&h("follow_ups_overdue")),
+            with_change(&h("follow_ups")),
+            with_change(&h("follow_ups_done")),
+            with_change(&h("follow_ups_wont_do"))
+        )),
     ] }));
     out.push(json!({ "type": "divider" }));
     let mut times = Vec::new();
