@@ -88,6 +88,7 @@ impl Bot {
             stop_schedules.clone(),
         ));
         let handler = Arc::new(Handler {
+            app_id: settings.slack.app_token.app_id().map(str::to_string),
             db: db.clone(),
             web,
             policy: settings.policy.clone(),

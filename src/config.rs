@@ -35,6 +35,17 @@ impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
     }
+    /// The app id inside an app-level token (`xapp-1-A0123ABCD-…`), if it has one.
+    pub fn app_id(&self) -> Option<&str> {
+        let mut parts = self.0.split('-');
+        let (kind, _version, app) = (parts.next()?, parts.next()?, parts.next()?);
+        (kind == "xapp"
+            && app.len() > 1
+            && app.starts_with('A')
+            && app.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()))
+        .then_some(app)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -595,6 +606,14 @@ mod tests {
         assert_eq!(listen, Some("127.0.0.1:9090".parse().unwrap()));
         assert_eq!(policy.pir, crate::incident::pir::PirRules::default());
         assert_eq!(policy.follow_up_remind_every, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn app_tokens_name_their_app() {
+        assert_eq!(Secret::new("xapp-1-A0123ABCD-4567-abcdef").app_id(), Some("A0123ABCD"));
+        assert_eq!(Secret::new("xapp-1-secret").app_id(), None);
+        assert_eq!(Secret::new("xoxb-1-A0123ABCD-x").app_id(), None);
+        assert_eq!(Secret::new("xapp-1-a0lower-x").app_id(), None);
     }
 
     #[test]

@@ -268,3 +268,65 @@ async fn a_command_in_flight_at_stop_is_acked() {
     );
     assert_slack_happy(&stack);
 }
+
+/// A click that names another app (or another workspace) is refused: nothing changes. The same
+/// envelope naming our app acts, so the refusal is the check's doing.
+#[tokio::test]
+async fn interactions_for_another_app_are_refused() {
+    let _serial = SERIAL.lock().await;
+    let stack = stack().await;
+    let sb = &stack.sandbox;
+    stack
+        .declare("U0ALICE", "C0GENERAL", "Card outage", json!({ "spoc": "U0BOB" }))
+        .await
+        .unwrap();
+    let ch = stack.wait_ready(1, READY).await.unwrap();
+    let inc = stack.db.incident_by_number(IncidentNumber(1)).await.unwrap().unwrap();
+    // Alice (not the SPOC) clicks Acknowledge: refused by the rules; a template envelope.
+    sb.click_button(
+        "U0ALICE",
+        &ch,
+        inc.card_ts.as_deref().unwrap(),
+        "incident_ack",
+        &inc.id.0.to_string(),
+    )
+    .await
+    .unwrap();
+    let template = sb.last_envelope().unwrap();
+    let forged = |app: &str, team: &str| {
+        let mut e = template.clone();
+        e["envelope_id"] = json!(uuid::Uuid::new_v4().to_string());
+        e["payload"]["user"]["id"] = json!("U0BOB");
+        e["payload"]["trigger_id"] = json!(format!("trigger-{}", uuid::Uuid::new_v4().simple()));
+        e["payload"]["api_app_id"] = json!(app);
+        e["payload"]["team"]["id"] = json!(team);
+        e
+    };
+    let team = template["payload"]["team"]["id"].as_str().unwrap().to_string();
+    for (app, team) in [
+        ("A0OTHERAPP", team.as_str()),
+        (incident_bot::sandbox::APP_ID, "T0OTHER"),
+    ] {
+        sb.send_envelope(forged(app, team)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = stack.db.incident_by_number(IncidentNumber(1)).await.unwrap().unwrap();
+        assert_eq!(
+            now.acknowledged_at, None,
+            "a click for {app} in {team} changed the incident"
+        );
+    }
+    sb.send_envelope(forged(incident_bot::sandbox::APP_ID, &team))
+        .await
+        .unwrap();
+    let acknowledged = incident_bot::demo::wait_for(Duration::from_secs(3), || async {
+        stack
+            .db
+            .incident_by_number(IncidentNumber(1))
+            .await
+            .ok()??
+            .acknowledged_at
+    })
+    .await;
+    assert!(acknowledged.is_some(), "our own app's click acts");
+    assert_slack_happy(&stack);
+}

@@ -44,7 +44,7 @@ use self::state::State;
 /// The bot token the sandbox accepts for every Web API method except `apps.connections.open`.
 pub const BOT_TOKEN: &str = "xoxb-sandbox-bot-token";
 /// The app-level token the sandbox accepts for `apps.connections.open` only.
-pub const APP_TOKEN: &str = "xapp-1-sandbox-app-token";
+pub const APP_TOKEN: &str = "xapp-1-A0SANDBOX-1-sandboxappsecret";
 /// The sandbox workspace id.
 pub const TEAM_ID: &str = "T0SANDBOX";
 /// The workspace subdomain (`team.domain` in payloads, `sandbox.slack.com` in links).

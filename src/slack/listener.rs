@@ -28,6 +28,10 @@ pub struct Handler {
     pub web: SlackWeb,
     pub policy: Policy,
     pub identity: BotIdentity,
+    /// Our app's id (from the app-level token), when the token says: envelopes naming another
+    /// app are refused. Commands and form submissions do not carry it in slack-morphism's
+    /// types; they are checked by workspace only.
+    pub app_id: Option<String>,
     /// Notified after a flow enqueues outbox jobs.
     pub wake_outbox: Arc<Notify>,
     /// Notified after a change that may move an SLA clock.
@@ -367,7 +371,7 @@ async fn on_push(
     let _timer = EnvelopeTimer::start("push", &states).await;
     let h = handler_of(&states).await;
     let _span = envelope_span("push").entered();
-    if h.foreign(event.team_id.as_ref()) {
+    if h.foreign_app(event.team_id.as_ref(), event.api_app_id.as_ref()) {
         return Ok(());
     }
     if let SlackEventCallbackBody::ReactionAdded(reaction) = event.event {
@@ -402,6 +406,20 @@ impl Handler {
             true
         } else {
             false
+        }
+    }
+
+    /// Envelopes from another workspace, or for another app, are refused (and logged).
+    fn foreign_app(&self, team_id: &str, app_id: &str) -> bool {
+        if self.foreign(team_id) {
+            return true;
+        }
+        match self.app_id.as_deref() {
+            Some(ours) if ours != app_id => {
+                tracing::warn!(app_id, expected = ours, "refused an envelope for another app");
+                true
+            }
+            _ => false,
         }
     }
 
@@ -834,7 +852,7 @@ impl Handler {
                 }
             }
             SlackInteractionEvent::BlockActions(ev) => {
-                if !self.foreign(ev.team.id.as_ref()) {
+                if !self.foreign_app(ev.team.id.as_ref(), ev.api_app_id.as_ref()) {
                     self.button(&ev).await;
                 }
                 SlackInteractionResponse::Empty
