@@ -654,21 +654,7 @@ async fn the_cli_prints_a_report_and_writes_the_chart_without_slack_tokens() {
         None => url,
     };
     let chart = dir.path().join("chart.png");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_incident-bot"))
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", &url)
-            .env("INCIDENT_BOT_TIMEZONE", "America/New_York")
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| common::run_cli(&url, &[("INCIDENT_BOT_TIMEZONE", "America/New_York")], args);
     let chart_arg = chart.display().to_string();
     let (code, out, err) = run(&[
         "report",
