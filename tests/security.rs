@@ -10,7 +10,6 @@ use incident_bot::incident::model::IncidentNumber;
 use incident_bot::sandbox::{Fault, APP_TOKEN, BOT_TOKEN};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The tests here run one at a time: tracing caches per-callsite interest, and a callsite first
@@ -123,32 +122,12 @@ async fn hostile_titles_are_stored_faithfully_and_never_mass_mention() {
     assert_slack_happy(&stack);
 }
 
-/// A `std::io::Write` into a shared buffer, for capturing logs.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 // A current-thread runtime: every task the bot spawns runs on this thread, under the scoped
 // subscriber below.
 #[tokio::test(flavor = "current_thread")]
 async fn no_token_in_logs_or_errors_even_at_trace() {
     let _serial = SERIAL.lock().await;
-    let capture = Capture::default();
+    let capture = common::Capture::default();
     let writer = capture.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(

@@ -9,33 +9,7 @@ use common::READY;
 use incident_bot::demo::{demo_policy, fast_options, wait_for, LocalStack};
 use incident_bot::sandbox::{Fault, APP_TOKEN, BOT_TOKEN};
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn lines(&self) -> Vec<Value> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 /// The incident recorded on the innermost span named `span` around the event `message`.
 fn incidents_of(lines: &[Value], message: &str, span: &str) -> Vec<Option<String>> {
@@ -57,7 +31,7 @@ fn incidents_of(lines: &[Value], message: &str, span: &str) -> Vec<Option<String
 // Current-thread: every task the bot spawns runs under the scoped subscriber below.
 #[tokio::test(flavor = "current_thread")]
 async fn envelopes_jobs_and_reminders_carry_the_incident_number() {
-    let capture = Capture::default();
+    let capture = common::Capture::default();
     let writer = capture.clone();
     let subscriber = tracing_subscriber::fmt()
         .json()

@@ -2,7 +2,7 @@
 //! its timeline events and its outbox jobs, all in one transaction.
 
 use super::incidents::{IncidentRow, INCIDENT_COLUMNS};
-use super::{insert_effect_jobs, insert_event, insert_follow_up, to_ms, with_pool, Db};
+use super::{first_time_in, insert_effect_jobs, insert_event, insert_follow_up, to_ms, with_pool, Db};
 use crate::incident::change::{Applied, Change, Effect, Rules};
 use crate::incident::model::*;
 use crate::outbox::JobKind;
@@ -67,13 +67,7 @@ impl Db {
                     .execute(&mut *tx)
                     .await?;
                 if let Some(key) = key {
-                    let fresh = sqlx::query(super::INSERT_HANDLED)
-                        .bind(key)
-                        .bind(at)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    if fresh == 0 {
+                    if !first_time_in!(tx, key, at)? {
                         return Ok(Err(Refused::AlreadyHandled));
                     }
                 }

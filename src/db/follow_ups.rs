@@ -4,7 +4,7 @@
 use super::changes::Refused;
 use super::incidents::{IncidentRow, INCIDENT_COLUMNS};
 use super::outbox::BOT_ACTOR;
-use super::{from_ms, insert_effect_jobs, insert_event, skip_locked, to_ms, with_pool, Db, INSERT_JOB};
+use super::{first_time_in, from_ms, insert_effect_jobs, insert_event, skip_locked, to_ms, with_pool, Db, INSERT_JOB};
 use crate::incident::change::{Effect, Notice, Rules};
 use crate::incident::followup::{self, FollowUp, FollowUpState};
 use crate::incident::model::*;
@@ -143,13 +143,7 @@ impl Db {
                 if locked == 0 {
                     return Ok(Err(Refused::Rule("That follow-up no longer exists.".into())));
                 }
-                let fresh = sqlx::query(super::INSERT_HANDLED)
-                    .bind(key)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if fresh == 0 {
+                if !first_time_in!(tx, key, at)? {
                     return Ok(Err(Refused::AlreadyHandled));
                 }
                 let current = FollowUp::try_from(

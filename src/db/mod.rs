@@ -98,6 +98,20 @@ pub(crate) use insert_follow_up;
 pub(crate) const INSERT_HANDLED: &str =
     "INSERT INTO handled_interactions (key, at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
 
+/// Records idempotency key `$key` inside transaction `$tx`; evaluates to `false` when it was
+/// recorded before (a redelivery or a double click).
+macro_rules! first_time_in {
+    ($tx:ident, $key:expr, $at:expr) => {
+        sqlx::query($crate::db::INSERT_HANDLED)
+            .bind($key)
+            .bind($at)
+            .execute(&mut *$tx)
+            .await
+            .map(|r| r.rows_affected() == 1)
+    };
+}
+pub(crate) use first_time_in;
+
 /// Enqueues an outbox job: `(incident_id, kind, payload, due_at)`; created now = due.
 pub(crate) const INSERT_JOB: &str =
     "INSERT INTO outbox (incident_id, kind, payload, due_at, created_at) VALUES ($1, $2, $3, $4, $4)";
