@@ -6,6 +6,9 @@
 //! the database's plan for the due query. SQLite always; PostgreSQL too with
 //! `BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test`.
 //!
+//! Then the same for overdue follow-ups: 10,000 follow-ups (5 on each of 2,000 incidents) whose
+//! owners' reminders fall due over 10 s, fired by the same loop.
+//!
 //! `cargo bench --bench reminders`
 
 use incident_bot::config::Policy;
@@ -119,6 +122,89 @@ async fn run(label: &str, db: Db) -> anyhow::Result<()> {
     Ok(())
 }
 
+const FOLLOW_UP_INCIDENTS: usize = 2_000;
+const FOLLOW_UPS_EACH: usize = 5;
+
+async fn run_follow_ups(label: &str, db: Db) -> anyhow::Result<()> {
+    use incident_bot::db::DeclareOutcome;
+    use incident_bot::incident::change::Change;
+    use incident_bot::incident::followup::NewFollowUp;
+    // Remind every 30 s: each follow-up fires once inside the measured window.
+    let policy = Policy {
+        follow_up_remind_every: Duration::from_secs(30),
+        ..Policy::default()
+    };
+    let rules = policy.rules();
+    let (alice, dave) = (UserId::parse("U0ALICE").unwrap(), UserId::parse("U0DAVE").unwrap());
+    let load = Instant::now();
+    for i in 0..FOLLOW_UP_INCIDENTS {
+        let new = NewIncident {
+            title: Title::parse(&format!("bench follow-ups {i}")).unwrap(),
+            severity: Severity::Sev4,
+            services: vec![],
+            description: String::new(),
+            spoc: alice.clone(),
+            declared_by: alice.clone(),
+            is_private: false,
+            origin_channel: None,
+        };
+        let now = chrono::Utc::now();
+        let (DeclareOutcome::Created(incident) | DeclareOutcome::Duplicate(incident)) =
+            db.declare(&new, &format!("bench-fu:{i}"), now, &rules.slas).await?;
+        let items = (0..FOLLOW_UPS_EACH)
+            .map(|j| NewFollowUp {
+                text: format!("action {j}"),
+                owner: Some(dave.clone()),
+                due: Some(now.date_naive()),
+                link: None,
+            })
+            .collect();
+        db.apply_change(incident.id, &Change::AddFollowUps(items), &alice, now, None, &rules)
+            .await?
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    }
+    let total = FOLLOW_UP_INCIDENTS * FOLLOW_UPS_EACH;
+    println!(
+        "[{label}] loaded {total} follow-ups on {FOLLOW_UP_INCIDENTS} incidents in {:.1} s",
+        load.elapsed().as_secs_f64()
+    );
+    let start = chrono::Utc::now() + chrono::Duration::seconds(2);
+    db.arm_follow_up_reminders_for_bench(start, chrono::Duration::from_std(WINDOW)?)
+        .await?;
+    let (wake, wake_outbox, stop) = (
+        Arc::new(Notify::new()),
+        Arc::new(Notify::new()),
+        Arc::new(Notify::new()),
+    );
+    let opts = ReminderOptions {
+        max_sleep: Duration::from_secs(30),
+        ..ReminderOptions::default()
+    };
+    let cpu_before = cpu_time();
+    let scheduler = tokio::spawn(reminder::run(db.clone(), rules, wake, wake_outbox, stop.clone(), opts));
+    let until_done = (start - chrono::Utc::now()).to_std().unwrap_or_default() + WINDOW + Duration::from_secs(2);
+    tokio::time::sleep(until_done).await;
+    let cpu_busy = cpu_time() - cpu_before;
+    stop.notify_one();
+    scheduler.await?;
+    let fired = db.fired_follow_up_reminders().await?;
+    let mut lags: Vec<i64> = fired.iter().map(|(at, planned)| at - planned).collect();
+    lags.sort_unstable();
+    println!(
+        "[{label}] fired {} follow-up reminders; fire lag (due → recorded + Slack job enqueued): p50 {} ms  p99 {} ms  max {} ms",
+        fired.len(),
+        percentile(&lags, 50.0),
+        percentile(&lags, 99.0),
+        lags.last().copied().unwrap_or(0)
+    );
+    println!(
+        "[{label}] CPU while firing follow-up reminders: {:.0} ms = {:.1} ms per 1,000",
+        cpu_busy.as_secs_f64() * 1000.0,
+        cpu_busy.as_secs_f64() * 1000.0 / (fired.len().max(1) as f64 / 1000.0)
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let file = std::env::temp_dir().join(format!("incident-bot-bench-{}.db", uuid::Uuid::new_v4()));
@@ -127,10 +213,19 @@ async fn main() -> anyhow::Result<()> {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
     }
+    let file = std::env::temp_dir().join(format!("incident-bot-bench-fu-{}.db", uuid::Uuid::new_v4()));
+    let db = Db::connect(&format!("sqlite://{}", file.display())).await?;
+    run_follow_ups("SQLite", db).await?;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+    }
     if let Ok(url) = std::env::var("BENCH_DATABASE_URL") {
         let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
         let db = Db::connect_with(&url, Some(&schema)).await?;
         run("PostgreSQL", db).await?;
+        let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+        let db = Db::connect_with(&url, Some(&schema)).await?;
+        run_follow_ups("PostgreSQL", db).await?;
     }
     println!("targets: lag p99 ≤ 1 s, idle CPU near zero");
     Ok(())

@@ -227,7 +227,7 @@ impl Db {
                     .then(|| followup::next_reminder(planned, rules.follow_up_remind_every, now));
                     if f.state == FollowUpState::Open {
                         let details =
-                            json!({ "action": "reminder", "seq": f.seq, "owner": f.owner, "due": f.due, "late": late });
+                            json!({ "action": "reminder", "seq": f.seq, "owner": f.owner, "due": f.due, "planned_at": to_ms(planned), "late": late });
                         insert_event!(
                             tx,
                             f.incident_id.0,
@@ -353,5 +353,47 @@ impl Db {
                 .map(|_| ())
         })?;
         Ok(())
+    }
+
+    /// Spreads every open follow-up's reminder evenly over `[first, first + window)`, by id,
+    /// as if all had just become overdue (for the benchmark).
+    pub async fn arm_follow_up_reminders_for_bench(
+        &self,
+        first: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> anyhow::Result<()> {
+        let (n,): (i64,) = with_pool!(self, |pool| sqlx::query_as("SELECT COUNT(*) FROM follow_ups")
+            .fetch_one(pool)
+            .await)?;
+        with_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE follow_ups SET due_at = $1 + (id - 1) * $2 / $3, remind_at = $1 + (id - 1) * $2 / $3 \
+                 WHERE state = 'open'",
+            )
+            .bind(to_ms(first))
+            .bind(window.num_milliseconds())
+            .bind(n.max(1))
+            .execute(pool)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    /// Every fired follow-up reminder as (fired at, planned at), in ms (for the benchmark).
+    pub async fn fired_follow_up_reminders(&self) -> anyhow::Result<Vec<(i64, i64)>> {
+        let rows: Vec<(i64, String)> = with_pool!(self, |pool| {
+            sqlx::query_as("SELECT at, details FROM events WHERE kind = 'follow_up'")
+                .fetch_all(pool)
+                .await
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(at, details)| {
+                let d: serde_json::Value = serde_json::from_str(&details).ok()?;
+                (d["action"] == "reminder").then_some(())?;
+                Some((at, d["planned_at"].as_i64()?))
+            })
+            .collect())
     }
 }
