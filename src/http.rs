@@ -140,9 +140,16 @@ async fn gauges(db: &Db, connected: &AtomicBool) -> Gauges {
         }
         Err(e) => tracing::warn!(error = %e, "metrics: cannot count open incidents"),
     }
+    let (open_follow_ups, overdue_follow_ups) =
+        db.count_open_follow_ups(chrono::Utc::now()).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "metrics: cannot count open follow-ups");
+            (0, 0)
+        });
     Gauges {
         outbox_backlog,
         open_incidents,
         socket_connected: connected.load(Ordering::Relaxed),
+        open_follow_ups,
+        overdue_follow_ups,
     }
 }

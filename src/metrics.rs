@@ -99,6 +99,8 @@ pub struct Metrics {
     pub breaches: CounterVec,
     /// Labels: `severity`.
     pub incidents_declared: CounterVec,
+    /// Labels: `kind` (follow_up, review), `late` (true, false).
+    pub follow_up_reminders: CounterVec,
 }
 
 /// Values computed at scrape time from the database.
@@ -110,6 +112,9 @@ pub struct Gauges {
     pub open_incidents: BTreeMap<String, i64>,
     /// Whether a Socket Mode connection is live (1) or not (0).
     pub socket_connected: bool,
+    /// Follow-ups still open, and of those the overdue ones.
+    pub open_follow_ups: i64,
+    pub overdue_follow_ups: i64,
 }
 
 impl Metrics {
@@ -165,6 +170,29 @@ impl Metrics {
             "Incidents declared, by severity.",
             &["severity"],
             &self.incidents_declared,
+        );
+        counter(
+            &mut out,
+            "incident_bot_follow_up_reminders_total",
+            "Reminders posted to owners of overdue follow-ups and to SPOCs of due reviews.",
+            &["kind", "late"],
+            &self.follow_up_reminders,
+        );
+        header(
+            &mut out,
+            "incident_bot_open_follow_ups",
+            "Follow-ups still open; `overdue` counts those past their due day.",
+            "gauge",
+        );
+        let _ = writeln!(
+            out,
+            "incident_bot_open_follow_ups{{overdue=\"false\"}} {}",
+            gauges.open_follow_ups - gauges.overdue_follow_ups
+        );
+        let _ = writeln!(
+            out,
+            "incident_bot_open_follow_ups{{overdue=\"true\"}} {}",
+            gauges.overdue_follow_ups
         );
         header(
             &mut out,
@@ -265,7 +293,10 @@ mod tests {
             outbox_backlog: 3,
             open_incidents: [("SEV1".to_string(), 2)].into(),
             socket_connected: true,
+            open_follow_ups: 5,
+            overdue_follow_ups: 2,
         };
+        m.follow_up_reminders.inc(&["follow_up", "false"]);
         let text = m.render(&gauges);
         assert!(text.contains("# TYPE incident_bot_envelopes_received_total counter\n"));
         assert!(text.contains("incident_bot_envelopes_received_total{type=\"command\"} 1\n"));
@@ -281,6 +312,9 @@ mod tests {
         assert!(text.contains("incident_bot_outbox_backlog 3\n"));
         assert!(text.contains("incident_bot_open_incidents{severity=\"SEV1\"} 2\n"));
         assert!(text.contains("incident_bot_socket_connected 1\n"));
+        assert!(text.contains("incident_bot_open_follow_ups{overdue=\"false\"} 3\n"));
+        assert!(text.contains("incident_bot_open_follow_ups{overdue=\"true\"} 2\n"));
+        assert!(text.contains("incident_bot_follow_up_reminders_total{kind=\"follow_up\",late=\"false\"} 1\n"));
     }
 
     #[test]

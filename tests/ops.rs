@@ -130,6 +130,8 @@ async fn metrics_count_declares_envelopes_and_open_incidents() {
         "incident_bot_outbox_backlog gauge",
         "incident_bot_open_incidents gauge",
         "incident_bot_socket_connected gauge",
+        "incident_bot_follow_up_reminders_total counter",
+        "incident_bot_open_follow_ups gauge",
     ] {
         assert!(
             text.contains(&format!("# TYPE {name}\n")),
@@ -154,6 +156,22 @@ async fn metrics_count_declares_envelopes_and_open_incidents() {
     );
     assert_eq!(sample(&text, "incident_bot_outbox_backlog"), Some(0.0));
     assert_eq!(sample(&text, "incident_bot_socket_connected"), Some(1.0));
+    // One follow-up, due today: open, not overdue yet.
+    let ch = stack.wait_ready(1, READY).await.unwrap();
+    let today = chrono::Utc::now().date_naive();
+    stack
+        .command("U0ALICE", &ch, &format!("followup Add a dashboard due {today}"))
+        .await
+        .unwrap();
+    let (_, _, text) = get(addr, "/metrics").await;
+    assert_eq!(
+        sample(&text, "incident_bot_open_follow_ups{overdue=\"false\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "incident_bot_open_follow_ups{overdue=\"true\"}"),
+        Some(0.0)
+    );
     assert_slack_happy(&stack);
 }
 

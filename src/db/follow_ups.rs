@@ -98,6 +98,20 @@ impl Db {
         convert(rows)
     }
 
+    /// Open follow-ups, and how many of them are overdue at `now` (served by `follow_ups_open`).
+    pub async fn count_open_follow_ups(&self, now: DateTime<Utc>) -> anyhow::Result<(i64, i64)> {
+        let (open, overdue): (i64, Option<i64>) = with_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT COUNT(*), SUM(CASE WHEN due_at IS NOT NULL AND due_at <= $1 THEN 1 ELSE 0 END) \
+                 FROM follow_ups WHERE state = 'open'",
+            )
+            .bind(to_ms(now))
+            .fetch_one(pool)
+            .await
+        })?;
+        Ok((open, overdue.unwrap_or(0)))
+    }
+
     pub async fn follow_up(&self, id: i64) -> anyhow::Result<Option<FollowUp>> {
         let sql = format!("SELECT {FOLLOW_UP_COLUMNS} {FROM} WHERE f.id = $1");
         let row: Option<FollowUpRow> =

@@ -49,6 +49,12 @@ fn outcome_of(e: SlackCallError) -> Outcome {
     }
 }
 
+/// Counts a posted follow-up or review reminder (`kind`) in the metrics.
+fn count_reminder(kind: &str, job: &Job) {
+    let late = if job.payload["late"] == true { "true" } else { "false" };
+    crate::metrics::METRICS.follow_up_reminders.inc(&[kind, late]);
+}
+
 /// Runs outbox jobs with the bot's Slack client.
 pub struct SlackEffects {
     pub db: Db,
@@ -203,6 +209,7 @@ impl SlackEffects {
                     }
                     Err(e) => return Err(outcome_of(e)),
                 }
+                count_reminder("follow_up", job);
                 Ok(JobUpdate::default())
             }
             JobKind::RemindPir => {
@@ -215,6 +222,7 @@ impl SlackEffects {
                     .post(&channel, blocks::content(&text, blocks), None)
                     .await
                     .map_err(outcome_of)?;
+                count_reminder("review", job);
                 Ok(JobUpdate::default())
             }
             JobKind::InviteUsers => {
