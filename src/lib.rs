@@ -11,8 +11,8 @@
 //!   lifecycle state machine), [`incident::followup`] (follow-up actions: validation, who closes
 //!   them, overdue reminders) and [`incident::pir`] (which incidents need a post-incident review,
 //!   its reminders in working days, the Markdown / JSON draft).
-//! - [`db`]: the only module that knows SQL: incidents, timeline events, outbox jobs, on
-//!   SQLite or PostgreSQL with the same SQL text.
+//! - [`db`]: the only module that knows SQL: incidents, timeline events, follow-ups, outbox
+//!   jobs, report aggregates, on SQLite or PostgreSQL with the same SQL text.
 //! - [`reminder`]: the SLA clock: pure planning (`reminder::plan`) and the scheduler loop that
 //!   reminds the SPOC, escalates breaches and repeats, and reminds owners of overdue
 //!   follow-ups and SPOCs of due reviews, once across restarts and replicas.
