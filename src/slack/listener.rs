@@ -472,7 +472,7 @@ impl Handler {
 
     fn unavailable(&self, e: anyhow::Error) -> SlackCommandEventResponse {
         tracing::error!(error = %e, "database unavailable while answering a command");
-        ephemeral("⚠️ I cannot reach my database right now; nothing was changed. Please try again in a minute.")
+        ephemeral(TRY_AGAIN)
     }
 
     async fn incident_command(
@@ -586,10 +586,7 @@ impl Handler {
             Ok(Err(Refused::AlreadyHandled)) => Ok(None),
             Err(e) => {
                 tracing::error!(error = %e, "cannot apply a change");
-                Err(
-                    "⚠️ I cannot reach my database right now; nothing was changed. Please try again in a minute."
-                        .into(),
-                )
+                Err(TRY_AGAIN.into())
             }
         }
     }
@@ -703,7 +700,7 @@ impl Handler {
             ),
             Err(e) => {
                 tracing::error!(error = %e, "cannot read a follow-up");
-                "⚠️ I cannot reach my database right now; nothing was changed. Please try again in a minute.".into()
+                TRY_AGAIN.into()
             }
         }
     }
@@ -723,7 +720,7 @@ impl Handler {
             Ok(Err(Refused::AlreadyHandled)) => format!("{} follow-up #{} is {}.", f.number, f.seq, f.state),
             Err(e) => {
                 tracing::error!(error = %e, "cannot close a follow-up");
-                "⚠️ I cannot reach my database right now; nothing was changed. Please try again in a minute.".into()
+                TRY_AGAIN.into()
             }
         }
     }
@@ -968,7 +965,7 @@ impl Handler {
             Ok(None) => "That follow-up no longer exists.".to_string(),
             Err(e) => {
                 tracing::error!(error = %e, "cannot read a follow-up");
-                "⚠️ I cannot reach my database right now; nothing was changed. Please try again in a minute.".into()
+                TRY_AGAIN.into()
             }
         };
         if channel.starts_with('D') || channel.is_empty() {
