@@ -13,6 +13,7 @@
 
 use incident_bot::config::Policy;
 use incident_bot::db::Db;
+use incident_bot::incident::change::Rules;
 use incident_bot::incident::model::*;
 use incident_bot::reminder::{self, ReminderOptions};
 use std::sync::Arc;
@@ -37,6 +38,54 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Runs the real scheduler loop until `WINDOW` from `start` (plus 2 s) has passed, then `idle`
+/// longer. Returns the CPU time spent while firing and while idle.
+async fn fire_window(
+    db: &Db,
+    rules: Rules,
+    start: chrono::DateTime<chrono::Utc>,
+    idle: Duration,
+) -> anyhow::Result<(Duration, Duration)> {
+    let (wake, wake_outbox, stop) = (
+        Arc::new(Notify::new()),
+        Arc::new(Notify::new()),
+        Arc::new(Notify::new()),
+    );
+    let opts = ReminderOptions {
+        max_sleep: Duration::from_secs(30),
+        ..ReminderOptions::default()
+    };
+    let cpu_before = cpu_time();
+    let scheduler = tokio::spawn(reminder::run(db.clone(), rules, wake, wake_outbox, stop.clone(), opts));
+    let until_done = (start - chrono::Utc::now()).to_std().unwrap_or_default() + WINDOW + Duration::from_secs(2);
+    tokio::time::sleep(until_done).await;
+    let cpu_busy = cpu_time() - cpu_before;
+    let idle_before = cpu_time();
+    tokio::time::sleep(idle).await;
+    let cpu_idle = cpu_time() - idle_before;
+    stop.notify_one();
+    scheduler.await?;
+    Ok((cpu_busy, cpu_idle))
+}
+
+/// Prints the fire lag (fired − planned) percentiles of `fired` and the CPU per 1,000.
+fn print_firing(label: &str, what: &str, fired: &[(i64, i64)], cpu_busy: Duration) {
+    let mut lags: Vec<i64> = fired.iter().map(|(at, planned)| at - planned).collect();
+    lags.sort_unstable();
+    println!(
+        "[{label}] fired {} {what}; fire lag (due → recorded + Slack job enqueued): p50 {} ms  p99 {} ms  max {} ms",
+        fired.len(),
+        percentile(&lags, 50.0),
+        percentile(&lags, 99.0),
+        lags.last().copied().unwrap_or(0)
+    );
+    println!(
+        "[{label}] CPU while firing {what}: {:.0} ms total (bench process, 10 ms resolution) = {:.1} ms per 1,000",
+        cpu_busy.as_secs_f64() * 1000.0,
+        cpu_busy.as_secs_f64() * 1000.0 / (fired.len().max(1) as f64 / 1000.0)
+    );
 }
 
 async fn run(label: &str, db: Db) -> anyhow::Result<()> {
@@ -72,49 +121,9 @@ async fn run(label: &str, db: Db) -> anyhow::Result<()> {
         println!("    {line}");
     }
 
-    let (wake, wake_outbox, stop) = (
-        Arc::new(Notify::new()),
-        Arc::new(Notify::new()),
-        Arc::new(Notify::new()),
-    );
-    let opts = ReminderOptions {
-        max_sleep: Duration::from_secs(30),
-        ..ReminderOptions::default()
-    };
-    let cpu_before = cpu_time();
-    let scheduler = tokio::spawn(reminder::run(
-        db.clone(),
-        policy.rules(),
-        wake,
-        wake_outbox,
-        stop.clone(),
-        opts,
-    ));
-    let until_done = (start - chrono::Utc::now()).to_std().unwrap_or_default() + WINDOW + Duration::from_secs(2);
-    tokio::time::sleep(until_done).await;
-    let cpu_busy = cpu_time() - cpu_before;
-    let fired = db.fired_reminders().await?;
-    // Idle: every clock now waits ~30 s for its repeat; the scheduler should be asleep.
-    let idle_before = cpu_time();
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let cpu_idle = cpu_time() - idle_before;
-    stop.notify_one();
-    scheduler.await?;
-
-    let mut lags: Vec<i64> = fired.iter().map(|(at, due)| at - due).collect();
-    lags.sort_unstable();
-    println!(
-        "[{label}] fired {} reminders; fire lag (due → recorded + Slack job enqueued): p50 {} ms  p99 {} ms  max {} ms",
-        fired.len(),
-        percentile(&lags, 50.0),
-        percentile(&lags, 99.0),
-        lags.last().copied().unwrap_or(0)
-    );
-    println!(
-        "[{label}] CPU while firing: {:.0} ms total (bench process, 10 ms resolution) = {:.1} ms per 1,000 reminders",
-        cpu_busy.as_secs_f64() * 1000.0,
-        cpu_busy.as_secs_f64() * 1000.0 / (fired.len().max(1) as f64 / 1000.0)
-    );
+    // Idle: afterwards every clock waits ~30 s for its repeat; the scheduler should be asleep.
+    let (cpu_busy, cpu_idle) = fire_window(&db, policy.rules(), start, Duration::from_secs(5)).await?;
+    print_firing(label, "reminders", &db.fired_reminders().await?, cpu_busy);
     println!(
         "[{label}] idle CPU over 5 s with {INCIDENTS} clocks waiting: {:.0} ms",
         cpu_idle.as_secs_f64() * 1000.0
@@ -171,36 +180,12 @@ async fn run_follow_ups(label: &str, db: Db) -> anyhow::Result<()> {
     let start = chrono::Utc::now() + chrono::Duration::seconds(2);
     db.arm_follow_up_reminders_for_bench(start, chrono::Duration::from_std(WINDOW)?)
         .await?;
-    let (wake, wake_outbox, stop) = (
-        Arc::new(Notify::new()),
-        Arc::new(Notify::new()),
-        Arc::new(Notify::new()),
-    );
-    let opts = ReminderOptions {
-        max_sleep: Duration::from_secs(30),
-        ..ReminderOptions::default()
-    };
-    let cpu_before = cpu_time();
-    let scheduler = tokio::spawn(reminder::run(db.clone(), rules, wake, wake_outbox, stop.clone(), opts));
-    let until_done = (start - chrono::Utc::now()).to_std().unwrap_or_default() + WINDOW + Duration::from_secs(2);
-    tokio::time::sleep(until_done).await;
-    let cpu_busy = cpu_time() - cpu_before;
-    stop.notify_one();
-    scheduler.await?;
-    let fired = db.fired_follow_up_reminders().await?;
-    let mut lags: Vec<i64> = fired.iter().map(|(at, planned)| at - planned).collect();
-    lags.sort_unstable();
-    println!(
-        "[{label}] fired {} follow-up reminders; fire lag (due → recorded + Slack job enqueued): p50 {} ms  p99 {} ms  max {} ms",
-        fired.len(),
-        percentile(&lags, 50.0),
-        percentile(&lags, 99.0),
-        lags.last().copied().unwrap_or(0)
-    );
-    println!(
-        "[{label}] CPU while firing follow-up reminders: {:.0} ms = {:.1} ms per 1,000",
-        cpu_busy.as_secs_f64() * 1000.0,
-        cpu_busy.as_secs_f64() * 1000.0 / (fired.len().max(1) as f64 / 1000.0)
+    let (cpu_busy, _) = fire_window(&db, rules, start, Duration::ZERO).await?;
+    print_firing(
+        label,
+        "follow-up reminders",
+        &db.fired_follow_up_reminders().await?,
+        cpu_busy,
     );
     Ok(())
 }

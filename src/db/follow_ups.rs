@@ -376,38 +376,18 @@ impl Db {
         first: DateTime<Utc>,
         window: chrono::Duration,
     ) -> anyhow::Result<()> {
-        let (n,): (i64,) = with_pool!(self, |pool| sqlx::query_as("SELECT COUNT(*) FROM follow_ups")
-            .fetch_one(pool)
-            .await)?;
-        with_pool!(self, |pool| {
-            sqlx::query(
-                "UPDATE follow_ups SET due_at = $1 + (id - 1) * $2 / $3, remind_at = $1 + (id - 1) * $2 / $3 \
-                 WHERE state = 'open'",
-            )
-            .bind(to_ms(first))
-            .bind(window.num_milliseconds())
-            .bind(n.max(1))
-            .execute(pool)
-            .await
-            .map(|_| ())
-        })?;
-        Ok(())
+        self.spread_for_bench(
+            "follow_ups",
+            "due_at = $1 + (id - 1) * $2 / $3, remind_at = $1 + (id - 1) * $2 / $3 WHERE state = 'open'",
+            first,
+            window,
+        )
+        .await
     }
 
-    /// Every fired follow-up reminder as (fired at, planned at), in ms (for the benchmark).
+    /// Every fired follow-up reminder as (fired at, planned at), in ms (for the benchmark):
+    /// only reminder events record `planned_at`.
     pub async fn fired_follow_up_reminders(&self) -> anyhow::Result<Vec<(i64, i64)>> {
-        let rows: Vec<(i64, String)> = with_pool!(self, |pool| {
-            sqlx::query_as("SELECT at, details FROM events WHERE kind = 'follow_up'")
-                .fetch_all(pool)
-                .await
-        })?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(at, details)| {
-                let d: serde_json::Value = serde_json::from_str(&details).ok()?;
-                (d["action"] == "reminder").then_some(())?;
-                Some((at, d["planned_at"].as_i64()?))
-            })
-            .collect())
+        self.fired_for_bench(EventKind::FollowUp, "planned_at").await
     }
 }

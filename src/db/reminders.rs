@@ -119,28 +119,53 @@ impl Db {
     /// Spreads every incident's next due time evenly over `[first, first + window)`, by id (for
     /// the benchmark, so that loading time does not eat into the measured window).
     pub async fn arm_clocks_for_bench(&self, first: DateTime<Utc>, window: chrono::Duration) -> anyhow::Result<()> {
-        let (n,): (i64,) = with_pool!(self, |pool| sqlx::query_as("SELECT COUNT(*) FROM incidents")
+        self.spread_for_bench(
+            "incidents",
+            "update_due_at = $1 + (id - 1) * $2 / $3, reminder_at = $1 + (id - 1) * $2 / $3, \
+             reminder_stage = 'due', snoozed = FALSE",
+            first,
+            window,
+        )
+        .await
+    }
+
+    /// Sets `assignments` (which use `$1` = first ms, `$2` = window ms, `$3` = row count) on
+    /// every row of `table`: the benchmarks' way to spread due times by id. Both arguments are
+    /// constants of this module, never input.
+    pub(super) async fn spread_for_bench(
+        &self,
+        table: &str,
+        assignments: &str,
+        first: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> anyhow::Result<()> {
+        let (n,): (i64,) = with_pool!(self, |pool| sqlx::query_as(&format!("SELECT COUNT(*) FROM {table}"))
             .fetch_one(pool)
             .await)?;
+        let update = format!("UPDATE {table} SET {assignments}");
         with_pool!(self, |pool| {
-            sqlx::query(
-                "UPDATE incidents SET update_due_at = $1 + (id - 1) * $2 / $3, reminder_at = $1 + (id - 1) * $2 / $3, \
-                 reminder_stage = 'due', snoozed = FALSE",
-            )
-            .bind(to_ms(first))
-            .bind(window.num_milliseconds())
-            .bind(n.max(1))
-            .execute(pool)
-            .await
-            .map(|_| ())
+            sqlx::query(&update)
+                .bind(to_ms(first))
+                .bind(window.num_milliseconds())
+                .bind(n.max(1))
+                .execute(pool)
+                .await
+                .map(|_| ())
         })?;
         Ok(())
     }
 
     /// Every fired reminder as (fired at, due at), in ms (for the benchmark's lag figures).
     pub async fn fired_reminders(&self) -> anyhow::Result<Vec<(i64, i64)>> {
+        self.fired_for_bench(EventKind::Reminder, "due_at").await
+    }
+
+    /// Every `kind` event whose details carry the time it was planned for, as (fired at,
+    /// details[`planned`]) in ms (for the benchmarks' lag figures).
+    pub(super) async fn fired_for_bench(&self, kind: EventKind, planned: &str) -> anyhow::Result<Vec<(i64, i64)>> {
         let rows: Vec<(i64, String)> = with_pool!(self, |pool| {
-            sqlx::query_as("SELECT at, details FROM events WHERE kind = 'reminder'")
+            sqlx::query_as("SELECT at, details FROM events WHERE kind = $1")
+                .bind(kind.as_str())
                 .fetch_all(pool)
                 .await
         })?;
@@ -148,7 +173,7 @@ impl Db {
             .into_iter()
             .filter_map(|(at, details)| {
                 let d: serde_json::Value = serde_json::from_str(&details).ok()?;
-                Some((at, d["due_at"].as_i64()?))
+                Some((at, d[planned].as_i64()?))
             })
             .collect())
     }
