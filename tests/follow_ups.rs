@@ -582,6 +582,17 @@ async fn follow_ups_of_a_private_incident_are_shown_only_to_its_members() {
         .payload
         .unwrap();
     assert!(list.to_string().contains("Rotate the leaked"));
+    // In its own channel the list needs no membership lookup: whoever types there is a member
+    // (dave, invited as an owner, holds no role the bot could tell from its own records).
+    stack
+        .command("U0BOB", &ch, "followup <@U0DAVE|dave> Audit the rule access log")
+        .await
+        .unwrap();
+    stack.settle().await;
+    let lookups = sb.calls_to("conversations.members").len();
+    let here = follow_up_list(&stack, "U0DAVE", &ch).await;
+    assert!(here.contains("Rotate the leaked"), "{here}");
+    assert_eq!(sb.calls_to("conversations.members").len(), lookups);
     // The follow-up notice stays in the private channel: nothing reaches the announcements.
     stack.settle().await;
     assert!(sb

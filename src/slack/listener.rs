@@ -614,11 +614,16 @@ impl Handler {
     /// private incidents are shown only to their members (others see a count).
     async fn follow_ups(&self, channel: &str, user: &UserId) -> SlackCommandEventResponse {
         let now = chrono::Utc::now();
+        let mut membership: HashMap<IncidentId, bool> = HashMap::new();
         let (heading, items) = match self.db.incident_by_channel(channel).await {
-            Ok(Some(incident)) => match self.db.follow_ups_of(incident.id).await {
-                Ok(items) => (format!("*Follow-ups of {}*", incident.number), items),
-                Err(e) => return self.unavailable(e),
-            },
+            Ok(Some(incident)) => {
+                // Typed in the incident's channel: the caller is in it, no Slack lookup needed.
+                membership.insert(incident.id, true);
+                match self.db.follow_ups_of(incident.id).await {
+                    Ok(items) => (format!("*Follow-ups of {}*", incident.number), items),
+                    Err(e) => return self.unavailable(e),
+                }
+            }
             Ok(None) => match self.db.open_follow_ups(user, now, FOLLOW_UPS_READ).await {
                 Ok(items) => ("*Open follow-ups* — yours first, then overdue first".to_string(), items),
                 Err(e) => return self.unavailable(e),
@@ -627,7 +632,6 @@ impl Handler {
         };
         let mut visible = Vec::new();
         let mut hidden = 0;
-        let mut membership: HashMap<IncidentId, bool> = HashMap::new();
         for item in items {
             if item.private {
                 let member = match membership.get(&item.incident_id) {
