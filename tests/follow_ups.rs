@@ -601,3 +601,39 @@ async fn follow_ups_of_a_private_incident_are_shown_only_to_its_members() {
         .all(|m| !m.text.contains("Rotate") && !m.text.contains("Fraud")));
     assert_slack_happy(&stack);
 }
+
+#[tokio::test]
+async fn an_owner_who_cannot_be_messaged_is_reminded_in_the_incident_channel() {
+    let stack = stack().await;
+    let sb = &stack.sandbox;
+    let (inc, ch) = declared(&stack, "Chargebacks stuck", "SEV3").await;
+    stack
+        .command(
+            "U0BOB",
+            &ch,
+            &format!("followup <@U0DAVE|dave> Replay the queue due {}", in_days(0)),
+        )
+        .await
+        .unwrap();
+    stack.settle().await;
+    let item = stack.db.follow_ups_of(inc.id).await.unwrap().remove(0);
+    // The DM is the next post, and Slack refuses it.
+    sb.inject_fault(
+        "chat.postMessage",
+        incident_bot::sandbox::Fault::ApiError("channel_not_found".into()),
+        1,
+    );
+    stack
+        .db
+        .backdate_follow_up(item.id, chrono::Utc::now() - chrono::Duration::milliseconds(100))
+        .await
+        .unwrap();
+    let reminder = wait_for(Duration::from_secs(3), || async {
+        texts(&stack, &ch).into_iter().find(|t| t.contains("is overdue"))
+    })
+    .await
+    .expect("reminded in the incident channel instead");
+    assert!(reminder.contains("<@U0DAVE>"), "{reminder}");
+    assert!(sb.dm_channel("U0DAVE").is_none_or(|dm| sb.messages(&dm).is_empty()));
+    assert_slack_happy(&stack);
+}

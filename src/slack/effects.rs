@@ -194,20 +194,18 @@ impl SlackEffects {
                 };
                 let (text, blocks) = blocks::follow_up_reminder(&f, job.payload["late"] == true);
                 let content = blocks::content(&text, blocks);
-                // A DM to the owner; the incident channel when a DM is not possible.
-                let dm = match &f.owner {
-                    Some(owner) => self.web.post(owner.as_str(), content.clone(), None).await,
-                    None => Err(SlackCallError::Api {
-                        method: "chat.postMessage",
-                        code: "no_owner".into(),
-                    }),
+                // A DM to the owner; the incident channel when a DM is not possible (Slack said
+                // no) or there is nobody to DM.
+                let sent_dm = match &f.owner {
+                    Some(owner) => match self.web.post(owner.as_str(), content.clone(), None).await {
+                        Ok(_) => true,
+                        Err(e) if e.code().is_some() && !channel.is_empty() => false,
+                        Err(e) => return Err(outcome_of(e)),
+                    },
+                    None => false,
                 };
-                match dm {
-                    Ok(_) => {}
-                    Err(e) if e.code().is_some() && !channel.is_empty() => {
-                        self.web.post(&channel, content, None).await.map_err(outcome_of)?;
-                    }
-                    Err(e) => return Err(outcome_of(e)),
+                if !sent_dm {
+                    self.web.post(&channel, content, None).await.map_err(outcome_of)?;
                 }
                 count_reminder("follow_up", job);
                 Ok(JobUpdate::default())
