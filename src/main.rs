@@ -126,6 +126,22 @@ async fn main() -> ExitCode {
                         p.severity, p.update_every, p.escalate_after
                     );
                 }
+                println!(
+                    "  overdue follow-ups: owner reminded every {:?}",
+                    s.policy.follow_up_remind_every
+                );
+                let pir = &s.policy.pir;
+                println!(
+                    "  post-incident reviews for {}: first reminder {} after resolving, then every {}; {}",
+                    pir.severities.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                    pir.first_after,
+                    pir.repeat_every,
+                    if pir.required_to_close {
+                        "closing waits for the review"
+                    } else {
+                        "closing does not wait"
+                    }
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => config_error(e),

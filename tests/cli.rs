@@ -58,5 +58,12 @@ fn a_bad_config_file_names_the_key() {
         out.contains("config OK") && !out.contains("secret") && !err.contains("secret"),
         "{out}{err}"
     );
+    assert!(
+        out.contains(
+            "post-incident reviews for SEV1, SEV2: first reminder 2 working days after resolving, \
+             then every 1 working day; closing waits for the review"
+        ),
+        "{out}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

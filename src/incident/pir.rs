@@ -51,7 +51,7 @@ impl std::fmt::Display for Delay {
         match self {
             Delay::WorkingDays(1) => f.write_str("1 working day"),
             Delay::WorkingDays(n) => write!(f, "{n} working days"),
-            Delay::Fixed(d) => write!(f, "{} min", d.num_minutes()),
+            Delay::Fixed(d) => f.write_str(&duration_text(*d)),
         }
     }
 }
@@ -445,6 +445,7 @@ mod tests {
             Utc.with_ymd_and_hms(2026, 12, 2, 1, 0, 0).unwrap()
         );
         assert_eq!(Delay::WorkingDays(2).to_string(), "2 working days");
+        assert_eq!(Delay::Fixed(Duration::hours(36)).to_string(), "1 d 12 h");
     }
 
     fn resolved(severity: Severity) -> Incident {
