@@ -5,6 +5,7 @@ use crate::db::Db;
 use crate::http::OpsServer;
 use crate::outbox::{self, OutboxOptions};
 use crate::reminder::{self, ReminderOptions};
+use crate::service::Service;
 use crate::slack::effects::SlackEffects;
 use crate::slack::listener::{Handler, SocketMode, SocketOptions};
 use crate::slack::web::{BotIdentity, SlackWeb};
@@ -87,14 +88,18 @@ impl Bot {
             settings.policy.clone(),
             stop_schedules.clone(),
         ));
-        let handler = Arc::new(Handler {
-            app_id: settings.slack.app_token.app_id().map(str::to_string),
-            db: db.clone(),
-            web,
-            policy: settings.policy.clone(),
-            identity: identity.clone(),
+        let service = Service::new(
+            db.clone(),
+            settings.policy.clone(),
+            Arc::new(web.clone()),
             wake_outbox,
             wake_reminders,
+        );
+        let handler = Arc::new(Handler {
+            app_id: settings.slack.app_token.app_id().map(str::to_string),
+            service,
+            web,
+            identity: identity.clone(),
         });
         let socket = SocketMode::start(handler, &settings.slack.app_token, &opts.socket).await?;
         let http = match settings.http_listen.or(opts.http_listen) {

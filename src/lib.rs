@@ -20,8 +20,14 @@
 //!   Markdown / CSV / JSON and a PNG chart; Block Kit in `slack::report`.
 //! - [`outbox`]: Slack side effects stored with the change that caused them, then driven to
 //!   done with retries and leases (survives restarts, runs once across replicas).
-//! - [`slack`]: the only module that imports slack_morphism: Socket Mode listener, command
-//!   and modal parsing, Block Kit, the Web API client, the outbox runner.
+//! - [`service`]: the application layer, the one home of the use-cases (declare, apply a
+//!   change, list incidents, follow-ups, review drafts, reports). It knows neither Slack nor
+//!   HTTP: domain requests and the acting person in, results or a [`service::Refusal`] out;
+//!   people and channel membership come through the [`service::People`] trait. Slack, the CLI
+//!   and the HTTP endpoints call it.
+//! - [`slack`]: the only module that imports slack_morphism, and only transport, parsing and
+//!   rendering: Socket Mode listener, command and modal parsing into domain requests, Block
+//!   Kit, the Web API client (which also answers [`service::People`]), the outbox runner.
 //! - [`app`]: wires the above into a running [`app::Bot`].
 //! - [`sandbox`]: a local Slack (Web API over HTTP, Socket Mode over WebSocket) that enforces
 //!   Slack's rules; used by the tests, the benchmarks and `incident-bot demo`.
@@ -33,6 +39,8 @@
 //! - The domain (`incident::*`) imports neither sqlx nor slack_morphism and never reads the
 //!   clock: callers pass `now`.
 //! - Only `slack/` knows Slack's JSON; only `db/` knows SQL (bind parameters only).
+//! - `service/` imports neither slack_morphism nor hyper: a use-case is written once and
+//!   called by every adapter.
 //! - Every state change is stored with its timeline event in the same transaction, together
 //!   with the outbox jobs for its Slack side effects: a Slack failure never loses a change.
 //! - Raw Slack input is parsed into domain types at the edge; a parse error becomes an
@@ -50,4 +58,5 @@ pub mod outbox;
 pub mod reminder;
 pub mod report;
 pub mod sandbox;
+pub mod service;
 pub mod slack;

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use incident_bot::app::{Bot, BotOptions};
 use incident_bot::config::{self, ProcessEnv};
 use incident_bot::db::Db;
+use incident_bot::service::ReviewRecord;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -220,16 +221,9 @@ async fn export(config_file: Option<PathBuf>, args: ExportArgs) -> ExitCode {
             db.close().await;
             return anyhow::Ok(false);
         };
-        let (timeline, follow_ups) = (db.timeline(incident.id).await?, db.follow_ups_of(incident.id).await?);
-        let input = pir::ReviewInput {
-            incident: &incident,
-            severity_description: &policy.severity(incident.severity).description,
-            timeline: &timeline,
-            follow_ups: &follow_ups,
-            names: &Default::default(),
-            timezone: policy.timezone,
-            now: chrono::Utc::now(),
-        };
+        let record = ReviewRecord::load(&db, incident.id).await?;
+        let names = Default::default();
+        let input = record.input(&policy, &names, chrono::Utc::now());
         if json {
             println!("{}", serde_json::to_string_pretty(&pir::json(&input))?);
         } else {

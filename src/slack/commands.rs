@@ -58,14 +58,8 @@ pub enum Command {
     },
 }
 
-/// A follow-up as typed; checked against the calendar (due day not past) by the domain.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FollowUpRequest {
-    pub text: String,
-    pub owner: Option<UserId>,
-    pub due: Option<chrono::NaiveDate>,
-    pub link: Option<String>,
-}
+/// A follow-up as typed: a request to the application layer, which checks it.
+pub use crate::service::FollowUpRequest;
 
 impl Command {
     /// Commands that act on the incident whose channel they are typed in.

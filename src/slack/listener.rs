@@ -6,15 +6,16 @@
 //! return. `views.open` (which must happen within 3 s of the command) is spawned.
 
 use super::blocks::{self, DECLARE_CALLBACK, FOLLOW_UP_CALLBACK, IMPACT_CALLBACK, RESOLVE_CALLBACK, UPDATE_CALLBACK};
-use super::commands::{self, Command, FollowUpRequest};
+use super::commands::{self, Command};
 use super::forms;
 use super::web::{BotIdentity, Connector, SlackWeb};
-use crate::config::{Policy, Secret};
-use crate::db::{Db, DeclareOutcome, Refused};
+use crate::config::Secret;
+use crate::db::DeclareOutcome;
 use crate::incident::change::{Applied, Change};
-use crate::incident::followup::{FollowUp, FollowUpState, NewFollowUp};
+use crate::incident::followup::FollowUpState;
 use crate::incident::model::{Incident, IncidentId, UserId};
 use crate::metrics::METRICS;
+use crate::service::{tag_span as tag, FollowUpClosed, FollowUpScope, Refusal, Service, TRY_AGAIN};
 use slack_morphism::prelude::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,20 +23,17 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tracing::Instrument;
 
-/// Everything a callback needs; registered as slack-morphism user state.
+/// Everything a callback needs; registered as slack-morphism user state. It parses Slack's
+/// payloads into domain requests, calls the use-cases of [`Service`], and renders their
+/// results as Slack answers.
 pub struct Handler {
-    pub db: Db,
+    pub service: Service,
     pub web: SlackWeb,
-    pub policy: Policy,
     pub identity: BotIdentity,
     /// Our app's id (from the app-level token), when the token says: envelopes naming another
     /// app are refused. Commands and form submissions do not carry it in slack-morphism's
     /// types; they are checked by workspace only.
     pub app_id: Option<String>,
-    /// Notified after a flow enqueues outbox jobs.
-    pub wake_outbox: Arc<Notify>,
-    /// Notified after a change that may move an SLA clock.
-    pub wake_reminders: Arc<Notify>,
 }
 
 /// Socket Mode tuning.
@@ -92,9 +90,6 @@ struct Liveness {
 /// database can take this long (a held lock, an unreachable server); the unfinished work is
 /// dropped, which rolls its transaction back, so nothing is half written.
 const ACK_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// The answer when the database does not answer within [`ACK_BUDGET`] (or fails).
-const TRY_AGAIN: &str = "⚠️ I cannot reach my database right now; nothing was changed. Please try again in a minute.";
 
 /// How long [`SocketMode::shutdown`] waits for envelopes being handled (Slack's ack deadline).
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -201,11 +196,6 @@ pub const HELP: &str = "*incident-bot* — run incidents in Slack.\n\
 • `/incident followups` — this incident's; anywhere else: yours, then all open ones, overdue first\n\
 • `/incident pir` — post-incident review draft (Markdown file) · `/incident pir done [link]` — mark it done";
 
-/// How long an owner check (`users.info`) may take inside an ack before we give up on it.
-const PERSON_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_millis(1000);
-/// Follow-ups read for one `/incident followups` list.
-const FOLLOW_UPS_READ: i64 = 200;
-
 /// Generic because slack-morphism does not export the hello event's type name.
 async fn on_hello<E: Send + 'static>(
     _event: E,
@@ -303,11 +293,6 @@ fn envelope_span(kind: &'static str) -> tracing::Span {
 /// Spawns work off the ack path, in the envelope's span.
 fn spawn_here(work: impl std::future::Future<Output = ()> + Send + 'static) {
     tokio::spawn(work.in_current_span());
-}
-
-/// Records the incident an envelope is about on its span (`incident = "INC-42"`).
-fn tag(number: &crate::incident::model::IncidentNumber) {
-    tracing::Span::current().record("incident", tracing::field::display(number));
 }
 
 /// Where to say "try again" when an interaction runs out of [`ACK_BUDGET`].
@@ -439,7 +424,8 @@ impl Handler {
         };
         match command {
             Command::Declare { title } => {
-                let view = blocks::declare_modal(&self.policy, &title, user.as_str(), event.channel_id.as_ref());
+                let view =
+                    blocks::declare_modal(&self.service.policy, &title, user.as_str(), event.channel_id.as_ref());
                 self.open_modal(&event, view);
                 SlackCommandEventResponse::new(SlackMessageContent::new())
             }
@@ -452,7 +438,7 @@ impl Handler {
                 public,
             } => self.report(&event, &user, period, service, public).await,
             other => {
-                let incident = match self.db.incident_by_channel(event.channel_id.as_ref()).await {
+                let incident = match self.service.incident_in_channel(event.channel_id.as_ref()).await {
                     Ok(Some(i)) => {
                         tag(&i.number);
                         i
@@ -463,16 +449,11 @@ impl Handler {
                              here you can `/incident declare`.",
                         )
                     }
-                    Err(e) => return self.unavailable(e),
+                    Err(refusal) => return refused(refusal),
                 };
                 self.incident_command(&event, &user, incident, other).await
             }
         }
-    }
-
-    fn unavailable(&self, e: anyhow::Error) -> SlackCommandEventResponse {
-        tracing::error!(error = %e, "database unavailable while answering a command");
-        ephemeral(TRY_AGAIN)
     }
 
     async fn incident_command(
@@ -486,7 +467,7 @@ impl Handler {
             Command::Update | Command::Impact | Command::Resolve => {
                 let view = match command {
                     Command::Update => blocks::update_modal(&incident),
-                    Command::Impact => blocks::impact_modal(&incident, &self.policy),
+                    Command::Impact => blocks::impact_modal(&incident, &self.service.policy),
                     _ => blocks::resolve_modal(&incident, chrono::Utc::now()),
                 };
                 self.open_modal(event, view);
@@ -495,21 +476,21 @@ impl Handler {
             Command::Status => {
                 return SlackCommandEventResponse::new(blocks::content(
                     &blocks::summary_text(&incident),
-                    blocks::status_blocks(&incident, &self.policy),
+                    blocks::status_blocks(&incident, &self.service.policy),
                 ))
                 .with_response_type(SlackMessageResponseType::Ephemeral)
             }
             Command::Timeline { page } => {
-                return match self.db.timeline(incident.id).await {
+                return match self.service.timeline(incident.id).await {
                     Ok(events) => ephemeral(&blocks::timeline_text(&incident, &events, page)),
-                    Err(e) => self.unavailable(e),
+                    Err(refusal) => refused(refusal),
                 }
             }
-            Command::Role { role, .. } if !self.policy.roles.contains(&role) => {
+            Command::Role { role, .. } if !self.service.policy.roles.contains(&role) => {
                 return ephemeral(&format!(
                     "`{}` is not a role here. Roles: spoc, {} (`/incident spoc @user` for the SPOC).",
                     blocks::truncate(&role, 40),
-                    self.policy.roles.join(", ")
+                    self.service.policy.roles.join(", ")
                 ))
             }
             Command::Severity(s) => Change::Severity(s),
@@ -528,16 +509,17 @@ impl Handler {
                 self.open_modal(event, blocks::follow_up_modal(&incident));
                 return SlackCommandEventResponse::new(SlackMessageContent::new());
             }
-            Command::FollowUp(Some(request)) => match self.new_follow_up(request).await {
+            Command::FollowUp(Some(request)) => match self.service.new_follow_up(request).await {
                 Ok(item) => Change::AddFollowUps(vec![item]),
-                Err(message) => return ephemeral(&format!("{message}\nUsage: {}", commands::FOLLOW_UP_USAGE)),
+                Err(refusal) => return ephemeral(&format!("{refusal}\nUsage: {}", commands::FOLLOW_UP_USAGE)),
             },
             Command::CloseFollowUp { seq, state } => {
-                return ephemeral(
-                    &self
-                        .close_follow_up_seq(&incident, seq, state, user, &event.trigger_id.0)
+                let key = format!("trigger:{}", event.trigger_id);
+                return ephemeral(&closed_text(
+                    self.service
+                        .close_follow_up_seq(&incident, seq, state, user, &key)
                         .await,
-                )
+                ));
             }
             Command::Pir => {
                 self.spawn_review_draft(incident.id, event.channel_id.to_string(), user.clone());
@@ -561,8 +543,8 @@ impl Handler {
         }
     }
 
-    /// Applies a change; `Ok(None)` when it was applied before (a redelivery), `Err` is what to
-    /// tell the user.
+    /// Applies a change through the service; `Ok(None)` when it was applied before (a
+    /// redelivery), `Err` is what to tell the user.
     async fn change(
         &self,
         id: IncidentId,
@@ -570,210 +552,62 @@ impl Handler {
         user: &UserId,
         key: &str,
     ) -> Result<Option<Applied>, String> {
-        match self
-            .db
-            .apply_change(id, change, user, chrono::Utc::now(), Some(key), &self.policy.rules())
+        self.service
+            .apply(id, change, user, key)
             .await
-        {
-            Ok(Ok(applied)) => {
-                tag(&applied.incident.number);
-                tracing::info!(incident = %applied.incident.number, change = ?std::mem::discriminant(change), "incident changed");
-                self.wake_outbox.notify_one();
-                self.wake_reminders.notify_one();
-                Ok(Some(applied))
-            }
-            Ok(Err(Refused::Rule(reason))) => Err(reason),
-            Ok(Err(Refused::AlreadyHandled)) => Ok(None),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot apply a change");
-                Err(TRY_AGAIN.into())
-            }
-        }
+            .map_err(|r| r.to_string())
     }
 
     /// `/incident list`: private incidents are shown only to their channel's members.
     async fn list(&self, user: &UserId) -> SlackCommandEventResponse {
-        let incidents = match self.db.active_incidents().await {
-            Ok(i) => i,
-            Err(e) => return self.unavailable(e),
-        };
-        let mut visible = Vec::new();
-        let mut hidden = 0;
-        for incident in incidents {
-            if incident.is_private && !self.is_member(&incident, user).await {
-                hidden += 1;
-            } else {
-                visible.push(incident);
-            }
+        match self.service.active_incidents(user).await {
+            Ok(listing) => ephemeral(&blocks::list_text(&listing.visible, listing.hidden)),
+            Err(refusal) => refused(refusal),
         }
-        ephemeral(&blocks::list_text(&visible, hidden))
     }
 
     /// `/incident followups`: in an incident channel, that incident's follow-ups; elsewhere the
     /// open ones of every incident, the caller's first, then overdue first. Follow-ups of
     /// private incidents are shown only to their members (others see a count).
     async fn follow_ups(&self, channel: &str, user: &UserId) -> SlackCommandEventResponse {
-        let now = chrono::Utc::now();
-        let mut membership: HashMap<IncidentId, bool> = HashMap::new();
-        let (heading, items) = match self.db.incident_by_channel(channel).await {
-            Ok(Some(incident)) => {
-                // Typed in the incident's channel: the caller is in it, no Slack lookup needed.
-                membership.insert(incident.id, true);
-                match self.db.follow_ups_of(incident.id).await {
-                    Ok(items) => (format!("*Follow-ups of {}*", incident.number), items),
-                    Err(e) => return self.unavailable(e),
-                }
-            }
-            Ok(None) => match self.db.open_follow_ups(user, now, FOLLOW_UPS_READ).await {
-                Ok(items) => ("*Open follow-ups* — yours first, then overdue first".to_string(), items),
-                Err(e) => return self.unavailable(e),
-            },
-            Err(e) => return self.unavailable(e),
+        let listing = match self.service.follow_ups(channel, user).await {
+            Ok(listing) => listing,
+            Err(refusal) => return refused(refusal),
         };
-        let mut visible = Vec::new();
-        let mut hidden = 0;
-        for item in items {
-            if item.private {
-                let member = match membership.get(&item.incident_id) {
-                    Some(m) => *m,
-                    None => {
-                        let m = match self.db.incident(item.incident_id).await {
-                            Ok(incident) => self.is_member(&incident, user).await,
-                            Err(_) => false,
-                        };
-                        membership.insert(item.incident_id, m);
-                        m
-                    }
-                };
-                if !member {
-                    hidden += 1;
-                    continue;
-                }
-            }
-            visible.push(item);
-        }
-        let (text, blocks) = blocks::follow_up_list(&heading, &visible, hidden, now);
+        let heading = match &listing.scope {
+            FollowUpScope::Incident(number) => format!("*Follow-ups of {number}*"),
+            FollowUpScope::Open => "*Open follow-ups* — yours first, then overdue first".to_string(),
+        };
+        let (text, blocks) = blocks::follow_up_list(
+            &heading,
+            &listing.items.visible,
+            listing.items.hidden,
+            chrono::Utc::now(),
+        );
         SlackCommandEventResponse::new(blocks::content(&text, blocks))
             .with_response_type(SlackMessageResponseType::Ephemeral)
-    }
-
-    /// Checks a typed follow-up against Slack (the owner exists and is a person) and the
-    /// calendar (the due day is not past).
-    async fn new_follow_up(&self, request: FollowUpRequest) -> Result<NewFollowUp, String> {
-        if let Some(owner) = &request.owner {
-            self.check_person(owner).await?;
-        }
-        NewFollowUp::parse(&request.text, request.owner, request.due, request.link, self.today()).map_err(|e| e.message)
-    }
-
-    /// `Err` says why `user` cannot own a follow-up (or that Slack could not tell in time).
-    async fn check_person(&self, user: &UserId) -> Result<(), String> {
-        match tokio::time::timeout(PERSON_CHECK_BUDGET, self.web.check_person(user.as_str())).await {
-            Ok(Ok(Ok(_name))) => Ok(()),
-            Ok(Ok(Err(why))) => Err(why),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cannot check a follow-up owner");
-                Err("⚠️ Slack did not tell me who that is just now; nothing was saved. Please try again.".into())
-            }
-            Err(_) => Err("⚠️ Slack took too long to tell me who that is; nothing was saved. Please try again.".into()),
-        }
-    }
-
-    /// Today in the configured time zone (due dates are local days).
-    fn today(&self) -> chrono::NaiveDate {
-        chrono::Utc::now().with_timezone(&self.policy.timezone).date_naive()
-    }
-
-    /// `/incident followup done|wontdo N`: what to tell the user.
-    async fn close_follow_up_seq(
-        &self,
-        incident: &Incident,
-        seq: i64,
-        state: FollowUpState,
-        user: &UserId,
-        trigger: &str,
-    ) -> String {
-        match self.db.follow_up_by_seq(incident.id, seq).await {
-            Ok(Some(f)) => {
-                self.close_follow_up(&f, state, user, &format!("trigger:{trigger}"))
-                    .await
-            }
-            Ok(None) => format!(
-                "{} has no follow-up #{seq} (`/incident followups` lists them).",
-                incident.number
-            ),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read a follow-up");
-                TRY_AGAIN.into()
-            }
-        }
-    }
-
-    async fn close_follow_up(&self, f: &FollowUp, state: FollowUpState, user: &UserId, key: &str) -> String {
-        match self
-            .db
-            .close_follow_up(f.id, state, user, chrono::Utc::now(), key)
-            .await
-        {
-            Ok(Ok(closed)) => {
-                tracing::info!(incident = %closed.number, follow_up = closed.seq, state = closed.state.as_str(), "follow-up closed");
-                self.wake_outbox.notify_one();
-                format!("☑️ {} follow-up #{} is {}.", closed.number, closed.seq, closed.state)
-            }
-            Ok(Err(Refused::Rule(reason))) => reason,
-            Ok(Err(Refused::AlreadyHandled)) => format!("{} follow-up #{} is {}.", f.number, f.seq, f.state),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot close a follow-up");
-                TRY_AGAIN.into()
-            }
-        }
     }
 
     /// Drafts the post-incident review and shares it in `channel` as a Markdown file. Spawned:
     /// it reads the whole record and makes several Slack calls; failures are told to `user`.
     fn spawn_review_draft(&self, id: IncidentId, channel: String, user: UserId) {
-        let (db, web, policy) = (self.db.clone(), self.web.clone(), self.policy.clone());
+        let (service, web) = (self.service.clone(), self.web.clone());
         spawn_here(async move {
             let result = async {
-                let incident = db.incident(id).await?;
-                let (timeline, follow_ups) = (db.timeline(id).await?, db.follow_ups_of(id).await?);
-                // Names make the draft readable; an id stays when a lookup fails.
-                let mut people: Vec<String> = timeline.iter().map(|e| e.actor.clone()).collect();
-                people.extend([incident.spoc.to_string(), incident.declared_by.to_string()]);
-                people.extend(incident.roles.values().map(|u| u.to_string()));
-                people.extend(follow_ups.iter().filter_map(|f| f.owner.as_ref().map(|o| o.to_string())));
-                people.retain(|p| UserId::parse(p).is_ok());
-                people.sort();
-                people.dedup();
-                let mut names = std::collections::BTreeMap::new();
-                for person in people.into_iter().take(30) {
-                    if let Ok(Ok(name)) = web.check_person(&person).await {
-                        names.insert(person, name);
-                    }
-                }
-                let input = crate::incident::pir::ReviewInput {
-                    incident: &incident,
-                    severity_description: &policy.severity(incident.severity).description,
-                    timeline: &timeline,
-                    follow_ups: &follow_ups,
-                    names: &names,
-                    timezone: policy.timezone,
-                    now: chrono::Utc::now(),
-                };
-                let markdown = crate::incident::pir::markdown(&input);
+                let (record, markdown) = service.review_draft(id).await?;
+                let number = record.incident.number;
                 web.upload_file(
                     &channel,
-                    &format!("{}-post-incident-review.md", incident.number),
-                    &format!("Post-incident review draft: {}", incident.number),
+                    &format!("{number}-post-incident-review.md"),
+                    &format!("Post-incident review draft: {number}"),
                     &format!(
-                        "📝 Draft post-incident review of {} (asked by <@{user}>). Complete it, file it, then `/incident pir done [link]`.",
-                        incident.number
+                        "📝 Draft post-incident review of {number} (asked by <@{user}>). Complete it, file it, then `/incident pir done [link]`."
                     ),
                     markdown.into_bytes(),
                     "text/markdown",
                 )
                 .await?;
-                anyhow::Ok(incident.number)
+                anyhow::Ok(number)
             }
             .await;
             match result {
@@ -787,23 +621,6 @@ impl Handler {
                 }
             }
         });
-    }
-
-    /// Whether `user` is in a private incident's channel (unknown counts as no).
-    async fn is_member(&self, incident: &Incident, user: &UserId) -> bool {
-        if *user == incident.spoc || *user == incident.declared_by || incident.roles.values().any(|u| u == user) {
-            return true;
-        }
-        let Some(channel) = incident.channel_id.as_deref() else {
-            return false;
-        };
-        match self.web.members(channel).await {
-            Ok(members) => members.iter().any(|m| m == user.as_str()),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot check channel membership; hiding the private incident");
-                false
-            }
-        }
     }
 
     /// Spawned: the ack must not wait for `views.open`, and both must land within 3 s.
@@ -882,15 +699,12 @@ impl Handler {
         else {
             return;
         };
-        let incident = match self.db.incident(id).await {
+        let incident = match self.service.incident(id).await {
             Ok(i) => {
                 tag(&i.number);
                 i
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "button for an unknown incident");
-                return;
-            }
+            Err(refusal) => return self.tell(&channel, &user, &refusal.to_string()),
         };
         let trigger = ev.trigger_id.to_string();
         match action.action_id.as_ref() {
@@ -961,17 +775,12 @@ impl Handler {
         let Some(follow_up) = action.value.as_deref().and_then(|v| v.parse::<i64>().ok()) else {
             return;
         };
-        let answer = match self.db.follow_up(follow_up).await {
-            Ok(Some(f)) => {
-                self.close_follow_up(&f, FollowUpState::Done, user, &format!("trigger:{}", ev.trigger_id))
-                    .await
-            }
-            Ok(None) => "That follow-up no longer exists.".to_string(),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read a follow-up");
-                TRY_AGAIN.into()
-            }
-        };
+        let key = format!("trigger:{}", ev.trigger_id);
+        let answer = closed_text(
+            self.service
+                .close_follow_up_by_id(follow_up, FollowUpState::Done, user, &key)
+                .await,
+        );
         if channel.starts_with('D') || channel.is_empty() {
             let (web, user, answer) = (self.web.clone(), user.to_string(), answer);
             spawn_here(async move {
@@ -990,10 +799,10 @@ impl Handler {
         let h = self.clone();
         spawn_here(async move {
             let Ok(actor) = UserId::parse(&user) else { return };
-            let incident = match h.db.incident_by_channel(&channel).await {
+            let incident = match h.service.incident_in_channel(&channel).await {
                 Ok(Some(i)) => i,
                 Ok(None) => return, // not an incident channel
-                Err(e) => return tracing::warn!(error = %e, "cannot look up a pinned message's incident"),
+                Err(refusal) => return h.tell(&channel, &actor, &refusal.to_string()),
             };
             let (text, link) = match h.web.message(&channel, &ts).await {
                 Ok(found) => found,
@@ -1039,15 +848,15 @@ impl Handler {
         let (change, field) = match callback {
             UPDATE_CALLBACK => (forms::parse_update(values).map(Change::Update), "known"),
             IMPACT_CALLBACK => (
-                forms::parse_impact(values, &self.policy)
+                forms::parse_impact(values, &self.service.policy)
                     .map(|(services, footprint)| Change::Impact { services, footprint }),
                 "customers",
             ),
             FOLLOW_UP_CALLBACK => (
-                forms::parse_follow_up(values, self.today()).map(|f| Change::AddFollowUps(vec![f])),
+                forms::parse_follow_up(values, self.service.today()).map(|f| Change::AddFollowUps(vec![f])),
                 "text",
             ),
-            _ => (forms::parse_resolve(values, self.today()), "summary"),
+            _ => (forms::parse_resolve(values, self.service.today()), "summary"),
         };
         let change = match change {
             Ok(c) => c,
@@ -1063,8 +872,8 @@ impl Handler {
             _ => None,
         };
         if let Some((owner, block)) = owner {
-            if let Err(why) = self.check_person(&owner).await {
-                return errors([(block, why)]);
+            if let Err(why) = self.service.check_person(&owner).await {
+                return errors([(block, why.to_string())]);
             }
         }
         let key = format!("view:{}", view["id"].as_str().unwrap_or_default());
@@ -1079,37 +888,36 @@ impl Handler {
             return errors([("title", format!("Slack sent an unexpected user id `{user}`."))]);
         };
         let metadata = view["private_metadata"].as_str().unwrap_or_default();
-        let new = match forms::parse_declare(&view["state"]["values"], metadata, &declarer, &self.policy) {
+        let new = match forms::parse_declare(&view["state"]["values"], metadata, &declarer, &self.service.policy) {
             Ok(new) => new,
             Err(field_errors) => return errors(field_errors),
         };
         let key = format!("view:{}", view["id"].as_str().unwrap_or_default());
-        match self
-            .db
-            .declare(&new, &key, chrono::Utc::now(), &self.policy.slas())
-            .await
-        {
-            Ok(DeclareOutcome::Created(incident)) => {
+        match self.service.declare(&new, &key).await {
+            Ok(DeclareOutcome::Created(incident) | DeclareOutcome::Duplicate(incident)) => {
                 tag(&incident.number);
-                METRICS.incidents_declared.inc(&[incident.severity.as_str()]);
-                tracing::info!(incident = %incident.number, severity = %incident.severity, private = incident.is_private, "incident declared");
-                self.wake_outbox.notify_one();
-                self.wake_reminders.notify_one();
                 SlackInteractionResponse::Empty
             }
-            Ok(DeclareOutcome::Duplicate(incident)) => {
-                tracing::info!(incident = %incident.number, "duplicate declare submission ignored");
-                SlackInteractionResponse::Empty
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot store a declaration");
-                errors([(
-                    "title",
-                    "I could not save the incident: the database is unavailable. Press Declare again in a moment."
-                        .to_string(),
-                )])
-            }
+            Err(_) => errors([(
+                "title",
+                "I could not save the incident: the database is unavailable. Press Declare again in a moment."
+                    .to_string(),
+            )]),
         }
+    }
+}
+
+/// A refusal as an ephemeral answer to a command.
+fn refused(refusal: Refusal) -> SlackCommandEventResponse {
+    ephemeral(&refusal.to_string())
+}
+
+/// What the person who closed a follow-up (or tried to) is told.
+fn closed_text(result: Result<FollowUpClosed, Refusal>) -> String {
+    match result {
+        Ok(c) if c.just_now => format!("☑️ {} follow-up #{} is {}.", c.number, c.seq, c.state),
+        Ok(c) => format!("{} follow-up #{} is {}.", c.number, c.seq, c.state),
+        Err(refusal) => refusal.to_string(),
     }
 }
 

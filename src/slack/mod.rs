@@ -12,6 +12,7 @@ pub mod commands;
 pub mod effects;
 pub mod forms;
 pub mod listener;
+pub mod people;
 pub mod report;
 pub mod web;
 

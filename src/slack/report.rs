@@ -204,26 +204,14 @@ impl Handler {
         let ephemeral = |text: &str| {
             SlackCommandEventResponse::new(blocks::text(text)).with_response_type(SlackMessageResponseType::Ephemeral)
         };
-        if let Some(s) = &service {
-            if !self.policy.services.contains(s) {
-                return ephemeral(&format!(
-                    "`{}` is not a service line here. Service lines: {}.",
-                    blocks::truncate(s, 40),
-                    self.policy.services.join(", ")
-                ));
-            }
-        }
-        let (db, policy, web) = (self.db.clone(), self.policy.clone(), self.web.clone());
+        let (service_layer, web) = (self.service.clone(), self.web.clone());
         let (channel, asker) = (event.channel_id.to_string(), user.to_string());
         let (tx, mut rx) = tokio::sync::oneshot::channel::<Result<Report, String>>();
         tokio::spawn(async move {
-            let built = Report::build(&db, &policy, period, service.as_deref(), chrono::Utc::now())
+            let built = service_layer
+                .report(period, service.as_deref())
                 .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "cannot build a report");
-                    "⚠️ I could not build the report: my database is unavailable. Please try again in a minute."
-                        .to_string()
-                });
+                .map_err(|refusal| refusal.to_string());
             let report = built.as_ref().ok().cloned();
             if let Err(late) = tx.send(built) {
                 // The ack has gone: post the report now.
@@ -239,7 +227,7 @@ impl Handler {
                 }
             }
             if let (Some(r), true) = (report, public) {
-                if let Err(e) = share_chart(&web, &db, &r, &channel).await {
+                if let Err(e) = share_chart(&web, &service_layer.db, &r, &channel).await {
                     tracing::warn!(error = %e, "cannot share a report chart");
                     let text = format!(
                         "⚠️ I could not attach the chart ({e}). Invite me to this channel (`/invite @incident-bot`) and ask again."
