@@ -127,6 +127,24 @@ impl Policy {
     }
 }
 
+impl SeverityPolicy {
+    /// `update every 30m, escalate after 10m`; a zero delay reads as what it means
+    /// (`no update reminders`, `no escalation`), as `check-config` prints it.
+    pub fn describe(&self) -> String {
+        let update = if self.update_every.is_zero() {
+            "no update reminders".to_string()
+        } else {
+            format!("update every {}", crate::slack::blocks::humanize(self.update_every))
+        };
+        let escalate = if self.escalate_after.is_zero() {
+            "no escalation".to_string()
+        } else {
+            format!("escalate after {}", crate::slack::blocks::humanize(self.escalate_after))
+        };
+        format!("{update}, {escalate}")
+    }
+}
+
 impl Default for Policy {
     fn default() -> Self {
         let sev = |severity, description: &str, every_min: u64, escalate_min: u64| SeverityPolicy {
@@ -280,6 +298,10 @@ pub fn parse_delay(raw: &str) -> Result<crate::incident::pir::Delay, String> {
 /// Where settings come from; a seam so tests do not touch the process environment.
 pub trait Env {
     fn get(&self, key: &str) -> Option<String>;
+    /// Every variable name set (to refuse unknown `INCIDENT_BOT_*` ones).
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The real process environment.
@@ -289,11 +311,17 @@ impl Env for ProcessEnv {
     fn get(&self, key: &str) -> Option<String> {
         std::env::var(key).ok().filter(|v| !v.is_empty())
     }
+    fn names(&self) -> Vec<String> {
+        std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()).collect()
+    }
 }
 
 impl Env for BTreeMap<String, String> {
     fn get(&self, key: &str) -> Option<String> {
         BTreeMap::get(self, key).cloned()
+    }
+    fn names(&self) -> Vec<String> {
+        self.keys().cloned().collect()
     }
 }
 
@@ -311,6 +339,8 @@ pub fn load_policy(file: Option<&Path>, env: &dyn Env) -> Result<(Policy, Option
 
 /// Builds the policy from TOML text plus environment overrides.
 pub fn policy_from_toml(text: &str, env: &dyn Env) -> Result<(Policy, Option<SocketAddr>), ConfigError> {
+    check_env_names(env)?;
+    check_file_keys(text)?;
     let file: FileConfig = toml::from_str(text).map_err(|e| {
         // toml's message names the unknown or mistyped key; keep it on one line.
         let msg = e.message().replace('\n', " ");
@@ -465,6 +495,177 @@ pub fn policy_from_toml(text: &str, env: &dyn Env) -> Result<(Policy, Option<Soc
         None => None,
     };
     Ok((policy, http_listen))
+}
+
+/// What a setting holds, for checking the file before serde reads it: serde's errors name
+/// only the leaf key (`update_evry`), ours give the whole path (`severities.SEV1.update_evry`).
+#[derive(Clone, Copy)]
+enum Shape {
+    Text,
+    Flag,
+    Names,
+    /// `[severities.<name>]` tables.
+    Severities,
+    /// `[[reports]]` tables.
+    Reports,
+}
+
+/// The file's top-level keys; every scalar one may be overridden as `INCIDENT_BOT_<KEY>`.
+const TOP_KEYS: [(&str, Shape); 14] = [
+    ("announce_channel", Shape::Text),
+    ("managers_group", Shape::Text),
+    ("timezone", Shape::Text),
+    ("channel_prefix", Shape::Text),
+    ("services", Shape::Names),
+    ("roles", Shape::Names),
+    ("http_listen", Shape::Text),
+    ("follow_up_remind_every", Shape::Text),
+    ("pir_severities", Shape::Names),
+    ("pir_remind_after", Shape::Text),
+    ("pir_remind_every", Shape::Text),
+    ("pir_required_to_close", Shape::Flag),
+    ("severities", Shape::Severities),
+    ("reports", Shape::Reports),
+];
+const SEVERITY_KEYS: [&str; 3] = ["description", "update_every", "escalate_after"];
+const REPORT_KEYS: [&str; 3] = ["cron", "period", "channel"];
+
+/// Edit distance (Levenshtein), to name the closest known key in an error.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+fn closest<'a>(wrong: &str, known: impl IntoIterator<Item = &'a str>) -> &'a str {
+    known
+        .into_iter()
+        .min_by_key(|k| distance(&wrong.to_ascii_lowercase(), &k.to_ascii_lowercase()))
+        .unwrap_or_default()
+}
+
+fn unknown(path: &str, wrong: &str, known: &[&str]) -> ConfigError {
+    let prefix = path.strip_suffix(wrong).unwrap_or_default();
+    ConfigError::new(
+        path,
+        format!(
+            "unknown setting; the closest known one is `{prefix}{}`",
+            closest(wrong, known.iter().copied())
+        ),
+    )
+}
+
+/// `INCIDENT_BOT_*` variables must be known, like file keys (a typo is not silently ignored).
+fn check_env_names(env: &dyn Env) -> Result<(), ConfigError> {
+    let known: Vec<String> = std::iter::once("CONFIG")
+        .chain(
+            TOP_KEYS
+                .iter()
+                .filter(|(_, shape)| !matches!(shape, Shape::Severities | Shape::Reports))
+                .map(|(k, _)| *k),
+        )
+        .map(|k| format!("INCIDENT_BOT_{}", k.to_ascii_uppercase()))
+        .collect();
+    let mut names = env.names();
+    names.sort();
+    for name in names {
+        if name.starts_with("INCIDENT_BOT_") && !known.contains(&name) {
+            return Err(ConfigError::new(
+                &name,
+                format!(
+                    "unknown environment variable; the closest known one is `{}`",
+                    closest(&name, known.iter().map(String::as_str))
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the file's keys and value types, naming the whole path of what is wrong.
+fn check_file_keys(text: &str) -> Result<(), ConfigError> {
+    // A syntax error is reported by the typed parse, with its own message.
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return Ok(());
+    };
+    let top: Vec<&str> = TOP_KEYS.iter().map(|(k, _)| *k).collect();
+    for (key, value) in &table {
+        let Some((_, shape)) = TOP_KEYS.iter().find(|(k, _)| k == key) else {
+            return Err(unknown(key, key, &top));
+        };
+        match shape {
+            Shape::Severities => {
+                let table = value
+                    .as_table()
+                    .ok_or_else(|| expected(key, "a table of severities like [severities.SEV1]", value))?;
+                for (name, severity) in table {
+                    let path = format!("{key}.{name}");
+                    check_table(&path, severity, &SEVERITY_KEYS, &[])?;
+                }
+            }
+            Shape::Reports => {
+                let list = value
+                    .as_array()
+                    .ok_or_else(|| expected(key, "[[reports]] tables", value))?;
+                for (i, report) in list.iter().enumerate() {
+                    check_table(&format!("{key}[{i}]"), report, &REPORT_KEYS, &REPORT_KEYS)?;
+                }
+            }
+            shape => check_leaf(key, *shape, value)?,
+        }
+    }
+    Ok(())
+}
+
+/// A table of text settings: known keys only, `required` present, each a string.
+fn check_table(path: &str, value: &toml::Value, known: &[&str], required: &[&str]) -> Result<(), ConfigError> {
+    let table = value.as_table().ok_or_else(|| expected(path, "a table", value))?;
+    for (key, v) in table {
+        let leaf = format!("{path}.{key}");
+        if !known.contains(&key.as_str()) {
+            return Err(unknown(&leaf, key, known));
+        }
+        check_leaf(&leaf, Shape::Text, v)?;
+    }
+    match required.iter().find(|k| !table.contains_key(**k)) {
+        Some(missing) => Err(ConfigError::new(
+            format!("{path}.{missing}"),
+            "missing; every [[reports]] entry needs cron, period and channel",
+        )),
+        None => Ok(()),
+    }
+}
+
+fn check_leaf(path: &str, shape: Shape, value: &toml::Value) -> Result<(), ConfigError> {
+    let ok = match shape {
+        Shape::Text => value.is_str(),
+        Shape::Flag => value.is_bool(),
+        Shape::Names => value.as_array().is_some_and(|a| a.iter().all(toml::Value::is_str)),
+        Shape::Severities | Shape::Reports => true,
+    };
+    if ok {
+        return Ok(());
+    }
+    let wanted = match shape {
+        Shape::Flag => "true or false",
+        Shape::Names => "a list of strings, like [\"a\", \"b\"]",
+        _ => "a string (in quotes)",
+    };
+    Err(expected(path, wanted, value))
+}
+
+fn expected(path: &str, wanted: &str, found: &toml::Value) -> ConfigError {
+    let shown = crate::slack::blocks::truncate(&found.to_string().replace('\n', " "), 40);
+    ConfigError::new(path, format!("expected {wanted}, found {} {shown}", found.type_str()))
 }
 
 fn check_conversation_id(key: &str, v: &str) -> Result<String, ConfigError> {
@@ -694,6 +895,62 @@ mod tests {
             assert_eq!(err.key, key, "{text} → {err}");
             assert!(!err.to_string().contains('\n'), "one line: {err}");
         }
+    }
+
+    #[test]
+    fn unknown_keys_and_variables_are_refused_with_the_whole_path_and_the_closest_key() {
+        for (text, key, closest) in [
+            (
+                "[severities.SEV1]\nupdate_evry = \"30m\"",
+                "severities.SEV1.update_evry",
+                "`severities.SEV1.update_every`",
+            ),
+            ("anounce_channel = \"C1\"", "anounce_channel", "`announce_channel`"),
+            (
+                "[[reports]]\ncron = \"0 0 9 * * Mon\"\nperiod = \"weekly\"\nchanel = \"C1\"",
+                "reports[0].chanel",
+                "`reports[0].channel`",
+            ),
+        ] {
+            let err = policy_from_toml(text, &env(&[])).unwrap_err();
+            assert_eq!(err.key, key, "{text} → {err}");
+            assert!(err.problem.contains(closest), "{text} → {err}");
+        }
+        for (text, key) in [
+            ("[severities.SEV1]\nupdate_every = 30", "severities.SEV1.update_every"),
+            (
+                "[[reports]]\ncron = \"0 0 9 * * Mon\"\nperiod = \"weekly\"",
+                "reports[0].channel",
+            ),
+            ("services = \"payments\"", "services"),
+            ("pir_required_to_close = \"yes\"", "pir_required_to_close"),
+        ] {
+            let err = policy_from_toml(text, &env(&[])).unwrap_err();
+            assert_eq!(err.key, key, "{text} → {err}");
+            assert!(!err.to_string().contains('\n'), "one line: {err}");
+        }
+        let err = policy_from_toml("", &env(&[("INCIDENT_BOT_ANOUNCE_CHANNEL", "C1")])).unwrap_err();
+        assert_eq!(err.key, "INCIDENT_BOT_ANOUNCE_CHANNEL");
+        assert!(err.problem.contains("`INCIDENT_BOT_ANNOUNCE_CHANNEL`"), "{err}");
+        let known = [
+            ("INCIDENT_BOT_CONFIG", "x.toml"),
+            ("INCIDENT_BOT_HTTP_LISTEN", "127.0.0.1:1"),
+            ("OTHER_VAR", "x"),
+        ];
+        assert!(policy_from_toml("", &env(&known)).is_ok());
+    }
+
+    #[test]
+    fn zero_delays_read_as_what_they_mean() {
+        let (p, _) = policy_from_toml("", &env(&[])).unwrap();
+        assert_eq!(
+            p.severity(Severity::Sev1).describe(),
+            "update every 30m, escalate after 10m"
+        );
+        assert_eq!(p.severity(Severity::Sev4).describe(), "update every 1d, no escalation");
+        let mut quiet = p.severity(Severity::Sev3).clone();
+        quiet.update_every = Duration::ZERO;
+        assert_eq!(quiet.describe(), "no update reminders, escalate after 1h");
     }
 
     #[test]

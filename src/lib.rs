@@ -5,14 +5,16 @@
 //!
 //! ## Codemap
 //! - [`config`]: typed settings: environment (tokens, `SLACK_API_URL`, `DATABASE_URL`) plus an
-//!   optional TOML file (severities, services, roles, channels). Errors name the key.
+//!   optional TOML file (severities, services, roles, channels). Errors name the key by its
+//!   whole path; unknown keys and `INCIDENT_BOT_*` variables are refused, naming the closest.
 //! - [`incident`]: the domain, pure and unit-tested: [`incident::model`] (incidents,
 //!   severities, statuses, titles, channel names, timeline events), [`incident::change`] (the
 //!   lifecycle state machine), [`incident::followup`] (follow-up actions: validation, who closes
 //!   them, overdue reminders) and [`incident::pir`] (which incidents need a post-incident review,
 //!   its reminders in working days, the Markdown / JSON draft).
 //! - [`db`]: the only module that knows SQL: incidents, timeline events, follow-ups, outbox
-//!   jobs, report aggregates, on SQLite or PostgreSQL with the same SQL text.
+//!   jobs, report aggregates, on SQLite or PostgreSQL with the same SQL text. Read-only
+//!   commands connect with `Db::connect_existing`, which checks the schema and never migrates.
 //! - [`reminder`]: the SLA clock: pure planning (`reminder::plan`) and the scheduler loop that
 //!   reminds the SPOC, escalates breaches and repeats, and reminds owners of overdue
 //!   follow-ups and SPOCs of due reviews, once across restarts and replicas.

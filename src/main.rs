@@ -82,6 +82,33 @@ fn init_logs(json: bool, default: &str) {
     }
 }
 
+/// A structural mistake on the command line (unknown flag, `--from` without `--to`): one line
+/// naming the problem, then clap's usage line; exit 2. `--help` and `--version` print as usual.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    {
+        let _ = e.print();
+        return ExitCode::from(e.exit_code() as u8);
+    }
+    let text = e.render().to_string();
+    // clap's first paragraph names the problem (its lines joined); the rest is tips and usage.
+    let problem = text
+        .split("\n\n")
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let problem = problem.strip_prefix("error: ").unwrap_or(&problem);
+    eprintln!("incident-bot: {problem} (see --help)");
+    if let Some(usage) = text.lines().find(|l| l.starts_with("Usage:")) {
+        eprintln!("{usage}");
+    }
+    ExitCode::from(2)
+}
+
 /// Exit code 2: the settings are wrong (one line says which and how to fix it).
 fn config_error(e: config::ConfigError) -> ExitCode {
     eprintln!("{e}");
@@ -90,7 +117,10 @@ fn config_error(e: config::ConfigError) -> ExitCode {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let command = cli.command.unwrap_or(Cmd::Serve);
     match command {
         Cmd::Demo => {
@@ -122,15 +152,16 @@ async fn main() -> ExitCode {
                 println!("  services: {}", s.policy.services.join(", "));
                 println!("  roles: spoc, {}", s.policy.roles.join(", "));
                 for p in &s.policy.severities {
+                    println!("  {}: {}", p.severity, p.describe());
+                }
+                if s.policy.follow_up_remind_every.is_zero() {
+                    println!("  overdue follow-ups: owners are not reminded");
+                } else {
                     println!(
-                        "  {}: update every {:?}, escalate after {:?}",
-                        p.severity, p.update_every, p.escalate_after
+                        "  overdue follow-ups: owner reminded every {}",
+                        incident_bot::slack::blocks::humanize(s.policy.follow_up_remind_every)
                     );
                 }
-                println!(
-                    "  overdue follow-ups: owner reminded every {:?}",
-                    s.policy.follow_up_remind_every
-                );
                 let pir = &s.policy.pir;
                 println!(
                     "  post-incident reviews for {}: first reminder {} after resolving, then every {}; {}",
@@ -216,7 +247,7 @@ async fn export(config_file: Option<PathBuf>, args: ExportArgs) -> ExitCode {
     };
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| config::DEFAULT_DATABASE_URL.into());
     let run = async {
-        let db = Db::connect(&url).await?;
+        let db = Db::connect_existing(&url).await?;
         let Some(incident) = db.incident_by_number(number).await? else {
             db.close().await;
             return anyhow::Ok(false);
@@ -280,7 +311,7 @@ async fn report(config_file: Option<PathBuf>, args: ReportArgs) -> ExitCode {
     }
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| config::DEFAULT_DATABASE_URL.into());
     let run = async {
-        let db = Db::connect(&url).await?;
+        let db = Db::connect_existing(&url).await?;
         let report = Report::build(&db, &policy, spec, args.service.as_deref(), chrono::Utc::now()).await?;
         print!("{}", render::render(&report, format));
         if let Some(path) = &args.chart {

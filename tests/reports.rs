@@ -603,9 +603,36 @@ async fn renderings_agree_and_name_no_incident() {
     assert_eq!(json["period"]["from"], "2026-11-16T05:00:00+00:00");
     assert_eq!(
         json["summary"]["follow_ups_overdue"],
-        json!({ "value": 2, "previous": 1, "change": 1.0 })
+        json!({ "value": 2, "previous": 1, "change": 1 }),
+        "counts change by whole numbers"
     );
-    assert_eq!(json["summary"]["follow_ups_wont_do"]["change"], 0.0);
+    assert_eq!(json["summary"]["follow_ups_wont_do"]["change"], json!(0));
+    assert_eq!(json["summary"]["incidents"]["change"].to_string(), "3");
+    assert_eq!(json["summary"]["update_sla_compliance"]["change"], -0.25);
+    // The header's time is local (the report's zone), named; durations are whole minutes.
+    assert!(
+        md.contains(&format!(
+            "generated {}",
+            render::local_time(now(), chrono_tz::America::New_York)
+        )) && md.contains("(America/New_York)\n"),
+        "{md}"
+    );
+    assert!(!md.contains(" UTC"), "{md}");
+    for line in md.lines().filter(|l| l.starts_with("| Time to")) {
+        assert!(
+            !line.split('|').any(|cell| cell.trim().ends_with('s')),
+            "durations are rounded to the minute: {line}"
+        );
+    }
+    // The period rows read like the others: metric, this period, the previous one.
+    for line in [
+        "period,,first_day,2026-11-16,2026-11-09,\n",
+        "period,,last_day,2026-11-22,2026-11-15,\n",
+        "period,,days,7,7,\n",
+        "period,,timezone,America/New_York,America/New_York,\n",
+    ] {
+        assert!(csv.contains(line), "{line} in {csv}");
+    }
     for text in [&md, &csv, &json.to_string(), &blocks] {
         assert!(!text.contains("fixture"), "no incident title or follow-up text appears");
         assert!(!text.contains("INC-"), "no incident is named");

@@ -62,10 +62,19 @@ impl Db {
                 let mut tx = pool.begin().await?;
                 // Take the row's write lock first (on SQLite, the database's), so concurrent
                 // changes to one incident apply one after the other.
-                sqlx::query("UPDATE incidents SET version = version + 1 WHERE id = $1")
+                let found = sqlx::query("UPDATE incidents SET version = version + 1 WHERE id = $1")
                     .bind(id.0)
                     .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected();
+                if found == 0 {
+                    // A form or button naming an incident that is gone (another database, a
+                    // restored backup): the person's answer, not a database failure.
+                    tracing::info!(incident_id = id.0, "change for an incident that does not exist");
+                    return Ok(Err(Refused::Rule(
+                        "That incident no longer exists; nothing was changed.".into(),
+                    )));
+                }
                 if let Some(key) = key {
                     if !first_time_in!(tx, key, at)? {
                         return Ok(Err(Refused::AlreadyHandled));

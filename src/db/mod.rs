@@ -24,6 +24,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use std::str::FromStr;
 use std::time::Duration;
 
+/// What read-only commands say when the schema is behind (or absent).
+pub const NOT_MIGRATED: &str = "database not migrated; run `incident-bot migrate`";
+
 /// A connection pool on one of the two supported backends.
 #[derive(Clone, Debug)]
 pub enum Db {
@@ -165,10 +168,61 @@ impl Db {
     /// Like [`Db::connect`]; on PostgreSQL, `schema` isolates this pool in its own schema
     /// (created if missing), which is how the tests get a fresh database each.
     pub async fn connect_with(url: &str, schema: Option<&str>) -> anyhow::Result<Db> {
+        let db = Self::open(url, schema, true).await?;
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// For read-only commands (`report`, `export`): connects without creating or migrating
+    /// anything, and fails with one line when the schema is behind this binary's migrations.
+    pub async fn connect_existing(url: &str) -> anyhow::Result<Db> {
+        let db = match Self::open(url, None, false).await {
+            Ok(db) => db,
+            // A SQLite file that does not exist yet was never migrated either.
+            Err(_) if url.starts_with("sqlite:") => anyhow::bail!(NOT_MIGRATED),
+            Err(e) => return Err(e),
+        };
+        if !db.schema_is_current().await? {
+            db.close().await;
+            anyhow::bail!(NOT_MIGRATED);
+        }
+        Ok(db)
+    }
+
+    /// Whether every migration embedded in this binary was applied (successfully) here. Read
+    /// only: no `CREATE … IF NOT EXISTS` (whose notices PostgreSQL would log), no lock.
+    pub async fn schema_is_current(&self) -> anyhow::Result<bool> {
+        let (migrator, exists_sql) = match self {
+            Db::Sqlite(_) => (
+                sqlx::migrate!("./migrations/sqlite"),
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            ),
+            Db::Postgres(_) => (
+                sqlx::migrate!("./migrations/postgres"),
+                "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema() AND tablename = '_sqlx_migrations'",
+            ),
+        };
+        let exists: i64 = with_pool!(self, |pool| sqlx::query_scalar(exists_sql).fetch_one(pool).await)?;
+        if exists == 0 {
+            return Ok(false);
+        }
+        let applied: Vec<i64> = with_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_all(pool)
+                .await
+        })?;
+        Ok(migrator
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+            .all(|m| applied.contains(&m.version)))
+    }
+
+    /// Opens a pool without migrating; `create` makes a missing SQLite file.
+    async fn open(url: &str, schema: Option<&str>, create: bool) -> anyhow::Result<Db> {
         let db = if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)
                 .context("DATABASE_URL is not a valid sqlite URL")?
-                .create_if_missing(true)
+                .create_if_missing(create)
                 .journal_mode(SqliteJournalMode::Wal)
                 // NORMAL is safe with WAL (no corruption; at worst the last commits before a power
                 // loss are lost) and saves an fsync per commit, which dominated declare latency.
@@ -206,7 +260,6 @@ impl Db {
                 .context("cannot connect to PostgreSQL")?;
             Db::Postgres(pool)
         };
-        db.migrate().await?;
         Ok(db)
     }
 

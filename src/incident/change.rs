@@ -432,7 +432,7 @@ impl Incident {
                 out.add_follow_ups(follow_ups)?;
             }
             Change::AddFollowUps(items) => {
-                if self.status == Status::Canceled {
+                if self.was_canceled() {
                     return Err(format!(
                         "{n} was canceled (declared by mistake): it takes no follow-ups."
                     ));
@@ -444,6 +444,9 @@ impl Incident {
                 out.add_follow_ups(items)?;
             }
             Change::PirDone { link } => {
+                if self.was_canceled() {
+                    return Err(format!("{n} was canceled (declared by mistake): it needs no review."));
+                }
                 if !matches!(self.status, Status::Resolved | Status::Closed) {
                     return Err(format!(
                         "{n} is {}: mark its review done once it is resolved.",
@@ -515,8 +518,14 @@ impl Incident {
                 out.tell(Notice::Canceled, true);
             }
         }
-        // The first action of a SPOC assigned by someone else counts as their acknowledgement.
-        if out.next.acknowledged_at.is_none() && *actor == out.next.spoc && out.next.status.is_open() {
+        // The SPOC's first action on an open incident counts as their acknowledgement, whatever
+        // the action (resolving included: it is judged on the state it acted on, not the
+        // result); canceling one declared by mistake acknowledges nothing.
+        if out.next.acknowledged_at.is_none()
+            && *actor == out.next.spoc
+            && self.status.is_open()
+            && !matches!(change, Change::Cancel)
+        {
             out.next.acknowledged_at = Some(now);
             out.event(
                 EventKind::Acknowledged,
@@ -740,6 +749,51 @@ mod tests {
             .apply(&Change::Acknowledge, &bob, t(4))
             .unwrap_err()
             .contains("already"));
+    }
+
+    #[test]
+    fn every_first_action_of_the_spoc_acknowledges_resolving_included_canceling_not() {
+        let bob = u("U0BOB");
+        let resolve = Change::Resolve {
+            summary: "rolled back".into(),
+            root_cause: "change / deploy".into(),
+            mitigated_at: None,
+            follow_ups: vec![],
+        };
+        let resolved = incident().apply(&resolve, &bob, t(7)).unwrap();
+        assert_eq!(resolved.incident.acknowledged_at, Some(t(7)));
+        assert!(resolved.events.iter().any(|(k, _)| *k == EventKind::Acknowledged));
+        let followed = incident()
+            .apply(&Change::AddFollowUps(vec![follow_up("a", None)]), &bob, t(8))
+            .unwrap();
+        assert_eq!(followed.incident.acknowledged_at, Some(t(8)), "the same rule");
+        let canceled = incident().apply(&Change::Cancel, &bob, t(9)).unwrap();
+        assert_eq!(canceled.incident.acknowledged_at, None, "a mistake is not acknowledged");
+        // Acting on a resolved incident is not a first response to it.
+        let mut later = resolved.incident.clone();
+        later.acknowledged_at = None;
+        let noted = later
+            .apply(&Change::AddFollowUps(vec![follow_up("b", None)]), &bob, t(10))
+            .unwrap();
+        assert_eq!(noted.incident.acknowledged_at, None);
+    }
+
+    #[test]
+    fn a_canceled_incident_takes_no_follow_ups_or_review_even_once_closed() {
+        let bob = u("U0BOB");
+        let canceled = incident().apply(&Change::Cancel, &bob, t(1)).unwrap().incident;
+        let closed = canceled.apply(&Change::Close, &bob, t(2)).unwrap().incident;
+        assert_eq!(closed.status, Status::Closed);
+        for i in [&canceled, &closed] {
+            let err = i
+                .apply(&Change::AddFollowUps(vec![follow_up("a", None)]), &bob, t(3))
+                .unwrap_err();
+            assert!(err.contains("canceled"), "{err}");
+            let err = i.apply(&Change::PirDone { link: None }, &bob, t(3)).unwrap_err();
+            assert!(err.contains("canceled"), "{err}");
+            assert!(crate::incident::pir::draft_refused(i).is_some());
+        }
+        assert!(crate::incident::pir::draft_refused(&incident()).is_none());
     }
 
     #[test]

@@ -260,6 +260,14 @@ pub struct Footprint {
     pub impact_end: Option<DateTime<Utc>>,
 }
 
+impl Incident {
+    /// Canceled (declared by mistake), even if closed since: such an incident takes no
+    /// follow-ups and no review.
+    pub fn was_canceled(&self) -> bool {
+        self.status == Status::Canceled || self.canceled_at.is_some()
+    }
+}
+
 #[cfg(test)]
 impl Incident {
     /// A typical open incident for unit tests: INC-42, SEV2, declared by alice at

@@ -117,6 +117,17 @@ impl PirRules {
     }
 }
 
+/// Why no review draft is made for `incident`, if none is: a canceled incident (declared by
+/// mistake) has nothing to review. Open, resolved and closed incidents may be drafted.
+pub fn draft_refused(incident: &Incident) -> Option<String> {
+    incident.was_canceled().then(|| {
+        format!(
+            "{} was canceled (declared by mistake): it has no post-incident review.",
+            incident.number
+        )
+    })
+}
+
 /// Everything a review is written from.
 pub struct ReviewInput<'a> {
     pub incident: &'a Incident,
@@ -292,21 +303,31 @@ pub fn markdown(input: &ReviewInput<'_>) -> String {
     let _ = writeln!(md, "- **Root cause category:** {}", or_fill(&i.root_cause));
     let _ = writeln!(md, "- **Resolution summary:** {}", or_fill(&i.resolution));
     md.push_str("- **Root cause analysis (five whys):** _to fill in_\n");
+    let rows = folded_timeline(input.timeline);
     let _ = writeln!(
         md,
-        "\n## Timeline\n\n{} events, times in {}.\n",
+        "\n## Timeline\n\n{} events, times in {}{}.\n",
         input.timeline.len(),
-        input.timezone
+        input.timezone,
+        if rows.len() < input.timeline.len() {
+            "; repeated reminders are folded into one row each"
+        } else {
+            ""
+        }
     );
     md.push_str("| time | who | what | details |\n|---|---|---|---|\n");
-    for e in input.timeline {
+    for (e, repeats) in rows {
+        let mut details = e.summary();
+        if let Some((times, last)) = repeats {
+            let _ = write!(details, " {times} times, last {}", input.time(last));
+        }
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} |",
             input.time(e.at),
             cell(&input.who(&e.actor)),
             e.kind.replace('_', " "),
-            cell(&e.summary())
+            cell(&details)
         );
     }
     md.push_str("\n## Follow-up actions\n\n");
@@ -340,6 +361,39 @@ pub fn markdown(input: &ReviewInput<'_>) -> String {
         "\n## Discussion (to fill in)\n\n- What went well?\n- What went badly, or was lucky?\n- Where did we get delayed (detection, escalation, diagnosis, fix)?\n- What would have prevented it, or shortened it?\n",
     );
     md
+}
+
+/// The timeline for people: every event once, except repeated reminders (the review's, or one
+/// follow-up's overdue reminder), which are kept as events but shown as one row at the first,
+/// with how many and the last time (`Some((times, last))` when there were several).
+#[allow(clippy::type_complexity)]
+fn folded_timeline(timeline: &[TimelineEvent]) -> Vec<(&TimelineEvent, Option<(usize, DateTime<Utc>)>)> {
+    let repeat_key = |e: &TimelineEvent| -> Option<String> {
+        let reminder = e.details["action"] == "reminder";
+        match e.kind.as_str() {
+            "pir" if reminder => Some("pir".into()),
+            "follow_up" if reminder => Some(format!("follow_up:{}", e.details["seq"])),
+            _ => None,
+        }
+    };
+    let mut rows: Vec<(&TimelineEvent, Option<(usize, DateTime<Utc>)>)> = Vec::new();
+    let mut first_row: BTreeMap<String, usize> = BTreeMap::new();
+    for e in timeline {
+        match repeat_key(e) {
+            Some(key) => match first_row.get(&key) {
+                Some(&row) => {
+                    let (times, _) = rows[row].1.unwrap_or((1, rows[row].0.at));
+                    rows[row].1 = Some((times + 1, e.at));
+                }
+                None => {
+                    first_row.insert(key, rows.len());
+                    rows.push((e, None));
+                }
+            },
+            None => rows.push((e, None)),
+        }
+    }
+    rows
 }
 
 /// The same review as JSON: exact values (times as RFC 3339 UTC and epoch ms, durations in ms).
@@ -552,6 +606,52 @@ mod tests {
         assert_eq!(json["timeline"].as_array().unwrap().len(), timeline.len());
         assert_eq!(json["follow_ups"][0]["overdue"], true);
         assert_eq!(json["follow_ups"][1]["state"], "done");
+    }
+
+    #[test]
+    fn repeated_reminders_are_folded_in_the_draft_and_kept_in_json() {
+        let (incident, mut timeline, follow_ups) = fixture();
+        let reminder = |d, kind: &str, details| TimelineEvent {
+            at: utc(d, 9, 0),
+            actor: "bot".into(),
+            kind: kind.into(),
+            details,
+        };
+        for day in 25..=29 {
+            timeline.push(reminder(day, "pir", json!({ "action": "reminder" })));
+            timeline.push(reminder(day, "follow_up", json!({ "action": "reminder", "seq": 1 })));
+        }
+        timeline.push(reminder(29, "follow_up", json!({ "action": "reminder", "seq": 2 })));
+        let names = BTreeMap::new();
+        let input = ReviewInput {
+            incident: &incident,
+            severity_description: "Major",
+            timeline: &timeline,
+            follow_ups: &follow_ups,
+            names: &names,
+            timezone: chrono_tz::Europe::London,
+            now: utc(30, 9, 0),
+        };
+        let md = markdown(&input);
+        let rows = |needle: &str| md.lines().filter(|l| l.contains(needle)).count();
+        assert_eq!(rows("SPOC reminded of the review"), 1, "{md}");
+        assert!(
+            md.contains(
+                "| 2026-11-25 09:00 GMT | bot | pir | SPOC reminded of the review 5 times, last 2026-11-29 09:00 GMT |"
+            ),
+            "{md}"
+        );
+        assert_eq!(rows("#1 overdue, owner reminded 5 times"), 1, "{md}");
+        assert!(
+            md.contains("| #2 overdue, owner reminded |"),
+            "a single reminder stays as it is: {md}"
+        );
+        assert!(md.contains("19 events") && md.contains("folded"), "{md}");
+        assert_eq!(
+            json(&input)["timeline"].as_array().unwrap().len(),
+            19,
+            "every event kept"
+        );
     }
 
     /// INC-42, SEV2: impact from 11:50, declared 12:00, acknowledged 12:04, mitigated 12:45,

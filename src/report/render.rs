@@ -34,14 +34,11 @@ pub fn render(report: &Report, format: Format) -> String {
     }
 }
 
-/// `45s`, `12m`, `2h 05m`, `3d 04h 10m` (rounded to the minute from one minute on).
+/// `0m`, `12m`, `2h 05m`, `3d 04h 10m`: one rule for people, rounded to the nearest minute
+/// (halves up), like impact minutes; the exact value is in the JSON.
 pub fn duration(ms: i64) -> String {
-    let sign = if ms < 0 { "-" } else { "" };
-    let ms = ms.abs();
-    if ms < MINUTE_MS {
-        return format!("{sign}{}s", (ms + 500) / 1000);
-    }
-    let m = minutes(ms);
+    let m = minutes(ms.abs());
+    let sign = if ms < 0 && m > 0 { "-" } else { "" };
     let (d, h, m) = (m / 1440, (m % 1440) / 60, m % 60);
     if d > 0 {
         format!("{sign}{d}d {h:02}h {m:02}m")
@@ -137,7 +134,7 @@ fn markdown(r: &Report) -> String {
         "{} report · compared with {} · generated {}\n",
         capitalize(r.period.kind()),
         r.previous_period,
-        r.generated_at.format("%Y-%m-%d %H:%M UTC")
+        local_time(r.generated_at, r.period.tz)
     );
     let _ = writeln!(out, "## Summary\n");
     let _ = writeln!(out, "| figure | value | previous | change |\n|---|---:|---:|---|");
@@ -188,6 +185,17 @@ fn markdown(r: &Report) -> String {
     out
 }
 
+/// `2026-11-23 09:05 EST (America/New_York)`: the report's own time zone, named.
+pub fn local_time(t: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -> String {
+    let local = t.with_timezone(&tz);
+    let abbreviation = local.format("%Z").to_string();
+    if abbreviation == tz.name() {
+        local.format("%Y-%m-%d %H:%M %Z").to_string()
+    } else {
+        format!("{} ({})", local.format("%Y-%m-%d %H:%M %Z"), tz.name())
+    }
+}
+
 fn capitalize(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
@@ -223,7 +231,7 @@ fn number(v: Value) -> String {
 fn number_delta(h: &Headline) -> String {
     match (h.delta(), h.value) {
         (None, _) => String::new(),
-        (Some(d), Value::Count(_)) => format!("{d}"),
+        (Some(d), Value::Count(_)) => format!("{}", d as i64),
         (Some(d), Value::Duration(_)) => format!("{:.2}", d / MINUTE_MS as f64),
         (Some(d), Value::Ratio(_)) => format!("{d:.4}"),
     }
@@ -244,22 +252,17 @@ fn csv(r: &Report) -> String {
             c
         );
     };
-    row(
-        "period",
-        &r.period.tz.to_string(),
-        "days",
-        r.period.days().to_string(),
-        r.previous_period.days().to_string(),
-        String::new(),
-    );
-    row(
-        "period",
-        &format!("{}..{}", r.period.first, r.period.last),
-        "previous",
-        String::new(),
-        format!("{}..{}", r.previous_period.first, r.previous_period.last),
-        String::new(),
-    );
+    // The period like every other figure: one metric a row, this period in `value`, the
+    // previous one in `previous`, `item` and `change` empty.
+    let (p, q) = (&r.period, &r.previous_period);
+    for (metric, value, previous) in [
+        ("first_day", p.first.to_string(), q.first.to_string()),
+        ("last_day", p.last.to_string(), q.last.to_string()),
+        ("days", p.days().to_string(), q.days().to_string()),
+        ("timezone", p.tz.to_string(), q.tz.to_string()),
+    ] {
+        row("period", "", metric, field(&value), field(&previous), String::new());
+    }
     for h in r.headlines() {
         let metric = match h.value {
             Value::Duration(_) => format!("{}_minutes", h.key),
@@ -357,9 +360,14 @@ pub fn json_value(r: &Report) -> serde_json::Value {
                 Value::Duration(_) => format!("{}_ms", h.key),
                 _ => h.key.clone(),
             };
+            // Counts change by whole numbers: `1`, not `1.0`.
+            let change = match h.value {
+                Value::Count(_) => json!(h.delta().map(|d| d as i64)),
+                _ => json!(h.delta()),
+            };
             (
                 key,
-                json!({ "value": v(h.value), "previous": v(h.previous), "change": h.delta() }),
+                json!({ "value": v(h.value), "previous": v(h.previous), "change": change }),
             )
         })
         .collect();
@@ -414,13 +422,28 @@ mod tests {
 
     #[test]
     fn durations_read_like_people_write_them() {
-        assert_eq!(duration(0), "0s");
-        assert_eq!(duration(45_000), "45s");
-        assert_eq!(duration(59_499), "59s");
+        // One rule: the nearest minute, halves up (no seconds next to minutes).
+        assert_eq!(duration(0), "0m");
+        assert_eq!(duration(12_000), "0m");
+        assert_eq!(duration(29_999), "0m");
+        assert_eq!(duration(30_000), "1m");
+        assert_eq!(duration(59_499), "1m");
+        assert_eq!(duration(-12_000), "0m");
         assert_eq!(duration(12 * MINUTE_MS), "12m");
         assert_eq!(duration(125 * MINUTE_MS), "2h 05m");
         assert_eq!(duration((3 * 1440 + 4 * 60 + 10) * MINUTE_MS), "3d 04h 10m");
         assert_eq!(duration(-5 * MINUTE_MS), "-5m");
+    }
+
+    #[test]
+    fn the_generated_time_is_local_with_its_zone() {
+        use chrono::TimeZone;
+        let t = chrono::Utc.with_ymd_and_hms(2026, 11, 23, 14, 5, 0).unwrap();
+        assert_eq!(
+            local_time(t, chrono_tz::America::New_York),
+            "2026-11-23 09:05 EST (America/New_York)"
+        );
+        assert_eq!(local_time(t, chrono_tz::UTC), "2026-11-23 14:05 UTC");
     }
 
     #[test]

@@ -122,7 +122,7 @@ pub fn summary_card(incident: &Incident, policy: &Policy) -> Value {
         buttons.push(button("📣 Post update", ACTION_UPDATE, incident, None));
         buttons.push(button("✅ Resolve", ACTION_RESOLVE, incident, None));
     }
-    if incident.status != Status::Canceled {
+    if !incident.was_canceled() {
         buttons.push(button("➕ Follow-up", ACTION_FOLLOW_UP, incident, None));
     }
     if policy.pir.review_pending(incident) {
@@ -142,6 +142,11 @@ pub fn summary_card(incident: &Incident, policy: &Policy) -> Value {
             "elements": [mrkdwn(&format!("📝 Post-incident review done {}{link}", slack_date(done)))] }));
     }
     let cadence = match incident.clock {
+        // Updates are for open incidents: once resolved or canceled, say since when they stopped.
+        _ if !incident.status.is_open() => match incident.resolved_at.or(incident.canceled_at) {
+            Some(at) => format!("stakeholder updates stopped {} ({})", slack_date(at), incident.status),
+            None => format!("stakeholder updates stopped ({})", incident.status),
+        },
         _ if sev.update_every.is_zero() => "no scheduled stakeholder updates".to_string(),
         Some(clock) => format!(
             "stakeholder updates every {}, next due {}",

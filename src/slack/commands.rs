@@ -92,6 +92,37 @@ pub fn parse(text: &str) -> Result<Command, String> {
         Some((w, r)) => (w, r.trim()),
         None => (text, ""),
     };
+    let lower = word.to_ascii_lowercase();
+    parse_word(&lower, word, rest).map_err(|problem| {
+        // Each subcommand's error carries its own usage line, never the whole command list
+        // (an unknown word gets that list; it already names `/incident`).
+        if problem.contains("/incident") {
+            problem
+        } else {
+            format!("{problem} Usage: {}", usage_of(&lower))
+        }
+    })
+}
+
+/// The usage line of one subcommand (the whole list for a word we do not know).
+pub fn usage_of(word: &str) -> String {
+    match word {
+        "timeline" => "`/incident timeline [page]`".into(),
+        "severity" | "sev" => "`/incident severity SEV1|SEV2|SEV3|SEV4`".into(),
+        "spoc" => "`/incident spoc @user`".into(),
+        "role" => "`/incident role <role> @user`".into(),
+        "handover" => "`/incident handover @user [note]`".into(),
+        "note" => "`/incident note <text>`".into(),
+        "report" => REPORT_USAGE.into(),
+        "followup" | "follow-up" | "follow_up" => FOLLOW_UP_USAGE.into(),
+        "pir" | "review" => "`/incident pir`, `/incident pir done [link]`".into(),
+        "list" | "update" | "impact" | "ack" | "acknowledge" | "resolve" | "close" | "reopen" | "cancel" | "status"
+        | "followups" | "follow-ups" | "follow_ups" => format!("`/incident {word}`"),
+        _ => USAGE.into(),
+    }
+}
+
+fn parse_word(lower: &str, word: &str, rest: &str) -> Result<Command, String> {
     let mut args = rest.split_whitespace();
     let no_args = |cmd: Command| {
         if rest.is_empty() {
@@ -100,7 +131,7 @@ pub fn parse(text: &str) -> Result<Command, String> {
             Err(format!("`{word}` takes no arguments."))
         }
     };
-    match word.to_ascii_lowercase().as_str() {
+    match lower {
         "" => Ok(Command::Declare { title: String::new() }),
         "declare" | "new" => Ok(Command::Declare {
             title: rest.chars().take(MAX_TITLE_CHARS).collect(),
@@ -172,7 +203,7 @@ pub fn parse(text: &str) -> Result<Command, String> {
                 short(&other)
             )),
         },
-        other => Err(format!("I don't know `{}`.", short(other))),
+        other => Err(format!("I don't know `{}`.\n{USAGE}", short(other))),
     }
 }
 
@@ -218,6 +249,13 @@ fn parse_follow_up(rest: &str) -> Result<Command, String> {
         "wontdo" | "won't-do" | "wont-do" | "drop" => Some(FollowUpState::WontDo),
         _ => None,
     };
+    if let (Some(state), [_]) = (close_state, words.as_slice()) {
+        // `done` alone is a close without its number, not a follow-up called "done".
+        return Err(format!(
+            "Give the follow-up's number: `/incident followup {} N`. Usage: {FOLLOW_UP_USAGE}",
+            if state == FollowUpState::Done { "done" } else { "wontdo" }
+        ));
+    }
     if let (Some(state), [_, seq]) = (close_state, words.as_slice()) {
         if let Ok(seq) = seq.trim_start_matches('#').parse::<i64>() {
             if seq > 0 {
@@ -242,11 +280,12 @@ fn parse_follow_up(rest: &str) -> Result<Command, String> {
             }
             owner = Some(parse_user(w)?);
         } else if let Some(day) = lower.strip_prefix("due:").or_else(|| {
-            // `due` followed by something date-shaped; `due` in prose stays text.
+            // `due` followed by something date-shaped, or by a day in words (refused below:
+            // only YYYY-MM-DD is read); `due` in prose ("due diligence") stays text.
             (lower == "due"
                 && words
                     .get(i + 1)
-                    .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit())))
+                    .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit()) || is_day_word(n)))
             .then(|| {
                 i += 1;
                 words[i]
@@ -254,6 +293,12 @@ fn parse_follow_up(rest: &str) -> Result<Command, String> {
         }) {
             if due.is_some() {
                 return Err(format!("Give one due date. Usage: {FOLLOW_UP_USAGE}"));
+            }
+            if is_day_word(day) {
+                return Err(format!(
+                    "`{}` is not a date: write the due day as `due YYYY-MM-DD`, like `due 2026-12-15`. Usage: {FOLLOW_UP_USAGE}",
+                    short(day)
+                ));
             }
             due = Some(crate::report::period::parse_date(day).map_err(|e| format!("{e} Usage: {FOLLOW_UP_USAGE}"))?);
         } else if let Some(url) = parse_link(w).filter(|_| link.is_none()) {
@@ -276,6 +321,39 @@ fn parse_follow_up(rest: &str) -> Result<Command, String> {
         return Err(format!("Say what needs doing. Usage: {FOLLOW_UP_USAGE}"));
     }
     Ok(Command::FollowUp(Some(FollowUpRequest { text, owner, due, link })))
+}
+
+/// A day named in words after `due` (`tomorrow`, `friday`, `next`, `eow`…). These are refused
+/// with the date format rather than guessed or kept as text: the due day must be unambiguous.
+fn is_day_word(word: &str) -> bool {
+    const DAYS: [&str; 24] = [
+        "today",
+        "tonight",
+        "tomorrow",
+        "tmrw",
+        "yesterday",
+        "next",
+        "this",
+        "eod",
+        "eow",
+        "eom",
+        "monday",
+        "mon",
+        "tuesday",
+        "tue",
+        "tues",
+        "wednesday",
+        "wed",
+        "thursday",
+        "thu",
+        "thurs",
+        "friday",
+        "fri",
+        "saturday",
+        "sunday",
+    ];
+    let w = word.trim_end_matches(['.', ',', '!']).to_ascii_lowercase();
+    DAYS.contains(&w.as_str()) || w == "sat" || w == "sun"
 }
 
 /// A URL as Slack sends it (`<https://…>` or `<https://…|label>`), or bare.
@@ -476,6 +554,74 @@ mod tests {
         );
         assert!(parse("pir done soon").unwrap_err().contains("not a link"));
         assert!(parse("pir later").is_err());
+    }
+
+    #[test]
+    fn closing_without_a_number_is_refused_not_stored_as_text() {
+        for text in ["followup done", "followup wontdo", "followup DONE", "followup drop"] {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains("number") && err.contains("Usage"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_due_day_in_words_is_refused_with_the_date_format() {
+        for text in [
+            "followup fix it due tomorrow",
+            "followup fix it due Friday",
+            "followup fix it due next week",
+            "followup fix it due today <@U0DAVE>",
+            "followup fix it due:tomorrow",
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(
+                err.contains("not a date") && err.contains("YYYY-MM-DD"),
+                "{text}: {err}"
+            );
+        }
+        // `due` in prose stays text.
+        let Ok(Command::FollowUp(Some(f))) = parse("followup Check the due diligence") else {
+            panic!("prose parses")
+        };
+        assert_eq!((f.text.as_str(), f.due), ("Check the due diligence", None));
+    }
+
+    #[test]
+    fn each_error_carries_its_own_usage_once_and_not_the_whole_list() {
+        for text in [
+            "report 2026-13-45..x",
+            "report 2024-01-01..2025-06-01",
+            "report weekly monthly",
+            "timeline x",
+            "severity SEV9",
+            "spoc bob",
+            "role comms",
+            "handover bob",
+            "note",
+            "resolve now",
+            "followups x",
+            "followup done",
+            "pir later",
+            "pir done soon",
+        ] {
+            let err = parse(text).unwrap_err();
+            let word = text.split_whitespace().next().unwrap();
+            assert!(
+                err.contains(&format!("/incident {word}")),
+                "{text}: its own usage: {err}"
+            );
+            assert!(err.matches("Usage").count() <= 1, "{text}: usage once: {err}");
+            assert!(
+                !err.contains("`help`") && err.chars().count() < 300,
+                "{text}: not the whole list: {err}"
+            );
+        }
+        let err = parse("report 2026-13-45..x").unwrap_err();
+        assert_eq!(err.matches(REPORT_USAGE).count(), 1, "{err}");
+        assert!(
+            parse("explode").unwrap_err().contains(USAGE),
+            "an unknown word lists them all"
+        );
     }
 
     #[test]

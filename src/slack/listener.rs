@@ -417,7 +417,8 @@ impl Handler {
         tracing::debug!(text, "slash command");
         let command = match commands::parse(text) {
             Ok(c) => c,
-            Err(problem) => return ephemeral(&format!("{problem}\n{}", commands::USAGE)),
+            // The problem carries its own usage line (see `commands::parse`).
+            Err(problem) => return ephemeral(&problem),
         };
         let Ok(user) = UserId::parse(event.user_id.as_ref()) else {
             return ephemeral("Slack sent an unexpected user id.");
@@ -503,7 +504,7 @@ impl Handler {
             Command::Reopen => Change::Reopen,
             Command::Cancel => Change::Cancel,
             Command::FollowUp(None) => {
-                if incident.status == crate::incident::model::Status::Canceled {
+                if incident.was_canceled() {
                     return ephemeral(&format!("{} was canceled: it takes no follow-ups.", incident.number));
                 }
                 self.open_modal(event, blocks::follow_up_modal(&incident));
@@ -522,6 +523,9 @@ impl Handler {
                 ));
             }
             Command::Pir => {
+                if let Some(why) = crate::incident::pir::draft_refused(&incident) {
+                    return ephemeral(&why);
+                }
                 self.spawn_review_draft(incident.id, event.channel_id.to_string(), user.clone());
                 return ephemeral(&format!(
                     "📝 Drafting the post-incident review of {} from its timeline; it will be posted here as a file.",
@@ -717,10 +721,10 @@ impl Handler {
                 user.to_string(),
                 blocks::resolve_modal(&incident, chrono::Utc::now()),
             ),
-            blocks::ACTION_FOLLOW_UP if incident.status != crate::incident::model::Status::Canceled => {
+            blocks::ACTION_FOLLOW_UP if !incident.was_canceled() => {
                 self.spawn_open(trigger, channel, user.to_string(), blocks::follow_up_modal(&incident))
             }
-            blocks::ACTION_PIR_DRAFT => {
+            blocks::ACTION_PIR_DRAFT if crate::incident::pir::draft_refused(&incident).is_none() => {
                 let target = incident.channel_id.clone().unwrap_or(channel);
                 self.spawn_review_draft(id, target, user)
             }
@@ -927,6 +931,12 @@ fn confirmation(change: &Change, incident: &Incident, applied: Option<&Applied>)
     match change {
         Change::Note { .. } => Some(format!("📝 Noted on the {} timeline.", incident.number)),
         Change::AddFollowUps(_) => Some(match applied.and_then(|a| a.follow_ups.first()) {
+            // Follow-ups after close are normal (the review finds more work); say it was taken.
+            Some(f) if incident.status == crate::incident::model::Status::Closed => format!(
+                "➕ Added follow-up #{} to {}, which is closed: follow-ups after close are tracked and \
+                 reminded like any other. `/incident followups` lists them.",
+                f.seq, incident.number
+            ),
             Some(f) => format!(
                 "➕ Added follow-up #{} to {}. `/incident followups` lists them.",
                 f.seq, incident.number

@@ -170,6 +170,24 @@ pub fn report_content(r: &Report) -> SlackMessageContent {
     blocks::content(&report_text(r), report_blocks(r))
 }
 
+/// A scheduled report posted late (its slot passed while the bot was down, e.g. on the first
+/// start after a deploy): the same report, saying which slot it catches up so nobody is
+/// surprised by a report at an odd hour.
+pub fn catch_up_content(r: &Report, slot: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -> SlackMessageContent {
+    let local = slot.with_timezone(&tz);
+    let note = format!(
+        "⏪ Catch-up of the {} slot ({} {}): it passed while I was not running, so here it is now.",
+        local.format("%H:%M"),
+        local.format("%a %Y-%m-%d"),
+        tz.name()
+    );
+    let mut blocks = report_blocks(r);
+    if let Some(list) = blocks.as_array_mut() {
+        list.insert(1, json!({ "type": "context", "elements": [mrkdwn(&note)] }));
+    }
+    blocks::content(&format!("{note} {}", report_text(r)), blocks)
+}
+
 /// Renders the chart and shares it in `channel`.
 pub async fn share_chart(web: &SlackWeb, db: &crate::db::Db, r: &Report, channel: &str) -> anyhow::Result<()> {
     let png = chart::render(&title(r), &r.daily(db).await?)?;
@@ -343,7 +361,13 @@ async fn post_scheduled(
         PeriodSpec::Weekly
     };
     let report = Report::build(db, policy, spec, None, at).await?;
-    web.post(&schedule.channel, report_content(&report), None).await?;
+    let late = chrono::Utc::now() - at > chrono::Duration::minutes(1);
+    let content = if late {
+        catch_up_content(&report, at, policy.timezone)
+    } else {
+        report_content(&report)
+    };
+    web.post(&schedule.channel, content, None).await?;
     if let Err(e) = share_chart(web, db, &report, &schedule.channel).await {
         tracing::warn!(error = %e, "scheduled report posted without its chart");
     }
