@@ -428,8 +428,8 @@ async fn a_pushpin_reaction_copies_the_message_onto_the_timeline() {
     .expect("a note was recorded");
     assert_eq!(note.actor, "U0BOB");
     assert_eq!(
-        note.details["text"], "Refund queue depth 12k at 14:05 <!channel>",
-        "stored faithfully"
+        note.details["text"], "Refund queue depth 12k at 14:05 @channel",
+        "stored as plain text (Slack sends the @channel mention as `<!channel>`)"
     );
     assert!(note.details["link"].as_str().unwrap().contains(&ch), "{}", note.details);
     stack.settle().await;
@@ -444,7 +444,7 @@ async fn a_pushpin_reaction_copies_the_message_onto_the_timeline() {
     assert_eq!(notes, 1);
     let timeline = stack.command("U0BOB", &ch, "timeline").await.unwrap();
     assert!(
-        timeline.contains("&lt;!channel&gt;") && !timeline.contains("<!channel>"),
+        timeline.contains("14:05 @channel") && !timeline.contains("<!channel>"),
         "rendered escaped: {timeline}"
     );
     assert_slack_happy(&stack);
