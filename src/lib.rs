@@ -21,10 +21,12 @@
 //! - [`outbox`]: Slack side effects stored with the change that caused them, then driven to
 //!   done with retries and leases (survives restarts, runs once across replicas).
 //! - [`slack`]: the only module that imports slack_morphism: Socket Mode listener, command
-//!   and modal parsing, Block Kit, the Web API client, the outbox runner.
+//!   and modal parsing, Block Kit, the Web API client, the outbox runner; [`slack::text`]
+//!   decodes what people type (entities, mentions, links, control characters) once, at the edge.
 //! - [`app`]: wires the above into a running [`app::Bot`].
 //! - [`sandbox`]: a local Slack (Web API over HTTP, Socket Mode over WebSocket) that enforces
-//!   Slack's rules; used by the tests, the benchmarks and `incident-bot demo`.
+//!   Slack's rules (bot scopes from `manifest.yml`, entity-encoded text, Block Kit); used by the
+//!   tests, the benchmarks and `incident-bot demo`.
 //! - [`demo`]: `incident-bot demo`, the whole flow against the sandbox, as a transcript.
 //! - [`metrics`], [`http`]: Prometheus counters and the `/healthz`, `/readyz`, `/metrics`
 //!   endpoint (on when `http_listen` is set).
@@ -36,7 +38,8 @@
 //! - Every state change is stored with its timeline event in the same transaction, together
 //!   with the outbox jobs for its Slack side effects: a Slack failure never loses a change.
 //! - Raw Slack input is parsed into domain types at the edge; a parse error becomes an
-//!   ephemeral message or a modal field error, never a panic or a half write.
+//!   ephemeral message or a modal field error, never a panic or a half write. Stored text is
+//!   plain (decoded once by `slack::text`, no control characters) and escaped once on output.
 //! - Tokens never reach logs or error messages ([`config::Secret`], [`slack::redact`]).
 
 pub mod app;

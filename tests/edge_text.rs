@@ -328,7 +328,11 @@ async fn resolving_right_after_declaring_clamps_to_the_declaration() {
         .submit_view(
             "U0BOB",
             &view.id,
-            resolve_values("Cleared the cache", "infrastructure", Some(declared_at.timestamp() - 3600)),
+            resolve_values(
+                "Cleared the cache",
+                "infrastructure",
+                Some(declared_at.timestamp() - 3600),
+            ),
         )
         .await
         .unwrap();

@@ -159,8 +159,10 @@ pub(crate) fn check_channel_name(name: &str) -> Result<(), &'static str> {
 impl State {
     /// The workspace every sandbox starts with: four people, the bot, `#general` and `#incidents`.
     pub fn seeded() -> State {
-        let mut state = State::default();
-        state.scopes = super::scopes::granted();
+        let mut state = State {
+            scopes: super::scopes::granted(),
+            ..State::default()
+        };
         let people: [(&str, &str, &str, &'static str, &'static str, i64); 4] = [
             (
                 "U0ALICE",
