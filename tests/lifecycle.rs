@@ -235,18 +235,14 @@ async fn illegal_moves_answer_and_change_nothing() {
         .submit_view("U0BOB", &form.id, resolve_values("fixed", "capacity", None))
         .await
         .unwrap();
-    let form = stack.open_form("U0BOB", &ch, "update").await;
-    assert!(form.is_ok(), "the update form opens, its submission is refused");
-    let ack = stack
-        .sandbox
-        .submit_view("U0BOB", &form.unwrap().id, update_values("resolved", "x", "", ""))
-        .await
-        .unwrap();
-    let payload = ack.payload.unwrap();
+    // No update form on a resolved incident: its submission could only be refused.
+    let opened = stack.sandbox.calls_to("views.open").len();
+    let said = stack.command("U0BOB", &ch, "update").await.unwrap();
     assert!(
-        payload["errors"]["known"].as_str().unwrap().contains("resolved"),
-        "{payload}"
+        said.contains("INC-1 is resolved: updates are for open incidents"),
+        "{said}"
     );
+    assert_eq!(stack.sandbox.calls_to("views.open").len(), opened, "no form opened");
     assert!(stack
         .command("U0BOB", &ch, "cancel")
         .await

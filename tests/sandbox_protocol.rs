@@ -126,6 +126,8 @@ async fn raw_request(
 #[tokio::test]
 async fn web_api_answers_parse_into_slack_morphism_types() -> anyhow::Result<()> {
     let sandbox = Sandbox::start(SandboxOptions::default()).await?;
+    // conversations.info needs a scope the bot's manifest does not request.
+    sandbox.grant_scopes(&["channels:read"]);
     let client = SlackClient::new(connector(&sandbox)?);
     let token = bot_token();
     let session = client.open_session(&token);
