@@ -29,10 +29,13 @@
 //!   and the HTTP endpoints call it.
 //! - [`slack`]: the only module that imports slack_morphism, and only transport, parsing and
 //!   rendering: Socket Mode listener, command and modal parsing into domain requests, Block
-//!   Kit, the Web API client (which also answers [`service::People`]), the outbox runner.
+//!   Kit, the Web API client (which also answers [`service::People`]), the outbox runner;
+//!   [`slack::text`] decodes what people type (entities, mentions, links, control characters)
+//!   once, at the edge.
 //! - [`app`]: wires the above into a running [`app::Bot`].
 //! - [`sandbox`]: a local Slack (Web API over HTTP, Socket Mode over WebSocket) that enforces
-//!   Slack's rules; used by the tests, the benchmarks and `incident-bot demo`.
+//!   Slack's rules (bot scopes from `manifest.yml`, entity-encoded text, Block Kit); used by the
+//!   tests, the benchmarks and `incident-bot demo`.
 //! - [`demo`]: `incident-bot demo`, the whole flow against the sandbox, as a transcript.
 //! - [`metrics`], [`http`]: Prometheus counters and the `/healthz`, `/readyz`, `/metrics`
 //!   endpoint (on when `http_listen` is set).
@@ -46,7 +49,8 @@
 //! - Every state change is stored with its timeline event in the same transaction, together
 //!   with the outbox jobs for its Slack side effects: a Slack failure never loses a change.
 //! - Raw Slack input is parsed into domain types at the edge; a parse error becomes an
-//!   ephemeral message or a modal field error, never a panic or a half write.
+//!   ephemeral message or a modal field error, never a panic or a half write. Stored text is
+//!   plain (decoded once by `slack::text`, no control characters) and escaped once on output.
 //! - Tokens never reach logs or error messages ([`config::Secret`], [`slack::redact`]).
 
 pub mod app;

@@ -126,6 +126,8 @@ async fn raw_request(
 #[tokio::test]
 async fn web_api_answers_parse_into_slack_morphism_types() -> anyhow::Result<()> {
     let sandbox = Sandbox::start(SandboxOptions::default()).await?;
+    // conversations.info needs a scope the bot's manifest does not request.
+    sandbox.grant_scopes(&["channels:read"]);
     let client = SlackClient::new(connector(&sandbox)?);
     let token = bot_token();
     let session = client.open_session(&token);
@@ -609,6 +611,14 @@ async fn block_kit_violations_are_rejected() -> anyhow::Result<()> {
 #[tokio::test]
 async fn files_bookmarks_and_other_methods_parse_too() -> anyhow::Result<()> {
     let sandbox = Sandbox::start(SandboxOptions::default()).await?;
+    // Methods the bot does not call need scopes its manifest does not request.
+    sandbox.grant_scopes(&[
+        "channels:read",
+        "channels:join",
+        "usergroups:read",
+        "bookmarks:write",
+        "reactions:write",
+    ]);
     let client = SlackClient::new(connector(&sandbox)?);
     let token = bot_token();
     let session = client.open_session(&token);

@@ -164,6 +164,38 @@ pub fn can_move(from: Status, to: Status) -> bool {
     }
 }
 
+/// The forms `/incident` opens to make a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    Update,
+    Impact,
+    Resolve,
+}
+
+impl Incident {
+    /// Why the form for `form` must not open on this incident — the change it leads to would be
+    /// refused by [`Incident::apply`] whatever is typed — or `None`. Checked at the command so
+    /// nobody fills a form in vain (and Slack is never asked to show a select whose current value
+    /// is not an option); `apply` still checks on submission.
+    pub fn refuses_form(&self, form: Form) -> Option<String> {
+        let n = self.number;
+        match form {
+            Form::Update if !self.status.is_open() => Some(format!(
+                "{n} is {}: updates are for open incidents (`/incident reopen` first if it is back).",
+                self.status
+            )),
+            Form::Impact if matches!(self.status, Status::Closed | Status::Canceled) => {
+                Some(format!("{n} is {}; its footprint is final.", self.status))
+            }
+            Form::Resolve if self.status == Status::Resolved => Some(format!("{n} is already resolved.")),
+            Form::Resolve if !can_move(self.status, Status::Resolved) => {
+                Some(format!("{n} is {}; only open incidents can be resolved.", self.status))
+            }
+            _ => None,
+        }
+    }
+}
+
 fn check_text(label: &str, text: &str) -> Result<(), String> {
     let n = text.chars().count();
     if n > MAX_TEXT_CHARS {

@@ -9,7 +9,7 @@
 //! submit and close ≤ 24 chars; header ≤ 150; section text ≤ 3000, ≤ 10 fields of ≤ 2000; context
 //! ≤ 10 elements; actions ≤ 25 elements; button text ≤ 75, value ≤ 2000; `action_id` and
 //! `block_id` ≤ 255 and `block_id` unique; select options ≤ 100 with text ≤ 75; input label
-//! ≤ 2000 with an element; `private_metadata` ≤ 3000.
+//! ≤ 2000 with an element; `private_metadata` ≤ 3000; `initial_option(s)` among the `options`.
 
 use std::collections::HashSet;
 
@@ -472,6 +472,48 @@ impl Checker {
             Some(other) => self.error(format!("unsupported element type `{other}`"), &at("type")),
             None => self.error("must provide a string", &at("type")),
         }
+        self.initial_options(object, pointer);
+    }
+
+    /// Slack refuses a select, checkbox or radio group whose `initial_option(s)` is not one of
+    /// its `options` (same `value` and `text`), e.g. a current status the form does not offer.
+    fn initial_options(&mut self, object: &serde_json::Map<String, Value>, pointer: &str) {
+        let offered: Vec<&Value> = match object.get("option_groups").and_then(Value::as_array) {
+            Some(groups) => groups
+                .iter()
+                .filter_map(|g| g.get("options").and_then(Value::as_array))
+                .flatten()
+                .collect(),
+            None => object
+                .get("options")
+                .and_then(Value::as_array)
+                .map(|o| o.iter().collect())
+                .unwrap_or_default(),
+        };
+        let same = |a: &Value, b: &Value| a.get("value") == b.get("value") && a.get("text") == b.get("text");
+        if let Some(initial) = object.get("initial_option") {
+            if !offered.iter().any(|o| same(o, initial)) {
+                self.error(
+                    "must match one of the provided options",
+                    &format!("{pointer}/initial_option"),
+                );
+            }
+        }
+        if let Some(initials) = object.get("initial_options") {
+            match initials.as_array() {
+                Some(initials) => {
+                    for (index, initial) in initials.iter().enumerate() {
+                        if !offered.iter().any(|o| same(o, initial)) {
+                            self.error(
+                                "must match one of the provided options",
+                                &format!("{pointer}/initial_options/{index}"),
+                            );
+                        }
+                    }
+                }
+                None => self.error("must provide an array", &format!("{pointer}/initial_options")),
+            }
+        }
     }
 
     fn options(&mut self, options: &Value, pointer: &str, max: usize, text: TextRule) {
@@ -630,6 +672,34 @@ mod tests {
             assert!(errors.iter().any(|got| got == e), "missing {e:?} in {errors:#?}");
         }
         assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    }
+
+    #[test]
+    fn initial_options_must_be_offered() {
+        let option = |v: &str| json!({ "text": { "type": "plain_text", "text": v }, "value": v });
+        let modal = |element: Value| {
+            json!({ "type": "modal", "title": { "type": "plain_text", "text": "t" },
+                    "submit": { "type": "plain_text", "text": "Save" },
+                    "blocks": [{ "type": "input", "block_id": "b", "label": { "type": "plain_text", "text": "L" },
+                                 "element": element }] })
+        };
+        let ok = modal(json!({ "type": "static_select", "action_id": "s",
+                               "options": [option("open"), option("resolved")], "initial_option": option("open") }));
+        assert_eq!(check_view(&ok, "/view"), Vec::<String>::new());
+        let closed = modal(json!({ "type": "static_select", "action_id": "s",
+                                   "options": [option("open"), option("resolved")], "initial_option": option("closed") }));
+        assert_eq!(
+            check_view(&closed, "/view"),
+            ["must match one of the provided options [json-pointer:/view/blocks/0/element/initial_option]"]
+        );
+        let relabelled = modal(
+            json!({ "type": "checkboxes", "action_id": "c", "options": [option("a")],
+            "initial_options": [{ "text": { "type": "plain_text", "text": "A" }, "value": "a" }] }),
+        );
+        assert_eq!(
+            check_view(&relabelled, "/view"),
+            ["must match one of the provided options [json-pointer:/view/blocks/0/element/initial_options/0]"]
+        );
     }
 
     #[test]

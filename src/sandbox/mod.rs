@@ -9,7 +9,9 @@
 //! What it does:
 //! - serves the Web API methods the bot calls (`POST`/`GET /api/<method>`, form or JSON bodies,
 //!   bearer or `token` auth) and enforces what Slack enforces: token types, channel-name rules and
-//!   `name_taken`, membership (`not_in_channel`), Block Kit limits, `trigger_id` expiry;
+//!   `name_taken`, membership (`not_in_channel`), Block Kit limits, `trigger_id` expiry, and the
+//!   bot scopes `manifest.yml` requests (`missing_scope`, public vs private variants);
+//! - sends what people type encoded as Slack encodes it (entities, `<@U…|name>`, `<https://…>`);
 //! - speaks Socket Mode: `hello` on connect, envelopes spread round-robin over the live
 //!   connections, acks matched to the caller that sent the envelope, the ack deadline, redelivery of
 //!   unacknowledged envelopes when a connection dies, `disconnect` messages;
@@ -21,10 +23,13 @@
 //!
 //! Layout: [`state`] holds the workspace (users, channels, messages, views, triggers), [`web_api`]
 //! the Web API methods, [`blockkit`] the Block Kit checks, [`socket`] the Socket Mode hub,
-//! [`events`] the payloads Slack sends to the app, [`server`] the HTTP listener and routing.
+//! [`events`] the payloads Slack sends to the app, [`server`] the HTTP listener and routing,
+//! [`scopes`] the bot scopes per method, [`compose`] Slack's encoding of typed text.
 
 mod blockkit;
+mod compose;
 mod events;
+mod scopes;
 mod server;
 mod socket;
 mod state;
@@ -357,7 +362,9 @@ impl Sandbox {
         self.shared.hub.live_count()
     }
 
-    /// Sends a `/incident` slash command from `user` in `channel` and waits for its ack.
+    /// Sends a `/incident` slash command from `user` in `channel` and waits for its ack. `text` is
+    /// what the person typed; it is sent encoded as Slack encodes it (see `compose`: `&` → `&amp;`,
+    /// `@bob` → `<@U0BOB|bob>`, URLs as `<https://…>`).
     pub async fn slash_command(&self, user: &str, channel: &str, text: &str) -> anyhow::Result<Ack> {
         let envelope = {
             let mut state = self.shared.state();
@@ -365,6 +372,9 @@ impl Sandbox {
             let channel_name = state
                 .channel_display_name(channel)
                 .ok_or_else(|| anyhow!("unknown channel {channel}"))?;
+            if !scopes::use_scope(&mut state, "commands") {
+                bail!("the app lacks the `commands` scope: Slack offers none of its slash commands");
+            }
             let trigger_id = state.new_trigger(user);
             let response_url = state.new_response_url(&self.shared.base_url(), user, channel, None);
             events::envelope(
@@ -375,7 +385,7 @@ impl Sandbox {
                     channel_id: channel,
                     channel_name: &channel_name,
                     command: "/incident",
-                    text,
+                    text: &compose::compose(&state, text, compose::Surface::Command),
                     response_url: &response_url,
                     trigger_id: &trigger_id,
                 }),
@@ -404,7 +414,8 @@ impl Sandbox {
 
     /// Submits a modal previously opened via `views.open`/`views.push`/`views.update`.
     /// `values` is the `state.values` map as Slack sends it:
-    /// `{block_id: {action_id: {"type": .., "value" | "selected_option" | ...}}}`.
+    /// `{block_id: {action_id: {"type": .., "value" | "selected_option" | ...}}}`, with the
+    /// `value`s of `plain_text_input`s as typed: they are sent entity-encoded, as Slack does.
     pub async fn submit_view(&self, user: &str, view_id: &str, values: Value) -> anyhow::Result<Ack> {
         let envelope = {
             let mut state = self.shared.state();
@@ -419,6 +430,8 @@ impl Sandbox {
                 bail!("view {view_id} is shown to {}, not to {user}", view.user);
             }
             let mut raw = view.raw.clone();
+            let mut values = values;
+            compose::encode_plain_inputs(&mut values, &view.blocks);
             raw["state"] = serde_json::json!({ "values": values });
             let trigger_id = state.new_trigger(user);
             events::envelope(
@@ -491,6 +504,9 @@ impl Sandbox {
             let mut state = self.shared.state();
             if state.user_name(user).is_none() {
                 bail!("unknown user {user}");
+            }
+            if !scopes::use_scope(&mut state, "reactions:read") {
+                bail!("the app lacks `reactions:read`: Slack sends it no reaction_added events");
             }
             let item_user = state.react(user, channel, ts, reaction);
             let event_ts = state.next_ts();
@@ -670,9 +686,42 @@ impl Sandbox {
     }
 
     /// Stores a message written by a (human) user, e.g. to react to it or to check that the bot
-    /// cannot `chat.update` it. No event is sent. Returns its `ts`.
+    /// cannot `chat.update` it. No event is sent. Returns its `ts`. `text` is what they typed; it is
+    /// stored (and returned by `conversations.history`) encoded as Slack stores it.
     pub fn seed_user_message(&self, user: &str, channel: &str, text: &str) -> anyhow::Result<String> {
         self.shared.state().seed_user_message(user, channel, text)
+    }
+
+    // ----- Scopes -----
+
+    /// The bot scopes the app holds; at start, those `manifest.yml` requests.
+    pub fn scopes(&self) -> Vec<String> {
+        self.shared.state().scopes.iter().cloned().collect()
+    }
+
+    /// Adds bot scopes beyond the manifest's (a workspace that granted more).
+    pub fn grant_scopes(&self, scopes: &[&str]) {
+        self.shared
+            .state()
+            .scopes
+            .extend(scopes.iter().map(|s| (*s).to_owned()));
+    }
+
+    /// Takes bot scopes away (a workspace installed from an older manifest).
+    pub fn revoke_scopes(&self, scopes: &[&str]) {
+        self.shared.state().scopes.retain(|s| !scopes.contains(&s.as_str()));
+    }
+
+    /// Removes `user` (e.g. the bot) from a channel's members.
+    pub fn leave_channel(&self, channel: &str, user: &str) {
+        if let Some(record) = self.shared.state().channel_mut(channel) {
+            record.channel.members.retain(|m| m != user);
+        }
+    }
+
+    /// The scopes that allowed the calls and events so far (see `sandbox::scopes`).
+    pub fn scopes_used(&self) -> Vec<String> {
+        self.shared.state().scopes_used.iter().cloned().collect()
     }
 
     // ----- Faults -----

@@ -99,6 +99,9 @@ pub(crate) struct State {
     pub fault_mix: Option<super::FaultMix>,
     pub fault_rng: Option<rand::rngs::StdRng>,
     pub fault_counts: super::FaultCounts,
+    /// The bot scopes the app holds (`manifest.yml`'s) and those calls and events have used.
+    pub scopes: std::collections::BTreeSet<String>,
+    pub scopes_used: std::collections::BTreeSet<String>,
     last_ts_micros: u64,
 }
 
@@ -156,7 +159,10 @@ pub(crate) fn check_channel_name(name: &str) -> Result<(), &'static str> {
 impl State {
     /// The workspace every sandbox starts with: four people, the bot, `#general` and `#incidents`.
     pub fn seeded() -> State {
-        let mut state = State::default();
+        let mut state = State {
+            scopes: super::scopes::granted(),
+            ..State::default()
+        };
         let people: [(&str, &str, &str, &'static str, &'static str, i64); 4] = [
             (
                 "U0ALICE",
@@ -431,12 +437,13 @@ impl State {
         if self.channel(channel).is_none() {
             anyhow::bail!("unknown channel {channel}");
         }
+        let text = super::compose::compose(self, text, super::compose::Surface::Message);
         let ts = self.next_ts();
         self.messages.push(Message {
             channel: channel.to_owned(),
             ts: ts.clone(),
             user: user.to_owned(),
-            text: text.to_owned(),
+            text,
             blocks: Value::Null,
             thread_ts: None,
             edited: false,

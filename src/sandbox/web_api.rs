@@ -28,8 +28,8 @@ use super::state::{
     channel_json, check_channel_name, message_json, random_id, unix_now, user_json, ChannelRecord, State, Upload,
 };
 use super::{
-    blockkit, ApiCall, Bookmark, Channel, Fault, Message, Reaction, Shared, APP_ID, APP_TOKEN, BOT_ID, BOT_TOKEN,
-    BOT_USER_ID, BOT_USER_NAME, TEAM_DOMAIN, TEAM_ID,
+    blockkit, scopes, ApiCall, Bookmark, Channel, Fault, Message, Reaction, Shared, APP_ID, APP_TOKEN, BOT_ID,
+    BOT_TOKEN, BOT_USER_ID, BOT_USER_NAME, TEAM_DOMAIN, TEAM_ID,
 };
 
 /// Bodies above this are refused (Slack's own limits are far lower for most methods).
@@ -71,7 +71,7 @@ impl ApiError {
 type ApiResult = Result<Value, ApiError>;
 
 /// The merged arguments of one call.
-pub(crate) struct Params(Map<String, Value>);
+pub(crate) struct Params(pub(crate) Map<String, Value>);
 
 impl Params {
     /// A scalar argument as text (form values are strings; JSON numbers and booleans convert).
@@ -85,11 +85,11 @@ impl Params {
     }
 
     /// A non-empty scalar argument.
-    fn required(&self, name: &str) -> Option<String> {
+    pub(crate) fn required(&self, name: &str) -> Option<String> {
         self.text(name).filter(|s| !s.is_empty())
     }
 
-    fn flag(&self, name: &str) -> bool {
+    pub(crate) fn flag(&self, name: &str) -> bool {
         match self.0.get(name) {
             Some(Value::Bool(b)) => *b,
             Some(Value::String(s)) => s == "true" || s == "1",
@@ -110,7 +110,7 @@ impl Params {
     }
 
     /// A list argument: comma-separated text or a JSON array of strings.
-    fn list(&self, name: &str) -> Vec<String> {
+    pub(crate) fn list(&self, name: &str) -> Vec<String> {
         match self.0.get(name) {
             Some(Value::String(s)) => s
                 .split(',')
@@ -163,6 +163,12 @@ fn handler(method: &str) -> Option<Handler> {
         "files.completeUploadExternal" => files_complete_upload_external,
         _ => return None,
     })
+}
+
+/// Whether the sandbox serves `method`.
+#[cfg(test)]
+pub(crate) fn serves(method: &str) -> bool {
+    handler(method).is_some()
 }
 
 /// The HTTP answer to one call.
@@ -405,6 +411,13 @@ async fn answer(shared: &Arc<Shared>, method: &str, arguments: &Map<String, Valu
     };
     let params = Params(arguments.clone());
     let mut state = shared.state();
+    if let Err((needed, provided)) = scopes::check(&mut state, method, &params) {
+        return Outcome::error(
+            ApiError::new("missing_scope")
+                .with("needed", json!(needed))
+                .with("provided", json!(provided)),
+        );
+    }
     match handler(&mut state, &ctx, &params) {
         Ok(body) => Outcome::ok(body),
         Err(error) => Outcome::error(error),
@@ -735,8 +748,9 @@ fn chat_post_message(state: &mut State, ctx: &Ctx<'_>, params: &Params) -> ApiRe
     if record.channel.archived {
         return Err(ApiError::new("is_archived"));
     }
-    // Public channels accept posts from non-members (chat:write.public); private ones do not.
-    if record.channel.is_private && !is_member(&record.channel, BOT_USER_ID) {
+    // Public channels accept posts from non-members with `chat:write.public`; private ones never.
+    let (outsider, private) = (!is_member(&record.channel, BOT_USER_ID), record.channel.is_private);
+    if outsider && (private || !scopes::use_scope(state, "chat:write.public")) {
         return Err(ApiError::new("not_in_channel"));
     }
     let content = message_content(state, ctx, params)?;

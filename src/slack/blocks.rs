@@ -460,7 +460,7 @@ pub fn timeline_text(incident: &Incident, events: &[TimelineEvent], page: usize)
             "\n• {} *{}* {who} {}",
             slack_date(e.at),
             e.kind,
-            truncate(&escape(&e.summary()), 100)
+            escape(&truncate(&e.summary(), 100))
         ));
     }
     if page < pages {

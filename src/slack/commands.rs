@@ -1,8 +1,12 @@
 //! Parses `/incident` text into a [`Command`]. Pure: every input either parses or yields a
 //! message saying what was wrong (never a panic), which the handler shows with the usage.
+//!
+//! The text arrives as Slack sends it (entity-encoded, mentions and links as `<…>`); free text
+//! (titles, notes, follow-ups, links) leaves here decoded by [`crate::slack::text`].
 
 use crate::incident::followup::FollowUpState;
 use crate::incident::model::*;
+use crate::slack::text::{self, Entity, Lines};
 
 /// What a user asked for.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +91,7 @@ pub fn parse(text: &str) -> Result<Command, String> {
     if text.chars().count() > MAX_TEXT {
         return Err(format!("That is over {MAX_TEXT} characters."));
     }
+    let text = text::clean(text, Lines::Many);
     let text = text.trim();
     let (word, rest) = match text.split_once(char::is_whitespace) {
         Some((w, r)) => (w, r.trim()),
@@ -134,7 +139,11 @@ fn parse_word(lower: &str, word: &str, rest: &str) -> Result<Command, String> {
     match lower {
         "" => Ok(Command::Declare { title: String::new() }),
         "declare" | "new" => Ok(Command::Declare {
-            title: rest.chars().take(MAX_TITLE_CHARS).collect(),
+            title: text::plain(rest, Lines::One)
+                .trim()
+                .chars()
+                .take(MAX_TITLE_CHARS)
+                .collect(),
         }),
         "help" | "?" => Ok(Command::Help),
         "list" => no_args(Command::List),
@@ -171,7 +180,7 @@ fn parse_word(lower: &str, word: &str, rest: &str) -> Result<Command, String> {
         "handover" => match args.next() {
             Some(user) => Ok(Command::Handover {
                 to: parse_user(user)?,
-                note: rest[user.len()..].trim().to_string(),
+                note: text::plain(rest[user.len()..].trim(), Lines::Many),
             }),
             None => Err("Name the new SPOC: `/incident handover @user [note]`.".into()),
         },
@@ -179,7 +188,7 @@ fn parse_word(lower: &str, word: &str, rest: &str) -> Result<Command, String> {
             if rest.is_empty() {
                 Err("Write the note after the command: `/incident note <text>`.".into())
             } else {
-                Ok(Command::Note(rest.to_string()))
+                Ok(Command::Note(text::plain(rest, Lines::Many)))
             }
         }
         "report" => parse_report(rest),
@@ -240,7 +249,7 @@ fn parse_report(rest: &str) -> Result<Command, String> {
 /// `followup` arguments: `done N` / `wontdo N`, or a new follow-up whose owner (a
 /// mention), due day (`due YYYY-MM-DD`) and link (a URL) may stand anywhere in the text.
 fn parse_follow_up(rest: &str) -> Result<Command, String> {
-    let words: Vec<&str> = rest.split_whitespace().collect();
+    let words = text::words(rest);
     if words.is_empty() {
         return Ok(Command::FollowUp(None));
     }
@@ -304,15 +313,15 @@ fn parse_follow_up(rest: &str) -> Result<Command, String> {
         } else if let Some(url) = parse_link(w).filter(|_| link.is_none()) {
             link = Some(url);
             // A labelled link keeps its label in the text.
-            if let Some(label) = w.trim_end_matches('>').split_once('|').map(|(_, l)| l) {
-                text.push(label.to_string());
+            if let Some(Entity::Link { label: Some(label), .. }) = Entity::parse(w) {
+                text.push(label);
             }
         } else if lower == "due" && i + 1 == words.len() {
             return Err(format!(
                 "Give the due date after `due`, like `due 2026-12-15`. Usage: {FOLLOW_UP_USAGE}"
             ));
         } else {
-            text.push(readable(w));
+            text.push(text::plain(w, Lines::One));
         }
         i += 1;
     }
@@ -356,25 +365,16 @@ fn is_day_word(word: &str) -> bool {
     DAYS.contains(&w.as_str()) || w == "sat" || w == "sun"
 }
 
-/// A URL as Slack sends it (`<https://…>` or `<https://…|label>`), or bare.
+/// A web URL as Slack sends it (`<https://…>` or `<https://…|label>`, `&` as `&amp;`), or bare;
+/// decoded.
 fn parse_link(word: &str) -> Option<String> {
-    let inner = word
-        .strip_prefix('<')
-        .and_then(|w| w.strip_suffix('>'))
-        .map(|w| w.split('|').next().unwrap_or_default())
-        .unwrap_or(word);
-    (inner.starts_with("https://") || inner.starts_with("http://")).then(|| inner.to_string())
-}
-
-/// Channel and user-group mentions in follow-up text, as their names (`#payments`, `@oncall`).
-fn readable(word: &str) -> String {
-    if word.starts_with("<#") || word.starts_with("<!subteam^") {
-        if let Some(label) = word.trim_end_matches('>').split_once('|').map(|(_, l)| l) {
-            let sigil = if word.starts_with("<#") { "#" } else { "" };
-            return format!("{sigil}{label}");
-        }
-    }
-    word.to_string()
+    let url = match Entity::parse(word) {
+        Some(Entity::Link { url, .. }) => url,
+        Some(_) => return None,
+        None => text::decode_entities(word),
+    };
+    let web = (url.starts_with("https://") || url.starts_with("http://")) && !url.contains(['<', '>']);
+    web.then_some(url)
 }
 
 fn short(s: &str) -> String {

@@ -5,6 +5,7 @@ use crate::config::Policy;
 use crate::incident::change::{Change, StakeholderUpdate, MAX_TEXT_CHARS};
 use crate::incident::followup::{Field, NewFollowUp, MAX_FOLLOW_UPS_AT_ONCE};
 use crate::incident::model::*;
+use crate::slack::text::{self, Lines};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -16,8 +17,15 @@ fn input<'a>(values: &'a Value, block: &str) -> &'a Value {
     &values[block][block]
 }
 
+/// A plain-text input's value, decoded from Slack's entities and cleaned of control characters
+/// (newlines and tabs kept; one-line fields read through [`line_of`]).
 fn text_of(values: &Value, block: &str) -> String {
-    input(values, block)["value"].as_str().unwrap_or_default().to_string()
+    text::input_value(input(values, block)["value"].as_str().unwrap_or_default(), Lines::Many)
+}
+
+/// A one-line input's value: as [`text_of`], line breaks and tabs turned into spaces.
+fn line_of(values: &Value, block: &str) -> String {
+    text::input_value(input(values, block)["value"].as_str().unwrap_or_default(), Lines::One)
 }
 
 /// The origin channel stored in the modal's `private_metadata`.
@@ -107,7 +115,7 @@ pub fn parse_impact(values: &Value, policy: &Policy) -> Result<(Vec<String>, Foo
             services.push(v.to_string());
         }
     }
-    let regions: Vec<String> = text_of(values, "regions")
+    let regions: Vec<String> = line_of(values, "regions")
         .split(',')
         .map(|r| r.trim().to_string())
         .filter(|r| !r.is_empty())
@@ -119,7 +127,7 @@ pub fn parse_impact(values: &Value, policy: &Policy) -> Result<(Vec<String>, Foo
         );
     }
     let mut count = |block: &str| -> Option<i64> {
-        let raw = text_of(values, block).replace([',', '_', ' '], "");
+        let raw = line_of(values, block).replace([',', '_', ' '], "");
         if raw.is_empty() {
             return None;
         }
@@ -174,6 +182,8 @@ pub fn parse_follow_up(values: &Value, today: chrono::NaiveDate) -> Result<NewFo
     // url_text_input reports its value as `value`, like plain_text_input.
     let link = input(values, "link")["value"]
         .as_str()
+        .map(|l| text::clean(l, Lines::One))
+        .as_deref()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .map(str::to_string);
@@ -256,6 +266,51 @@ pub fn parse_resolve(values: &Value, today: chrono::NaiveDate) -> Result<Change,
     }
 }
 
+/// What Slack's datetimepicker can express: people pick a minute (it sends whole seconds).
+pub const PICKER_PRECISION_SECS: i64 = 60;
+
+/// Checks the resolve form's "Service restored at" (`mitigated_at`) against the incident, so a
+/// problem shows under that field. Its default is the time the form opened, cut to whole seconds:
+/// right after a declaration (stored to the millisecond) it can fall just before it. A time
+/// before the impact started (or the declaration) by less than the picker's precision is
+/// therefore taken as that instant; further before, or in the future, is a field error.
+pub fn check_restored_at(
+    change: Change,
+    incident: &Incident,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Change, FieldErrors> {
+    let Change::Resolve {
+        summary,
+        root_cause,
+        mitigated_at: Some(restored),
+        follow_ups,
+    } = change
+    else {
+        return Ok(change);
+    };
+    let started = incident
+        .footprint
+        .impact_start
+        .unwrap_or(incident.declared_at)
+        .min(incident.declared_at);
+    let field = |message: &str| Err(FieldErrors::from([("mitigated_at".to_string(), message.to_string())]));
+    let restored = if restored > now {
+        return field("The service cannot be restored in the future; pick the time it came back.");
+    } else if restored >= started {
+        restored
+    } else if (started - restored).num_milliseconds() < PICKER_PRECISION_SECS * 1000 {
+        started
+    } else {
+        return field("That is before the impact started; pick the time the service came back.");
+    };
+    Ok(Change::Resolve {
+        summary,
+        root_cause,
+        mitigated_at: Some(restored),
+        follow_ups,
+    })
+}
+
 /// Parses the declare modal.
 pub fn parse_declare(
     values: &Value,
@@ -265,7 +320,7 @@ pub fn parse_declare(
 ) -> Result<NewIncident, FieldErrors> {
     let mut errors = FieldErrors::new();
 
-    let title = Title::parse(&text_of(values, "title"))
+    let title = Title::parse(&line_of(values, "title"))
         .map_err(|e| errors.insert("title".into(), e))
         .ok();
 

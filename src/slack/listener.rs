@@ -466,6 +466,16 @@ impl Handler {
     ) -> SlackCommandEventResponse {
         let change = match command {
             Command::Update | Command::Impact | Command::Resolve => {
+                use crate::incident::change::Form;
+                let form = match command {
+                    Command::Update => Form::Update,
+                    Command::Impact => Form::Impact,
+                    _ => Form::Resolve,
+                };
+                // An illegal move is refused here, before any form opens.
+                if let Some(why) = incident.refuses_form(form) {
+                    return ephemeral(&why);
+                }
                 let view = match command {
                     Command::Update => blocks::update_modal(&incident),
                     Command::Impact => blocks::impact_modal(&incident, &self.service.policy),
@@ -812,6 +822,8 @@ impl Handler {
                 Ok(found) => found,
                 Err(e) => return tracing::warn!(error = %e, "cannot read a pinned message"),
             };
+            // Message text comes entity-encoded, with `<@U…>` mentions: the timeline keeps plain text.
+            let text = crate::slack::text::plain(&text, crate::slack::text::Lines::Many);
             let text = if text.trim().is_empty() {
                 "(message without text)".to_string()
             } else {
@@ -865,6 +877,18 @@ impl Handler {
         let change = match change {
             Ok(c) => c,
             Err(field_errors) => return errors(field_errors),
+        };
+        // "Service restored at" is checked against the incident here, so its errors (and the
+        // clamp to the declaration) concern that field; if the read fails, `apply` still checks.
+        let change = match change {
+            Change::Resolve { .. } => match self.service.incident(id).await {
+                Ok(incident) => match forms::check_restored_at(change, &incident, chrono::Utc::now()) {
+                    Ok(c) => c,
+                    Err(field_errors) => return errors(field_errors),
+                },
+                Err(_) => change,
+            },
+            other => other,
         };
         // Owners must be people of this workspace (one users.info call; forms pick one owner).
         let owner = match &change {

@@ -6,6 +6,8 @@
 //! - [`effects`]: performs outbox jobs (create channel, invite, post, pin, announce).
 //! - [`report`]: `/incident report` and the report's Block Kit (figures come from `crate::report`).
 //! - [`web`]: the Web API client, with errors reduced to codes.
+//! - [`text`]: decodes what people type (entities, mentions, links) into plain text, once, and
+//!   applies the control-character rule to every text field.
 
 pub mod blocks;
 pub mod commands;
@@ -14,6 +16,7 @@ pub mod forms;
 pub mod listener;
 pub mod people;
 pub mod report;
+pub mod text;
 pub mod web;
 
 /// Masks anything that looks like a Slack token, so errors can be logged safely.

@@ -1,0 +1,173 @@
+//! Bot scopes, as a workspace installed from `manifest.yml` grants them (issue 11 items 1 and
+//! 15): the sandbox answers `missing_scope` like Slack for a call the manifest does not cover,
+//! every call the bot makes has its scope, and every scope requested is used.
+//! Runs on SQLite, or PostgreSQL with TEST_DATABASE_URL.
+
+mod common;
+
+use common::{assert_slack_happy, stack, READY};
+use incident_bot::demo::{wait_for, LocalStack, ANNOUNCE_CHANNEL};
+use incident_bot::sandbox::BOT_USER_ID;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// The bot scopes `manifest.yml` requests, read with a real YAML parser.
+fn requested() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifest.yml")).unwrap();
+    let manifest: Value = serde_yaml::from_str(&text).unwrap();
+    manifest["oauth_config"]["scopes"]["bot"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Declares an incident as `U0ALICE` with `U0BOB` as SPOC; returns its channel.
+async fn declare(stack: &LocalStack, number: i64, title: &str, private: bool) -> String {
+    let errors = stack
+        .declare(
+            "U0ALICE",
+            "C0GENERAL",
+            title,
+            json!({ "spoc": "U0BOB", "private": private }),
+        )
+        .await
+        .unwrap();
+    assert!(errors.as_ref().is_none_or(|p| p.get("errors").is_none()), "{errors:?}");
+    stack.wait_ready(number, READY).await.unwrap()
+}
+
+/// 📌 on a person's message in `channel`; waits for the note.
+async fn pin(stack: &LocalStack, number: i64, channel: &str) {
+    let ts = stack
+        .sandbox
+        .seed_user_message("U0BOB", channel, "DB failover done")
+        .unwrap();
+    stack
+        .sandbox
+        .add_reaction("U0BOB", channel, &ts, "pushpin")
+        .await
+        .unwrap();
+    let id = stack
+        .db
+        .incident_by_number(incident_bot::incident::model::IncidentNumber(number))
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    wait_for(Duration::from_secs(5), || async {
+        stack
+            .db
+            .timeline(id)
+            .await
+            .ok()?
+            .iter()
+            .find(|e| e.kind == "note")
+            .map(|_| ())
+    })
+    .await
+    .expect("the 📌 note");
+}
+
+/// Waits for the first answer to `method` and returns it.
+async fn answer_to(stack: &LocalStack, method: &str) -> Value {
+    wait_for(Duration::from_secs(5), || async {
+        stack.sandbox.calls_to(method).first().map(|c| c.response.clone())
+    })
+    .await
+    .unwrap_or_else(|| panic!("no {method} call"))
+}
+
+#[tokio::test]
+async fn every_scope_requested_is_used_and_every_call_has_its_scope() {
+    let stack = stack().await;
+    let sb = &stack.sandbox;
+    // Announce without being in the channel: what `chat:write.public` is for.
+    sb.leave_channel(ANNOUNCE_CHANNEL, BOT_USER_ID);
+
+    let public = declare(&stack, 1, "Payments API 500s", false).await;
+    pin(&stack, 1, &public).await;
+    let said = stack
+        .command("U0BOB", &public, "followup Add a refund alert @dave")
+        .await
+        .unwrap();
+    assert!(said.contains("Added follow-up"), "{said}");
+    stack.command("U0BOB", &public, "pir").await.unwrap();
+    wait_for(Duration::from_secs(5), || async {
+        (!sb.files().is_empty()).then_some(())
+    })
+    .await
+    .expect("the review draft is shared");
+
+    let private = declare(&stack, 2, "Card data exposure", true).await;
+    pin(&stack, 2, &private).await;
+    // Carol is not in the private incident: listing checks its members.
+    stack.command("U0CAROL", "C0GENERAL", "list").await.unwrap();
+    stack.settle().await;
+
+    let refused: Vec<String> = sb
+        .calls()
+        .iter()
+        .filter(|c| c.response["ok"] == false)
+        .map(|c| format!("{} → {}", c.method, c.response))
+        .collect();
+    assert_eq!(refused, Vec::<String>::new(), "calls Slack refused");
+    let used: BTreeSet<String> = sb.scopes_used().into_iter().collect();
+    assert_eq!(
+        used,
+        requested(),
+        "scopes used (left) vs requested by manifest.yml (right)"
+    );
+    assert_slack_happy(&stack);
+}
+
+#[tokio::test]
+async fn a_call_outside_the_granted_scopes_answers_missing_scope() {
+    let stack = stack().await;
+    let sb = &stack.sandbox;
+    // A workspace installed from the manifest before `files:write` was added.
+    sb.revoke_scopes(&["files:write", "groups:history"]);
+    let public = declare(&stack, 1, "Search is slow", false).await;
+    stack.command("U0BOB", &public, "pir").await.unwrap();
+    let answer = answer_to(&stack, "files.getUploadURLExternal").await;
+    assert_eq!(answer["error"], "missing_scope");
+    assert_eq!(answer["needed"], "files:write");
+    let provided = answer["provided"].as_str().unwrap();
+    assert!(
+        provided.contains("chat:write") && !provided.contains("files:write"),
+        "{provided}"
+    );
+    let told = wait_for(Duration::from_secs(5), || async {
+        sb.ephemerals("U0BOB")
+            .into_iter()
+            .find(|m| m.text.contains("could not post the review draft"))
+    })
+    .await;
+    assert!(told.is_some(), "the asker hears the draft failed");
+
+    // Private channels need the `groups:` variant: `channels:history` does not read them.
+    let private = declare(&stack, 2, "Leaked key", true).await;
+    let ts = sb.seed_user_message("U0BOB", &private, "rotated").unwrap();
+    sb.add_reaction("U0BOB", &private, &ts, "pushpin").await.unwrap();
+    let answer = answer_to(&stack, "conversations.history").await;
+    assert_eq!(answer["error"], "missing_scope");
+    assert_eq!(answer["needed"], "groups:history");
+
+    // Without `chat:write.public`, a public channel the bot is not in refuses its posts.
+    sb.revoke_scopes(&["chat:write.public"]);
+    sb.leave_channel(ANNOUNCE_CHANNEL, BOT_USER_ID);
+    stack
+        .declare("U0ALICE", "C0GENERAL", "Checkout down", json!({}))
+        .await
+        .unwrap();
+    let refused = wait_for(Duration::from_secs(5), || async {
+        sb.calls_to("chat.postMessage")
+            .into_iter()
+            .find(|c| c.params["channel"] == ANNOUNCE_CHANNEL && c.response["ok"] == false)
+    })
+    .await
+    .expect("the announcement is refused");
+    assert_eq!(refused.response["error"], "not_in_channel");
+}
