@@ -444,8 +444,8 @@ impl Handler {
                 SlackCommandEventResponse::new(SlackMessageContent::new())
             }
             Command::Help => ephemeral(HELP),
-            Command::List => self.list(&user).await,
-            Command::FollowUps => self.follow_ups(event.channel_id.as_ref(), &user).await,
+            Command::List => self.list(&event, &user).await,
+            Command::FollowUps => self.follow_ups(&event, &user).await,
             Command::Report {
                 period,
                 service,
@@ -540,7 +540,12 @@ impl Handler {
                 )
             }
             Command::Pir => {
-                self.spawn_review_draft(incident.id, event.channel_id.to_string(), user.clone());
+                self.spawn_review_draft(
+                    incident.id,
+                    event.channel_id.to_string(),
+                    user.clone(),
+                    Some(event.response_url.0.to_string()),
+                );
                 return ephemeral(&format!(
                     "📝 Drafting the post-incident review of {} from its timeline; it will be posted here as a file.",
                     incident.number
@@ -551,6 +556,14 @@ impl Handler {
                 unreachable!("handled by command()")
             }
         };
+        // SPOCs, role holders and handover targets are checked with users.info like follow-up
+        // owners: an unknown, deactivated or bot user is refused here, not at the invite.
+        if let Change::Spoc(person) | Change::Role { user: person, .. } | Change::Handover { to: person, .. } = &change
+        {
+            if let Err(why) = self.check_person(person).await {
+                return ephemeral(&why);
+            }
+        }
         let key = format!("trigger:{}", event.trigger_id);
         match self.change(incident.id, &change, user, &key).await {
             Ok(applied) => match confirmation(&change, &incident, applied.as_ref()) {
@@ -592,30 +605,36 @@ impl Handler {
     }
 
     /// `/incident list`: private incidents are shown only to their channel's members.
-    async fn list(&self, user: &UserId) -> SlackCommandEventResponse {
+    async fn list(&self, event: &SlackCommandEvent, user: &UserId) -> SlackCommandEventResponse {
         let incidents = match self.db.active_incidents().await {
             Ok(i) => i,
             Err(e) => return self.unavailable(e),
         };
-        let mut visible = Vec::new();
-        let mut hidden = 0;
-        for incident in incidents {
-            if incident.is_private && !self.is_member(&incident, user).await {
-                hidden += 1;
-            } else {
-                visible.push(incident);
-            }
-        }
-        ephemeral(&blocks::list_text(&visible, hidden))
+        let (web, user) = (self.web.clone(), user.clone());
+        let work = async move {
+            // One conversations.members per private incident, all at once (and cached).
+            let checks = incidents.into_iter().map(|incident| {
+                let (web, user) = (web.clone(), user.clone());
+                async move {
+                    let visible = !incident.is_private || is_member(&web, &incident, &user).await;
+                    (incident, visible)
+                }
+            });
+            let checked = futures_util::future::join_all(checks).await;
+            let hidden = checked.iter().filter(|(_, visible)| !visible).count();
+            let visible: Vec<Incident> = checked.into_iter().filter(|(_, v)| *v).map(|(i, _)| i).collect();
+            blocks::text(&blocks::list_text(&visible, hidden))
+        };
+        self.answer_within_budget(event, work).await
     }
 
     /// `/incident followups`: in an incident channel, that incident's follow-ups; elsewhere the
     /// open ones of every incident, the caller's first, then overdue first. Follow-ups of
     /// private incidents are shown only to their members (others see a count).
-    async fn follow_ups(&self, channel: &str, user: &UserId) -> SlackCommandEventResponse {
+    async fn follow_ups(&self, event: &SlackCommandEvent, user: &UserId) -> SlackCommandEventResponse {
         let now = chrono::Utc::now();
         let mut membership: HashMap<IncidentId, bool> = HashMap::new();
-        let (heading, items) = match self.db.incident_by_channel(channel).await {
+        let (heading, items) = match self.db.incident_by_channel(event.channel_id.as_ref()).await {
             Ok(Some(incident)) => {
                 // Typed in the incident's channel: the caller is in it, no Slack lookup needed.
                 membership.insert(incident.id, true);
@@ -630,31 +649,81 @@ impl Handler {
             },
             Err(e) => return self.unavailable(e),
         };
-        let mut visible = Vec::new();
-        let mut hidden = 0;
-        for item in items {
-            if item.private {
-                let member = match membership.get(&item.incident_id) {
-                    Some(m) => *m,
-                    None => {
-                        let m = match self.db.incident(item.incident_id).await {
-                            Ok(incident) => self.is_member(&incident, user).await,
-                            Err(_) => false,
-                        };
-                        membership.insert(item.incident_id, m);
-                        m
-                    }
-                };
-                if !member {
-                    hidden += 1;
-                    continue;
+        // The private incidents to ask Slack about, each once.
+        let mut to_check = Vec::new();
+        for item in items.iter().filter(|i| i.private) {
+            if membership.contains_key(&item.incident_id) {
+                continue;
+            }
+            match self.db.incident(item.incident_id).await {
+                Ok(incident) => {
+                    membership.insert(item.incident_id, false);
+                    to_check.push(incident);
+                }
+                Err(_) => {
+                    membership.insert(item.incident_id, false);
                 }
             }
-            visible.push(item);
         }
-        let (text, blocks) = blocks::follow_up_list(&heading, &visible, hidden, now);
-        SlackCommandEventResponse::new(blocks::content(&text, blocks))
-            .with_response_type(SlackMessageResponseType::Ephemeral)
+        let (web, user) = (self.web.clone(), user.clone());
+        let work = async move {
+            let checks = to_check.into_iter().map(|incident| {
+                let (web, user) = (web.clone(), user.clone());
+                async move { (incident.id, is_member(&web, &incident, &user).await) }
+            });
+            membership.extend(futures_util::future::join_all(checks).await);
+            let mut visible = Vec::new();
+            let mut hidden = 0;
+            for item in items {
+                if item.private && !membership.get(&item.incident_id).copied().unwrap_or(false) {
+                    hidden += 1;
+                } else {
+                    visible.push(item);
+                }
+            }
+            let (text, blocks) = blocks::follow_up_list(&heading, &visible, hidden, now);
+            blocks::content(&text, blocks)
+        };
+        self.answer_within_budget(event, work).await
+    }
+
+    /// Answers a command in its ack when `work` is done within the ack budget; otherwise the
+    /// ack says the answer is coming and `work`'s result goes through the command's
+    /// `response_url` (it works in any channel, unlike `chat.postEphemeral`).
+    async fn answer_within_budget(
+        &self,
+        event: &SlackCommandEvent,
+        work: impl std::future::Future<Output = SlackMessageContent> + Send + 'static,
+    ) -> SlackCommandEventResponse {
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<SlackMessageContent>();
+        let (web, response_url, channel, user) = (
+            self.web.clone(),
+            event.response_url.0.to_string(),
+            event.channel_id.to_string(),
+            event.user_id.to_string(),
+        );
+        spawn_here(async move {
+            let content = work.await;
+            if let Err(late) = tx.send(content) {
+                if let Err(e) = web.tell_person(Some(&response_url), &channel, &user, late).await {
+                    tracing::warn!(error = %e, "cannot post a late answer");
+                }
+            }
+        });
+        let ready = match tokio::time::timeout(super::report::INLINE_BUDGET, &mut rx).await {
+            Ok(Ok(content)) => Some(content),
+            _ => {
+                // Whatever was sent before closing is still ours; later results get posted.
+                rx.close();
+                rx.try_recv().ok()
+            }
+        };
+        match ready {
+            Some(content) => {
+                SlackCommandEventResponse::new(content).with_response_type(SlackMessageResponseType::Ephemeral)
+            }
+            None => ephemeral("⏳ Checking which private incidents you can see; the answer follows here in a moment."),
+        }
     }
 
     /// Checks a typed follow-up against Slack (the owner exists and is a person) and the
@@ -731,7 +800,7 @@ impl Handler {
 
     /// Drafts the post-incident review and shares it in `channel` as a Markdown file. Spawned:
     /// it reads the whole record and makes several Slack calls; failures are told to `user`.
-    fn spawn_review_draft(&self, id: IncidentId, channel: String, user: UserId) {
+    fn spawn_review_draft(&self, id: IncidentId, channel: String, user: UserId, response_url: Option<String>) {
         let (db, web, policy) = (self.db.clone(), self.web.clone(), self.policy.clone());
         spawn_here(async move {
             let result = async {
@@ -781,29 +850,15 @@ impl Handler {
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot share a review draft");
                     let text = format!("⚠️ I could not post the review draft ({e}). Please try `/incident pir` again.");
-                    if let Err(e) = web.post_ephemeral(&channel, user.as_str(), blocks::text(&text)).await {
+                    let told = web
+                        .tell_person(response_url.as_deref(), &channel, user.as_str(), blocks::text(&text))
+                        .await;
+                    if let Err(e) = told {
                         tracing::warn!(error = %e, "cannot tell the user the draft failed");
                     }
                 }
             }
         });
-    }
-
-    /// Whether `user` is in a private incident's channel (unknown counts as no).
-    async fn is_member(&self, incident: &Incident, user: &UserId) -> bool {
-        if *user == incident.spoc || *user == incident.declared_by || incident.roles.values().any(|u| u == user) {
-            return true;
-        }
-        let Some(channel) = incident.channel_id.as_deref() else {
-            return false;
-        };
-        match self.web.members(channel).await {
-            Ok(members) => members.iter().any(|m| m == user.as_str()),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot check channel membership; hiding the private incident");
-                false
-            }
-        }
     }
 
     /// Spawned: the ack must not wait for `views.open`, and both must land within 3 s.
@@ -812,11 +867,19 @@ impl Handler {
             event.trigger_id.to_string(),
             event.channel_id.to_string(),
             event.user_id.to_string(),
+            Some(event.response_url.0.to_string()),
             view,
         );
     }
 
-    fn spawn_open(&self, trigger: String, channel: String, user: String, view: serde_json::Value) {
+    fn spawn_open(
+        &self,
+        trigger: String,
+        channel: String,
+        user: String,
+        response_url: Option<String>,
+        view: serde_json::Value,
+    ) {
         let web = self.web.clone();
         spawn_here(async move {
             let result = match blocks::modal(view) {
@@ -826,7 +889,10 @@ impl Handler {
             if let Err(e) = result {
                 tracing::warn!(error = %e, "cannot open a modal");
                 let text = format!("⚠️ I could not open the form ({e}). Please try again.");
-                if let Err(e) = web.post_ephemeral(&channel, &user, blocks::text(&text)).await {
+                let told = web
+                    .tell_person(response_url.as_deref(), &channel, &user, blocks::text(&text))
+                    .await;
+                if let Err(e) = told {
                     tracing::warn!(error = %e, "cannot tell the user the form did not open");
                 }
             }
@@ -893,34 +959,46 @@ impl Handler {
             }
         };
         let trigger = ev.trigger_id.to_string();
+        let response_url = ev.response_url.as_ref().map(|u| u.0.to_string());
+        let url = response_url.as_deref();
         match action.action_id.as_ref() {
-            blocks::ACTION_UPDATE if incident.status.is_open() => {
-                self.spawn_open(trigger, channel, user.to_string(), blocks::update_modal(&incident))
-            }
+            blocks::ACTION_UPDATE if incident.status.is_open() => self.spawn_open(
+                trigger,
+                channel,
+                user.to_string(),
+                response_url,
+                blocks::update_modal(&incident),
+            ),
             blocks::ACTION_RESOLVE if incident.status.is_open() => self.spawn_open(
                 trigger,
                 channel,
                 user.to_string(),
+                response_url,
                 blocks::resolve_modal(&incident, chrono::Utc::now()),
             ),
-            blocks::ACTION_FOLLOW_UP if incident.status != crate::incident::model::Status::Canceled => {
-                self.spawn_open(trigger, channel, user.to_string(), blocks::follow_up_modal(&incident))
-            }
+            blocks::ACTION_FOLLOW_UP if incident.status != crate::incident::model::Status::Canceled => self.spawn_open(
+                trigger,
+                channel,
+                user.to_string(),
+                response_url,
+                blocks::follow_up_modal(&incident),
+            ),
             blocks::ACTION_PIR_DRAFT => {
                 let target = incident.channel_id.clone().unwrap_or(channel);
-                self.spawn_review_draft(id, target, user)
+                self.spawn_review_draft(id, target, user, response_url)
             }
             blocks::ACTION_PIR_DONE => {
                 let change = Change::PirDone { link: None };
                 if let Err(message) = self.change(id, &change, &user, &format!("trigger:{trigger}")).await {
-                    self.tell(&channel, &user, &message);
+                    self.tell_via(url, &channel, &user, &message);
                 }
             }
             blocks::ACTION_SNOOZE => match self
                 .change(id, &Change::Snooze, &user, &format!("trigger:{trigger}"))
                 .await
             {
-                Ok(_) => self.tell(
+                Ok(_) => self.tell_via(
+                    url,
                     &channel,
                     &user,
                     &format!(
@@ -928,17 +1006,18 @@ impl Handler {
                         incident.number
                     ),
                 ),
-                Err(message) => self.tell(&channel, &user, &message),
+                Err(message) => self.tell_via(url, &channel, &user, &message),
             },
             blocks::ACTION_ACK => {
                 if let Err(message) = self
                     .change(id, &Change::Acknowledge, &user, &format!("trigger:{trigger}"))
                     .await
                 {
-                    self.tell(&channel, &user, &message);
+                    self.tell_via(url, &channel, &user, &message);
                 }
             }
-            _ => self.tell(
+            _ => self.tell_via(
+                url,
                 &channel,
                 &user,
                 &format!(
@@ -972,7 +1051,11 @@ impl Handler {
                 TRY_AGAIN.into()
             }
         };
-        if channel.starts_with('D') || channel.is_empty() {
+        // The click's response_url answers anywhere (a list in a channel the bot is not in, a
+        // reminder in a DM); without one, a DM message or an ephemeral where the bot is.
+        if let Some(url) = ev.response_url.as_ref() {
+            self.tell_via(Some(url.0.as_str()), channel, user, &answer);
+        } else if channel.starts_with('D') || channel.is_empty() {
             let (web, user, answer) = (self.web.clone(), user.to_string(), answer);
             spawn_here(async move {
                 if let Err(e) = web.post(&user, blocks::text(&answer), None).await {
@@ -1013,14 +1096,24 @@ impl Handler {
 
     /// An ephemeral note to one person, off the ack path.
     fn tell(&self, channel: &str, user: &UserId, text: &str) {
-        let (web, channel, user, text) = (
+        self.tell_via(None, channel, user, text)
+    }
+
+    /// A note to one person, off the ack path: through the interaction's `response_url` when
+    /// there is one, else an ephemeral where the bot is a member (see [`SlackWeb::tell_person`]).
+    fn tell_via(&self, response_url: Option<&str>, channel: &str, user: &UserId, text: &str) {
+        let (web, url, channel, user, text) = (
             self.web.clone(),
+            response_url.map(str::to_string),
             channel.to_string(),
             user.to_string(),
             text.to_string(),
         );
         spawn_here(async move {
-            if let Err(e) = web.post_ephemeral(&channel, &user, blocks::text(&text)).await {
+            if let Err(e) = web
+                .tell_person(url.as_deref(), &channel, &user, blocks::text(&text))
+                .await
+            {
                 tracing::warn!(error = %e, "cannot post an ephemeral message");
             }
         });
@@ -1083,6 +1176,12 @@ impl Handler {
             Ok(new) => new,
             Err(field_errors) => return errors(field_errors),
         };
+        // The SPOC must be a person of this workspace (the declarer clicked the form, so they are).
+        if new.spoc != declarer {
+            if let Err(why) = self.check_person(&new.spoc).await {
+                return errors([("spoc", why)]);
+            }
+        }
         let key = format!("view:{}", view["id"].as_str().unwrap_or_default());
         match self
             .db
@@ -1126,6 +1225,25 @@ fn confirmation(change: &Change, incident: &Incident, applied: Option<&Applied>)
             None => format!("That follow-up was already added to {}.", incident.number),
         }),
         _ => None,
+    }
+}
+
+/// Whether `user` is in a private incident's channel (unknown counts as no). The people the
+/// incident names are members without asking Slack; others cost one (cached)
+/// `conversations.members`.
+async fn is_member(web: &SlackWeb, incident: &Incident, user: &UserId) -> bool {
+    if *user == incident.spoc || *user == incident.declared_by || incident.roles.values().any(|u| u == user) {
+        return true;
+    }
+    let Some(channel) = incident.channel_id.as_deref() else {
+        return false;
+    };
+    match web.members(channel).await {
+        Ok(members) => members.iter().any(|m| m == user.as_str()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check channel membership; hiding the private incident");
+            false
+        }
     }
 }
 
