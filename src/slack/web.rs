@@ -78,8 +78,11 @@ pub struct SlackWeb {
     token: SlackApiToken,
     timeout: Duration,
     /// Channel members recently read (see [`SlackWeb::members`]).
-    members_cache: Arc<std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Vec<String>)>>>,
+    members_cache: Arc<std::sync::Mutex<MembersCache>>,
 }
+
+/// Channel id → (when read, member ids).
+type MembersCache = std::collections::HashMap<String, (std::time::Instant, Vec<String>)>;
 
 /// How long a channel's member list is reused: `/incident list` and `followups` answer within
 /// the ack budget even with many private incidents, and someone invited by a person (not by
@@ -349,7 +352,7 @@ impl SlackWeb {
         Ok(members)
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (std::time::Instant, Vec<String>)>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, MembersCache> {
         self.members_cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
