@@ -34,8 +34,9 @@
 //!   once, at the edge.
 //! - [`app`]: wires the above into a running [`app::Bot`].
 //! - [`sandbox`]: a local Slack (Web API over HTTP, Socket Mode over WebSocket) that enforces
-//!   Slack's rules (bot scopes from `manifest.yml`, entity-encoded text, Block Kit); used by the
-//!   tests, the benchmarks and `incident-bot demo`.
+//!   Slack's rules (bot scopes from `manifest.yml`, entity-encoded text, Block Kit, membership
+//!   for ephemerals, per-user invite errors, `response_url` limits, rate tiers on request in
+//!   `sandbox::rate`); used by the tests, the benchmarks and `incident-bot demo`.
 //! - [`demo`]: `incident-bot demo`, the whole flow against the sandbox, as a transcript.
 //! - [`metrics`], [`http`]: Prometheus counters and the `/healthz`, `/readyz`, `/metrics`
 //!   endpoint (on when `http_listen` is set).

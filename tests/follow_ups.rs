@@ -386,8 +386,11 @@ async fn an_overdue_follow_up_reminds_its_owner_once_per_period() {
     stack.settle().await;
     let dms = sb.messages(&dm_channel);
     assert_eq!(dms.iter().filter(|m| m.text.contains("is overdue")).count(), after);
+    // Through the click's response_url: shown to Dave in the DM.
     assert!(
-        dms.iter().any(|m| m.text.contains("#1 is done")),
+        sb.ephemerals("U0DAVE")
+            .iter()
+            .any(|m| m.channel == dm_channel && m.text.contains("#1 is done")),
         "the click is answered in the DM"
     );
     assert_slack_happy(&stack);

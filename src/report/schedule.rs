@@ -43,6 +43,14 @@ pub fn slot_key(slot: NaiveDateTime) -> String {
     slot.format("%Y-%m-%dT%H:%M:%S").to_string()
 }
 
+/// How long a schedule waits before trying a slot again after `failures` temporary failures
+/// in a row (Slack or the database unavailable): 10 s, doubling, at most 30 minutes. Meanwhile
+/// the other schedules run on time.
+pub fn retry_backoff(failures: u32) -> std::time::Duration {
+    let secs = 10u64.saturating_mul(1 << failures.saturating_sub(1).min(10));
+    std::time::Duration::from_secs(secs.min(30 * 60))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,6 +62,14 @@ mod tests {
             .unwrap()
             .and_hms_opt(h, min, 0)
             .unwrap()
+    }
+
+    #[test]
+    fn temporary_failures_back_off_up_to_half_an_hour() {
+        assert_eq!(retry_backoff(1).as_secs(), 10);
+        assert_eq!(retry_backoff(2).as_secs(), 20);
+        assert_eq!(retry_backoff(4).as_secs(), 80);
+        assert_eq!(retry_backoff(50).as_secs(), 1800);
     }
 
     #[test]

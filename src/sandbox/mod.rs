@@ -29,6 +29,7 @@
 mod blockkit;
 mod compose;
 mod events;
+mod rate;
 mod scopes;
 mod server;
 mod socket;
@@ -81,6 +82,24 @@ impl Default for SandboxOptions {
             trigger_ttl: Duration::from_secs(3),
         }
     }
+}
+
+/// Who a workspace user is, for the rules Slack applies to them (`conversations.invite`,
+/// `users.info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserKind {
+    /// A full member of the workspace.
+    Member,
+    /// A bot user (invitable; refused as an owner by the bot itself).
+    Bot,
+    /// A multi-channel guest: the app cannot add them to channels (`user_is_restricted`).
+    MultiChannelGuest,
+    /// A single-channel guest already in their one channel (`ura_max_channels`).
+    SingleChannelGuest,
+    /// Someone from another workspace of the org (`org_user_not_in_team`).
+    OtherWorkspace,
+    /// A deactivated account (`deleted: true`; `cant_invite`).
+    Deactivated,
 }
 
 /// A failure to inject into the next call(s) of a Web API method.
@@ -678,6 +697,48 @@ impl Sandbox {
     /// Adds a workspace member (who, like every member, is in the `is_general` channel).
     pub fn add_user(&self, id: &str, name: &str) {
         self.shared.state().add_user(id, name);
+    }
+
+    /// Adds a user of a given kind (guest, other workspace, deactivated, ...).
+    pub fn add_user_of_kind(&self, id: &str, name: &str, kind: UserKind) {
+        self.shared.state().add_user_of_kind(id, name, kind);
+    }
+
+    /// Opens a direct-message conversation between two people (not the bot); returns its id.
+    /// The bot cannot see it: commands typed there carry a `response_url`, and
+    /// `chat.postEphemeral` into it answers `channel_not_found`.
+    pub fn open_dm_between(&self, a: &str, b: &str) -> String {
+        self.shared.state().open_dm_between(a, b)
+    }
+
+    /// A person deletes a message (e.g. the pinned card): it and its pin are gone.
+    pub fn delete_message(&self, channel: &str, ts: &str) {
+        let mut state = self.shared.state();
+        state.messages.retain(|m| !(m.channel == channel && m.ts == ts));
+        if let Some(record) = state.channel_mut(channel) {
+            record.channel.pins.retain(|p| p != ts);
+        }
+    }
+
+    /// Stores a reply written by a person in the thread of `thread_ts`; returns its `ts`.
+    pub fn seed_user_reply(&self, user: &str, channel: &str, thread_ts: &str, text: &str) -> anyhow::Result<String> {
+        let mut state = self.shared.state();
+        let ts = state.seed_user_message(user, channel, text)?;
+        if let Some(message) = state.find_message_mut(channel, &ts) {
+            message.thread_ts = Some(thread_ts.to_owned());
+        }
+        Ok(ts)
+    }
+
+    /// Turns Slack's per-method rate-limit tiers on or off (off by default): over the limit, a
+    /// call is answered 429 with the `Retry-After` Slack would send (see `sandbox::rate`).
+    pub fn set_rate_tiers(&self, on: bool) {
+        self.shared.state().rate = on.then(rate::Limiter::default);
+    }
+
+    /// Calls answered 429 by the rate tiers so far.
+    pub fn rate_limited_calls(&self) -> usize {
+        self.shared.state().rate.as_ref().map_or(0, |r| r.refused)
     }
 
     /// Adds (or replaces) a user group for `usergroups.users.list`.

@@ -11,6 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use rand::Rng;
 use serde_json::{json, Value};
 
+use super::UserKind;
 use super::{
     ApiCall, Bookmark, Channel, Fault, Message, Reaction, View, APP_ID, BOT_ID, BOT_USER_ID, BOT_USER_NAME,
     TEAM_DOMAIN, TEAM_ID,
@@ -26,6 +27,7 @@ pub(crate) struct User {
     pub tz: &'static str,
     pub tz_label: &'static str,
     pub tz_offset: i64,
+    pub kind: UserKind,
 }
 
 /// A conversation plus the metadata Slack reports but tests rarely need.
@@ -62,6 +64,9 @@ pub(crate) struct ResponseTarget {
     pub channel: String,
     /// The message the interaction came from (for `replace_original`/`delete_original`).
     pub message_ts: Option<String>,
+    pub issued: Instant,
+    /// Posts made to it so far (Slack allows five).
+    pub uses: u32,
 }
 
 /// A fault waiting for matching calls.
@@ -102,6 +107,8 @@ pub(crate) struct State {
     /// The bot scopes the app holds (`manifest.yml`'s) and those calls and events have used.
     pub scopes: std::collections::BTreeSet<String>,
     pub scopes_used: std::collections::BTreeSet<String>,
+    /// Slack's rate tiers, when turned on.
+    pub rate: Option<super::rate::Limiter>,
     last_ts_micros: u64,
 }
 
@@ -208,6 +215,7 @@ impl State {
                     tz,
                     tz_label,
                     tz_offset,
+                    kind: UserKind::Member,
                 },
             );
         }
@@ -221,6 +229,7 @@ impl State {
                 tz: "America/Los_Angeles",
                 tz_label: "Pacific Standard Time",
                 tz_offset: -28_800,
+                kind: UserKind::Bot,
             },
         );
         let everyone: Vec<String> = ["U0ALICE", "U0BOB", "U0CAROL", "U0DAVE", BOT_USER_ID]
@@ -274,6 +283,12 @@ impl State {
     }
 
     pub fn add_user(&mut self, id: &str, name: &str) {
+        self.add_user_of_kind(id, name, UserKind::Member);
+    }
+
+    /// Adds a user; members and guests join the `is_general` channel (guests are not in it in
+    /// Slack, but the sandbox's #general stands for "somewhere they already are"), others not.
+    pub fn add_user_of_kind(&mut self, id: &str, name: &str, kind: UserKind) {
         self.users.insert(
             id.to_owned(),
             User {
@@ -284,8 +299,12 @@ impl State {
                 tz: "Europe/London",
                 tz_label: "Greenwich Mean Time",
                 tz_offset: 0,
+                kind,
             },
         );
+        if matches!(kind, UserKind::OtherWorkspace | UserKind::Deactivated) {
+            return;
+        }
         if let Some(general) = self.channels.iter_mut().find(|c| c.is_general) {
             if !general.channel.members.iter().any(|m| m == id) {
                 general.channel.members.push(id.to_owned());
@@ -329,7 +348,11 @@ impl State {
     pub fn im_with(&self, user: &str) -> Option<&str> {
         self.channels
             .iter()
-            .find(|c| c.channel.is_im && c.channel.members.iter().any(|m| m == user))
+            .find(|c| {
+                c.channel.is_im
+                    && c.channel.members.iter().any(|m| m == BOT_USER_ID)
+                    && c.channel.members.iter().any(|m| m == user)
+            })
             .map(|c| c.channel.id.as_str())
     }
 
@@ -351,6 +374,32 @@ impl State {
                 pins: Vec::new(),
                 archived: false,
                 creator: BOT_USER_ID.to_owned(),
+            },
+            created: unix_now(),
+            is_general: false,
+            topic_set_by: String::new(),
+            topic_last_set: 0,
+            purpose_set_by: String::new(),
+            purpose_last_set: 0,
+        });
+        id
+    }
+
+    /// A DM between two people, which the bot is not part of.
+    pub fn open_dm_between(&mut self, a: &str, b: &str) -> String {
+        let id = self.unused_channel_id("D");
+        self.channels.push(ChannelRecord {
+            channel: Channel {
+                id: id.clone(),
+                name: String::new(),
+                is_private: true,
+                is_im: true,
+                members: vec![a.to_owned(), b.to_owned()],
+                topic: String::new(),
+                purpose: String::new(),
+                pins: Vec::new(),
+                archived: false,
+                creator: a.to_owned(),
             },
             created: unix_now(),
             is_general: false,
@@ -398,6 +447,8 @@ impl State {
                 user: user.to_owned(),
                 channel: channel.to_owned(),
                 message_ts: message_ts.map(str::to_owned),
+                issued: Instant::now(),
+                uses: 0,
             },
         );
         format!("{base_url}/response_url/{TEAM_ID}/{id}")
@@ -646,7 +697,7 @@ pub(crate) fn user_json(user: &User) -> Value {
         "id": user.id,
         "team_id": TEAM_ID,
         "name": user.name,
-        "deleted": false,
+        "deleted": user.kind == UserKind::Deactivated,
         "color": "9f69e7",
         "real_name": user.real_name,
         "tz": user.tz,
@@ -656,8 +707,8 @@ pub(crate) fn user_json(user: &User) -> Value {
         "is_admin": false,
         "is_owner": false,
         "is_primary_owner": false,
-        "is_restricted": false,
-        "is_ultra_restricted": false,
+        "is_restricted": matches!(user.kind, UserKind::MultiChannelGuest | UserKind::SingleChannelGuest),
+        "is_ultra_restricted": user.kind == UserKind::SingleChannelGuest,
         "is_bot": user.is_bot,
         "is_app_user": false,
         "updated": 1_700_000_000,

@@ -27,6 +27,7 @@ use serde_json::{json, Map, Value};
 use super::state::{
     channel_json, check_channel_name, message_json, random_id, unix_now, user_json, ChannelRecord, State, Upload,
 };
+use super::UserKind;
 use super::{
     blockkit, scopes, ApiCall, Bookmark, Channel, Fault, Message, Reaction, Shared, APP_ID, APP_TOKEN, BOT_ID,
     BOT_TOKEN, BOT_USER_ID, BOT_USER_NAME, TEAM_DOMAIN, TEAM_ID,
@@ -36,8 +37,14 @@ use super::{
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// `chat.postMessage` text limit.
 const MAX_TEXT_CHARS: usize = 40_000;
+/// The text of the `channel_topic` message Slack posts when the topic is set.
+pub const TOPIC_MESSAGE_PREFIX: &str = "set the channel topic: ";
 /// Topic and purpose limit.
 const MAX_TOPIC_CHARS: usize = 250;
+/// A `response_url` takes this many posts…
+const RESPONSE_URL_USES: u32 = 5;
+/// …within this long after the interaction.
+const RESPONSE_URL_TTL: Duration = Duration::from_secs(30 * 60);
 /// Views on one modal stack.
 const MAX_VIEW_STACK: usize = 3;
 
@@ -145,6 +152,7 @@ fn handler(method: &str) -> Option<Handler> {
         "conversations.info" => conversations_info,
         "conversations.members" => conversations_members,
         "conversations.history" => conversations_history,
+        "conversations.replies" => conversations_replies,
         "conversations.join" => conversations_join,
         "conversations.open" => conversations_open,
         "chat.postMessage" => chat_post_message,
@@ -372,6 +380,13 @@ async fn answer(shared: &Arc<Shared>, method: &str, arguments: &Map<String, Valu
     };
     if let Err(code) = check_auth(method, token) {
         return Outcome::error(ApiError::new(code));
+    }
+    if let Some(retry_after) = super::rate::over_limit(shared, method, arguments) {
+        return Outcome {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            body: json!({ "ok": false, "error": "ratelimited" }),
+            retry_after: Some(retry_after),
+        };
     }
     let fault = {
         let mut state = shared.state();
@@ -601,35 +616,64 @@ fn conversations_create(state: &mut State, _: &Ctx<'_>, params: &Params) -> ApiR
     Ok(json!({ "channel": json }))
 }
 
+/// `conversations.invite`: every user is checked; one refused user fails the whole call
+/// (`error` is the first refusal, `errors` lists each `{user, ok, error}`), unless `force` is
+/// set, which invites the others and still lists the refusals. Users already in the channel are
+/// refused as `already_in_channel`, as in Slack.
 fn conversations_invite(state: &mut State, _: &Ctx<'_>, params: &Params) -> ApiResult {
     let id = writable_channel(state, params.text("channel"))?;
     let users = params.list("users");
     if users.is_empty() {
         return Err(ApiError::new("no_user"));
     }
-    for user in &users {
-        if user == BOT_USER_ID {
-            return Err(ApiError::new("cant_invite_self"));
+    let record = state.channel(&id).ok_or_else(|| ApiError::new("channel_not_found"))?;
+    // A single-channel guest may be in one channel besides #general's stand-in.
+    let channel_count = |user: &str| {
+        state
+            .channels
+            .iter()
+            .filter(|c| !c.channel.is_im && !c.is_general && is_member(&c.channel, user))
+            .count()
+    };
+    let mut invited: Vec<String> = Vec::new();
+    let mut errors: Vec<(String, &'static str)> = Vec::new();
+    for user in users {
+        let refusal = match state.users.get(&user) {
+            _ if user == BOT_USER_ID => Some("cant_invite_self"),
+            None => Some("user_not_found"),
+            Some(_) if is_member(&record.channel, &user) || invited.contains(&user) => Some("already_in_channel"),
+            Some(found) => match found.kind {
+                UserKind::Member | UserKind::Bot => None,
+                UserKind::Deactivated => Some("cant_invite"),
+                UserKind::OtherWorkspace => Some("org_user_not_in_team"),
+                UserKind::MultiChannelGuest => Some("user_is_restricted"),
+                UserKind::SingleChannelGuest if channel_count(&user) >= 1 => Some("ura_max_channels"),
+                UserKind::SingleChannelGuest => None,
+            },
+        };
+        match refusal {
+            Some(code) => errors.push((user, code)),
+            None => invited.push(user),
         }
-        if !state.users.contains_key(user) {
-            return Err(ApiError::new("user_not_found"));
+    }
+    let errors_json: Vec<Value> = errors
+        .iter()
+        .map(|(user, code)| json!({ "user": user, "ok": false, "error": code }))
+        .collect();
+    if let Some((_, first)) = errors.first() {
+        if !params.flag("force") || invited.is_empty() {
+            return Err(ApiError::new(first).with("errors", json!(errors_json)));
         }
     }
     let record = state
         .channel_mut(&id)
         .ok_or_else(|| ApiError::new("channel_not_found"))?;
-    let mut invited = Vec::new();
-    for user in users {
-        if !is_member(&record.channel, &user) && !invited.contains(&user) {
-            invited.push(user);
-        }
-    }
-    // Slack refuses only when *every* user is already a member.
-    if invited.is_empty() {
-        return Err(ApiError::new("already_in_channel"));
-    }
     record.channel.members.extend(invited);
-    Ok(json!({ "channel": channel_json(record) }))
+    let mut answer = json!({ "channel": channel_json(record) });
+    if !errors_json.is_empty() {
+        answer["errors"] = json!(errors_json);
+    }
+    Ok(answer)
 }
 
 fn set_channel_text(state: &mut State, params: &Params, field: &str) -> ApiResult {
@@ -642,9 +686,24 @@ fn set_channel_text(state: &mut State, params: &Params, field: &str) -> ApiResul
         .channel_mut(&id)
         .ok_or_else(|| ApiError::new("channel_not_found"))?;
     if field == "topic" {
-        record.channel.topic = value;
+        record.channel.topic = value.clone();
         record.topic_set_by = BOT_USER_ID.to_owned();
         record.topic_last_set = unix_now();
+        let json = channel_json(record);
+        // Slack posts a `channel_topic` message ("set the channel topic: …") on every call, even
+        // when the text is unchanged: each call is visible noise in the channel.
+        let message = Message {
+            channel: id,
+            ts: state.next_ts(),
+            user: BOT_USER_ID.to_owned(),
+            text: format!("{TOPIC_MESSAGE_PREFIX}{value}"),
+            blocks: Value::Null,
+            thread_ts: None,
+            edited: false,
+            reactions: Vec::new(),
+        };
+        state.messages.push(message);
+        return Ok(json!({ "channel": json }));
     } else {
         record.channel.purpose = value;
         record.purpose_set_by = BOT_USER_ID.to_owned();
@@ -780,6 +839,16 @@ fn chat_post_ephemeral(state: &mut State, ctx: &Ctx<'_>, params: &Params) -> Api
         return Err(ApiError::new("user_not_found"));
     }
     let record = visible_channel(state, Some(channel.clone()))?;
+    // The bot posts ephemerals only where it is a member: a DM between people is invisible to
+    // it, a public channel it never joined answers `not_in_channel` (reply through the
+    // interaction's `response_url` there instead).
+    if !is_member(&record.channel, BOT_USER_ID) {
+        return Err(ApiError::new(if record.channel.is_im {
+            "channel_not_found"
+        } else {
+            "not_in_channel"
+        }));
+    }
     if record.channel.archived {
         return Err(ApiError::new("is_archived"));
     }
@@ -891,6 +960,45 @@ fn conversations_history(state: &mut State, _: &Ctx<'_>, params: &Params) -> Api
     });
     let has_more = found.len() > limit;
     let messages: Vec<Value> = found.into_iter().take(limit).map(message_json).collect();
+    Ok(json!({ "messages": messages, "has_more": has_more }))
+}
+
+/// `conversations.replies`: the thread of `ts` (a parent, or any reply in it), parent first,
+/// oldest first, bounded by `latest`/`oldest` (`inclusive`), at most `limit` (default 1000).
+/// An unthreaded message is returned alone.
+fn conversations_replies(state: &mut State, _: &Ctx<'_>, params: &Params) -> ApiResult {
+    let record = visible_channel(state, params.text("channel"))?;
+    if !is_member(&record.channel, BOT_USER_ID) {
+        return Err(ApiError::new("not_in_channel"));
+    }
+    let channel = record.channel.id.clone();
+    let ts = params.required("ts").ok_or_else(|| ApiError::new("thread_not_found"))?;
+    let found = state
+        .find_message(&channel, &ts)
+        .ok_or_else(|| ApiError::new("thread_not_found"))?;
+    let parent = found.thread_ts.clone().unwrap_or_else(|| found.ts.clone());
+    let ts_value = |t: &str| t.parse::<f64>().ok();
+    let latest = params.text("latest").and_then(|t| ts_value(&t));
+    let oldest = params.text("oldest").and_then(|t| ts_value(&t));
+    let inclusive = params.flag("inclusive");
+    let limit = params
+        .text("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(1000)
+        .clamp(1, 1000);
+    let thread: Vec<&Message> = state
+        .messages
+        .iter()
+        .filter(|m| m.channel == channel && (m.ts == parent || m.thread_ts.as_deref() == Some(parent.as_str())))
+        .filter(|m| {
+            let Some(ts) = ts_value(&m.ts) else { return false };
+            let before = latest.is_none_or(|l| if inclusive { ts <= l } else { ts < l });
+            let after = oldest.is_none_or(|o| if inclusive { ts >= o } else { ts > o });
+            before && after
+        })
+        .collect();
+    let has_more = thread.len() > limit;
+    let messages: Vec<Value> = thread.into_iter().take(limit).map(message_json).collect();
     Ok(json!({ "messages": messages, "has_more": has_more }))
 }
 
@@ -1319,9 +1427,18 @@ pub(crate) async fn handle_response_url(
         );
     };
     let mut state = shared.state();
-    let Some(target) = state.response_urls.get(&id).cloned() else {
+    let Some(target) = state.response_urls.get_mut(&id) else {
         return json_answer(StatusCode::NOT_FOUND, json!({ "ok": false, "error": "expired_url" }));
     };
+    // Slack: "use it up to five times within thirty minutes".
+    if target.issued.elapsed() > RESPONSE_URL_TTL {
+        return json_answer(StatusCode::NOT_FOUND, json!({ "ok": false, "error": "expired_url" }));
+    }
+    if target.uses >= RESPONSE_URL_USES {
+        return json_answer(StatusCode::NOT_FOUND, json!({ "ok": false, "error": "used_url" }));
+    }
+    target.uses += 1;
+    let target = target.clone();
     let blocks = payload.get("blocks").filter(|b| !b.is_null()).cloned();
     if let Some(blocks) = &blocks {
         let errors = blockkit::check_message_blocks(blocks);

@@ -147,29 +147,31 @@ impl Service {
                 (FollowUpScope::Open, items)
             }
         };
+        // The private incidents to ask about, each once, all at once.
+        let mut to_check = Vec::new();
+        for item in items.iter().filter(|i| i.private) {
+            if let std::collections::hash_map::Entry::Vacant(entry) = membership.entry(item.incident_id) {
+                // Unknown counts as no until the lookup says otherwise.
+                entry.insert(false);
+                if let Ok(incident) = self.db.incident(item.incident_id).await {
+                    to_check.push(incident);
+                }
+            }
+        }
+        let checks = to_check
+            .iter()
+            .map(|incident| async move { (incident.id, self.is_member(incident, viewer).await) });
+        membership.extend(futures_util::future::join_all(checks).await);
         let mut listing = Listing {
             visible: Vec::new(),
             hidden: 0,
         };
         for item in items {
-            if item.private {
-                let member = match membership.get(&item.incident_id) {
-                    Some(m) => *m,
-                    None => {
-                        let m = match self.db.incident(item.incident_id).await {
-                            Ok(incident) => self.is_member(&incident, viewer).await,
-                            Err(_) => false,
-                        };
-                        membership.insert(item.incident_id, m);
-                        m
-                    }
-                };
-                if !member {
-                    listing.hidden += 1;
-                    continue;
-                }
+            if item.private && !membership.get(&item.incident_id).copied().unwrap_or(false) {
+                listing.hidden += 1;
+            } else {
+                listing.visible.push(item);
             }
-            listing.visible.push(item);
         }
         Ok(FollowUpListing { scope, items: listing })
     }

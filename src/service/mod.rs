@@ -194,15 +194,20 @@ impl Service {
             .active_incidents()
             .await
             .map_err(|e| Refusal::unavailable("list incidents", e))?;
+        // One (cached) membership lookup per private incident, all at once.
+        let checks = incidents.into_iter().map(|incident| async move {
+            let visible = !incident.is_private || self.is_member(&incident, viewer).await;
+            (incident, visible)
+        });
         let mut listing = Listing {
             visible: Vec::new(),
             hidden: 0,
         };
-        for incident in incidents {
-            if incident.is_private && !self.is_member(&incident, viewer).await {
-                listing.hidden += 1;
-            } else {
+        for (incident, visible) in futures_util::future::join_all(checks).await {
+            if visible {
                 listing.visible.push(incident);
+            } else {
+                listing.hidden += 1;
             }
         }
         Ok(listing)

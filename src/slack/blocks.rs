@@ -825,6 +825,25 @@ pub fn text(text: &str) -> SlackMessageContent {
     SlackMessageContent::new().with_text(text.into())
 }
 
+/// Who Slack would not add to the incident channel, and why, in words a person can act on.
+pub fn invite_refusals(refused: &[(String, String)]) -> String {
+    let mut text = String::from("⚠️ I could not add everyone to this channel:");
+    for (user, code) in refused {
+        let why = match code.as_str() {
+            "user_is_restricted" => "they are a guest; a workspace admin can add them",
+            "ura_max_channels" => "they are a single-channel guest already in their one channel",
+            "org_user_not_in_team" => "they belong to another workspace of the organization",
+            "no_external_invite_permission" => "they are outside this organization (Slack Connect)",
+            "cant_invite" | "user_is_deactivated" => "their account cannot be invited (deactivated?)",
+            "user_not_found" => "Slack does not know this user",
+            "invitee_cant_see_channel" => "they cannot see this channel",
+            _ => "Slack refused",
+        };
+        text.push_str(&format!("\n• <@{user}>: {why} (`{code}`)."));
+    }
+    text
+}
+
 /// Converts a modal's JSON into slack-morphism's view.
 pub fn modal(view: Value) -> anyhow::Result<SlackView> {
     Ok(serde_json::from_value(view)?)

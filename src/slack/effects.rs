@@ -33,6 +33,19 @@ const PERMANENT: &[&str] = &[
     "no_text",
 ];
 
+/// `conversations.invite` refusals that concern one person only: said once, never retried.
+const PERSON_REFUSALS: &[&str] = &[
+    "user_is_restricted",
+    "ura_max_channels",
+    "org_user_not_in_team",
+    "no_external_invite_permission",
+    "cant_invite",
+    "user_not_found",
+    "user_is_deactivated",
+    "invitee_cant_see_channel",
+    "cant_invite_self",
+];
+
 fn outcome_of(e: SlackCallError) -> Outcome {
     match &e {
         SlackCallError::Api { code, .. } if PERMANENT.contains(&code.as_str()) => {
@@ -79,17 +92,16 @@ impl SlackEffects {
                 if incident.spoc != incident.declared_by {
                     users.push(incident.spoc.to_string());
                 }
-                users.retain(|u| *u != self.bot_user_id);
-                if !users.is_empty() {
-                    self.web.invite(&channel, &users).await.map_err(outcome_of)?;
-                }
-                Ok(JobUpdate::default())
+                self.invite_people(incident, &channel, users).await
             }
             JobKind::SetTopic => {
-                self.web
-                    .set_topic(&channel, &blocks::topic(incident))
-                    .await
-                    .map_err(outcome_of)?;
+                // Tier 2 (about 20 a minute per workspace), and every call posts "set the
+                // channel topic" in the channel: only when our text differs from what is set.
+                let topic = blocks::topic(incident);
+                let current = self.web.topic(&channel).await.map_err(outcome_of)?;
+                if current != topic {
+                    self.web.set_topic_once(&channel, &topic).await.map_err(outcome_of)?;
+                }
                 Ok(JobUpdate::default())
             }
             JobKind::PostCard => {
@@ -125,15 +137,33 @@ impl SlackEffects {
                 })
             }
             JobKind::RefreshCard => {
-                if let Some(ts) = incident.card_ts.as_deref() {
-                    let content = self.card(incident);
-                    self.web.update(&channel, ts, content).await.map_err(outcome_of)?;
-                    self.web
-                        .set_topic(&channel, &blocks::topic(incident))
-                        .await
-                        .map_err(outcome_of)?;
+                let Some(ts) = incident.card_ts.as_deref() else {
+                    return Ok(JobUpdate::default());
+                };
+                let content = self.card(incident);
+                // The topic follows as its own job, after the notices this change queued: a
+                // rate-limited topic never holds up what people are waiting for.
+                let then = vec![NewJob::new(JobKind::SetTopic)];
+                match self.web.update(&channel, ts, content.clone()).await {
+                    Ok(()) => Ok(JobUpdate {
+                        then,
+                        ..JobUpdate::default()
+                    }),
+                    // Someone deleted the card (or Slack no longer lets us edit it): post it
+                    // again and pin the new one, so the channel keeps a live summary.
+                    Err(e) if matches!(e.code(), Some("message_not_found" | "cant_update_message")) => {
+                        tracing::info!(incident = %incident.number, "the summary card is gone; posting it again");
+                        let ts = self.web.post(&channel, content, None).await.map_err(outcome_of)?;
+                        let mut then = then;
+                        then.insert(0, NewJob::new(JobKind::PinCard));
+                        Ok(JobUpdate {
+                            card_ts: Some(ts),
+                            then,
+                            ..JobUpdate::default()
+                        })
+                    }
+                    Err(e) => Err(outcome_of(e)),
                 }
-                Ok(JobUpdate::default())
             }
             JobKind::PostNotice => {
                 let notice: Notice =
@@ -229,13 +259,9 @@ impl SlackEffects {
                     .into_iter()
                     .flatten()
                     .filter_map(|u| u.as_str())
-                    .filter(|u| *u != self.bot_user_id)
                     .map(str::to_string)
                     .collect();
-                if !users.is_empty() {
-                    self.web.invite(&channel, &users).await.map_err(outcome_of)?;
-                }
-                Ok(JobUpdate::default())
+                self.invite_people(incident, &channel, users).await
             }
             JobKind::ConfirmDeclarer => {
                 let text = format!(
@@ -316,19 +342,84 @@ impl SlackEffects {
     fn after_channel(&self, incident: &Incident, id: String, name: String) -> JobUpdate {
         let mut then = vec![
             NewJob::new(JobKind::InviteMembers),
-            NewJob::new(JobKind::SetTopic),
             NewJob::new(JobKind::PostCard),
             NewJob::new(JobKind::ConfirmDeclarer),
         ];
         if self.policy.announce_channel.is_some() && !incident.is_private {
             then.push(NewJob::new(JobKind::Announce));
         }
+        // Last in the incident's queue: a Tier 2 call that must never delay the card or the
+        // stakeholders' announcement.
+        then.push(NewJob::new(JobKind::SetTopic));
         JobUpdate {
             event: Some((EventKind::ChannelCreated, json!({ "channel": id, "name": name }))),
             channel: Some((id, name)),
             then,
             ..JobUpdate::default()
         }
+    }
+
+    /// Invites each person with a call of their own, so one refusal (a guest, another
+    /// workspace, a deactivated account) never keeps the others out. Refusals no retry can fix
+    /// are said in the channel (and to the declarer when they could not be added themselves)
+    /// and kept on the timeline; the job is retried only for what may still succeed (Slack
+    /// unavailable), and re-inviting those already added is harmless (`already_in_channel`).
+    async fn invite_people(
+        &self,
+        incident: &Incident,
+        channel: &str,
+        mut users: Vec<String>,
+    ) -> Result<JobUpdate, Outcome> {
+        if channel.is_empty() {
+            return Err(Outcome::GiveUp {
+                error: format!("{} has no channel yet", incident.number),
+            });
+        }
+        users.retain(|u| *u != self.bot_user_id);
+        users.dedup();
+        let mut refused: Vec<(String, String)> = Vec::new();
+        let mut retry: Option<Outcome> = None;
+        for user in users {
+            match self.web.invite_person(channel, &user).await {
+                Ok(()) => {}
+                Err(e) => match e.code() {
+                    Some(code) if PERSON_REFUSALS.contains(&code) => refused.push((user, code.to_string())),
+                    // The channel itself is the problem (archived, gone, no scope): no person
+                    // can be added; the job fails for good with Slack's reason.
+                    Some(code) if PERMANENT.contains(&code) => return Err(outcome_of(e)),
+                    _ => retry = retry.or(Some(outcome_of(e))),
+                },
+            }
+        }
+        if !refused.is_empty() {
+            let text = blocks::invite_refusals(&refused);
+            self.web
+                .post(channel, blocks::text(&text), None)
+                .await
+                .map_err(outcome_of)?;
+            if refused.iter().any(|(u, _)| u == incident.declared_by.as_str()) {
+                if let Err(e) = self.tell_declarer(incident, &text).await {
+                    tracing::warn!(incident = %incident.number, error = %e, "cannot tell the declarer about a refused invite");
+                }
+            }
+        }
+        if let Some(outcome) = retry {
+            return Err(outcome);
+        }
+        let event = (!refused.is_empty()).then(|| {
+            let people: Vec<serde_json::Value> = refused
+                .iter()
+                .map(|(user, error)| json!({ "user": user, "error": error }))
+                .collect();
+            (
+                EventKind::SideEffectFailed,
+                json!({ "step": "invite", "refused": people }),
+            )
+        });
+        Ok(JobUpdate {
+            event,
+            ..JobUpdate::default()
+        })
     }
 
     /// Ephemeral in the channel where they typed `/incident`; a DM when that is not possible.

@@ -431,8 +431,8 @@ impl Handler {
                 SlackCommandEventResponse::new(SlackMessageContent::new())
             }
             Command::Help => ephemeral(HELP),
-            Command::List => self.list(&user).await,
-            Command::FollowUps => self.follow_ups(event.channel_id.as_ref(), &user).await,
+            Command::List => self.list(&event, &user).await,
+            Command::FollowUps => self.follow_ups(&event, &user).await,
             Command::Report {
                 period,
                 service,
@@ -536,7 +536,12 @@ impl Handler {
                 if let Some(why) = crate::incident::pir::draft_refused(&incident) {
                     return ephemeral(&why);
                 }
-                self.spawn_review_draft(incident.id, event.channel_id.to_string(), user.clone());
+                self.spawn_review_draft(
+                    incident.id,
+                    event.channel_id.to_string(),
+                    user.clone(),
+                    Some(event.response_url.0.to_string()),
+                );
                 return ephemeral(&format!(
                     "📝 Drafting the post-incident review of {} from its timeline; it will be posted here as a file.",
                     incident.number
@@ -547,6 +552,14 @@ impl Handler {
                 unreachable!("handled by command()")
             }
         };
+        // SPOCs, role holders and handover targets are checked with users.info like follow-up
+        // owners: an unknown, deactivated or bot user is refused here, not at the invite.
+        if let Change::Spoc(person) | Change::Role { user: person, .. } | Change::Handover { to: person, .. } = &change
+        {
+            if let Err(why) = self.service.check_person(person).await {
+                return refused(why);
+            }
+        }
         let key = format!("trigger:{}", event.trigger_id);
         match self.change(incident.id, &change, user, &key).await {
             Ok(applied) => match confirmation(&change, &incident, applied.as_ref()) {
@@ -573,38 +586,84 @@ impl Handler {
     }
 
     /// `/incident list`: private incidents are shown only to their channel's members.
-    async fn list(&self, user: &UserId) -> SlackCommandEventResponse {
-        match self.service.active_incidents(user).await {
-            Ok(listing) => ephemeral(&blocks::list_text(&listing.visible, listing.hidden)),
-            Err(refusal) => refused(refusal),
-        }
+    async fn list(&self, event: &SlackCommandEvent, user: &UserId) -> SlackCommandEventResponse {
+        let (service, user) = (self.service.clone(), user.clone());
+        let work = async move {
+            match service.active_incidents(&user).await {
+                Ok(listing) => blocks::text(&blocks::list_text(&listing.visible, listing.hidden)),
+                Err(refusal) => blocks::text(&refusal.to_string()),
+            }
+        };
+        self.answer_within_budget(event, work).await
     }
 
     /// `/incident followups`: in an incident channel, that incident's follow-ups; elsewhere the
     /// open ones of every incident, the caller's first, then overdue first. Follow-ups of
     /// private incidents are shown only to their members (others see a count).
-    async fn follow_ups(&self, channel: &str, user: &UserId) -> SlackCommandEventResponse {
-        let listing = match self.service.follow_ups(channel, user).await {
-            Ok(listing) => listing,
-            Err(refusal) => return refused(refusal),
+    async fn follow_ups(&self, event: &SlackCommandEvent, user: &UserId) -> SlackCommandEventResponse {
+        let (service, channel, user) = (self.service.clone(), event.channel_id.to_string(), user.clone());
+        let work = async move {
+            let listing = match service.follow_ups(&channel, &user).await {
+                Ok(listing) => listing,
+                Err(refusal) => return blocks::text(&refusal.to_string()),
+            };
+            let heading = match &listing.scope {
+                FollowUpScope::Incident(number) => format!("*Follow-ups of {number}*"),
+                FollowUpScope::Open => "*Open follow-ups* — yours first, then overdue first".to_string(),
+            };
+            let (text, blocks) = blocks::follow_up_list(
+                &heading,
+                &listing.items.visible,
+                listing.items.hidden,
+                chrono::Utc::now(),
+            );
+            blocks::content(&text, blocks)
         };
-        let heading = match &listing.scope {
-            FollowUpScope::Incident(number) => format!("*Follow-ups of {number}*"),
-            FollowUpScope::Open => "*Open follow-ups* — yours first, then overdue first".to_string(),
-        };
-        let (text, blocks) = blocks::follow_up_list(
-            &heading,
-            &listing.items.visible,
-            listing.items.hidden,
-            chrono::Utc::now(),
+        self.answer_within_budget(event, work).await
+    }
+
+    /// Answers a command in its ack when `work` is done within the ack budget; otherwise the
+    /// ack says the answer is coming and `work`'s result goes through the command's
+    /// `response_url` (it works in any channel, unlike `chat.postEphemeral`).
+    async fn answer_within_budget(
+        &self,
+        event: &SlackCommandEvent,
+        work: impl std::future::Future<Output = SlackMessageContent> + Send + 'static,
+    ) -> SlackCommandEventResponse {
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<SlackMessageContent>();
+        let (web, response_url, channel, user) = (
+            self.web.clone(),
+            event.response_url.0.to_string(),
+            event.channel_id.to_string(),
+            event.user_id.to_string(),
         );
-        SlackCommandEventResponse::new(blocks::content(&text, blocks))
-            .with_response_type(SlackMessageResponseType::Ephemeral)
+        spawn_here(async move {
+            let content = work.await;
+            if let Err(late) = tx.send(content) {
+                if let Err(e) = web.tell_person(Some(&response_url), &channel, &user, late).await {
+                    tracing::warn!(error = %e, "cannot post a late answer");
+                }
+            }
+        });
+        let ready = match tokio::time::timeout(super::report::INLINE_BUDGET, &mut rx).await {
+            Ok(Ok(content)) => Some(content),
+            _ => {
+                // Whatever was sent before closing is still ours; later results get posted.
+                rx.close();
+                rx.try_recv().ok()
+            }
+        };
+        match ready {
+            Some(content) => {
+                SlackCommandEventResponse::new(content).with_response_type(SlackMessageResponseType::Ephemeral)
+            }
+            None => ephemeral("⏳ Checking which private incidents you can see; the answer follows here in a moment."),
+        }
     }
 
     /// Drafts the post-incident review and shares it in `channel` as a Markdown file. Spawned:
     /// it reads the whole record and makes several Slack calls; failures are told to `user`.
-    fn spawn_review_draft(&self, id: IncidentId, channel: String, user: UserId) {
+    fn spawn_review_draft(&self, id: IncidentId, channel: String, user: UserId, response_url: Option<String>) {
         let (service, web) = (self.service.clone(), self.web.clone());
         spawn_here(async move {
             let result = async {
@@ -629,7 +688,10 @@ impl Handler {
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot share a review draft");
                     let text = format!("⚠️ I could not post the review draft ({e}). Please try `/incident pir` again.");
-                    if let Err(e) = web.post_ephemeral(&channel, user.as_str(), blocks::text(&text)).await {
+                    let told = web
+                        .tell_person(response_url.as_deref(), &channel, user.as_str(), blocks::text(&text))
+                        .await;
+                    if let Err(e) = told {
                         tracing::warn!(error = %e, "cannot tell the user the draft failed");
                     }
                 }
@@ -643,11 +705,19 @@ impl Handler {
             event.trigger_id.to_string(),
             event.channel_id.to_string(),
             event.user_id.to_string(),
+            Some(event.response_url.0.to_string()),
             view,
         );
     }
 
-    fn spawn_open(&self, trigger: String, channel: String, user: String, view: serde_json::Value) {
+    fn spawn_open(
+        &self,
+        trigger: String,
+        channel: String,
+        user: String,
+        response_url: Option<String>,
+        view: serde_json::Value,
+    ) {
         let web = self.web.clone();
         spawn_here(async move {
             let result = match blocks::modal(view) {
@@ -657,7 +727,10 @@ impl Handler {
             if let Err(e) = result {
                 tracing::warn!(error = %e, "cannot open a modal");
                 let text = format!("⚠️ I could not open the form ({e}). Please try again.");
-                if let Err(e) = web.post_ephemeral(&channel, &user, blocks::text(&text)).await {
+                let told = web
+                    .tell_person(response_url.as_deref(), &channel, &user, blocks::text(&text))
+                    .await;
+                if let Err(e) = told {
                     tracing::warn!(error = %e, "cannot tell the user the form did not open");
                 }
             }
@@ -721,34 +794,46 @@ impl Handler {
             Err(refusal) => return self.tell(&channel, &user, &refusal.to_string()),
         };
         let trigger = ev.trigger_id.to_string();
+        let response_url = ev.response_url.as_ref().map(|u| u.0.to_string());
+        let url = response_url.as_deref();
         match action.action_id.as_ref() {
-            blocks::ACTION_UPDATE if incident.status.is_open() => {
-                self.spawn_open(trigger, channel, user.to_string(), blocks::update_modal(&incident))
-            }
+            blocks::ACTION_UPDATE if incident.status.is_open() => self.spawn_open(
+                trigger,
+                channel,
+                user.to_string(),
+                response_url,
+                blocks::update_modal(&incident),
+            ),
             blocks::ACTION_RESOLVE if incident.status.is_open() => self.spawn_open(
                 trigger,
                 channel,
                 user.to_string(),
+                response_url,
                 blocks::resolve_modal(&incident, chrono::Utc::now()),
             ),
-            blocks::ACTION_FOLLOW_UP if !incident.was_canceled() => {
-                self.spawn_open(trigger, channel, user.to_string(), blocks::follow_up_modal(&incident))
-            }
+            blocks::ACTION_FOLLOW_UP if !incident.was_canceled() => self.spawn_open(
+                trigger,
+                channel,
+                user.to_string(),
+                response_url,
+                blocks::follow_up_modal(&incident),
+            ),
             blocks::ACTION_PIR_DRAFT if crate::incident::pir::draft_refused(&incident).is_none() => {
                 let target = incident.channel_id.clone().unwrap_or(channel);
-                self.spawn_review_draft(id, target, user)
+                self.spawn_review_draft(id, target, user, response_url)
             }
             blocks::ACTION_PIR_DONE => {
                 let change = Change::PirDone { link: None };
                 if let Err(message) = self.change(id, &change, &user, &format!("trigger:{trigger}")).await {
-                    self.tell(&channel, &user, &message);
+                    self.tell_via(url, &channel, &user, &message);
                 }
             }
             blocks::ACTION_SNOOZE => match self
                 .change(id, &Change::Snooze, &user, &format!("trigger:{trigger}"))
                 .await
             {
-                Ok(_) => self.tell(
+                Ok(_) => self.tell_via(
+                    url,
                     &channel,
                     &user,
                     &format!(
@@ -756,17 +841,18 @@ impl Handler {
                         incident.number
                     ),
                 ),
-                Err(message) => self.tell(&channel, &user, &message),
+                Err(message) => self.tell_via(url, &channel, &user, &message),
             },
             blocks::ACTION_ACK => {
                 if let Err(message) = self
                     .change(id, &Change::Acknowledge, &user, &format!("trigger:{trigger}"))
                     .await
                 {
-                    self.tell(&channel, &user, &message);
+                    self.tell_via(url, &channel, &user, &message);
                 }
             }
-            _ => self.tell(
+            _ => self.tell_via(
+                url,
                 &channel,
                 &user,
                 &format!(
@@ -795,7 +881,11 @@ impl Handler {
                 .close_follow_up_by_id(follow_up, FollowUpState::Done, user, &key)
                 .await,
         );
-        if channel.starts_with('D') || channel.is_empty() {
+        // The click's response_url answers anywhere (a list in a channel the bot is not in, a
+        // reminder in a DM); without one, a DM message or an ephemeral where the bot is.
+        if let Some(url) = ev.response_url.as_ref() {
+            self.tell_via(Some(url.0.as_str()), channel, user, &answer);
+        } else if channel.starts_with('D') || channel.is_empty() {
             let (web, user, answer) = (self.web.clone(), user.to_string(), answer);
             spawn_here(async move {
                 if let Err(e) = web.post(&user, blocks::text(&answer), None).await {
@@ -838,14 +928,24 @@ impl Handler {
 
     /// An ephemeral note to one person, off the ack path.
     fn tell(&self, channel: &str, user: &UserId, text: &str) {
-        let (web, channel, user, text) = (
+        self.tell_via(None, channel, user, text)
+    }
+
+    /// A note to one person, off the ack path: through the interaction's `response_url` when
+    /// there is one, else an ephemeral where the bot is a member (see [`SlackWeb::tell_person`]).
+    fn tell_via(&self, response_url: Option<&str>, channel: &str, user: &UserId, text: &str) {
+        let (web, url, channel, user, text) = (
             self.web.clone(),
+            response_url.map(str::to_string),
             channel.to_string(),
             user.to_string(),
             text.to_string(),
         );
         spawn_here(async move {
-            if let Err(e) = web.post_ephemeral(&channel, &user, blocks::text(&text)).await {
+            if let Err(e) = web
+                .tell_person(url.as_deref(), &channel, &user, blocks::text(&text))
+                .await
+            {
                 tracing::warn!(error = %e, "cannot post an ephemeral message");
             }
         });
@@ -920,6 +1020,12 @@ impl Handler {
             Ok(new) => new,
             Err(field_errors) => return errors(field_errors),
         };
+        // The SPOC must be a person of this workspace (the declarer clicked the form, so they are).
+        if new.spoc != declarer {
+            if let Err(why) = self.service.check_person(&new.spoc).await {
+                return errors([("spoc", why.to_string())]);
+            }
+        }
         let key = format!("view:{}", view["id"].as_str().unwrap_or_default());
         match self.service.declare(&new, &key).await {
             Ok(DeclareOutcome::Created(incident) | DeclareOutcome::Duplicate(incident)) => {

@@ -224,6 +224,9 @@ impl Handler {
         };
         let (service_layer, web) = (self.service.clone(), self.web.clone());
         let (channel, asker) = (event.channel_id.to_string(), user.to_string());
+        // Late answers go through the command's response_url: chat.postEphemeral works only
+        // where the bot is a member, and people ask for reports from anywhere.
+        let response_url = event.response_url.0.to_string();
         let (tx, mut rx) = tokio::sync::oneshot::channel::<Result<Report, String>>();
         tokio::spawn(async move {
             let built = service_layer
@@ -235,13 +238,21 @@ impl Handler {
                 // The ack has gone: post the report now.
                 let posted = match &late {
                     Ok(r) if public => web.post(&channel, report_content(r), None).await.map(|_| ()),
-                    Ok(r) => web.post_ephemeral(&channel, &asker, report_content(r)).await,
-                    Err(message) => web.post_ephemeral(&channel, &asker, blocks::text(message)).await,
+                    Ok(r) => {
+                        web.tell_person(Some(&response_url), &channel, &asker, report_content(r))
+                            .await
+                    }
+                    Err(message) => {
+                        web.tell_person(Some(&response_url), &channel, &asker, blocks::text(message))
+                            .await
+                    }
                 };
                 if let Err(e) = posted {
                     tracing::warn!(error = %e, "cannot post a report");
                     let text = format!("⚠️ I could not post the report here ({e}).");
-                    let _ = web.post_ephemeral(&channel, &asker, blocks::text(&text)).await;
+                    let _ = web
+                        .tell_person(Some(&response_url), &channel, &asker, blocks::text(&text))
+                        .await;
                 }
             }
             if let (Some(r), true) = (report, public) {
@@ -250,7 +261,9 @@ impl Handler {
                     let text = format!(
                         "⚠️ I could not attach the chart ({e}). Invite me to this channel (`/invite @incident-bot`) and ask again."
                     );
-                    let _ = web.post_ephemeral(&channel, &asker, blocks::text(&text)).await;
+                    let _ = web
+                        .tell_person(Some(&response_url), &channel, &asker, blocks::text(&text))
+                        .await;
                 }
             }
         });
@@ -279,70 +292,126 @@ pub fn schedule_key(s: &crate::config::ReportSchedule) -> String {
     format!("{}|{}|{}", s.cron, s.period, s.channel)
 }
 
+/// Slack errors that no retry of a scheduled report can fix: the channel is gone, archived,
+/// private without the bot, or the app lacks a scope. The slot is given up (kept as fired).
+const REPORT_GIVE_UP: &[&str] = &[
+    "channel_not_found",
+    "is_archived",
+    "not_in_channel",
+    "missing_scope",
+    "restricted_action",
+    "restricted_action_read_only_channel",
+    "invalid_auth",
+    "token_revoked",
+    "account_inactive",
+];
+
+/// One configured schedule and where it stands.
+struct Scheduled {
+    schedule: crate::config::ReportSchedule,
+    cron: cron::Schedule,
+    /// The last slot done (posted, or given up); the next slot comes after it.
+    after: chrono::NaiveDateTime,
+    /// After a temporary failure: not before this instant.
+    retry_at: Option<chrono::DateTime<chrono::Utc>>,
+    failures: u32,
+    /// The last permanent error said, so a broken schedule is logged once, not every slot.
+    broken: Option<String>,
+}
+
 /// Posts the configured reports on their cron schedules until `shutdown`; each slot once
 /// across restarts and replicas (see [`crate::report::schedule`]).
+///
+/// Each schedule keeps its own place: a slot that failed for a temporary reason is retried with
+/// a growing delay ([`retry_backoff`](crate::report::schedule::retry_backoff)) while the other
+/// schedules keep firing; a slot that cannot succeed (see [`REPORT_GIVE_UP`]) is given up and
+/// said once, at error level, until the schedule works again.
 pub async fn run_schedules(
     db: crate::db::Db,
     web: SlackWeb,
     policy: crate::config::Policy,
     shutdown: std::sync::Arc<tokio::sync::Notify>,
 ) {
-    use crate::report::schedule::{next_slot, resume_after, slot_key};
+    use crate::report::schedule::{next_slot, resume_after, retry_backoff, slot_key};
     use std::str::FromStr;
     let tz = policy.timezone;
     let now = chrono::Utc::now();
     // Config validation already parsed every expression; a failure here cannot happen.
-    let mut schedules: Vec<_> = policy
+    let mut schedules: Vec<Scheduled> = policy
         .reports
         .iter()
         .filter_map(|r| {
-            cron::Schedule::from_str(&r.cron)
-                .ok()
-                .map(|c| (r.clone(), resume_after(&c, tz, now), c))
+            cron::Schedule::from_str(&r.cron).ok().map(|cron| Scheduled {
+                after: resume_after(&cron, tz, now),
+                schedule: r.clone(),
+                cron,
+                retry_at: None,
+                failures: 0,
+                broken: None,
+            })
         })
         .collect();
     loop {
+        // The schedule due first, counting a backoff as part of when it is due.
         let next = schedules
             .iter()
             .enumerate()
-            .filter_map(|(i, (_, after, cron))| next_slot(cron, tz, *after).map(|(slot, at)| (i, slot, at)))
-            .min_by_key(|(_, _, at)| *at);
-        let Some((i, slot, at)) = next else { return };
+            .filter_map(|(i, s)| {
+                next_slot(&s.cron, tz, s.after).map(|(slot, at)| (i, slot, at, s.retry_at.map_or(at, |r| r.max(at))))
+            })
+            .min_by_key(|(_, _, _, due)| *due);
+        let Some((i, slot, at, due)) = next else { return };
         let now = chrono::Utc::now();
-        if at > now {
-            let wait = (at - now).to_std().unwrap_or_default().min(Duration::from_secs(60));
+        if due > now {
+            let wait = (due - now).to_std().unwrap_or_default().min(Duration::from_secs(60));
             tokio::select! {
                 _ = tokio::time::sleep(wait) => continue,
                 _ = shutdown.notified() => return,
             }
         }
-        let (schedule, _, _) = &schedules[i];
-        let key = schedule_key(schedule);
-        let retry = match db.claim_report_slot(&key, &slot_key(slot), now).await {
-            Ok(true) => match post_scheduled(&db, &web, &policy, schedule, at).await {
+        let s = &mut schedules[i];
+        let key = schedule_key(&s.schedule);
+        let done = match db.claim_report_slot(&key, &slot_key(slot), now).await {
+            Ok(true) => match post_scheduled(&db, &web, &policy, &s.schedule, at).await {
                 Ok(()) => {
                     tracing::info!(schedule = %key, slot = %slot_key(slot), "scheduled report posted");
-                    false
-                }
-                Err(e) => {
-                    tracing::warn!(schedule = %key, error = %e, "scheduled report failed; will retry");
-                    let _ = db.release_report_slot(&key, &slot_key(slot)).await;
+                    s.broken = None;
                     true
                 }
+                Err(e) => {
+                    let code = e.downcast_ref::<super::web::SlackCallError>().and_then(|e| e.code());
+                    match code.filter(|c| REPORT_GIVE_UP.contains(c)) {
+                        Some(code) => {
+                            // The slot stays claimed: no replica, no restart tries it again.
+                            if s.broken.as_deref() != Some(code) {
+                                tracing::error!(schedule = %key, channel = %s.schedule.channel, error = %e,
+                                    "scheduled report cannot be posted; giving up on its slots until this is fixed");
+                            }
+                            s.broken = Some(code.to_string());
+                            true
+                        }
+                        None => {
+                            tracing::warn!(schedule = %key, error = %e, "scheduled report failed; will retry");
+                            let _ = db.release_report_slot(&key, &slot_key(slot)).await;
+                            false
+                        }
+                    }
+                }
             },
-            Ok(false) => false, // posted by another replica, or before a restart
+            Ok(false) => true, // posted by another replica, or before a restart
             Err(e) => {
                 tracing::warn!(error = %e, "cannot claim a report slot; will retry");
-                true
+                false
             }
         };
-        if retry {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(10)) => {}
-                _ = shutdown.notified() => return,
-            }
+        if done {
+            s.after = slot;
+            s.retry_at = None;
+            s.failures = 0;
         } else {
-            schedules[i].1 = slot;
+            s.failures += 1;
+            let delay = chrono::Duration::from_std(retry_backoff(s.failures)).unwrap_or_default();
+            s.retry_at = Some(chrono::Utc::now() + delay);
         }
     }
 }

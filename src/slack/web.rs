@@ -77,7 +77,17 @@ pub struct SlackWeb {
     client: Arc<SlackClient<Connector>>,
     token: SlackApiToken,
     timeout: Duration,
+    /// Channel members recently read (see [`SlackWeb::members`]).
+    members_cache: Arc<std::sync::Mutex<MembersCache>>,
 }
+
+/// Channel id → (when read, member ids).
+type MembersCache = std::collections::HashMap<String, (std::time::Instant, Vec<String>)>;
+
+/// How long a channel's member list is reused: `/incident list` and `followups` answer within
+/// the ack budget even with many private incidents, and someone invited by a person (not by
+/// the bot, which forgets the list itself) shows up within this long.
+const MEMBERS_TTL: Duration = Duration::from_secs(60);
 
 /// Builds a slack-morphism client for `api_url` (http or https).
 ///
@@ -156,6 +166,7 @@ impl SlackWeb {
             client: build_client(&settings.api_url)?,
             token: SlackApiToken::new(settings.bot_token.expose().into()),
             timeout: Duration::from_secs(10),
+            members_cache: Arc::default(),
         })
     }
 
@@ -197,6 +208,89 @@ impl SlackWeb {
             Err(e) if matches!(e.code(), Some("already_in_channel") | Some("cant_invite_self")) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Invites one person. `already_in_channel` is success for that person; any other refusal
+    /// (a guest, someone from another workspace, a deactivated account) is theirs alone, which
+    /// is why the bot invites people one call each.
+    pub async fn invite_person(&self, channel: &str, user: &str) -> SlackResult<()> {
+        let req = SlackApiConversationsInviteRequest::new(channel.into(), vec![SlackUserId(user.into())]);
+        let result = call!(self, "conversations.invite", |s| s.conversations_invite(&req));
+        // The channel's members changed (or may have): read them again next time.
+        self.cache().remove(channel);
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("already_in_channel") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The channel's current topic (to set it only when our text differs: each
+    /// `conversations.setTopic` is a Tier 2 call and posts a line in the channel).
+    pub async fn topic(&self, channel: &str) -> SlackResult<String> {
+        let req = SlackApiConversationsInfoRequest::new(channel.into());
+        let r = call!(self, "conversations.info", |s| s.conversations_info(&req))?;
+        Ok(r.channel.topic.map(|t| t.value).unwrap_or_default())
+    }
+
+    /// Sets the topic, waiting out no `Retry-After` inside the call: a rate-limited topic goes
+    /// back to the outbox at once instead of holding up the incident's next jobs.
+    pub async fn set_topic_once(&self, channel: &str, topic: &str) -> SlackResult<()> {
+        let req = SlackApiConversationsSetTopicRequest::new(channel.into(), topic.into());
+        let session = self.client.open_session(&self.token);
+        let result = match tokio::time::timeout(self.timeout, session.conversations_set_topic(&req)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(SlackCallError::from_client("conversations.setTopic", e)),
+            Err(_) => Err(SlackCallError::Unavailable {
+                method: "conversations.setTopic",
+                detail: "timed out".into(),
+                retry_after: None,
+            }),
+        };
+        count_call("conversations.setTopic", &result);
+        result
+    }
+
+    /// A late answer to a person through the interaction's `response_url` (not a Web API
+    /// method: JSON posted to the URL, no token; ephemeral unless said otherwise; up to five
+    /// uses within thirty minutes; works in channels the bot is not in and in DMs).
+    pub async fn respond(&self, response_url: &str, content: SlackMessageContent) -> SlackResult<()> {
+        let url = url::Url::parse(response_url).map_err(|_| SlackCallError::Api {
+            method: "response_url",
+            code: "invalid_response_url".into(),
+        })?;
+        let url = SlackResponseUrl(url);
+        let req = SlackApiPostWebhookMessageRequest::new(content);
+        call!(self, "response_url", |_s| self.client.respond_to_event(&url, &req))?;
+        Ok(())
+    }
+
+    /// A late message to one person: through the interaction's `response_url` when there is
+    /// one (it works in any channel and in DMs), else `chat.postEphemeral` (only where the bot
+    /// is a member), else a DM from the bot.
+    pub async fn tell_person(
+        &self,
+        response_url: Option<&str>,
+        channel: &str,
+        user: &str,
+        content: SlackMessageContent,
+    ) -> SlackResult<()> {
+        if let Some(url) = response_url.filter(|u| !u.is_empty()) {
+            match self.respond(url, content.clone()).await {
+                Ok(()) => return Ok(()),
+                // Used five times, older than 30 minutes, or Slack unavailable.
+                Err(e) => tracing::debug!(error = %e, "response_url refused; trying chat.postEphemeral"),
+            }
+        }
+        if !channel.is_empty() {
+            match self.post_ephemeral(channel, user, content.clone()).await {
+                Ok(()) => return Ok(()),
+                // not_in_channel, channel_not_found (a DM between people): a DM from the bot.
+                Err(e) if e.code().is_some() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.post(user, content, None).await.map(|_| ())
     }
 
     pub async fn set_topic(&self, channel: &str, topic: &str) -> SlackResult<()> {
@@ -241,8 +335,28 @@ impl SlackWeb {
         }
     }
 
-    /// Channel members (first 1,000: enough for an incident channel).
+    /// Channel members (first 1,000: enough for an incident channel), reused for
+    /// [`MEMBERS_TTL`].
     pub async fn members(&self, channel: &str) -> SlackResult<Vec<String>> {
+        let cached = self
+            .cache()
+            .get(channel)
+            .filter(|(at, _)| at.elapsed() < MEMBERS_TTL)
+            .map(|(_, members)| members.clone());
+        if let Some(members) = cached {
+            return Ok(members);
+        }
+        let members = self.members_uncached(channel).await?;
+        self.cache()
+            .insert(channel.to_string(), (std::time::Instant::now(), members.clone()));
+        Ok(members)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, MembersCache> {
+        self.members_cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn members_uncached(&self, channel: &str) -> SlackResult<Vec<String>> {
         let req = SlackApiConversationsMembersRequest::new()
             .with_channel(channel.into())
             .with_limit(1000);
@@ -250,7 +364,8 @@ impl SlackWeb {
         Ok(r.members.into_iter().map(|m| m.to_string()).collect())
     }
 
-    /// A message's text and permalink (for 📌 reactions).
+    /// A message's text and permalink (for 📌 reactions). `conversations.history` holds only
+    /// top-level messages; a thread reply is read with `conversations.replies`.
     pub async fn message(&self, channel: &str, ts: &str) -> SlackResult<(String, Option<String>)> {
         let req = SlackApiConversationsHistoryRequest::new()
             .with_channel(channel.into())
@@ -258,12 +373,21 @@ impl SlackWeb {
             .with_inclusive(true)
             .with_limit(1);
         let r = call!(self, "conversations.history", |s| s.conversations_history(&req))?;
-        let text = r
-            .messages
-            .into_iter()
-            .find(|m| m.origin.ts.0 == ts)
-            .and_then(|m| m.content.text)
-            .unwrap_or_default();
+        let found = r.messages.into_iter().find(|m| m.origin.ts.0 == ts);
+        let text = match found {
+            Some(m) => m.content.text.unwrap_or_default(),
+            None => {
+                let req = SlackApiConversationsRepliesRequest::new(channel.into(), SlackTs(ts.into()))
+                    .with_latest(SlackTs(ts.into()))
+                    .with_inclusive(true);
+                let r = call!(self, "conversations.replies", |s| s.conversations_replies(&req))?;
+                r.messages
+                    .into_iter()
+                    .find(|m| m.origin.ts.0 == ts)
+                    .and_then(|m| m.content.text)
+                    .unwrap_or_default()
+            }
+        };
         let req = SlackApiChatGetPermalinkRequest::new(channel.into(), SlackTs(ts.into()));
         let link = call!(self, "chat.getPermalink", |s| s.chat_get_permalink(&req))
             .ok()
