@@ -84,6 +84,11 @@ pub(crate) const METHODS: &[(&str, &str, &[&str])] = &[
         &["channels:manage", "groups:write", "im:write", "mpim:write"],
     ),
     (
+        "conversations.replies",
+        "t3",
+        &["groups:history", "im:history", "mpim:history", "channels:history"],
+    ),
+    (
         "conversations.setPurpose",
         "t2",
         &[
