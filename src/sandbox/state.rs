@@ -99,6 +99,10 @@ pub(crate) struct State {
     pub fault_mix: Option<super::FaultMix>,
     pub fault_rng: Option<rand::rngs::StdRng>,
     pub fault_counts: super::FaultCounts,
+    /// Message metadata (`event_type`, `event_payload`) by (channel, ts), as posted.
+    pub message_metadata: HashMap<(String, String), serde_json::Value>,
+    /// `(method, arguments)` of calls applied and answered too late ([`Fault::AppliedThenLate`]).
+    pub late_answered: Vec<(String, serde_json::Value)>,
     last_ts_micros: u64,
 }
 
