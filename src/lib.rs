@@ -19,7 +19,10 @@
 //! - [`report`]: weekly and monthly reports: periods, figures (aggregated in SQL by `db`),
 //!   Markdown / CSV / JSON and a PNG chart; Block Kit in `slack::report`.
 //! - [`outbox`]: Slack side effects stored with the change that caused them, then driven to
-//!   done with retries and leases (survives restarts, runs once across replicas).
+//!   done with retries and short leases renewed by a heartbeat (survives restarts, runs once
+//!   across replicas). A call whose outcome is unknown (timeout, 5xx, crash) is reconciled
+//!   before it is repeated: `slack::web` classifies outcomes, `slack::effects` tags what it
+//!   creates with the job (message metadata, channel purpose) and looks for it first.
 //! - [`slack`]: the only module that imports slack_morphism: Socket Mode listener, command
 //!   and modal parsing, Block Kit, the Web API client, the outbox runner.
 //! - [`app`]: wires the above into a running [`app::Bot`].
