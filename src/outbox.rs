@@ -262,8 +262,7 @@ pub async fn run<R: Runner>(db: Db, runner: Arc<R>, wake: Arc<Notify>, shutdown:
                         incident_id = incident.0,
                         incident = tracing::field::Empty
                     );
-                    finish(&db, &*runner, job, &opts).instrument(span).await;
-                    queues.lock().unwrap_or_else(|p| p.into_inner()).jobs.remove(&id);
+                    finish(&db, &*runner, job, &opts, &queues).instrument(span).await;
                     // Its follow-on jobs (or its retry) may be due now.
                     wake.notify_one();
                 }
@@ -296,9 +295,13 @@ struct Queues {
     jobs: std::collections::HashSet<i64>,
 }
 
-async fn finish<R: Runner>(db: &Db, runner: &R, job: Job, opts: &OutboxOptions) {
+async fn finish<R: Runner>(db: &Db, runner: &R, job: Job, opts: &OutboxOptions, queues: &Mutex<Queues>) {
     let started = std::time::Instant::now();
     let outcome = runner.run(job.clone()).await;
+    // No longer queued here, before its result is written: once the write releases the job, a
+    // new claim of it (a retry already due) must run it, not mistake it for a queued duplicate
+    // and leave it locked (renewed by the heartbeat) with nobody to run it.
+    queues.lock().unwrap_or_else(|p| p.into_inner()).jobs.remove(&job.id);
     let now: DateTime<Utc> = Utc::now();
     let kind = job.kind.as_str();
     let result = match outcome {
