@@ -381,7 +381,10 @@ async fn answer(
     at: Instant,
 ) -> (Outcome, bool) {
     let Some(handler) = handler(method) else {
-        return (Outcome::error(ApiError::new("unknown_method").with("req_method", json!(method))), false);
+        return (
+            Outcome::error(ApiError::new("unknown_method").with("req_method", json!(method))),
+            false,
+        );
     };
     if let Err(code) = check_auth(method, token) {
         return (Outcome::error(ApiError::new(code)), false);
