@@ -371,6 +371,14 @@ async fn a_permanent_error_stops_at_once_and_is_said_once() {
         .unwrap();
     stack.settle().await;
     assert_eq!(sb.calls_to("pins.add").len(), 1, "not retried");
+    // Told after the failure is stored.
+    wait_for(Duration::from_secs(5), || async {
+        sb.ephemerals("U0ALICE")
+            .iter()
+            .any(|m| m.text.contains("failed for good"))
+            .then_some(())
+    })
+    .await;
     let told: Vec<String> = sb.ephemerals("U0ALICE").into_iter().map(|m| m.text).collect();
     assert_eq!(
         told.iter()
