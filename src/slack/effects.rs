@@ -75,7 +75,7 @@ impl SlackEffects {
             error: format!("{} has no channel yet", incident.number),
         };
         match job.kind {
-            JobKind::CreateChannel => self.create_channel(incident).await,
+            JobKind::CreateChannel => self.create_channel(job, incident).await,
             JobKind::InviteMembers => {
                 if channel.is_empty() {
                     return Err(need_channel());
@@ -327,7 +327,7 @@ impl SlackEffects {
     /// channel that is not this incident's. A taken name is looked up first: a channel the bot
     /// created for this incident (an earlier attempt whose answer was lost, or a crash before it
     /// was stored) is adopted instead of making an orphan next to it.
-    async fn create_channel(&self, incident: &Incident) -> Result<JobUpdate, Outcome> {
+    async fn create_channel(&self, job: &Job, incident: &Incident) -> Result<JobUpdate, Outcome> {
         if let (Some(id), Some(name)) = (&incident.channel_id, &incident.channel_name) {
             return Ok(self.after_channel(incident, id.clone(), name.clone()));
         }
@@ -344,7 +344,7 @@ impl SlackEffects {
                         Outcome::Retry { error, .. } => Outcome::Uncertain { error },
                         other => other,
                     })?;
-                    if let Some(found) = found.filter(|c| self.made_for(incident, c)) {
+                    if let Some(found) = found.filter(|c| self.made_for(job, incident, c)) {
                         tracing::info!(channel = %found.id, %name, "reconciled: adopting the channel an earlier attempt created");
                         if found.purpose.is_empty() {
                             self.tag_channel(incident, &found.id).await;
@@ -361,12 +361,19 @@ impl SlackEffects {
     }
 
     /// Whether `channel` (found by this incident's channel name) is one the bot created for
-    /// it: the bot is its creator and its purpose carries the incident's tag, or is still empty
-    /// (the bot died between creating it and setting the purpose; the name carries the
-    /// incident's number, which no other incident of this database has).
-    fn made_for(&self, incident: &Incident, channel: &super::web::FoundChannel) -> bool {
-        channel.creator == self.bot_user_id
-            && (channel.purpose.contains(&purpose_tag(incident)) || channel.purpose.is_empty())
+    /// it: the bot is its creator and its purpose carries the incident's tag; or, after an
+    /// uncertain attempt (the bot may have died between creating it and setting the purpose),
+    /// its purpose is still empty and it was created after the incident was declared. A channel
+    /// that merely has the name (made by someone, or by the bot for a database since reset) is
+    /// never adopted.
+    fn made_for(&self, job: &Job, incident: &Incident, channel: &super::web::FoundChannel) -> bool {
+        if channel.creator != self.bot_user_id {
+            return false;
+        }
+        if channel.purpose.contains(&purpose_tag(incident)) {
+            return true;
+        }
+        job.uncertain && channel.purpose.is_empty() && channel.created >= incident.declared_at.timestamp()
     }
 
     /// Sets the purpose that identifies the channel as this incident's. Best effort: a channel

@@ -162,6 +162,8 @@ pub struct FoundChannel {
     pub id: String,
     pub creator: String,
     pub purpose: String,
+    /// When it was created (Unix seconds).
+    pub created: i64,
 }
 
 /// Who the bot is, from `auth.test`.
@@ -517,6 +519,7 @@ impl SlackWeb {
                     id: c.id.to_string(),
                     creator: c.creator.as_ref().map(|u| u.to_string()).unwrap_or_default(),
                     purpose: c.purpose.as_ref().map(|p| p.value.clone()).unwrap_or_default(),
+                    created: c.created.0.as_second(),
                 }));
             }
             cursor = r
