@@ -330,7 +330,8 @@ async fn finish<R: Runner>(db: &Db, runner: &R, job: Job, opts: &OutboxOptions, 
         }
         Outcome::Uncertain { error } if job.attempt < opts.max_attempts => {
             let delay = backoff(opts.base_backoff, job.attempt);
-            tracing::warn!(job = job.id, kind, attempt = job.attempt, %error, retry_in_ms = delay.as_millis() as u64, "outbox job outcome unknown; will look before retrying");
+            // Same message as any retry (one thing to alert on); `uncertain`: it looks first.
+            tracing::warn!(job = job.id, kind, attempt = job.attempt, %error, retry_in_ms = delay.as_millis() as u64, uncertain = true, "outbox job failed; will retry");
             if job.attempt == 1 {
                 runner.report_delay(job.clone(), error.clone()).await;
             }
