@@ -652,4 +652,54 @@ mod tests {
         );
         assert!(matches!(rl, SlackCallError::Unavailable { retry_after: Some(d), .. } if d == Duration::from_secs(3)));
     }
+
+    #[test]
+    fn failures_are_classified_done_permanent_temporary_or_unknown() {
+        let api = |code: &str| SlackCallError::Api {
+            method: "chat.postMessage",
+            code: code.into(),
+        };
+        for code in [
+            "too_long",
+            "invalid_blocks_format",
+            "msg_blocks_too_long",
+            "restricted_action_read_only_channel",
+            "not_pinnable",
+            "too_many_pins",
+            "user_not_visible",
+            "ekm_access_denied",
+            "missing_scope",
+            "channel_not_found",
+            "invalid_auth",
+            "token_revoked",
+            "account_inactive",
+        ] {
+            assert_eq!(api(code).failure(), Failure::Permanent, "{code}");
+        }
+        assert_eq!(api("fatal_error").failure(), Failure::Uncertain);
+        assert_eq!(
+            api("service_unavailable").failure(),
+            Failure::Temporary { retry_after: None }
+        );
+        let timeout = SlackCallError::Unknown {
+            method: "chat.postMessage",
+            detail: "timed out".into(),
+        };
+        assert_eq!(timeout.failure(), Failure::Uncertain);
+        let five_hundred = SlackCallError::from_client(
+            "chat.postMessage",
+            SlackClientError::HttpError(SlackClientHttpError::new(hyper::StatusCode::INTERNAL_SERVER_ERROR)),
+        );
+        assert_eq!(five_hundred.failure(), Failure::Uncertain, "{five_hundred}");
+        let limited = SlackCallError::from_client(
+            "chat.postMessage",
+            SlackClientError::RateLimitError(SlackRateLimitError::new().with_retry_after(Duration::from_secs(40))),
+        );
+        assert_eq!(
+            limited.failure(),
+            Failure::Temporary {
+                retry_after: Some(Duration::from_secs(40))
+            }
+        );
+    }
 }
