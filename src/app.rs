@@ -26,6 +26,9 @@ pub struct BotOptions {
     pub http_listen: Option<SocketAddr>,
     /// How long one Web API call may take before it counts as failed (default 10 s).
     pub web_timeout: Option<std::time::Duration>,
+    /// Test-only fault: "die" right after a chosen Slack call, before storing its result
+    /// (see [`crate::slack::web::CrashPoint`]); then [`Bot::kill`] and start again.
+    pub crash_point: Option<Arc<crate::slack::web::CrashPoint>>,
 }
 
 /// A running bot.
@@ -50,6 +53,7 @@ impl Bot {
         if let Some(timeout) = opts.web_timeout {
             web = web.with_timeout(timeout);
         }
+        let web = web.with_crash_point(opts.crash_point.clone());
         let identity = web
             .auth_test()
             .await
@@ -88,6 +92,7 @@ impl Bot {
             settings.policy.clone(),
             stop_schedules.clone(),
         ));
+        let auth_failure = web.auth_failure();
         let service = Service::new(
             db.clone(),
             settings.policy.clone(),
@@ -103,7 +108,7 @@ impl Bot {
         });
         let socket = SocketMode::start(handler, &settings.slack.app_token, &opts.socket).await?;
         let http = match settings.http_listen.or(opts.http_listen) {
-            Some(addr) => match OpsServer::start(addr, db.clone(), socket.connected()).await {
+            Some(addr) => match OpsServer::start_with_auth(addr, db.clone(), socket.connected(), auth_failure).await {
                 Ok(server) => Some(server),
                 Err(e) => {
                     // Leave nothing running behind a failed start.
@@ -138,6 +143,20 @@ impl Bot {
     /// The Socket Mode liveness flag `/readyz` reads (cleared first thing in [`Bot::stop`]).
     pub fn socket_connected(&self) -> Arc<std::sync::atomic::AtomicBool> {
         self.socket.connected()
+    }
+
+    /// Test-only: stops the bot the way `kill -9` would, as far as the database and Slack can
+    /// tell: the outbox, reminder and schedule tasks are dropped mid-flight (nothing more is
+    /// stored, leases stay taken), then the connections close.
+    pub async fn kill(self) {
+        self.outbox.abort();
+        self.reminders.abort();
+        self.schedules.abort();
+        let _ = self.outbox.await;
+        self.socket.shutdown().await;
+        if let Some(http) = self.http {
+            http.stop().await;
+        }
     }
 
     /// Stops taking envelopes, lets the outbox finish the jobs it holds, and returns.

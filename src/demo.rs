@@ -52,6 +52,7 @@ pub fn fast_options() -> BotOptions {
         },
         http_listen: None,
         web_timeout: None,
+        crash_point: None,
     }
 }
 
@@ -126,6 +127,14 @@ impl LocalStack {
     pub async fn stop_bot(&mut self) {
         if let Some(bot) = self.bot.take() {
             bot.stop().await;
+        }
+    }
+
+    /// Kills the bot as `kill -9` would (see [`Bot::kill`]): jobs in flight stay claimed and
+    /// unrecorded. Keeps the sandbox and database.
+    pub async fn kill_bot(&mut self) {
+        if let Some(bot) = self.bot.take() {
+            bot.kill().await;
         }
     }
 

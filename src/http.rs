@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::db::Db;
 use crate::metrics::{Gauges, METRICS};
+use crate::slack::web::AuthFailure;
 
 /// A running operations server.
 pub struct OpsServer {
@@ -30,12 +31,23 @@ impl OpsServer {
     /// Binds `addr` (port 0 picks a free port) and serves until [`OpsServer::stop`].
     /// `connected` is the Socket Mode liveness flag `/readyz` requires.
     pub async fn start(addr: SocketAddr, db: Db, connected: Arc<AtomicBool>) -> anyhow::Result<OpsServer> {
+        Self::start_with_auth(addr, db, connected, AuthFailure::default()).await
+    }
+
+    /// [`OpsServer::start`], with `/readyz` also red once Slack refuses the bot token
+    /// (`auth`: set by the Web API client on `invalid_auth`, `token_revoked`, …).
+    pub async fn start_with_auth(
+        addr: SocketAddr,
+        db: Db,
+        connected: Arc<AtomicBool>,
+        auth: AuthFailure,
+    ) -> anyhow::Result<OpsServer> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on http_listen {addr}: {e}"))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "operations HTTP server listening (/healthz, /readyz, /metrics)");
-        let task = tokio::spawn(accept_loop(listener, db, connected));
+        let task = tokio::spawn(accept_loop(listener, db, connected, auth));
         Ok(OpsServer { addr, task })
     }
 
@@ -51,17 +63,19 @@ impl OpsServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, db: Db, connected: Arc<AtomicBool>) {
+async fn accept_loop(listener: TcpListener, db: Db, connected: Arc<AtomicBool>, auth: AuthFailure) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let db = db.clone();
                 let connected = connected.clone();
+                let auth = auth.clone();
                 let service = service_fn(move |request| {
                     let db = db.clone();
                     let connected = connected.clone();
-                    async move { Ok::<_, Infallible>(route(&db, &connected, request).await) }
+                    let auth = auth.clone();
+                    async move { Ok::<_, Infallible>(route(&db, &connected, &auth, request).await) }
                 });
                 // Connections live in the JoinSet so aborting this task closes them too.
                 connections.spawn(async move {
@@ -94,10 +108,15 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
 
 const PLAIN: &str = "text/plain; charset=utf-8";
 
-async fn route(db: &Db, connected: &AtomicBool, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(
+    db: &Db,
+    connected: &AtomicBool,
+    auth: &AuthFailure,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, PLAIN, "ok\n".into()),
-        "/readyz" => match readiness(db, connected).await {
+        "/readyz" => match readiness(db, connected, auth).await {
             Ok(()) => text(StatusCode::OK, PLAIN, "ready\n".into()),
             Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, format!("{reason}\n")),
         },
@@ -113,8 +132,14 @@ async fn route(db: &Db, connected: &AtomicBool, request: Request<Incoming>) -> R
     }
 }
 
-/// Ready when the database answers and a Socket Mode connection is live.
-async fn readiness(db: &Db, connected: &AtomicBool) -> Result<(), String> {
+/// Ready when the database answers, a Socket Mode connection is live and Slack accepts the
+/// bot token.
+async fn readiness(db: &Db, connected: &AtomicBool, auth: &AuthFailure) -> Result<(), String> {
+    if let Some(code) = auth.lock().unwrap_or_else(|p| p.into_inner()).as_deref() {
+        return Err(format!(
+            "not ready: Slack refuses the bot token ({code}); reinstall the app"
+        ));
+    }
     if let Err(e) = db.ping().await {
         tracing::warn!(error = %e, "readiness: database unreachable");
         return Err("not ready: database unreachable".into());

@@ -4,6 +4,15 @@
 //! transaction; the [`run`] loop then drives the jobs to done against Slack, retrying with
 //! backoff. A restart, a crash or a Slack outage therefore never loses the work, and a job is
 //! claimed with a lease so that two replicas never run it at the same time.
+//!
+//! Outcomes (issue 16): a job ends *done*, *failed for good* (no retry can fix it: said once to
+//! the person who asked, recorded on the timeline), *temporary* (429: retried after
+//! `Retry-After`) or *uncertain* (timeout, connection reset, 5xx, or a lease taken over from a
+//! dead holder): Slack may have done it, so the next attempt reconciles first — looks for what
+//! the job would have created, by the job's identity — and repeats the call only when nothing is
+//! found. Leases are short and renewed by a heartbeat while the holder lives, so a dead
+//! replica's jobs are free again within one lease (10 s); on SQLite, where one process owns the
+//! database, a restart reclaims its own in-flight jobs at once.
 
 use crate::db::{Db, JobUpdate};
 use crate::incident::model::IncidentId;
@@ -103,15 +112,25 @@ pub struct Job {
     pub payload: serde_json::Value,
     /// 1 on the first try.
     pub attempt: u32,
+    /// The last attempt may have happened at Slack without our hearing the answer (or the job
+    /// was reclaimed from a holder that died): look for its result before repeating it.
+    pub uncertain: bool,
+    /// When the job was enqueued: nothing it created can be older (bounds the look-up).
+    pub created_at: DateTime<Utc>,
 }
 
 /// How a job ended.
 pub enum Outcome {
     /// Done; apply these changes atomically with marking the job done.
     Done(JobUpdate),
-    /// Failed in a way worth retrying (rate limit, 5xx, network).
+    /// Failed before anything happened, in a way worth retrying (rate limit, not yet
+    /// possible): repeat it after `after` (or the backoff).
     Retry { error: String, after: Option<Duration> },
-    /// Failed for good (e.g. the channel was deleted); recorded on the timeline.
+    /// We do not know whether Slack did it (timeout, connection reset, 5xx): the next attempt
+    /// looks for the result before repeating the call.
+    Uncertain { error: String },
+    /// Failed for good (e.g. the channel was deleted, the text too long): no retry can fix it.
+    /// Recorded on the timeline and said once to the person who asked.
     GiveUp { error: String },
 }
 
@@ -120,6 +139,8 @@ pub trait Runner: Send + Sync + 'static {
     fn run(&self, job: Job) -> impl std::future::Future<Output = Outcome> + Send;
     /// Called once per incident on its first failed side effect, to tell a person.
     fn report_delay(&self, job: Job, error: String) -> impl std::future::Future<Output = ()> + Send;
+    /// Called once when a job gives up for good, to tell the person who asked what failed.
+    fn report_failure(&self, job: Job, error: String) -> impl std::future::Future<Output = ()> + Send;
 }
 
 /// Tuning of the loop; tests shorten these.
@@ -135,7 +156,9 @@ pub struct OutboxOptions {
 impl Default for OutboxOptions {
     fn default() -> Self {
         OutboxOptions {
-            lease: Duration::from_secs(60),
+            // Short, and renewed every third of it while the holder lives: a dead replica's
+            // jobs are free again within ~10 s.
+            lease: Duration::from_secs(10),
             batch: 32,
             max_attempts: 12,
             max_idle_sleep: Duration::from_secs(5),
@@ -161,10 +184,37 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
 pub async fn run<R: Runner>(db: Db, runner: Arc<R>, wake: Arc<Notify>, shutdown: Arc<Notify>, opts: OutboxOptions) {
     let queues: Arc<Mutex<Queues>> = Arc::default();
     let mut tasks = tokio::task::JoinSet::new();
+    // This run's identity on the leases it takes; the heartbeat renews exactly those.
+    let owner = uuid::Uuid::new_v4().to_string();
+    if !db.is_postgres() {
+        // One process owns a SQLite database: whatever is still locked was held by this bot's
+        // previous run, which died mid-job. Free it now (as uncertain) instead of waiting out
+        // its lease.
+        match db.reclaim_in_flight_jobs().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(jobs = n, "outbox: reclaimed jobs left in flight by a previous run"),
+            Err(e) => tracing::warn!(error = %e, "outbox: cannot reclaim in-flight jobs"),
+        }
+    }
+    // In its own set, so that it stops with this future (even when the future is dropped
+    // mid-flight, as a crash would), never outliving the jobs it vouches for.
+    let mut heartbeat = tokio::task::JoinSet::new();
+    {
+        let (db, owner, lease) = (db.clone(), owner.clone(), opts.lease);
+        heartbeat.spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                let until = Utc::now() + chrono::Duration::from_std(lease).unwrap_or_default();
+                if let Err(e) = db.renew_leases(&owner, until).await {
+                    tracing::warn!(error = %e, "outbox: cannot renew leases");
+                }
+            }
+        });
+    }
     loop {
         while tasks.try_join_next().is_some() {}
         let now = Utc::now();
-        let claimed = match db.claim_jobs(now, opts.lease, opts.batch).await {
+        let claimed = match db.claim_jobs(&owner, now, opts.lease, opts.batch).await {
             Ok(jobs) => jobs,
             Err(e) => {
                 tracing::warn!(error = %e, "outbox: cannot claim jobs; retrying");
@@ -212,8 +262,7 @@ pub async fn run<R: Runner>(db: Db, runner: Arc<R>, wake: Arc<Notify>, shutdown:
                         incident_id = incident.0,
                         incident = tracing::field::Empty
                     );
-                    finish(&db, &*runner, job, &opts).instrument(span).await;
-                    queues.lock().unwrap_or_else(|p| p.into_inner()).jobs.remove(&id);
+                    finish(&db, &*runner, job, &opts, &queues).instrument(span).await;
                     // Its follow-on jobs (or its retry) may be due now.
                     wake.notify_one();
                 }
@@ -236,6 +285,7 @@ pub async fn run<R: Runner>(db: Db, runner: Arc<R>, wake: Arc<Notify>, shutdown:
         }
     }
     while tasks.join_next().await.is_some() {}
+    heartbeat.abort_all();
 }
 
 /// The jobs claimed and not yet finished: per incident in claim order, and all their ids.
@@ -245,9 +295,13 @@ struct Queues {
     jobs: std::collections::HashSet<i64>,
 }
 
-async fn finish<R: Runner>(db: &Db, runner: &R, job: Job, opts: &OutboxOptions) {
+async fn finish<R: Runner>(db: &Db, runner: &R, job: Job, opts: &OutboxOptions, queues: &Mutex<Queues>) {
     let started = std::time::Instant::now();
     let outcome = runner.run(job.clone()).await;
+    // No longer queued here, before its result is written: once the write releases the job, a
+    // new claim of it (a retry already due) must run it, not mistake it for a queued duplicate
+    // and leave it locked (renewed by the heartbeat) with nobody to run it.
+    queues.lock().unwrap_or_else(|p| p.into_inner()).jobs.remove(&job.id);
     let now: DateTime<Utc> = Utc::now();
     let kind = job.kind.as_str();
     let result = match outcome {
@@ -270,13 +324,30 @@ async fn finish<R: Runner>(db: &Db, runner: &R, job: Job, opts: &OutboxOptions) 
                 &job,
                 now + chrono::Duration::from_std(delay).unwrap_or_default(),
                 &error,
+                false,
             )
             .await
         }
-        Outcome::Retry { error, .. } | Outcome::GiveUp { error } => {
+        Outcome::Uncertain { error } if job.attempt < opts.max_attempts => {
+            let delay = backoff(opts.base_backoff, job.attempt);
+            // Same message as any retry (one thing to alert on); `uncertain`: it looks first.
+            tracing::warn!(job = job.id, kind, attempt = job.attempt, %error, retry_in_ms = delay.as_millis() as u64, uncertain = true, "outbox job failed; will retry");
+            if job.attempt == 1 {
+                runner.report_delay(job.clone(), error.clone()).await;
+            }
+            db.retry_job(
+                &job,
+                now + chrono::Duration::from_std(delay).unwrap_or_default(),
+                &error,
+                true,
+            )
+            .await
+        }
+        Outcome::Retry { error, .. } | Outcome::Uncertain { error } | Outcome::GiveUp { error } => {
             tracing::error!(job = job.id, kind, attempt = job.attempt, %error, "outbox job failed for good");
-            runner.report_delay(job.clone(), error.clone()).await;
-            db.fail_job(&job, &error, now).await
+            let result = db.fail_job(&job, &error, now).await;
+            runner.report_failure(job.clone(), error).await;
+            result
         }
     };
     if let Err(e) = result {

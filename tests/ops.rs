@@ -213,3 +213,33 @@ async fn metrics_count_reminders_and_breaches() {
         Some(1.0)
     );
 }
+
+/// Slack refusing the bot token (`token_revoked`) turns `/readyz` red: nothing the bot does
+/// can succeed until someone reinstalls the app.
+#[tokio::test]
+async fn readyz_turns_red_when_slack_revokes_the_token() {
+    let stack = ops_stack().await;
+    let addr = addr(&stack);
+    let ready = incident_bot::demo::wait_for(std::time::Duration::from_secs(5), || async {
+        (get(addr, "/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "{:?}", get(addr, "/readyz").await);
+    stack.sandbox.inject_fault(
+        "conversations.create",
+        incident_bot::sandbox::Fault::ApiError("token_revoked".into()),
+        1,
+    );
+    stack
+        .declare("U0ALICE", "C0GENERAL", "Token gone", json!({}))
+        .await
+        .unwrap();
+    let red = incident_bot::demo::wait_for(std::time::Duration::from_secs(5), || async {
+        let (status, _, body) = get(addr, "/readyz").await;
+        (status == 503).then_some(body)
+    })
+    .await
+    .expect("/readyz turns red");
+    assert!(red.contains("token_revoked"), "{red}");
+    assert_eq!(stack.sandbox.calls_to("conversations.create").len(), 1, "not retried");
+}

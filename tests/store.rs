@@ -104,13 +104,16 @@ async fn a_job_is_claimed_by_one_replica_until_its_lease_expires() {
         .await
         .unwrap();
     let lease = Duration::from_secs(30);
-    let (x, y) = tokio::join!(a.claim_jobs(now, lease, 10), b.claim_jobs(now, lease, 10));
+    let (x, y) = tokio::join!(a.claim_jobs("a", now, lease, 10), b.claim_jobs("b", now, lease, 10));
     let (x, y) = (x.unwrap(), y.unwrap());
     assert_eq!(x.len() + y.len(), 1, "exactly one replica holds the job");
+    assert!(x.iter().chain(&y).all(|j| !j.uncertain), "a fresh job is certain");
     let later = now + chrono::Duration::seconds(31);
-    let reclaimed = b.claim_jobs(later, lease, 10).await.unwrap();
+    let reclaimed = b.claim_jobs("b", later, lease, 10).await.unwrap();
     assert_eq!(reclaimed.len(), 1, "an expired lease is taken over");
     assert_eq!(reclaimed[0].attempt, 2);
+    // Its holder may have done it at Slack before dying: the new holder looks first.
+    assert!(reclaimed[0].uncertain, "a taken-over job is an uncertain outcome");
     assert_eq!(
         a.next_job_due().await.unwrap().map(|d| d.timestamp_millis()),
         Some((later + chrono::Duration::seconds(30)).timestamp_millis())

@@ -42,20 +42,35 @@ struct JobRow {
     kind: String,
     payload: String,
     attempts: i64,
+    uncertain: bool,
+    created_at: i64,
 }
 
 pub const BOT_ACTOR: &str = "bot";
 
 impl Db {
-    /// Claims up to `limit` due jobs for `lease`. On PostgreSQL rows locked by another replica
-    /// are skipped; on SQLite the single `UPDATE … RETURNING` is atomic by itself.
-    pub async fn claim_jobs(&self, now: DateTime<Utc>, lease: Duration, limit: i64) -> anyhow::Result<Vec<Job>> {
+    /// Claims up to `limit` due jobs for `lease` on behalf of `owner` (this process's id, which
+    /// its heartbeat uses to renew the lease). On PostgreSQL rows locked by another replica are
+    /// skipped; on SQLite the single `UPDATE … RETURNING` is atomic by itself.
+    ///
+    /// A job whose lease ran out while held (its holder died or hung) is claimed as
+    /// `uncertain`: its last attempt may have happened at Slack, so it looks before it repeats.
+    pub async fn claim_jobs(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: i64,
+    ) -> anyhow::Result<Vec<Job>> {
         let lock = skip_locked(self, "");
+        // SET reads the row's old values: `locked_until IS NOT NULL` is the lease being taken over.
         let sql = format!(
-            "UPDATE outbox SET locked_until = $1, attempts = attempts + 1 WHERE id IN (\
+            "UPDATE outbox SET locked_until = $1, attempts = attempts + 1, locked_by = $4, \
+               uncertain = CASE WHEN locked_until IS NOT NULL THEN TRUE ELSE uncertain END \
+             WHERE id IN (\
                SELECT id FROM outbox WHERE done_at IS NULL AND failed_at IS NULL AND due_at <= $2 \
                AND (locked_until IS NULL OR locked_until <= $2) ORDER BY due_at, id LIMIT $3 {lock}) \
-             RETURNING id, incident_id, kind, payload, attempts"
+             RETURNING id, incident_id, kind, payload, attempts, uncertain, created_at"
         );
         let until = to_ms(now) + lease.as_millis() as i64;
         let rows: Vec<JobRow> = with_pool!(self, |pool| {
@@ -63,6 +78,7 @@ impl Db {
                 .bind(until)
                 .bind(to_ms(now))
                 .bind(limit)
+                .bind(owner)
                 .fetch_all(pool)
                 .await
         })?;
@@ -79,12 +95,19 @@ impl Db {
                     kind,
                     payload: serde_json::from_str(&r.payload).unwrap_or_default(),
                     attempt: r.attempts.clamp(1, u32::MAX as i64) as u32,
+                    uncertain: r.uncertain,
+                    created_at: from_ms(r.created_at),
                 }),
                 None => {
                     // Written by a newer version of the bot: leave it for that version.
                     tracing::warn!(job = r.id, kind = %r.kind, "outbox: unknown job kind; releasing it");
-                    self.retry_job_id(r.id, now + chrono::Duration::minutes(5), "unknown job kind")
-                        .await?;
+                    self.retry_job_id(
+                        r.id,
+                        now + chrono::Duration::minutes(5),
+                        "unknown job kind",
+                        r.uncertain,
+                    )
+                    .await?;
                 }
             }
         }
@@ -170,7 +193,7 @@ impl Db {
                         .execute(&mut *tx)
                         .await?;
                 }
-                sqlx::query("UPDATE outbox SET done_at = $1, locked_until = NULL WHERE id = $2")
+                sqlx::query("UPDATE outbox SET done_at = $1, locked_until = NULL, locked_by = NULL WHERE id = $2")
                     .bind(at)
                     .bind(job.id)
                     .execute(&mut *tx)
@@ -182,22 +205,61 @@ impl Db {
         Ok(())
     }
 
-    /// Releases `job` to run again at `due`.
-    pub async fn retry_job(&self, job: &Job, due: DateTime<Utc>, error: &str) -> anyhow::Result<()> {
-        self.retry_job_id(job.id, due, error).await
+    /// Releases `job` to run again at `due`. `uncertain`: its attempt may have happened at Slack
+    /// (timeout, 5xx), so the next attempt looks for it first.
+    pub async fn retry_job(&self, job: &Job, due: DateTime<Utc>, error: &str, uncertain: bool) -> anyhow::Result<()> {
+        self.retry_job_id(job.id, due, error, uncertain).await
     }
 
-    async fn retry_job_id(&self, job_id: i64, due: DateTime<Utc>, error: &str) -> anyhow::Result<()> {
+    async fn retry_job_id(&self, job_id: i64, due: DateTime<Utc>, error: &str, uncertain: bool) -> anyhow::Result<()> {
         with_pool!(self, |pool| {
-            sqlx::query("UPDATE outbox SET due_at = $1, locked_until = NULL, last_error = $2 WHERE id = $3")
-                .bind(to_ms(due))
-                .bind(error)
-                .bind(job_id)
-                .execute(pool)
-                .await
-                .map(|_| ())
+            sqlx::query(
+                "UPDATE outbox SET due_at = $1, locked_until = NULL, locked_by = NULL, last_error = $2, uncertain = $3 \
+                 WHERE id = $4",
+            )
+            .bind(to_ms(due))
+            .bind(error)
+            .bind(uncertain)
+            .bind(job_id)
+            .execute(pool)
+            .await
+            .map(|_| ())
         })?;
         Ok(())
+    }
+
+    /// The heartbeat: extends to `until` the leases of every job `owner` still holds, so a job
+    /// that runs longer than one lease (a `Retry-After`, a slow Slack) is never taken over by
+    /// another replica, while a dead holder's jobs are free again one short lease later.
+    pub async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> anyhow::Result<u64> {
+        let n = with_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE outbox SET locked_until = $1 WHERE locked_by = $2 AND locked_until IS NOT NULL \
+                 AND done_at IS NULL AND failed_at IS NULL",
+            )
+            .bind(to_ms(until))
+            .bind(owner)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(n)
+    }
+
+    /// Frees at once every job held by anyone, as uncertain. Only for SQLite, where one process
+    /// owns the database: a job still locked when it starts was held by its own previous run,
+    /// which died (crash, `kill -9`) somewhere between a Slack call and its commit.
+    pub async fn reclaim_in_flight_jobs(&self) -> anyhow::Result<u64> {
+        let n = with_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE outbox SET locked_until = NULL, locked_by = NULL, uncertain = TRUE \
+                 WHERE locked_until IS NOT NULL AND done_at IS NULL AND failed_at IS NULL",
+            )
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(n)
     }
 
     /// Gives up on `job`, recording why on the incident's timeline.
@@ -206,7 +268,7 @@ impl Db {
         with_pool!(self, |pool| {
             async {
                 let mut tx = pool.begin().await?;
-                sqlx::query("UPDATE outbox SET failed_at = $1, locked_until = NULL, last_error = $2 WHERE id = $3")
+                sqlx::query("UPDATE outbox SET failed_at = $1, locked_until = NULL, locked_by = NULL, last_error = $2 WHERE id = $3")
                     .bind(to_ms(now))
                     .bind(error)
                     .bind(job.id)

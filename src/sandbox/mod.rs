@@ -118,11 +118,16 @@ pub enum Fault {
     /// client that gave up earlier may retry safely. ([`Fault::Slow`] is the other kind of
     /// timeout: processed, answered late.)
     Timeout(Duration),
+    /// Apply the call at once, then answer only after this long: what Slack does under load.
+    /// A client that gives up first has had its call done without hearing so; retrying it
+    /// blindly doubles the post or the channel.
+    AppliedThenLate(Duration),
 }
 
 /// A random fault on a share of all Web API calls: each call independently fails with
-/// probability `rate`, as one of 429 (with `Retry-After`), 500 or a [`Fault::Timeout`], chosen
-/// with equal odds. The draws come from a generator seeded with `seed`, so a run's fault
+/// probability `rate`, as one of 429 (with `Retry-After`), 500, a [`Fault::Timeout`] (not
+/// applied) or, with `applied_late`, a [`Fault::AppliedThenLate`] (applied, answered after
+/// `timeout`), chosen with equal odds. The draws come from a generator seeded with `seed`, so a run's fault
 /// sequence is reproducible (which call gets which draw still depends on arrival order).
 /// Faults queued with [`Sandbox::inject_fault`] take precedence.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,10 +139,13 @@ pub struct FaultMix {
     pub timeout: Duration,
     /// Methods never faulted (e.g. `apps.connections.open`).
     pub spare: Vec<String>,
+    /// Also answer some calls late after applying them.
+    pub applied_late: bool,
 }
 
 impl FaultMix {
-    /// 20 % of calls: 429 with `Retry-After: 1`, 500, or held `timeout` unprocessed.
+    /// 20 % of calls: 429 with `Retry-After: 1`, 500, held `timeout` unprocessed, or applied
+    /// and answered after `timeout`.
     pub fn twenty_percent(seed: u64, timeout: Duration) -> FaultMix {
         FaultMix {
             rate: 0.2,
@@ -145,6 +153,7 @@ impl FaultMix {
             retry_after_secs: 1,
             timeout,
             spare: vec!["apps.connections.open".into()],
+            applied_late: true,
         }
     }
 }
@@ -155,11 +164,13 @@ pub struct FaultCounts {
     pub rate_limited: usize,
     pub server_errors: usize,
     pub timeouts: usize,
+    /// Calls applied and then answered too late ([`Fault::AppliedThenLate`]).
+    pub late_answers: usize,
 }
 
 impl FaultCounts {
     pub fn total(&self) -> usize {
-        self.rate_limited + self.server_errors + self.timeouts
+        self.rate_limited + self.server_errors + self.timeouts + self.late_answers
     }
 }
 
@@ -621,6 +632,27 @@ impl Sandbox {
             .iter()
             .map(|record| record.channel.clone())
             .collect()
+    }
+
+    /// The arguments of the calls to `method` that were applied and answered too late
+    /// ([`Fault::AppliedThenLate`]): the client never heard they succeeded.
+    pub fn late_answered(&self, method: &str) -> Vec<Value> {
+        self.shared
+            .state()
+            .late_answered
+            .iter()
+            .filter(|(m, _)| m == method)
+            .map(|(_, args)| args.clone())
+            .collect()
+    }
+
+    /// The metadata (`event_type`, `event_payload`) a message was posted or updated with.
+    pub fn message_metadata(&self, channel: &str, ts: &str) -> Option<Value> {
+        self.shared
+            .state()
+            .message_metadata
+            .get(&(channel.to_owned(), ts.to_owned()))
+            .cloned()
     }
 
     /// Messages in a channel, top-level and thread replies, in posting order.

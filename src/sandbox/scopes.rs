@@ -74,6 +74,11 @@ pub(crate) const METHODS: &[(&str, &str, &[&str])] = &[
     ),
     ("conversations.join", "t3", &["channels:join"]),
     (
+        "conversations.list",
+        "t2",
+        &["groups:read", "im:read", "mpim:read", "channels:read"],
+    ),
+    (
         "conversations.members",
         "t4",
         &["groups:read", "im:read", "mpim:read", "channels:read"],

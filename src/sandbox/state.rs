@@ -109,6 +109,10 @@ pub(crate) struct State {
     pub scopes_used: std::collections::BTreeSet<String>,
     /// Slack's rate tiers, when turned on.
     pub rate: Option<super::rate::Limiter>,
+    /// Message metadata (`event_type`, `event_payload`) by (channel, ts), as posted.
+    pub message_metadata: HashMap<(String, String), serde_json::Value>,
+    /// `(method, arguments)` of calls applied and answered too late ([`Fault::AppliedThenLate`]).
+    pub late_answered: Vec<(String, serde_json::Value)>,
     last_ts_micros: u64,
 }
 

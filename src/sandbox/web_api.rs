@@ -153,6 +153,7 @@ fn handler(method: &str) -> Option<Handler> {
         "conversations.members" => conversations_members,
         "conversations.history" => conversations_history,
         "conversations.replies" => conversations_replies,
+        "conversations.list" => conversations_list,
         "conversations.join" => conversations_join,
         "conversations.open" => conversations_open,
         "chat.postMessage" => chat_post_message,
@@ -311,11 +312,12 @@ fn draw_fault(state: &mut State, method: &str) -> Option<Fault> {
         return None;
     }
     let (rate, retry_after_secs, timeout) = (mix.rate, mix.retry_after_secs, mix.timeout);
+    let kinds = if mix.applied_late { 4 } else { 3 };
     let rng = state.fault_rng.as_mut()?;
     if !rng.gen_bool(rate.clamp(0.0, 1.0)) {
         return None;
     }
-    let fault = match rng.gen_range(0..3) {
+    let fault = match rng.gen_range(0..kinds) {
         0 => {
             state.fault_counts.rate_limited += 1;
             Fault::RateLimited { retry_after_secs }
@@ -324,9 +326,13 @@ fn draw_fault(state: &mut State, method: &str) -> Option<Fault> {
             state.fault_counts.server_errors += 1;
             Fault::ServerError
         }
-        _ => {
+        2 => {
             state.fault_counts.timeouts += 1;
             Fault::Timeout(timeout)
+        }
+        _ => {
+            state.fault_counts.late_answers += 1;
+            Fault::AppliedThenLate(timeout)
         }
     };
     Some(fault)
@@ -358,7 +364,11 @@ pub(crate) async fn handle(shared: Arc<Shared>, method: String, request: Request
             // Slack reads a `token` from the query string or a form body, never from a JSON body.
             let field_token = if is_json { query_token } else { body_token };
             let token = header_token.or(field_token);
-            let outcome = answer(&shared, &method, &arguments, token.as_deref()).await;
+            let (outcome, recorded) = answer(&shared, &method, &arguments, token.as_deref(), at).await;
+            if recorded {
+                // Answered late, and recorded when applied (the client may be gone by now).
+                return outcome.into_response();
+            }
             (arguments, outcome)
         }
         Err(code) => (Map::new(), Outcome::error(ApiError::new(code))),
@@ -374,50 +384,71 @@ pub(crate) async fn handle(shared: Arc<Shared>, method: String, request: Request
 }
 
 /// Decides the answer to a well-formed call: method, token, injected fault, then the method.
-async fn answer(shared: &Arc<Shared>, method: &str, arguments: &Map<String, Value>, token: Option<&str>) -> Outcome {
+/// `true` with a call applied and answered late: it is recorded (at `at`) as soon as it is
+/// applied, since the client may hang up before the answer and drop this future.
+async fn answer(
+    shared: &Arc<Shared>,
+    method: &str,
+    arguments: &Map<String, Value>,
+    token: Option<&str>,
+    at: Instant,
+) -> (Outcome, bool) {
     let Some(handler) = handler(method) else {
-        return Outcome::error(ApiError::new("unknown_method").with("req_method", json!(method)));
+        return (
+            Outcome::error(ApiError::new("unknown_method").with("req_method", json!(method))),
+            false,
+        );
     };
     if let Err(code) = check_auth(method, token) {
-        return Outcome::error(ApiError::new(code));
+        return (Outcome::error(ApiError::new(code)), false);
     }
     if let Some(retry_after) = super::rate::over_limit(shared, method, arguments) {
-        return Outcome {
+        let limited = Outcome {
             status: StatusCode::TOO_MANY_REQUESTS,
             body: json!({ "ok": false, "error": "ratelimited" }),
             retry_after: Some(retry_after),
         };
+        return (limited, false);
     }
     let fault = {
         let mut state = shared.state();
         take_fault(&mut state, method).or_else(|| draw_fault(&mut state, method))
     };
-    match fault {
+    match fault.clone() {
         Some(Fault::RateLimited { retry_after_secs }) => {
-            return Outcome {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                body: json!({ "ok": false, "error": "ratelimited" }),
-                retry_after: Some(retry_after_secs),
-            }
+            return (
+                Outcome {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    body: json!({ "ok": false, "error": "ratelimited" }),
+                    retry_after: Some(retry_after_secs),
+                },
+                false,
+            )
         }
         Some(Fault::ServerError) => {
-            return Outcome {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                body: Value::String("<html><body><h1>500 Internal Server Error</h1></body></html>".to_owned()),
-                retry_after: None,
-            }
+            return (
+                Outcome {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    body: Value::String("<html><body><h1>500 Internal Server Error</h1></body></html>".to_owned()),
+                    retry_after: None,
+                },
+                false,
+            )
         }
-        Some(Fault::ApiError(code)) => return Outcome::error(ApiError::new(&code)),
+        Some(Fault::ApiError(code)) => return (Outcome::error(ApiError::new(&code)), false),
         Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,
         Some(Fault::Timeout(hold)) => {
             tokio::time::sleep(hold).await;
-            return Outcome {
-                status: StatusCode::GATEWAY_TIMEOUT,
-                body: Value::String("<html><body><h1>504 Gateway Time-out</h1></body></html>".to_owned()),
-                retry_after: None,
-            };
+            return (
+                Outcome {
+                    status: StatusCode::GATEWAY_TIMEOUT,
+                    body: Value::String("<html><body><h1>504 Gateway Time-out</h1></body></html>".to_owned()),
+                    retry_after: None,
+                },
+                false,
+            );
         }
-        None => {}
+        Some(Fault::AppliedThenLate(_)) | None => {}
     }
     let ctx = Ctx {
         method,
@@ -425,18 +456,41 @@ async fn answer(shared: &Arc<Shared>, method: &str, arguments: &Map<String, Valu
         trigger_ttl: shared.opts.trigger_ttl,
     };
     let params = Params(arguments.clone());
-    let mut state = shared.state();
-    if let Err((needed, provided)) = scopes::check(&mut state, method, &params) {
-        return Outcome::error(
-            ApiError::new("missing_scope")
-                .with("needed", json!(needed))
-                .with("provided", json!(provided)),
-        );
+    let outcome = {
+        let mut state = shared.state();
+        match scopes::check(&mut state, method, &params) {
+            Err((needed, provided)) => Outcome::error(
+                ApiError::new("missing_scope")
+                    .with("needed", json!(needed))
+                    .with("provided", json!(provided)),
+            ),
+            Ok(()) => match handler(&mut state, &ctx, &params) {
+                Ok(body) => Outcome::ok(body),
+                Err(error) => Outcome::error(error),
+            },
+        }
+    };
+    let Some(Fault::AppliedThenLate(delay)) = fault else {
+        return (outcome, false);
+    };
+    {
+        let mut state = shared.state();
+        state
+            .late_answered
+            .push((method.to_owned(), Value::Object(arguments.clone())));
+        let mut params = arguments.clone();
+        params.remove("token");
+        state.calls.push(ApiCall {
+            method: method.to_owned(),
+            params: Value::Object(params),
+            response: outcome.body.clone(),
+            status: outcome.status.as_u16(),
+            at,
+        });
     }
-    match handler(&mut state, &ctx, &params) {
-        Ok(body) => Outcome::ok(body),
-        Err(error) => Outcome::error(error),
-    }
+    // Done (and visible to every later call) before the answer leaves.
+    tokio::time::sleep(delay).await;
+    (outcome, true)
 }
 
 // ----- helpers shared by methods -----
@@ -801,6 +855,43 @@ fn conversations_open(state: &mut State, _: &Ctx<'_>, params: &Params) -> ApiRes
 
 // ----- chat -----
 
+/// Slack's message metadata argument: a JSON object (or its URL-encoded text) with a string
+/// `event_type` and an optional object `event_payload`. `Ok(None)` when absent.
+fn message_metadata(params: &Params) -> Result<Option<Value>, ApiError> {
+    let Some(metadata) = params
+        .json("metadata")
+        .map_err(|_| ApiError::new("invalid_metadata_format"))?
+    else {
+        return Ok(None);
+    };
+    let event_type = metadata.get("event_type").and_then(Value::as_str).unwrap_or_default();
+    let payload = metadata.get("event_payload").unwrap_or(&Value::Null);
+    if event_type.is_empty() || !(payload.is_null() || payload.is_object()) {
+        return Err(ApiError::new("invalid_metadata_schema"));
+    }
+    if metadata.to_string().len() > 8_000 {
+        return Err(ApiError::new("metadata_too_large"));
+    }
+    Ok(Some(
+        json!({ "event_type": event_type, "event_payload": payload.clone() }),
+    ))
+}
+
+/// A message as `conversations.history`/`replies` list it: with its metadata when asked for
+/// (`include_all_metadata`), as Slack does.
+fn listed_message(state: &State, message: &Message, with_metadata: bool) -> Value {
+    let mut json = message_json(message);
+    if with_metadata {
+        if let Some(metadata) = state
+            .message_metadata
+            .get(&(message.channel.clone(), message.ts.clone()))
+        {
+            json["metadata"] = metadata.clone();
+        }
+    }
+    json
+}
+
 fn chat_post_message(state: &mut State, ctx: &Ctx<'_>, params: &Params) -> ApiResult {
     let channel = message_target(state, params.text("channel"))?;
     let record = channel_ref(state, Some(channel.clone()))?;
@@ -816,6 +907,7 @@ fn chat_post_message(state: &mut State, ctx: &Ctx<'_>, params: &Params) -> ApiRe
     if content.is_empty() {
         return Err(ApiError::new("no_text"));
     }
+    let metadata = message_metadata(params)?;
     let message = Message {
         channel: channel.clone(),
         ts: state.next_ts(),
@@ -826,9 +918,13 @@ fn chat_post_message(state: &mut State, ctx: &Ctx<'_>, params: &Params) -> ApiRe
         edited: false,
         reactions: Vec::new(),
     };
-    let json = message_json(&message);
+    let mut json = message_json(&message);
     let ts = message.ts.clone();
     state.messages.push(message);
+    if let Some(metadata) = metadata {
+        json["metadata"] = metadata.clone();
+        state.message_metadata.insert((channel.clone(), ts.clone()), metadata);
+    }
     Ok(json!({ "channel": channel, "ts": ts, "message": json }))
 }
 
@@ -892,6 +988,10 @@ fn chat_update(state: &mut State, ctx: &Ctx<'_>, params: &Params) -> ApiResult {
     if content.is_empty() {
         return Err(ApiError::new("no_text"));
     }
+    // Given metadata replaces the message's; omitted, it is kept.
+    if let Some(metadata) = message_metadata(params)? {
+        state.message_metadata.insert((channel.clone(), ts.clone()), metadata);
+    }
     let message = state
         .find_message_mut(&channel, &ts)
         .ok_or_else(|| ApiError::new("message_not_found"))?;
@@ -926,7 +1026,8 @@ fn chat_get_permalink(state: &mut State, _: &Ctx<'_>, params: &Params) -> ApiRes
 }
 
 /// `conversations.history`: top-level messages newest first, bounded by `latest`/`oldest`
-/// (`inclusive` keeps the bounds), at most `limit` (default 100). The bot must be a member.
+/// (`inclusive` keeps the bounds), at most `limit` (default 100), with their metadata when
+/// `include_all_metadata` is set. The bot must be a member.
 fn conversations_history(state: &mut State, _: &Ctx<'_>, params: &Params) -> ApiResult {
     let record = visible_channel(state, params.text("channel"))?;
     if !is_member(&record.channel, BOT_USER_ID) {
@@ -959,13 +1060,19 @@ fn conversations_history(state: &mut State, _: &Ctx<'_>, params: &Params) -> Api
             .unwrap_or(std::cmp::Ordering::Equal)
     });
     let has_more = found.len() > limit;
-    let messages: Vec<Value> = found.into_iter().take(limit).map(message_json).collect();
+    let with_metadata = params.flag("include_all_metadata");
+    let messages: Vec<Value> = found
+        .into_iter()
+        .take(limit)
+        .map(|m| listed_message(state, m, with_metadata))
+        .collect();
     Ok(json!({ "messages": messages, "has_more": has_more }))
 }
 
-/// `conversations.replies`: the thread of `ts` (a parent, or any reply in it), parent first,
-/// oldest first, bounded by `latest`/`oldest` (`inclusive`), at most `limit` (default 1000).
-/// An unthreaded message is returned alone.
+/// `conversations.replies`: the thread of `ts` (its parent, or any reply in it): the parent
+/// first, then its replies oldest first, bounded by `latest`/`oldest` (the parent is always
+/// listed), at most `limit` replies (default 100), with metadata when `include_all_metadata`
+/// is set. The bot must be a member.
 fn conversations_replies(state: &mut State, _: &Ctx<'_>, params: &Params) -> ApiResult {
     let record = visible_channel(state, params.text("channel"))?;
     if !is_member(&record.channel, BOT_USER_ID) {
@@ -976,7 +1083,11 @@ fn conversations_replies(state: &mut State, _: &Ctx<'_>, params: &Params) -> Api
     let found = state
         .find_message(&channel, &ts)
         .ok_or_else(|| ApiError::new("thread_not_found"))?;
-    let parent = found.thread_ts.clone().unwrap_or_else(|| found.ts.clone());
+    let parent_ts = found.thread_ts.clone().unwrap_or_else(|| found.ts.clone());
+    let parent = state
+        .find_message(&channel, &parent_ts)
+        .ok_or_else(|| ApiError::new("thread_not_found"))?;
+    let ts = parent_ts;
     let ts_value = |t: &str| t.parse::<f64>().ok();
     let latest = params.text("latest").and_then(|t| ts_value(&t));
     let oldest = params.text("oldest").and_then(|t| ts_value(&t));
@@ -984,22 +1095,91 @@ fn conversations_replies(state: &mut State, _: &Ctx<'_>, params: &Params) -> Api
     let limit = params
         .text("limit")
         .and_then(|l| l.parse::<usize>().ok())
-        .unwrap_or(1000)
+        .unwrap_or(100)
         .clamp(1, 1000);
-    let thread: Vec<&Message> = state
+    let mut replies: Vec<&Message> = state
         .messages
         .iter()
-        .filter(|m| m.channel == channel && (m.ts == parent || m.thread_ts.as_deref() == Some(parent.as_str())))
+        .filter(|m| m.channel == channel && m.ts != ts && m.thread_ts.as_deref() == Some(ts.as_str()))
         .filter(|m| {
-            let Some(ts) = ts_value(&m.ts) else { return false };
-            let before = latest.is_none_or(|l| if inclusive { ts <= l } else { ts < l });
-            let after = oldest.is_none_or(|o| if inclusive { ts >= o } else { ts > o });
+            let Some(t) = ts_value(&m.ts) else { return false };
+            let before = latest.is_none_or(|l| if inclusive { t <= l } else { t < l });
+            let after = oldest.is_none_or(|o| if inclusive { t >= o } else { t > o });
             before && after
         })
         .collect();
-    let has_more = thread.len() > limit;
-    let messages: Vec<Value> = thread.into_iter().take(limit).map(message_json).collect();
+    replies.sort_by(|a, b| {
+        ts_value(&a.ts)
+            .partial_cmp(&ts_value(&b.ts))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let has_more = replies.len() > limit;
+    let with_metadata = params.flag("include_all_metadata");
+    let mut messages = vec![listed_message(state, parent, with_metadata)];
+    messages.extend(
+        replies
+            .into_iter()
+            .take(limit)
+            .map(|m| listed_message(state, m, with_metadata)),
+    );
     Ok(json!({ "messages": messages, "has_more": has_more }))
+}
+
+/// `conversations.list`: the channels the bot can see (public ones, private ones it is in; DMs
+/// only when `types` asks for `im`), in creation order, `limit` (default 100) per page with
+/// Slack's `next_cursor`.
+fn conversations_list(state: &mut State, _: &Ctx<'_>, params: &Params) -> ApiResult {
+    let types = params.list("types");
+    let types: Vec<&str> = if types.is_empty() {
+        vec!["public_channel"]
+    } else {
+        types.iter().map(String::as_str).collect()
+    };
+    if let Some(bad) = types
+        .iter()
+        .find(|t| !["public_channel", "private_channel", "im", "mpim"].contains(t))
+    {
+        return Err(ApiError::new("invalid_types").with("detail", json!(bad)));
+    }
+    let limit = match params.text("limit") {
+        None => 100,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if n <= 1000 => n.max(1),
+            _ => return Err(ApiError::new("invalid_limit")),
+        },
+    };
+    let start = match params.required("cursor") {
+        None => 0,
+        Some(c) => c
+            .strip_prefix("offset:")
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| ApiError::new("invalid_cursor"))?,
+    };
+    let exclude_archived = params.flag("exclude_archived");
+    let visible: Vec<Value> = state
+        .channels
+        .iter()
+        .filter(|c| {
+            let kind = if c.channel.is_im {
+                "im"
+            } else if c.channel.is_private {
+                "private_channel"
+            } else {
+                "public_channel"
+            };
+            types.contains(&kind)
+                && (!c.channel.is_private || is_member(&c.channel, BOT_USER_ID))
+                && !(exclude_archived && c.channel.archived)
+        })
+        .map(channel_json)
+        .collect();
+    let page: Vec<Value> = visible.iter().skip(start).take(limit).cloned().collect();
+    let next = if start + limit < visible.len() {
+        format!("offset:{}", start + limit)
+    } else {
+        String::new()
+    };
+    Ok(json!({ "channels": page, "response_metadata": { "next_cursor": next } }))
 }
 
 // ----- pins, reactions, bookmarks -----

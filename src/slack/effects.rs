@@ -3,35 +3,17 @@
 //! learns (channel id, message ts) is stored when the job completes.
 
 use super::blocks;
-use super::web::{SlackCallError, SlackWeb};
+use super::web::{Failure, SlackCallError, SlackWeb, JOB_EVENT_TYPE};
 use crate::config::Policy;
 use crate::db::{Db, JobUpdate, NewJob};
 use crate::incident::change::Notice;
 use crate::incident::model::*;
 use crate::outbox::{Job, JobKind, Outcome, Runner};
 use serde_json::json;
-use slack_morphism::prelude::SlackMessageContent;
+use slack_morphism::prelude::{SlackMessageContent, SlackMessageMetadata};
 
 /// How many `-2`, `-3`, … suffixes we try after `name_taken` before giving up.
 const MAX_NAME_ATTEMPTS: u32 = 50;
-
-/// Slack error codes that no retry can fix.
-const PERMANENT: &[&str] = &[
-    "invalid_blocks",
-    "invalid_arguments",
-    "channel_not_found",
-    "is_archived",
-    "not_in_channel",
-    "invalid_name",
-    "invalid_name_specials",
-    "invalid_name_maxlength",
-    "invalid_name_required",
-    "restricted_action",
-    "missing_scope",
-    "user_not_found",
-    "msg_too_long",
-    "no_text",
-];
 
 /// `conversations.invite` refusals that concern one person only: said once, never retried.
 const PERSON_REFUSALS: &[&str] = &[
@@ -46,20 +28,43 @@ const PERSON_REFUSALS: &[&str] = &[
     "cant_invite_self",
 ];
 
+/// A failed call as the job's outcome: failed for good, try again, or unknown (reconcile first).
 fn outcome_of(e: SlackCallError) -> Outcome {
-    match &e {
-        SlackCallError::Api { code, .. } if PERMANENT.contains(&code.as_str()) => {
-            Outcome::GiveUp { error: e.to_string() }
-        }
-        SlackCallError::Unavailable { retry_after, .. } => Outcome::Retry {
-            after: *retry_after,
+    match e.failure() {
+        Failure::Permanent => Outcome::GiveUp { error: e.to_string() },
+        Failure::Temporary { retry_after } => Outcome::Retry {
+            after: retry_after,
             error: e.to_string(),
         },
-        SlackCallError::Api { .. } => Outcome::Retry {
-            after: None,
-            error: e.to_string(),
-        },
+        Failure::Uncertain => Outcome::Uncertain { error: e.to_string() },
     }
+}
+
+/// `content` tagged with the job that posts it (Slack message metadata), so that a retry after
+/// an uncertain outcome can find it in the channel's history instead of posting it again.
+fn tagged(mut content: SlackMessageContent, job: &Job) -> SlackMessageContent {
+    let payload = std::collections::HashMap::from([
+        ("job".to_string(), job.id.to_string()),
+        ("incident".to_string(), job.incident_id.0.to_string()),
+    ]);
+    content.metadata = Some(SlackMessageMetadata::new(JOB_EVENT_TYPE.into()).with_event_payload(payload));
+    content
+}
+
+/// The incident's tag in its channel's purpose: the bot adopts a channel it finds by name only
+/// when it made it for this incident (id and declaration time, unique even across a database
+/// that was reset and numbers incidents from 1 again).
+fn purpose_tag(incident: &Incident) -> String {
+    format!(
+        "incident-bot:{}:{}",
+        incident.id.0,
+        incident.declared_at.timestamp_millis()
+    )
+}
+
+fn purpose(incident: &Incident) -> String {
+    let title: String = incident.title.chars().take(150).collect();
+    format!("{} {} · {}", incident.number, title, purpose_tag(incident))
 }
 
 /// Counts a posted follow-up or review reminder (`kind`) in the metrics.
@@ -83,7 +88,7 @@ impl SlackEffects {
             error: format!("{} has no channel yet", incident.number),
         };
         match job.kind {
-            JobKind::CreateChannel => self.create_channel(incident).await,
+            JobKind::CreateChannel => self.create_channel(job, incident).await,
             JobKind::InviteMembers => {
                 if channel.is_empty() {
                     return Err(need_channel());
@@ -106,7 +111,7 @@ impl SlackEffects {
             }
             JobKind::PostCard => {
                 let content = self.card(incident);
-                let ts = self.web.post(&channel, content, None).await.map_err(outcome_of)?;
+                let ts = self.post_once(job, &channel, content, None).await?;
                 Ok(JobUpdate {
                     card_ts: Some(ts),
                     then: vec![NewJob::new(JobKind::PinCard)],
@@ -129,7 +134,7 @@ impl SlackEffects {
                     &blocks::summary_text(incident),
                     blocks::announcement(incident, &channel),
                 );
-                let ts = self.web.post(announce, content, None).await.map_err(outcome_of)?;
+                let ts = self.post_once(job, announce, content, None).await?;
                 Ok(JobUpdate {
                     announce_ts: Some(ts),
                     event: Some((EventKind::Announced, json!({ "channel": announce }))),
@@ -173,12 +178,9 @@ impl SlackEffects {
                 let actor = job.payload["actor"].as_str().unwrap_or("someone");
                 let text = blocks::notice_text(incident, actor, &notice);
                 if job.payload["to"] == "thread" {
-                    self.post_in_thread(incident, &text).await?;
+                    self.post_in_thread(job, incident, &text).await?;
                 } else {
-                    self.web
-                        .post(&channel, blocks::text(&text), None)
-                        .await
-                        .map_err(outcome_of)?;
+                    self.post_once(job, &channel, blocks::text(&text), None).await?;
                 }
                 Ok(JobUpdate::default())
             }
@@ -186,10 +188,8 @@ impl SlackEffects {
                 let repeat = job.payload["stage"] == "repeat";
                 let late = job.payload["late"] == true;
                 let (text, blocks) = blocks::reminder(incident, &self.policy, repeat, late);
-                self.web
-                    .post(&channel, blocks::content(&text, blocks), None)
-                    .await
-                    .map_err(outcome_of)?;
+                self.post_once(job, &channel, blocks::content(&text, blocks), None)
+                    .await?;
                 let stage = if repeat { "repeat" } else { "first" };
                 crate::metrics::METRICS
                     .reminders_sent
@@ -200,12 +200,9 @@ impl SlackEffects {
                 let overdue = chrono::Duration::milliseconds(job.payload["overdue_ms"].as_i64().unwrap_or_default());
                 let text = blocks::escalation(incident, &self.policy, overdue);
                 if job.payload["to"] == "thread" {
-                    self.post_in_thread(incident, &text).await?;
+                    self.post_in_thread(job, incident, &text).await?;
                 } else {
-                    self.web
-                        .post(&channel, blocks::text(&text), None)
-                        .await
-                        .map_err(outcome_of)?;
+                    self.post_once(job, &channel, blocks::text(&text), None).await?;
                     // One breach, escalated in the channel and (for public incidents) the thread:
                     // counted once, on the channel post.
                     crate::metrics::METRICS.breaches.inc(&[]);
@@ -235,7 +232,7 @@ impl SlackEffects {
                     None => false,
                 };
                 if !sent_dm {
-                    self.web.post(&channel, content, None).await.map_err(outcome_of)?;
+                    self.post_once(job, &channel, content, None).await?;
                 }
                 count_reminder("follow_up", job);
                 Ok(JobUpdate::default())
@@ -246,10 +243,8 @@ impl SlackEffects {
                     return Ok(JobUpdate::default());
                 }
                 let (text, blocks) = blocks::pir_reminder(incident, job.payload["late"] == true);
-                self.web
-                    .post(&channel, blocks::content(&text, blocks), None)
-                    .await
-                    .map_err(outcome_of)?;
+                self.post_once(job, &channel, blocks::content(&text, blocks), None)
+                    .await?;
                 count_reminder("review", job);
                 Ok(JobUpdate::default())
             }
@@ -291,7 +286,7 @@ impl SlackEffects {
 
     /// Posts in the announcement thread, where stakeholders follow the incident. Private
     /// incidents, and setups without an announcement channel, have no thread: nothing is posted.
-    async fn post_in_thread(&self, incident: &Incident, text: &str) -> Result<(), Outcome> {
+    async fn post_in_thread(&self, job: &Job, incident: &Incident, text: &str) -> Result<(), Outcome> {
         let Some(announce) = self.policy.announce_channel.as_deref() else {
             return Ok(());
         };
@@ -314,29 +309,105 @@ impl SlackEffects {
                 }),
             };
         };
-        self.web
-            .post(announce, blocks::text(text), Some(ts))
+        self.post_once(job, announce, blocks::text(text), Some(ts))
             .await
             .map(|_| ())
+    }
+
+    /// Posts `content` for `job` (tagged with it) and returns the message's ts. After an
+    /// uncertain outcome it first looks for the message an earlier attempt may have posted and
+    /// adopts it; only when none is found is the message posted again.
+    async fn post_once(
+        &self,
+        job: &Job,
+        channel: &str,
+        content: SlackMessageContent,
+        thread_ts: Option<&str>,
+    ) -> Result<String, Outcome> {
+        if job.uncertain {
+            match self
+                .web
+                .find_job_message(channel, thread_ts, job.id, job.created_at, &self.bot_user_id)
+                .await
+            {
+                Ok(Some(ts)) => {
+                    tracing::info!(job = job.id, %ts, "reconciled: the earlier attempt was posted; adopting it");
+                    return Ok(ts);
+                }
+                Ok(None) => tracing::info!(job = job.id, "reconciled: no earlier post found; posting"),
+                // Cannot look (e.g. no history scope there): posting again is the lesser evil.
+                Err(e) if e.failure() == Failure::Permanent => {
+                    tracing::warn!(job = job.id, error = %e, "cannot look for an earlier attempt; posting again");
+                }
+                // Still not knowing: stay uncertain and look again next time.
+                Err(e) => return Err(Outcome::Uncertain { error: e.to_string() }),
+            }
+        }
+        self.web
+            .post(channel, tagged(content, job), thread_ts)
+            .await
             .map_err(outcome_of)
     }
 
-    /// Creates `inc-<n>-<slug>`, moving on to `-2`, `-3`, … while Slack says `name_taken`.
-    async fn create_channel(&self, incident: &Incident) -> Result<JobUpdate, Outcome> {
+    /// Creates `inc-<n>-<slug>`, moving on to `-2`, `-3`, … while Slack says `name_taken` for a
+    /// channel that is not this incident's. A taken name is looked up first: a channel the bot
+    /// created for this incident (an earlier attempt whose answer was lost, or a crash before it
+    /// was stored) is adopted instead of making an orphan next to it.
+    async fn create_channel(&self, job: &Job, incident: &Incident) -> Result<JobUpdate, Outcome> {
         if let (Some(id), Some(name)) = (&incident.channel_id, &incident.channel_name) {
             return Ok(self.after_channel(incident, id.clone(), name.clone()));
         }
         for attempt in 1..=MAX_NAME_ATTEMPTS {
             let name = channel_name(&self.policy.channel_prefix, incident.number, &incident.title, attempt);
             match self.web.create_channel(&name, incident.is_private).await {
-                Ok(id) => return Ok(self.after_channel(incident, id, name)),
-                Err(e) if e.code() == Some("name_taken") => continue,
+                Ok(id) => {
+                    self.tag_channel(incident, &id).await;
+                    return Ok(self.after_channel(incident, id, name));
+                }
+                Err(e) if e.code() == Some("name_taken") => {
+                    let found = self.web.find_channel(&name).await.map_err(|e| match outcome_of(e) {
+                        // Not knowing whether it is ours must not end in a `-2`: look again later.
+                        Outcome::Retry { error, .. } => Outcome::Uncertain { error },
+                        other => other,
+                    })?;
+                    if let Some(found) = found.filter(|c| self.made_for(job, incident, c)) {
+                        tracing::info!(channel = %found.id, %name, "reconciled: adopting the channel an earlier attempt created");
+                        if found.purpose.is_empty() {
+                            self.tag_channel(incident, &found.id).await;
+                        }
+                        return Ok(self.after_channel(incident, found.id, name));
+                    }
+                }
                 Err(e) => return Err(outcome_of(e)),
             }
         }
         Err(Outcome::GiveUp {
             error: format!("every channel name up to -{MAX_NAME_ATTEMPTS} is taken"),
         })
+    }
+
+    /// Whether `channel` (found by this incident's channel name) is one the bot created for
+    /// it: the bot is its creator and its purpose carries the incident's tag; or, after an
+    /// uncertain attempt (the bot may have died between creating it and setting the purpose),
+    /// its purpose is still empty and it was created after the incident was declared. A channel
+    /// that merely has the name (made by someone, or by the bot for a database since reset) is
+    /// never adopted.
+    fn made_for(&self, job: &Job, incident: &Incident, channel: &super::web::FoundChannel) -> bool {
+        if channel.creator != self.bot_user_id {
+            return false;
+        }
+        if channel.purpose.contains(&purpose_tag(incident)) {
+            return true;
+        }
+        job.uncertain && channel.purpose.is_empty() && channel.created >= incident.declared_at.timestamp()
+    }
+
+    /// Sets the purpose that identifies the channel as this incident's. Best effort: a channel
+    /// without it is still used, and adopted by name if its creation has to be reconciled.
+    async fn tag_channel(&self, incident: &Incident, channel: &str) {
+        if let Err(e) = self.web.set_purpose(channel, &purpose(incident)).await {
+            tracing::warn!(%channel, error = %e, "cannot set the incident channel's purpose");
+        }
     }
 
     fn after_channel(&self, incident: &Incident, id: String, name: String) -> JobUpdate {
@@ -386,7 +457,7 @@ impl SlackEffects {
                     Some(code) if PERSON_REFUSALS.contains(&code) => refused.push((user, code.to_string())),
                     // The channel itself is the problem (archived, gone, no scope): no person
                     // can be added; the job fails for good with Slack's reason.
-                    Some(code) if PERMANENT.contains(&code) => return Err(outcome_of(e)),
+                    _ if e.failure() == Failure::Permanent => return Err(outcome_of(e)),
                     _ => retry = retry.or(Some(outcome_of(e))),
                 },
             }
@@ -472,6 +543,25 @@ impl Runner for SlackEffects {
         );
         if let Err(e) = self.tell_declarer(&incident, &text).await {
             tracing::warn!(incident = %incident.number, error = %e, "cannot tell the declarer about a delay");
+        }
+    }
+
+    async fn report_failure(&self, job: Job, error: String) {
+        // Once per job: what failed for good, and that it will not be retried.
+        let key = format!("failure-notice:{}", job.id);
+        let Ok(incident) = self.db.incident(job.incident_id).await else {
+            return;
+        };
+        if !self.db.first_time(&key, chrono::Utc::now()).await.unwrap_or(false) {
+            return;
+        }
+        let text = format!(
+            "❌ {} is saved, but {} failed for good ({error}). I will not retry it; the incident's timeline records it.",
+            incident.number,
+            job.kind.describe()
+        );
+        if let Err(e) = self.tell_declarer(&incident, &text).await {
+            tracing::warn!(incident = %incident.number, error = %e, "cannot tell the declarer about a failure");
         }
     }
 }

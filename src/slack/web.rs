@@ -15,20 +15,112 @@ pub enum SlackCallError {
     /// Slack answered `ok: false` with this code (e.g. `name_taken`).
     #[error("Slack {method} answered {code}")]
     Api { method: &'static str, code: String },
-    /// Rate limited, 5xx, timeout or network: worth retrying.
+    /// Rate limited (429 with `Retry-After`): Slack refused before doing anything.
     #[error("Slack {method} is unavailable ({detail})")]
     Unavailable {
         method: &'static str,
         detail: String,
         retry_after: Option<Duration>,
     },
+    /// No answer we can trust (timeout, connection reset, 5xx, a garbled body): Slack may
+    /// have done it. A retry must look for the result before repeating the call.
+    #[error("Slack {method} did not answer ({detail}); it may have been done")]
+    Unknown { method: &'static str, detail: String },
 }
+
+/// What a failed call means for the job that made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Slack refused and no retry can fix it (too long, not allowed, gone, bad token).
+    Permanent,
+    /// Slack refused for now (rate limited, a transient error code): repeat it as is.
+    Temporary { retry_after: Option<Duration> },
+    /// We do not know whether Slack did it: reconcile before repeating.
+    Uncertain,
+}
+
+/// Slack error codes that no retry can fix: the content, the channel or the permissions must
+/// change first. (From the method docs in `../shared/slack/methods`.)
+const PERMANENT: &[&str] = &[
+    "invalid_blocks",
+    "invalid_blocks_format",
+    "invalid_arguments",
+    "invalid_metadata_format",
+    "invalid_metadata_schema",
+    "metadata_too_large",
+    "channel_not_found",
+    "is_archived",
+    "not_in_channel",
+    "invalid_name",
+    "invalid_name_specials",
+    "invalid_name_maxlength",
+    "invalid_name_required",
+    "invalid_name_punctuation",
+    "restricted_action",
+    "restricted_action_read_only_channel",
+    "restricted_action_thread_only_channel",
+    "restricted_action_non_threadable_channel",
+    "cannot_create_channel",
+    "missing_scope",
+    "not_allowed_token_type",
+    "user_not_found",
+    "user_not_visible",
+    "user_is_restricted",
+    "msg_too_long",
+    "msg_blocks_too_long",
+    "too_long",
+    "no_text",
+    "not_pinnable",
+    "too_many_pins",
+    "ekm_access_denied",
+    "team_access_not_granted",
+    "channel_is_archived",
+    "cant_update_message",
+    "edit_window_closed",
+    "message_not_found",
+    "no_permission",
+    "method_deprecated",
+    "deprecated_endpoint",
+];
+
+/// Codes saying the bot's token no longer works: nothing will succeed until someone
+/// reinstalls the app or fixes the token, so `/readyz` turns red.
+pub const AUTH_FAILURES: &[&str] = &[
+    "invalid_auth",
+    "token_revoked",
+    "account_inactive",
+    "not_authed",
+    "token_expired",
+];
+
+/// Codes meaning Slack hit an error part-way and may have done some of it ("It's possible some
+/// aspect of the operation succeeded before the error was raised", `fatal_error`).
+const UNCERTAIN_CODES: &[&str] = &["fatal_error", "internal_error"];
 
 impl SlackCallError {
     pub fn code(&self) -> Option<&str> {
         match self {
             SlackCallError::Api { code, .. } => Some(code),
-            SlackCallError::Unavailable { .. } => None,
+            SlackCallError::Unavailable { .. } | SlackCallError::Unknown { .. } => None,
+        }
+    }
+
+    /// Done / failed for good / try again / unknown: see [`Failure`].
+    pub fn failure(&self) -> Failure {
+        match self {
+            SlackCallError::Api { code, .. }
+                if PERMANENT.contains(&code.as_str()) || AUTH_FAILURES.contains(&code.as_str()) =>
+            {
+                Failure::Permanent
+            }
+            SlackCallError::Api { code, .. } if UNCERTAIN_CODES.contains(&code.as_str()) => Failure::Uncertain,
+            // Other codes (`ratelimited` in a 200, `service_unavailable`, `request_timeout`, …)
+            // are answers: Slack did not do it, and may later.
+            SlackCallError::Api { .. } => Failure::Temporary { retry_after: None },
+            SlackCallError::Unavailable { retry_after, .. } => Failure::Temporary {
+                retry_after: *retry_after,
+            },
+            SlackCallError::Unknown { .. } => Failure::Uncertain,
         }
     }
 
@@ -40,13 +132,15 @@ impl SlackCallError {
                 detail: "rate limited".into(),
                 retry_after: rl.retry_after,
             },
-            SlackClientError::HttpError(h) => SlackCallError::Unavailable {
+            // A 5xx (or any status we did not expect) comes from somewhere between us and
+            // Slack's backend, which may have applied the call before the error.
+            SlackClientError::HttpError(h) => SlackCallError::Unknown {
                 method,
                 detail: format!("HTTP {}", h.status_code.as_u16()),
-                retry_after: None,
             },
-            // Protocol/system errors carry bodies and URLs; keep only their kind.
-            other => SlackCallError::Unavailable {
+            // Protocol/system errors carry bodies and URLs; keep only their kind. A reset or a
+            // garbled answer may come after Slack did the work: unknown, not failed.
+            other => SlackCallError::Unknown {
                 method,
                 detail: match other {
                     SlackClientError::HttpProtocolError(_) => "connection failed".into(),
@@ -54,7 +148,6 @@ impl SlackCallError {
                     SlackClientError::EndOfStream(_) => "connection closed".into(),
                     _ => "client error".into(),
                 },
-                retry_after: None,
             },
         }
     }
@@ -62,6 +155,16 @@ impl SlackCallError {
 
 /// Shorthand for results of Slack calls.
 pub type SlackResult<T> = Result<T, SlackCallError>;
+
+/// A channel found by name (see [`SlackWeb::find_channel`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundChannel {
+    pub id: String,
+    pub creator: String,
+    pub purpose: String,
+    /// When it was created (Unix seconds).
+    pub created: i64,
+}
 
 /// Who the bot is, from `auth.test`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +182,8 @@ pub struct SlackWeb {
     timeout: Duration,
     /// Channel members recently read (see [`SlackWeb::members`]).
     members_cache: Arc<std::sync::Mutex<MembersCache>>,
+    auth_failure: AuthFailure,
+    crash_point: Option<Arc<CrashPoint>>,
 }
 
 /// Channel id → (when read, member ids).
@@ -88,6 +193,13 @@ type MembersCache = std::collections::HashMap<String, (std::time::Instant, Vec<S
 /// the ack budget even with many private incidents, and someone invited by a person (not by
 /// the bot, which forgets the list itself) shows up within this long.
 const MEMBERS_TTL: Duration = Duration::from_secs(60);
+
+/// The marker of messages the outbox posts: `metadata.event_type`.
+pub const JOB_EVENT_TYPE: &str = "incident_bot_job";
+
+/// How many pages of history a look-up reads at most (of `LOOKUP_PAGE` messages each).
+const LOOKUP_PAGES: usize = 5;
+const LOOKUP_PAGE: u16 = 200;
 
 /// Builds a slack-morphism client for `api_url` (http or https).
 ///
@@ -120,13 +232,16 @@ macro_rules! call {
             let result = match tokio::time::timeout($self.timeout, $body).await {
                 Ok(Ok(v)) => Ok(v),
                 Ok(Err(e)) => Err(SlackCallError::from_client($method, e)),
-                Err(_) => Err(SlackCallError::Unavailable {
+                Err(_) => Err(SlackCallError::Unknown {
                     method: $method,
                     detail: "timed out".into(),
-                    retry_after: None,
                 }),
             };
             $crate::slack::web::count_call($method, &result);
+            $self.watch_auth(&result);
+            if result.is_ok() {
+                $self.maybe_crash($method).await;
+            }
             match result {
                 Err(SlackCallError::Unavailable {
                     retry_after: Some(wait),
@@ -157,8 +272,57 @@ pub(crate) fn count_call<T>(method: &'static str, result: &SlackResult<T>) {
             retry_after: Some(_), ..
         }) => metrics.slack_errors.inc(&[method, "ratelimited"]),
         Err(SlackCallError::Unavailable { .. }) => metrics.slack_errors.inc(&[method, "unavailable"]),
+        Err(SlackCallError::Unknown { .. }) => metrics.slack_errors.inc(&[method, "unknown"]),
     }
 }
+
+/// A test-only fault: the process "dies" right after Slack has answered the `skip + 1`-th
+/// successful call to `method`, before the bot can store what it learnt. The call then never
+/// returns (as if the process were gone) and [`CrashPoint::crashed`] resolves, so the test can
+/// kill the bot ([`crate::app::Bot::kill`]) and restart it. Set through `BotOptions`; never
+/// configurable in production settings.
+#[derive(Debug)]
+pub struct CrashPoint {
+    method: &'static str,
+    skip: std::sync::atomic::AtomicUsize,
+    fired: tokio::sync::watch::Sender<bool>,
+}
+
+impl CrashPoint {
+    pub fn after(method: &'static str, skip: usize) -> Arc<CrashPoint> {
+        Arc::new(CrashPoint {
+            method,
+            skip: std::sync::atomic::AtomicUsize::new(skip),
+            fired: tokio::sync::watch::channel(false).0,
+        })
+    }
+
+    /// Resolves once the crash point has been reached.
+    pub async fn crashed(&self) {
+        let mut rx = self.fired.subscribe();
+        let _ = rx.wait_for(|fired| *fired).await;
+    }
+
+    fn hit(&self, method: &str) -> bool {
+        use std::sync::atomic::Ordering;
+        if method != self.method || *self.fired.borrow() {
+            return false;
+        }
+        let passed = self
+            .skip
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if passed {
+            return false;
+        }
+        self.fired.send_replace(true);
+        true
+    }
+}
+
+/// The first token failure Slack reported (`invalid_auth`, `token_revoked`, …), shared with
+/// `/readyz`; empty while the token works.
+pub type AuthFailure = Arc<std::sync::Mutex<Option<String>>>;
 
 impl SlackWeb {
     pub fn new(settings: &SlackSettings) -> anyhow::Result<Self> {
@@ -167,7 +331,44 @@ impl SlackWeb {
             token: SlackApiToken::new(settings.bot_token.expose().into()),
             timeout: Duration::from_secs(10),
             members_cache: Arc::default(),
+            auth_failure: AuthFailure::default(),
+            crash_point: None,
         })
+    }
+
+    /// Test-only: die after a chosen call (see [`CrashPoint`]).
+    pub fn with_crash_point(mut self, point: Option<Arc<CrashPoint>>) -> Self {
+        self.crash_point = point;
+        self
+    }
+
+    /// Set once Slack says the token no longer works; `/readyz` reads it.
+    pub fn auth_failure(&self) -> AuthFailure {
+        self.auth_failure.clone()
+    }
+
+    fn watch_auth<T>(&self, result: &SlackResult<T>) {
+        let Err(SlackCallError::Api { method, code }) = result else {
+            return;
+        };
+        if !AUTH_FAILURES.contains(&code.as_str()) {
+            return;
+        }
+        let mut failure = self.auth_failure.lock().unwrap_or_else(|p| p.into_inner());
+        if failure.is_none() {
+            // Loud and once: every later call fails the same way until the app is reinstalled.
+            tracing::error!(%method, %code, "Slack refuses the bot token: reinstall the app or replace SLACK_BOT_TOKEN; /readyz is now red");
+            *failure = Some(code.clone());
+        }
+    }
+
+    async fn maybe_crash(&self, method: &str) {
+        if let Some(point) = &self.crash_point {
+            if point.hit(method) {
+                tracing::warn!(%method, "test crash point reached: this call never returns");
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// How long one Web API call may take before it counts as failed (and is retried).
@@ -311,6 +512,118 @@ impl SlackWeb {
         req.unfurl_links = Some(false);
         let r = call!(self, "chat.postMessage", |s| s.chat_post_message(&req))?;
         Ok(r.ts.to_string())
+    }
+
+    /// The ts of the message job `job` posted in `channel` (in the thread `thread_ts`, if
+    /// given) at or after `since`, found by its metadata (`event_type` [`JOB_EVENT_TYPE`],
+    /// `event_payload.job`). Read only after an uncertain outcome: bounded to the bot's own
+    /// messages since the job was enqueued (less a minute for clock skew), at most
+    /// `LOOKUP_PAGES` pages, newest first.
+    ///
+    /// The pages are read as plain JSON: other apps' metadata (any payload shape) must not make
+    /// the page unreadable, or the look-up would never conclude.
+    pub async fn find_job_message(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        job: i64,
+        since: chrono::DateTime<chrono::Utc>,
+        bot_user: &str,
+    ) -> SlackResult<Option<String>> {
+        let oldest = since - chrono::Duration::seconds(60);
+        let oldest = format!("{}.{:06}", oldest.timestamp(), oldest.timestamp_subsec_micros());
+        let (job, channel, limit, yes) = (
+            job.to_string(),
+            channel.to_string(),
+            LOOKUP_PAGE.to_string(),
+            "true".to_string(),
+        );
+        let thread = thread_ts.map(str::to_string);
+        let mut latest: Option<String> = None;
+        for _ in 0..LOOKUP_PAGES {
+            let params: Vec<(&str, Option<&String>)> = vec![
+                ("channel", Some(&channel)),
+                ("ts", thread.as_ref()),
+                ("oldest", Some(&oldest)),
+                ("limit", Some(&limit)),
+                ("include_all_metadata", Some(&yes)),
+                ("latest", latest.as_ref()),
+            ];
+            // History lists top-level messages only; a thread's replies come from replies.
+            let page: serde_json::Value = if thread.is_some() {
+                call!(self, "conversations.replies", |s| s.http_session_api.http_get(
+                    "conversations.replies",
+                    &params,
+                    None
+                ))?
+            } else {
+                call!(self, "conversations.history", |s| s.http_session_api.http_get(
+                    "conversations.history",
+                    &params,
+                    None
+                ))?
+            };
+            let messages = page["messages"].as_array().cloned().unwrap_or_default();
+            let found = messages.iter().find(|m| {
+                m["user"] == bot_user
+                    && m["metadata"]["event_type"] == JOB_EVENT_TYPE
+                    && m["metadata"]["event_payload"]["job"].as_str() == Some(job.as_str())
+            });
+            if let Some(ts) = found.and_then(|m| m["ts"].as_str()) {
+                return Ok(Some(ts.to_string()));
+            }
+            // Pages go back in time: the next one ends before this page's oldest message.
+            let older = messages
+                .iter()
+                .filter_map(|m| m["ts"].as_str())
+                .min_by(|a, b| {
+                    let (a, b) = (a.parse::<f64>().unwrap_or(0.0), b.parse::<f64>().unwrap_or(0.0));
+                    a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal)
+                })
+                .map(str::to_string);
+            match older {
+                Some(ts) if page["has_more"] == true && latest.as_ref() != Some(&ts) => latest = Some(ts),
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Sets a channel's purpose (shown under its name; also where the bot tags the incident).
+    pub async fn set_purpose(&self, channel: &str, purpose: &str) -> SlackResult<()> {
+        let req = SlackApiConversationsSetPurposeRequest::new(channel.into(), purpose.into());
+        call!(self, "conversations.setPurpose", |s| s.conversations_set_purpose(&req))?;
+        Ok(())
+    }
+
+    /// The unarchived channel named `name` the bot can see, if any (public channels and the
+    /// private ones it is in). Used only after an uncertain `conversations.create` or a
+    /// `name_taken`, to adopt the channel an earlier attempt made.
+    pub async fn find_channel(&self, name: &str) -> SlackResult<Option<FoundChannel>> {
+        let mut cursor: Option<SlackCursorId> = None;
+        loop {
+            let mut req = SlackApiConversationsListRequest::new()
+                .with_exclude_archived(true)
+                .with_limit(1000)
+                .with_types(vec![SlackConversationType::Public, SlackConversationType::Private]);
+            req.cursor = cursor.clone();
+            let r = call!(self, "conversations.list", |s| s.conversations_list(&req))?;
+            if let Some(c) = r.channels.iter().find(|c| c.name.as_deref() == Some(name)) {
+                return Ok(Some(FoundChannel {
+                    id: c.id.to_string(),
+                    creator: c.creator.as_ref().map(|u| u.to_string()).unwrap_or_default(),
+                    purpose: c.purpose.as_ref().map(|p| p.value.clone()).unwrap_or_default(),
+                    created: c.created.0.as_second(),
+                }));
+            }
+            cursor = r
+                .response_metadata
+                .and_then(|m| m.next_cursor)
+                .filter(|c| !c.0.is_empty());
+            if cursor.is_none() {
+                return Ok(None);
+            }
+        }
     }
 
     pub async fn post_ephemeral(&self, channel: &str, user: &str, content: SlackMessageContent) -> SlackResult<()> {
@@ -462,5 +775,55 @@ mod tests {
             SlackClientError::RateLimitError(SlackRateLimitError::new().with_retry_after(Duration::from_secs(3))),
         );
         assert!(matches!(rl, SlackCallError::Unavailable { retry_after: Some(d), .. } if d == Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn failures_are_classified_done_permanent_temporary_or_unknown() {
+        let api = |code: &str| SlackCallError::Api {
+            method: "chat.postMessage",
+            code: code.into(),
+        };
+        for code in [
+            "too_long",
+            "invalid_blocks_format",
+            "msg_blocks_too_long",
+            "restricted_action_read_only_channel",
+            "not_pinnable",
+            "too_many_pins",
+            "user_not_visible",
+            "ekm_access_denied",
+            "missing_scope",
+            "channel_not_found",
+            "invalid_auth",
+            "token_revoked",
+            "account_inactive",
+        ] {
+            assert_eq!(api(code).failure(), Failure::Permanent, "{code}");
+        }
+        assert_eq!(api("fatal_error").failure(), Failure::Uncertain);
+        assert_eq!(
+            api("service_unavailable").failure(),
+            Failure::Temporary { retry_after: None }
+        );
+        let timeout = SlackCallError::Unknown {
+            method: "chat.postMessage",
+            detail: "timed out".into(),
+        };
+        assert_eq!(timeout.failure(), Failure::Uncertain);
+        let five_hundred = SlackCallError::from_client(
+            "chat.postMessage",
+            SlackClientError::HttpError(SlackClientHttpError::new(hyper::StatusCode::INTERNAL_SERVER_ERROR)),
+        );
+        assert_eq!(five_hundred.failure(), Failure::Uncertain, "{five_hundred}");
+        let limited = SlackCallError::from_client(
+            "chat.postMessage",
+            SlackClientError::RateLimitError(SlackRateLimitError::new().with_retry_after(Duration::from_secs(40))),
+        );
+        assert_eq!(
+            limited.failure(),
+            Failure::Temporary {
+                retry_after: Some(Duration::from_secs(40))
+            }
+        );
     }
 }
