@@ -1025,6 +1025,43 @@ fn chat_get_permalink(state: &mut State, _: &Ctx<'_>, params: &Params) -> ApiRes
     Ok(json!({ "channel": channel, "permalink": permalink }))
 }
 
+/// A message timestamp as a number (an unparseable one sorts first and matches no bound).
+fn ts_value(ts: &str) -> f64 {
+    ts.parse().unwrap_or(f64::NEG_INFINITY)
+}
+
+/// The `latest`/`oldest`/`inclusive`/`limit` arguments of `conversations.history` and
+/// `.replies` (default 100 messages, at most 1,000).
+struct Window {
+    latest: Option<f64>,
+    oldest: Option<f64>,
+    inclusive: bool,
+    limit: usize,
+}
+
+impl Window {
+    fn of(params: &Params) -> Window {
+        let bound = |name: &str| params.text(name).and_then(|t| t.parse::<f64>().ok());
+        Window {
+            latest: bound("latest"),
+            oldest: bound("oldest"),
+            inclusive: params.flag("inclusive"),
+            limit: params
+                .text("limit")
+                .and_then(|l| l.parse::<usize>().ok())
+                .unwrap_or(100)
+                .clamp(1, 1000),
+        }
+    }
+
+    fn contains(&self, ts: &str) -> bool {
+        let Ok(t) = ts.parse::<f64>() else { return false };
+        let before = self.latest.is_none_or(|l| if self.inclusive { t <= l } else { t < l });
+        let after = self.oldest.is_none_or(|o| if self.inclusive { t >= o } else { t > o });
+        before && after
+    }
+}
+
 /// `conversations.history`: top-level messages newest first, bounded by `latest`/`oldest`
 /// (`inclusive` keeps the bounds), at most `limit` (default 100), with their metadata when
 /// `include_all_metadata` is set. The bot must be a member.
@@ -1034,31 +1071,15 @@ fn conversations_history(state: &mut State, _: &Ctx<'_>, params: &Params) -> Api
         return Err(ApiError::new("not_in_channel"));
     }
     let channel = record.channel.id.clone();
-    let ts_value = |t: &str| t.parse::<f64>().ok();
-    let latest = params.text("latest").and_then(|t| ts_value(&t));
-    let oldest = params.text("oldest").and_then(|t| ts_value(&t));
-    let inclusive = params.flag("inclusive");
-    let limit = params
-        .text("limit")
-        .and_then(|l| l.parse::<usize>().ok())
-        .unwrap_or(100)
-        .clamp(1, 1000);
+    let window = Window::of(params);
     let mut found: Vec<&Message> = state
         .messages
         .iter()
         .filter(|m| m.channel == channel && m.thread_ts.as_ref().is_none_or(|t| *t == m.ts))
-        .filter(|m| {
-            let Some(ts) = ts_value(&m.ts) else { return false };
-            let before = latest.is_none_or(|l| if inclusive { ts <= l } else { ts < l });
-            let after = oldest.is_none_or(|o| if inclusive { ts >= o } else { ts > o });
-            before && after
-        })
+        .filter(|m| window.contains(&m.ts))
         .collect();
-    found.sort_by(|a, b| {
-        ts_value(&b.ts)
-            .partial_cmp(&ts_value(&a.ts))
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
+    found.sort_by(|a, b| ts_value(&b.ts).total_cmp(&ts_value(&a.ts)));
+    let limit = window.limit;
     let has_more = found.len() > limit;
     let with_metadata = params.flag("include_all_metadata");
     let messages: Vec<Value> = found
@@ -1088,31 +1109,15 @@ fn conversations_replies(state: &mut State, _: &Ctx<'_>, params: &Params) -> Api
         .find_message(&channel, &parent_ts)
         .ok_or_else(|| ApiError::new("thread_not_found"))?;
     let ts = parent_ts;
-    let ts_value = |t: &str| t.parse::<f64>().ok();
-    let latest = params.text("latest").and_then(|t| ts_value(&t));
-    let oldest = params.text("oldest").and_then(|t| ts_value(&t));
-    let inclusive = params.flag("inclusive");
-    let limit = params
-        .text("limit")
-        .and_then(|l| l.parse::<usize>().ok())
-        .unwrap_or(100)
-        .clamp(1, 1000);
+    let window = Window::of(params);
     let mut replies: Vec<&Message> = state
         .messages
         .iter()
         .filter(|m| m.channel == channel && m.ts != ts && m.thread_ts.as_deref() == Some(ts.as_str()))
-        .filter(|m| {
-            let Some(t) = ts_value(&m.ts) else { return false };
-            let before = latest.is_none_or(|l| if inclusive { t <= l } else { t < l });
-            let after = oldest.is_none_or(|o| if inclusive { t >= o } else { t > o });
-            before && after
-        })
+        .filter(|m| window.contains(&m.ts))
         .collect();
-    replies.sort_by(|a, b| {
-        ts_value(&a.ts)
-            .partial_cmp(&ts_value(&b.ts))
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
+    replies.sort_by(|a, b| ts_value(&a.ts).total_cmp(&ts_value(&b.ts)));
+    let limit = window.limit;
     let has_more = replies.len() > limit;
     let with_metadata = params.flag("include_all_metadata");
     let mut messages = vec![listed_message(state, parent, with_metadata)];
