@@ -20,8 +20,10 @@
 //!   Markdown / CSV / JSON and a PNG chart; Block Kit in `slack::report`.
 //! - [`outbox`]: Slack side effects stored with the change that caused them, then driven to
 //!   done with retries and leases (survives restarts, runs once across replicas).
-//! - [`slack`]: the only module that imports slack_morphism: Socket Mode listener, command
-//!   and modal parsing, Block Kit, the Web API client, the outbox runner.
+//! - [`slack`]: the only module that imports slack_morphism: our Socket Mode transport
+//!   ([`slack::socket_mode`]: connections, acks written by a task no handler can block, pings,
+//!   disconnects, drain on shutdown), envelopes → flows ([`slack::listener`]), command and modal
+//!   parsing, Block Kit, the Web API client, the outbox runner.
 //! - [`app`]: wires the above into a running [`app::Bot`].
 //! - [`sandbox`]: a local Slack (Web API over HTTP, Socket Mode over WebSocket) that enforces
 //!   Slack's rules; used by the tests, the benchmarks and `incident-bot demo`.
