@@ -394,7 +394,7 @@ async fn run_connection(shared: Arc<Shared>, socket: Socket, replace: oneshot::S
             _ = ping.tick() => {
                 if last_heard.elapsed() > silent_limit {
                     tracing::warn!(connection = id, silent = ?last_heard.elapsed(), "no pong from Slack; dropping the connection");
-                    break Ended::Lost { stable: false };
+                    break Ended::Lost { stable: hello_at.is_some() };
                 }
                 let _ = writer_tx.send(Frame::Ping(Default::default()));
             }
