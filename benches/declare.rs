@@ -21,7 +21,7 @@
 //! `--transport` runs instead the Socket Mode transport figures of issue 18, on one sandbox:
 //! 2,000 `/incident` at 200/s acked by the bot, then by a do-nothing acker (the floor: two
 //! connections with TCP_NODELAY that answer each envelope with `{"envelope_id"}` from the read
-//! loop, opening no modal), then by the bot again while one `/incident note` at a time is stalled
+//! loop, then open a bare modal), then by the bot again while one `/incident note` at a time is stalled
 //! 2 s on a locked database (a new one every 2 s); prints p50/p99/max of each and the ratios.
 //! ```sh
 //! cargo bench --bench declare -- --transport [--pg]
@@ -768,7 +768,8 @@ async fn fault_mode(backend: &mut Backend) -> anyhow::Result<()> {
 }
 
 /// The floor for ack latency: `connections` Socket Mode connections (TCP_NODELAY) that ack
-/// every envelope with `{"envelope_id"}` straight from the read loop and do nothing else.
+/// every envelope with `{"envelope_id"}` straight from the read loop, then open a bare modal
+/// for a command (spawned), as the issue's Python floor did.
 async fn floor_acker(api_url: &str, connections: usize) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     use futures_util::{SinkExt, StreamExt};
     use slack_morphism::prelude::*;
@@ -785,6 +786,7 @@ async fn floor_acker(api_url: &str, connections: usize) -> anyhow::Result<Vec<to
             .url;
         let (socket, _) = tokio_tungstenite::connect_async_with_config(url.0.as_str(), None, true).await?;
         let (mut sink, mut stream) = socket.split();
+        let client = client.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(Ok(frame)) = stream.next().await {
                 let Frame::Text(text) = frame else { continue };
@@ -796,6 +798,21 @@ async fn floor_acker(api_url: &str, connections: usize) -> anyhow::Result<Vec<to
                     if sink.send(Frame::text(ack)).await.is_err() {
                         break;
                     }
+                }
+                // Then, like the issue's floor, open a bare modal (off the ack path).
+                if let Some(trigger) = envelope["payload"]["trigger_id"].as_str() {
+                    let (client, trigger) = (client.clone(), trigger.to_owned());
+                    tokio::spawn(async move {
+                        let view = SlackView::Modal(SlackModalView::new(
+                            SlackBlockPlainTextOnly::from("Floor"),
+                            vec![SlackSectionBlock::new().with_text(md!("A bare modal")).into()],
+                        ));
+                        let request = SlackApiViewsOpenRequest::new(trigger.into(), view);
+                        let _ = client
+                            .open_session(&SlackApiToken::new(sandbox::BOT_TOKEN.into()))
+                            .views_open(&request)
+                            .await;
+                    });
                 }
             }
         }));
