@@ -18,6 +18,15 @@
 //! ```
 //! On PostgreSQL every phase runs in a fresh schema `bench_<uuid>`, dropped at the end.
 //!
+//! `--transport` runs instead the Socket Mode transport figures of issue 18, on one sandbox:
+//! 2,000 `/incident` at 200/s acked by the bot, then by a do-nothing acker (the floor: two
+//! connections with TCP_NODELAY that answer each envelope with `{"envelope_id"}` from the read
+//! loop, then open a bare modal), then by the bot again while one `/incident note` at a time is stalled
+//! 2 s on a locked database (a new one every 2 s); prints p50/p99/max of each and the ratios.
+//! ```sh
+//! cargo bench --bench declare -- --transport [--pg]
+//! ```
+//!
 //! `--faults` runs instead the soak of `tests/faults.rs` at the issue's full size (200 declares,
 //! 1,000 updates, 500 reminders; `--scale 0.2` for a fifth), once without faults and once with
 //! 20 % of Web API calls failing (429 + `Retry-After: 1`, 500, or a timeout past the bot's 2 s
@@ -38,6 +47,10 @@ use tokio::time::MissedTickBehavior;
 
 #[path = "../tests/common/soak.rs"]
 mod soak;
+
+/// The test harness's helpers (the database lock).
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const ACK_COMMANDS: usize = 2_000;
@@ -463,6 +476,14 @@ fn mib(kb: u64) -> String {
     format!("{:.1} MiB", kb as f64 / 1024.0)
 }
 
+/// The `serve` binary measured: this build's, or `BENCH_SERVE_BIN` (e.g. a build with another
+/// release profile, to compare).
+fn serve_binary() -> std::path::PathBuf {
+    std::env::var_os("BENCH_SERVE_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_incident-bot").into())
+}
+
 struct RssReport {
     mem: ProcMemory,
     exit: String,
@@ -485,7 +506,7 @@ async fn phase_rss(backend: &mut Backend) -> anyhow::Result<(RssReport, Verdicts
             format!("{url}{sep}options[search_path]={schema}")
         }
     };
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_incident-bot"))
+    let mut child = tokio::process::Command::new(serve_binary())
         .arg("serve")
         .env("SLACK_BOT_TOKEN", sandbox::BOT_TOKEN)
         .env("SLACK_APP_TOKEN", sandbox::APP_TOKEN)
@@ -580,6 +601,13 @@ async fn main() -> anyhow::Result<()> {
             .init();
     }
     let mut backend = Backend::from_env_and_args();
+    if std::env::args().any(|a| a == "--transport") {
+        let outcome = transport_mode(&mut backend).await;
+        if let Err(e) = backend.drop_schemas().await {
+            println!("(could not drop the bench schemas: {e:#})");
+        }
+        return outcome;
+    }
     if std::env::args().any(|a| a == "--faults") {
         let outcome = fault_mode(&mut backend).await;
         if let Err(e) = backend.drop_schemas().await {
@@ -735,6 +763,179 @@ async fn fault_mode(backend: &mut Backend) -> anyhow::Result<()> {
             r.wall.as_secs_f64()
         );
     }
+    println!("load average after: {}", load_average());
+    Ok(())
+}
+
+/// The floor for ack latency: `connections` Socket Mode connections (TCP_NODELAY) that ack
+/// every envelope with `{"envelope_id"}` straight from the read loop, then open a bare modal
+/// for a command (spawned), as the issue's Python floor did.
+async fn floor_acker(api_url: &str, connections: usize) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    use futures_util::{SinkExt, StreamExt};
+    use slack_morphism::prelude::*;
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    let client = incident_bot::slack::web::build_client(api_url)?;
+    let token = SlackApiToken::new(sandbox::APP_TOKEN.into());
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let url = client
+            .open_session(&token)
+            .apps_connections_open(&SlackApiAppsConnectionOpenRequest::new())
+            .await
+            .context("apps.connections.open")?
+            .url;
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(url.0.as_str(), None, true).await?;
+        let (mut sink, mut stream) = socket.split();
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(Ok(frame)) = stream.next().await {
+                let Frame::Text(text) = frame else { continue };
+                let Ok(envelope) = serde_json::from_str::<serde_json::Value>(text.as_str()) else {
+                    continue;
+                };
+                if let Some(id) = envelope["envelope_id"].as_str() {
+                    let ack = json!({ "envelope_id": id }).to_string();
+                    if sink.send(Frame::text(ack)).await.is_err() {
+                        break;
+                    }
+                }
+                // Then, like the issue's floor, open a bare modal (off the ack path).
+                if let Some(trigger) = envelope["payload"]["trigger_id"].as_str() {
+                    let (client, trigger) = (client.clone(), trigger.to_owned());
+                    tokio::spawn(async move {
+                        let view = SlackView::Modal(SlackModalView::new(
+                            SlackBlockPlainTextOnly::from("Floor"),
+                            vec![SlackSectionBlock::new().with_text(md!("A bare modal")).into()],
+                        ));
+                        let request = SlackApiViewsOpenRequest::new(trigger.into(), view);
+                        let _ = client
+                            .open_session(&SlackApiToken::new(sandbox::BOT_TOKEN.into()))
+                            .views_open(&request)
+                            .await;
+                    });
+                }
+            }
+        }));
+    }
+    Ok(tasks)
+}
+
+/// `--transport`: the bot's ack latency against the floor's, on one sandbox, and with one
+/// handler at a time stalled on a locked database.
+async fn transport_mode(backend: &mut Backend) -> anyhow::Result<()> {
+    println!(
+        "incident-bot issue-18 transport bench on {} · {} CPUs",
+        backend.label(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("load average before: {}", load_average());
+    let mut stack = backend.start_stack().await.context("starting the stack")?;
+    let sb = stack.sandbox.clone();
+    sb.wait_for_connections(2, Duration::from_secs(5)).await?;
+    for i in 0..ACK_WARMUP {
+        sb.slash_command(USERS[i % USERS.len()], CHANNEL, "help").await?;
+    }
+
+    println!("[1] the bot: {ACK_COMMANDS} `/incident` (declare form) at 200/s");
+    let bot = Summary::of(ack_latencies(&sb, "", ACK_COMMANDS).await?);
+    println!("    {}", bot.line());
+
+    println!("[2] the floor (do-nothing acker, 2 connections) on the same sandbox");
+    stack.stop_bot().await;
+    wait_for(Duration::from_secs(5), || async {
+        (sb.connection_count() == 0).then_some(())
+    })
+    .await;
+    let floor_tasks = floor_acker(&sb.api_url(), 2).await?;
+    sb.wait_for_connections(2, Duration::from_secs(5)).await?;
+    for i in 0..ACK_WARMUP {
+        sb.slash_command(USERS[i % USERS.len()], CHANNEL, "help").await?;
+    }
+    let floor = Summary::of(ack_latencies(&sb, "", ACK_COMMANDS).await?);
+    println!("    {}", floor.line());
+    for task in floor_tasks {
+        task.abort();
+    }
+    wait_for(Duration::from_secs(5), || async {
+        (sb.connection_count() == 0).then_some(())
+    })
+    .await;
+
+    println!("[3] the bot with one `/incident note` at a time stalled 2 s on a locked database");
+    stack.restart_bot(fast_options()).await?;
+    sb.wait_for_connections(2, Duration::from_secs(5)).await?;
+    for i in 0..ACK_WARMUP {
+        sb.slash_command(USERS[i % USERS.len()], CHANNEL, "help").await?;
+    }
+    // A note writes, so it waits for the lock (reads do not, on SQLite in WAL mode).
+    stack.declare("U0ALICE", CHANNEL, "Stalled notes", json!({})).await?;
+    let incident_channel = stack.wait_ready(1, Duration::from_secs(10)).await?;
+    let lock = common::lock_database(&stack.db).await;
+    let stallers = {
+        let sb = sb.clone();
+        tokio::spawn(async move {
+            let mut stalled = Vec::new();
+            // The run lasts ~10 s: five stalls of 2 s back to back.
+            for _ in 0..5 {
+                let (sb, channel) = (sb.clone(), incident_channel.clone());
+                stalled.push(tokio::spawn(async move {
+                    sb.slash_command("U0ALICE", &channel, "note stalled").await
+                }));
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            let mut latencies = Vec::new();
+            for s in stalled {
+                if let Ok(Ok(ack)) = s.await {
+                    latencies.push(ack.latency);
+                }
+            }
+            latencies
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let stalled_run = Summary::of(ack_latencies(&sb, "", ACK_COMMANDS).await?);
+    let stalled = stallers.await?;
+    common::unlock(lock).await;
+    println!("    others: {}", stalled_run.line());
+    println!(
+        "    the stalled ones: {}",
+        stalled.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
+    );
+    let verdicts = Verdicts::of(&sb);
+    stack.stop_bot().await;
+    stack.db.close().await;
+    let (rss, _) = phase_rss(backend).await?;
+    let binary = serve_binary();
+    let size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);
+
+    println!();
+    println!("── transport summary ({}) ──", backend.label());
+    println!("{:<44} {:>9} {:>9} {:>9}", "", "p50", "p99", "max");
+    for (label, s) in [
+        ("floor (do-nothing acker)", &floor),
+        ("incident-bot", &bot),
+        ("incident-bot, one handler stalled 2 s", &stalled_run),
+    ] {
+        println!("{label:<44} {:>9} {:>9} {:>9}", ms(s.p50), ms(s.p99), ms(s.max));
+    }
+    println!(
+        "bot p99 / floor p99 = {:.2} (target ≤ 1.5) · stalled − unstalled p99 = {:+.2} ms (target ≤ 2 ms)",
+        bot.p99.as_secs_f64() / floor.p99.as_secs_f64(),
+        (stalled_run.p99.as_secs_f64() - bot.p99.as_secs_f64()) * 1000.0
+    );
+    println!(
+        "serve binary {} ({:.1} MB); idle RSS {} (peak {}, {} threads); {}",
+        binary.display(),
+        size as f64 / 1_048_576.0,
+        mib(rss.mem.rss_kb),
+        mib(rss.mem.hwm_kb),
+        rss.mem.threads,
+        rss.exit
+    );
+    println!(
+        "late acks: {} · Block Kit violations: {}",
+        verdicts.late_acks, verdicts.violations
+    );
     println!("load average after: {}", load_average());
     Ok(())
 }

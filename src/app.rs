@@ -1,4 +1,4 @@
-//! Wires the bot together: database, Slack Web API, outbox loop, Socket Mode listener.
+//! Wires the bot together: database, Slack Web API, outbox loop, Socket Mode transport.
 
 use crate::config::Settings;
 use crate::db::Db;
@@ -106,7 +106,11 @@ impl Bot {
             web,
             identity: identity.clone(),
         });
-        let socket = SocketMode::start(handler, &settings.slack.app_token, &opts.socket).await?;
+        let mut socket_opts = opts.socket.clone();
+        if let Some(n) = settings.slack.socket_connections {
+            socket_opts.connections = n;
+        }
+        let socket = SocketMode::start(handler, &settings.slack.app_token, &socket_opts).await?;
         let http = match settings.http_listen.or(opts.http_listen) {
             Some(addr) => match OpsServer::start_with_auth(addr, db.clone(), socket.connected(), auth_failure).await {
                 Ok(server) => Some(server),

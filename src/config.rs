@@ -187,6 +187,9 @@ pub struct SlackSettings {
     pub app_token: Secret,
     /// Web API base URL without trailing slash (GovSlack, Enterprise, the sandbox).
     pub api_url: String,
+    /// Socket Mode connections per process (`SLACK_SOCKET_CONNECTIONS`, 1–10; default 2).
+    /// Slack allows 10 per app across all replicas.
+    pub socket_connections: Option<u32>,
 }
 
 /// Everything the bot needs to run.
@@ -741,6 +744,18 @@ pub fn slack_and_db_from_env(env: &dyn Env) -> Result<(SlackSettings, String), C
             format!("\"{api_url}\" is not an http(s) URL"),
         ));
     }
+    let socket_connections = match env.get("SLACK_SOCKET_CONNECTIONS") {
+        None => None,
+        Some(raw) => match raw.trim().parse::<u32>() {
+            Ok(n @ 1..=10) => Some(n),
+            _ => {
+                return Err(ConfigError::new(
+                    "SLACK_SOCKET_CONNECTIONS",
+                    format!("\"{raw}\" is not a number from 1 to 10 (Slack allows 10 Socket Mode connections per app)"),
+                ))
+            }
+        },
+    };
     let database_url = env.get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
     if !(database_url.starts_with("sqlite:")
         || database_url.starts_with("postgres://")
@@ -756,6 +771,7 @@ pub fn slack_and_db_from_env(env: &dyn Env) -> Result<(SlackSettings, String), C
             bot_token: Secret::new(bot_token),
             app_token: Secret::new(app_token),
             api_url,
+            socket_connections,
         },
         database_url,
     ))

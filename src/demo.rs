@@ -38,12 +38,12 @@ pub fn fast_options() -> BotOptions {
         },
         socket: SocketOptions {
             connections: 2,
-            reconnect_secs: 1,
-            initial_backoff_secs: 0,
-            // A silent connection is dropped 3–4 s after its last pong; handlers up to ~2 s
-            // (the ack budget) do not trip it.
-            ping_secs: 1,
+            // A silent connection is dropped 2–3 s after the last frame it carried; refused
+            // connections are retried after 100 ms, 200 ms, 400 ms … up to 2 s.
+            ping_interval: Duration::from_secs(1),
             missed_pongs: 2,
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(2),
         },
         reminders: crate::reminder::ReminderOptions {
             max_sleep: Duration::from_millis(500),
@@ -107,6 +107,7 @@ impl LocalStack {
                 bot_token: Secret::new(sandbox::BOT_TOKEN),
                 app_token: Secret::new(sandbox::APP_TOKEN),
                 api_url: sandbox.api_url(),
+                socket_connections: None,
             },
             database_url,
             http_listen: None,

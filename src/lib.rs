@@ -31,7 +31,9 @@
 //!   people and channel membership come through the [`service::People`] trait. Slack, the CLI
 //!   and the HTTP endpoints call it.
 //! - [`slack`]: the only module that imports slack_morphism, and only transport, parsing and
-//!   rendering: Socket Mode listener, command and modal parsing into domain requests, Block
+//!   rendering: our Socket Mode transport ([`slack::socket_mode`]: connections, acks written by
+//!   a task no handler can block, pings, disconnects, drain on shutdown), envelopes parsed and
+//!   dispatched ([`slack::listener`]), command and modal parsing into domain requests, Block
 //!   Kit, the Web API client (which also answers [`service::People`]), the outbox runner;
 //!   [`slack::text`] decodes what people type (entities, mentions, links, control characters)
 //!   once, at the edge.

@@ -7,49 +7,13 @@
 
 mod common;
 
-use common::{assert_slack_happy, event_kinds, stack, READY};
-use incident_bot::db::Db;
+use common::{assert_slack_happy, event_kinds, lock_database, stack, unlock, READY};
 use incident_bot::demo::{declare_values, wait_for};
 use incident_bot::incident::model::IncidentNumber;
 use serde_json::json;
-use sqlx::Connection;
 use std::time::{Duration, Instant};
 
 const OUTAGE: Duration = Duration::from_secs(10);
-
-/// Holds the lock from its own connection until dropped.
-enum Lock {
-    Sqlite(sqlx::SqliteConnection),
-    Postgres(sqlx::PgConnection),
-}
-
-async fn lock_database(db: &Db) -> Lock {
-    match db {
-        Db::Sqlite(pool) => {
-            let opts = (*pool.connect_options()).clone();
-            let mut conn = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
-            sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await.unwrap();
-            Lock::Sqlite(conn)
-        }
-        Db::Postgres(pool) => {
-            let opts = (*pool.connect_options()).clone();
-            let mut conn = sqlx::PgConnection::connect_with(&opts).await.unwrap();
-            sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
-            sqlx::query("LOCK TABLE incidents, events, outbox, handled_interactions IN ACCESS EXCLUSIVE MODE")
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            Lock::Postgres(conn)
-        }
-    }
-}
-
-async fn unlock(lock: Lock) {
-    match lock {
-        Lock::Sqlite(mut c) => sqlx::query("ROLLBACK").execute(&mut c).await.map(|_| ()).unwrap(),
-        Lock::Postgres(mut c) => sqlx::query("ROLLBACK").execute(&mut c).await.map(|_| ()).unwrap(),
-    }
-}
 
 fn says_try_again(text: &str) -> bool {
     text.contains("try again")

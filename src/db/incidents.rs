@@ -170,26 +170,19 @@ impl Db {
         let inserted: Result<Option<i64>, sqlx::Error> = with_pool!(self, |pool| {
             async {
                 let mut tx = pool.begin().await?;
-                // Write first: on SQLite a transaction that reads before writing cannot upgrade
-                // its lock under contention. A duplicate rolls the counter back.
-                let (number,): (i64,) = sqlx::query_as(
-                    "UPDATE counters SET value = value + 1 WHERE name = 'incident_number' RETURNING value",
-                )
-                .fetch_one(&mut *tx)
-                .await?;
-                let existing: Option<(i64,)> = sqlx::query_as("SELECT id FROM incidents WHERE declare_key = $1")
-                    .bind(key)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if existing.is_some() {
-                    return Ok(None);
-                }
+                // The row goes in first (a write first: on SQLite a transaction that reads before
+                // writing cannot upgrade its lock under contention) with a provisional negative
+                // number no committed row has; the real number is taken from the counter last,
+                // just before the commit, so declarations handled side by side queue on the
+                // counter row for one statement rather than the whole transaction. A duplicate
+                // key fails the insert (unique), which rolls everything back: see below.
+                let provisional = -1 - (rand::random::<i64>() & (i64::MAX >> 1));
                 let (id,): (i64,) = sqlx::query_as(
                     "INSERT INTO incidents (number, declare_key, title, description, severity, status, services, \
                      is_private, declared_by, spoc, origin_channel, declared_at, update_due_at, reminder_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
                 )
-                .bind(number)
+                .bind(provisional)
                 .bind(key)
                 .bind(new.title.as_str())
                 .bind(&new.description)
@@ -221,6 +214,16 @@ impl Db {
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
+                let (number,): (i64,) = sqlx::query_as(
+                    "UPDATE counters SET value = value + 1 WHERE name = 'incident_number' RETURNING value",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE incidents SET number = $1 WHERE id = $2")
+                    .bind(number)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(Some(id))
             }

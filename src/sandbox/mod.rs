@@ -44,6 +44,7 @@ use anyhow::{anyhow, bail, Context as _};
 use serde_json::Value;
 use tokio::sync::watch;
 
+pub use self::socket::ConnectionRecord;
 use self::socket::Hub;
 use self::state::State;
 
@@ -198,6 +199,10 @@ pub struct Ack {
     pub payload: Option<Value>,
     /// From the first delivery of the envelope to the ack's arrival.
     pub latency: Duration,
+    /// The connection the ack arrived on (ids count from 1 in opening order).
+    pub connection: u64,
+    /// The connection that held the envelope (`None`: its connection had closed).
+    pub delivered_on: Option<u64>,
 }
 
 /// A conversation in the sandbox workspace.
@@ -580,6 +585,39 @@ impl Sandbox {
     /// Socket Mode connections opened since start (each reconnect counts).
     pub fn connections_opened(&self) -> usize {
         self.shared.hub.opened()
+    }
+
+    /// The connection an unacknowledged envelope was handed to, if any.
+    pub fn connection_holding(&self, envelope_id: &str) -> Option<u64> {
+        self.shared.hub.holder(envelope_id)
+    }
+
+    /// Sends `disconnect` with `reason` on one connection (ids as in [`Sandbox::connection_log`])
+    /// and closes it ~100 ms later.
+    pub fn disconnect_connection(&self, id: u64, reason: &str) {
+        self.shared.hub.disconnect_one(id, reason);
+    }
+
+    /// Slack's verdicts the user saw: commands and interactions (`(type, envelope_id)`) not
+    /// acknowledged within the deadline on any connection. Slack never resends these.
+    pub fn failures_seen(&self) -> Vec<(String, String)> {
+        self.shared.hub.failures_seen()
+    }
+
+    /// Turns away new connections beyond `limit` live ones with `too_many_websockets` (Slack's
+    /// own limit, 10 per app, still applies); `None` restores it.
+    pub fn set_connection_limit(&self, limit: Option<usize>) {
+        self.shared.hub.set_limit(limit);
+    }
+
+    /// When each connection refused with `too_many_websockets` was attempted.
+    pub fn connections_refused(&self) -> Vec<Instant> {
+        self.shared.hub.refused()
+    }
+
+    /// Every connection registered so far, with when it opened and closed.
+    pub fn connection_log(&self) -> Vec<ConnectionRecord> {
+        self.shared.hub.connection_log()
     }
 
     /// Drops every connection's TCP stream without a close frame or a `disconnect` message.

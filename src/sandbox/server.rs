@@ -25,6 +25,9 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    // Slack's edge does not hold small frames back (Nagle): without this an
+                    // envelope queued behind a pong waited for the app's delayed TCP ACK (~40 ms).
+                    let _ = stream.set_nodelay(true);
                     tokio::spawn(serve_connection(stream, shared.clone()));
                 }
                 Err(error) => {

@@ -3,9 +3,13 @@
 //! Why it behaves this way: an app's Socket Mode client has to cope with what Slack does on the
 //! wire, so the hub reproduces it — `hello` first; each envelope to *one* live connection, spread
 //! round-robin; acks matched by `envelope_id`; an envelope counts as failed when its ack misses the
-//! deadline; when a connection dies holding unacknowledged envelopes they are redelivered (same
-//! `envelope_id`, `retry_attempt + 1`) on another connection; `disconnect` is announced and the
-//! socket closed ~100 ms later; at most [`MAX_SOCKET_CONNECTIONS`] connections.
+//! deadline; when a connection dies holding unacknowledged envelopes, only Events API envelopes
+//! are redelivered (same `envelope_id`, `retry_attempt + 1`, `retry_reason: "timeout"`) on
+//! another connection, as Slack does: a slash command or an interaction is never resent, and one
+//! not acked within the deadline (on any of the app's connections) is a failure the user saw
+//! (`dispatch_failed`, "Operation timed out"), recorded in [`Hub::failures_seen`]; `disconnect` is
+//! announced and the socket closed ~100 ms later; at most [`MAX_SOCKET_CONNECTIONS`] connections
+//! (or a lower limit set by a test), beyond which a connection gets `too_many_websockets`.
 //!
 //! The effects Slack gives an ack's payload are applied too: a slash command's response becomes an
 //! ephemeral (or in-channel) message, and a `view_submission`'s `response_action` updates, pushes or
@@ -119,8 +123,19 @@ struct Pending {
     envelope: Value,
     /// The connection holding it, or `None` while no connection is live.
     connection: Option<u64>,
+    /// Its connection closed before the ack and it is not an event: Slack does not resend it;
+    /// an ack on another connection is still taken until the deadline.
+    orphaned: bool,
     first_sent: Instant,
     reply: oneshot::Sender<Ack>,
+}
+
+/// When a connection was open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionRecord {
+    pub id: u64,
+    pub opened: Instant,
+    pub closed: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -133,8 +148,16 @@ struct HubState {
     next_key: u64,
     acks: Vec<Ack>,
     late_acks: usize,
+    /// Commands and interactions not acked within the deadline: `(type, envelope_id)`.
+    failures_seen: Vec<(String, String)>,
     /// Connections ever registered.
     opened: usize,
+    /// A lower limit than [`MAX_SOCKET_CONNECTIONS`], set by a test.
+    limit: Option<usize>,
+    /// Connections turned away with `too_many_websockets`, with when.
+    refused: Vec<Instant>,
+    /// Every registered connection: id, opened, closed.
+    log: Vec<ConnectionRecord>,
     last_envelope: Option<Value>,
     closed: bool,
 }
@@ -213,6 +236,22 @@ impl Hub {
         self.lock().late_acks
     }
 
+    pub(crate) fn failures_seen(&self) -> Vec<(String, String)> {
+        self.lock().failures_seen.clone()
+    }
+
+    pub(crate) fn set_limit(&self, limit: Option<usize>) {
+        self.lock().limit = limit;
+    }
+
+    pub(crate) fn refused(&self) -> Vec<Instant> {
+        self.lock().refused.clone()
+    }
+
+    pub(crate) fn connection_log(&self) -> Vec<ConnectionRecord> {
+        self.lock().log.clone()
+    }
+
     pub(crate) fn last_envelope(&self) -> Option<Value> {
         self.lock().last_envelope.clone()
     }
@@ -247,13 +286,24 @@ impl Hub {
         if state.closed {
             return Err(Refusal::ShuttingDown);
         }
-        if state.live_count() >= MAX_SOCKET_CONNECTIONS {
+        if state.live_count()
+            >= state
+                .limit
+                .unwrap_or(MAX_SOCKET_CONNECTIONS)
+                .min(MAX_SOCKET_CONNECTIONS)
+        {
+            state.refused.push(Instant::now());
             return Err(Refusal::TooManyWebsockets);
         }
         let (tx, rx) = mpsc::unbounded_channel();
         state.next_connection += 1;
         state.opened += 1;
         let id = state.next_connection;
+        state.log.push(ConnectionRecord {
+            id,
+            opened: Instant::now(),
+            closed: None,
+        });
         state.connections.insert(
             id,
             Connection {
@@ -267,7 +317,7 @@ impl Hub {
             let _ = connection.tx.send(Outbound::Frame(hello));
         }
         for index in 0..state.pending.len() {
-            if state.pending[index].connection.is_none() {
+            if state.pending[index].connection.is_none() && !state.pending[index].orphaned {
                 state.deliver(index);
             }
         }
@@ -275,12 +325,21 @@ impl Hub {
         Ok((id, rx))
     }
 
-    /// Removes a closed connection and redelivers what it held unacknowledged.
+    /// Removes a closed connection and redelivers the events it held unacknowledged (only
+    /// events: Slack never resends a command or an interaction).
     fn unregister(&self, id: u64) {
         let mut state = self.lock();
         state.connections.remove(&id);
+        if let Some(record) = state.log.iter_mut().find(|r| r.id == id) {
+            record.closed = Some(Instant::now());
+        }
         for index in 0..state.pending.len() {
             if state.pending[index].connection == Some(id) {
+                if state.pending[index].envelope["type"] != "events_api" {
+                    state.pending[index].connection = None;
+                    state.pending[index].orphaned = true;
+                    continue;
+                }
                 let envelope = &mut state.pending[index].envelope;
                 let attempt = envelope["retry_attempt"].as_u64().unwrap_or(0) + 1;
                 envelope["retry_attempt"] = json!(attempt);
@@ -303,6 +362,7 @@ impl Hub {
             envelope_id,
             envelope,
             connection: None,
+            orphaned: false,
             first_sent: Instant::now(),
             reply,
         });
@@ -316,8 +376,12 @@ impl Hub {
         let mut state = self.lock();
         match state.pending.iter().position(|p| p.key == key) {
             Some(index) => {
-                state.pending.remove(index);
+                let pending = state.pending.remove(index);
                 state.late_acks += 1;
+                let kind = pending.envelope["type"].as_str().unwrap_or_default().to_owned();
+                if kind == "slash_commands" || kind == "interactive" {
+                    state.failures_seen.push((kind, pending.envelope_id));
+                }
                 true
             }
             None => false,
@@ -343,6 +407,25 @@ impl Hub {
     pub(crate) fn disconnect_all(&self, reason: &str) {
         let mut state = self.lock();
         for connection in state.connections.values_mut().filter(|c| !c.draining) {
+            connection.draining = true;
+            let _ = connection.tx.send(Outbound::Disconnect(reason.to_owned()));
+        }
+        self.publish_live(&state);
+    }
+
+    /// The connection holding a pending envelope.
+    pub(crate) fn holder(&self, envelope_id: &str) -> Option<u64> {
+        self.lock()
+            .pending
+            .iter()
+            .find(|p| p.envelope_id == envelope_id)
+            .and_then(|p| p.connection)
+    }
+
+    /// Sends `disconnect` on one connection (then closes it, as [`Hub::disconnect_all`]).
+    pub(crate) fn disconnect_one(&self, id: u64, reason: &str) {
+        let mut state = self.lock();
+        if let Some(connection) = state.connections.get_mut(&id).filter(|c| !c.draining) {
             connection.draining = true;
             let _ = connection.tx.send(Outbound::Disconnect(reason.to_owned()));
         }
@@ -559,6 +642,8 @@ fn on_client_frame(shared: &Arc<Shared>, connection: u64, text: &str) {
         envelope_id: pending.envelope_id,
         payload,
         latency: pending.first_sent.elapsed(),
+        connection,
+        delivered_on: pending.connection,
     };
     shared.hub.record_ack(ack.clone());
     // The caller may have given up at the deadline; the ack is still recorded.

@@ -1,14 +1,16 @@
-//! Socket Mode: receives slash commands and interactions, answers them fast, and hands slow
-//! Slack work to spawned tasks or the outbox.
+//! Socket Mode: receives slash commands, interactions and events, answers them fast, and hands
+//! slow Slack work to spawned tasks or the outbox.
 //!
-//! slack-morphism sends the ack when a callback's future resolves, and one connection handles
-//! its envelopes one at a time; so callbacks only parse, maybe write once to the database, and
-//! return. `views.open` (which must happen within 3 s of the command) is spawned.
+//! Envelopes arrive through our own transport ([`super::socket_mode`]), each in its own task;
+//! its ack goes out when the handler returns. Handlers still only parse, maybe write once to
+//! the database, and return within [`ACK_BUDGET`]: `views.open` (which must happen within 3 s
+//! of the command) is spawned.
 
 use super::blocks::{self, DECLARE_CALLBACK, FOLLOW_UP_CALLBACK, IMPACT_CALLBACK, RESOLVE_CALLBACK, UPDATE_CALLBACK};
 use super::commands::{self, Command};
 use super::forms;
-use super::web::{BotIdentity, Connector, SlackWeb};
+use super::socket_mode::{Envelope, EnvelopeHandler, SocketModeClient};
+use super::web::{BotIdentity, SlackWeb};
 use crate::config::Secret;
 use crate::db::DeclareOutcome;
 use crate::incident::change::{Applied, Change};
@@ -18,14 +20,12 @@ use crate::metrics::METRICS;
 use crate::service::{tag_span as tag, FollowUpClosed, FollowUpScope, Refusal, Service, TRY_AGAIN};
 use slack_morphism::prelude::*;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use tokio::sync::Notify;
 use tracing::Instrument;
 
-/// Everything a callback needs; registered as slack-morphism user state. It parses Slack's
-/// payloads into domain requests, calls the use-cases of [`Service`], and renders their
-/// results as Slack answers.
+/// Everything an envelope's handling needs. It parses Slack's payloads into domain requests,
+/// calls the use-cases of [`Service`], and renders their results as Slack answers.
 pub struct Handler {
     pub service: Service,
     pub web: SlackWeb,
@@ -36,53 +36,11 @@ pub struct Handler {
     pub app_id: Option<String>,
 }
 
-/// Socket Mode tuning.
-#[derive(Debug, Clone)]
-pub struct SocketOptions {
-    pub connections: u32,
-    pub reconnect_secs: u64,
-    pub initial_backoff_secs: u64,
-    /// slack-morphism pings every `ping_secs` (whole seconds, at least 1) and drops the
-    /// connection, then reconnects, at the first ping after more than
-    /// `ping_secs × missed_pongs` seconds without a pong.
-    pub ping_secs: u64,
-    pub missed_pongs: u64,
-}
+pub use super::socket_mode::SocketOptions;
 
-impl Default for SocketOptions {
-    fn default() -> Self {
-        // Two connections so a refresh never leaves the app without one. A dead connection is
-        // dropped 7–8 s after its last pong (slack-morphism's default is 80–90 s). Pongs are
-        // read between envelopes, so the window must exceed the longest handler (bounded by
-        // ACK_BUDGET): 6 s leaves room.
-        SocketOptions {
-            connections: 2,
-            reconnect_secs: 2,
-            initial_backoff_secs: 1,
-            ping_secs: 2,
-            missed_pongs: 3,
-        }
-    }
-}
-
-/// A running Socket Mode listener.
+/// A running Socket Mode transport ([`super::socket_mode`]) feeding envelopes to a [`Handler`].
 pub struct SocketMode {
-    listener: SlackClientSocketModeListener<Connector>,
-    live: Arc<Liveness>,
-}
-
-/// Socket Mode liveness for `/readyz` and the envelopes being handled, registered as user state
-/// beside the [`Handler`].
-///
-/// `connected` is set by Slack's `hello` (sent on every new connection) and cleared by
-/// [`SocketMode::shutdown`]. slack-morphism has no disconnect callback, so this approximates
-/// "connected since the last hello": a dropped connection stays "live" until the listener's
-/// reconnect says hello again.
-#[derive(Default)]
-struct Liveness {
-    connected: Arc<AtomicBool>,
-    in_flight: AtomicUsize,
-    idle: Notify,
+    client: SocketModeClient,
 }
 
 /// Longest a callback may work before its ack goes out anyway, saying "try again": Slack's
@@ -91,84 +49,33 @@ struct Liveness {
 /// dropped, which rolls its transaction back, so nothing is half written.
 const ACK_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// How long [`SocketMode::shutdown`] waits for envelopes being handled (Slack's ack deadline).
-const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
-
 impl SocketMode {
     pub async fn start(handler: Arc<Handler>, app_token: &Secret, opts: &SocketOptions) -> anyhow::Result<SocketMode> {
-        let client = handler.web.client();
-        let callbacks = SlackSocketModeListenerCallbacks::new()
-            .with_hello_events(on_hello)
-            .with_command_events(on_command)
-            .with_interaction_events(on_interaction)
-            .with_push_events(on_push);
-        let live = Arc::new(Liveness::default());
-        let env = Arc::new(
-            SlackClientEventsListenerEnvironment::new(client)
-                .with_error_handler(on_error)
-                .with_user_state(handler)
-                .with_user_state(live.clone()),
-        );
-        let config = SlackClientSocketModeConfig::new()
-            .with_max_connections_count(opts.connections.max(1))
-            .with_reconnect_timeout_in_seconds(opts.reconnect_secs)
-            .with_initial_backoff_in_seconds(opts.initial_backoff_secs)
-            .with_ping_interval_in_seconds(opts.ping_secs.max(1))
-            .with_ping_failure_threshold_times(opts.missed_pongs.max(1));
-        let listener = SlackClientSocketModeListener::new(&config, env, callbacks);
-        listener
-            .listen_for(&SlackApiToken::new(app_token.expose().into()))
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot register the Socket Mode token: {}",
-                    super::redact(&e.to_string())
-                )
-            })?;
-        listener.start().await;
-        Ok(SocketMode { listener, live })
-    }
-
-    /// True once a connection said hello, until [`SocketMode::shutdown`] (see [`Liveness`]).
-    pub fn connected(&self) -> Arc<AtomicBool> {
-        self.live.connected.clone()
-    }
-
-    /// Marks the bot unready, lets the envelopes being handled finish (up to Slack's 3 s ack
-    /// deadline) so their acks go out, then closes the WebSocket connections: no new envelopes
-    /// arrive after this. One arriving during the drain is handled too, or, if it is cut off,
-    /// redelivered by Slack to another replica.
-    pub async fn shutdown(&self) {
-        self.live.connected.store(false, Ordering::Relaxed);
-        if self.live.in_flight.load(Ordering::SeqCst) > 0 {
-            let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-                loop {
-                    // Registered before the check, so a wake-up in between is not missed.
-                    let idle = self.live.idle.notified();
-                    if self.live.in_flight.load(Ordering::SeqCst) == 0 {
-                        break;
-                    }
-                    idle.await;
-                }
-            })
-            .await;
-            if drained.is_err() {
-                tracing::warn!("envelopes still in flight after {DRAIN_TIMEOUT:?}; closing anyway");
-            }
-            // The ack is written right after the callback returns: give it a moment to leave.
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if !app_token.expose().starts_with("xapp-") {
+            anyhow::bail!("the Socket Mode token must be an app-level token (xapp-…)");
         }
-        self.listener.shutdown().await;
+        let client = handler.web.client();
+        let on_envelope: EnvelopeHandler = Arc::new(move |envelope| {
+            let h = handler.clone();
+            Box::pin(h.envelope(envelope))
+        });
+        Ok(SocketMode {
+            client: SocketModeClient::start(client, app_token, opts.clone(), on_envelope),
+        })
     }
-}
 
-async fn handler_of(states: &SlackClientEventsUserState) -> Arc<Handler> {
-    states
-        .read()
-        .await
-        .get_user_state::<Arc<Handler>>()
-        .expect("the handler is registered before the listener starts")
-        .clone()
+    /// True while a connection is open and said hello; false from the first moment of
+    /// [`SocketMode::shutdown`] on, for good.
+    pub fn connected(&self) -> Arc<AtomicBool> {
+        self.client.connected()
+    }
+
+    /// Marks the bot unready, stops reading envelopes and reconnecting, lets the envelopes
+    /// being handled finish (up to Slack's 3 s ack deadline) so their acks go out, then closes
+    /// the WebSocket connections.
+    pub async fn shutdown(self) {
+        self.client.shutdown().await;
+    }
 }
 
 fn ephemeral(text: &str) -> SlackCommandEventResponse {
@@ -196,34 +103,20 @@ pub const HELP: &str = "*incident-bot* — run incidents in Slack.\n\
 • `/incident followups` — this incident's; anywhere else: yours, then all open ones, overdue first\n\
 • `/incident pir` — post-incident review draft (Markdown file) · `/incident pir done [link]` — mark it done";
 
-/// Generic because slack-morphism does not export the hello event's type name.
-async fn on_hello<E: Send + 'static>(
-    _event: E,
-    _client: Arc<SlackClient<Connector>>,
-    states: SlackClientEventsUserState,
-) {
-    if let Some(live) = states.read().await.get_user_state::<Arc<Liveness>>() {
-        live.connected.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Counts an envelope as received (and in flight) when created and, with its handling time, as
-/// acked when the callback finishes (slack-morphism sends the ack right after).
+/// Counts an envelope as received when created and, with its handling time, as acked when
+/// dropped (the transport queues the ack right after).
 struct EnvelopeTimer {
     kind: &'static str,
     started: std::time::Instant,
-    live: Option<Arc<Liveness>>,
 }
 
 impl EnvelopeTimer {
-    async fn start(kind: &'static str, states: &SlackClientEventsUserState) -> Self {
-        let started = std::time::Instant::now();
+    fn start(kind: &'static str) -> Self {
         METRICS.envelopes_received.inc(&[kind]);
-        let live = states.read().await.get_user_state::<Arc<Liveness>>().cloned();
-        if let Some(live) = &live {
-            live.in_flight.fetch_add(1, Ordering::SeqCst);
+        EnvelopeTimer {
+            kind,
+            started: std::time::Instant::now(),
         }
-        EnvelopeTimer { kind, started, live }
     }
 }
 
@@ -231,63 +124,128 @@ impl Drop for EnvelopeTimer {
     fn drop(&mut self) {
         METRICS.envelopes_acked.inc(&[self.kind]);
         METRICS.ack_latency.observe(self.started.elapsed());
-        if let Some(live) = &self.live {
-            if live.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-                live.idle.notify_waiters();
+    }
+}
+
+/// A command's answer as an ack payload; nothing to show is an empty ack (`{"envelope_id": …}`
+/// alone, as Slack documents it), not `"payload": {}`.
+fn command_ack_payload(response: SlackCommandEventResponse) -> Option<serde_json::Value> {
+    let payload = serde_json::to_value(response).ok()?;
+    let shows = |key: &str| payload.get(key).is_some_and(|v| !v.is_null());
+    (shows("text") || shows("blocks")).then_some(payload)
+}
+
+/// An envelope whose payload does not parse is acked (Slack would only redeliver it) and logged
+/// by type and envelope id; the parse error may quote what people typed, so it is debug only.
+fn unparsed(kind: &str, envelope_id: &str, error: &serde_json::Error) -> Option<serde_json::Value> {
+    tracing::warn!(kind, envelope_id, "envelope payload does not parse; acked and ignored");
+    tracing::debug!(kind, envelope_id, %error, "envelope parse error");
+    None
+}
+
+impl Handler {
+    /// One envelope from the transport, answered with its ack payload (`None`: empty ack).
+    pub async fn envelope(self: Arc<Self>, envelope: Envelope) -> Option<serde_json::Value> {
+        if envelope.retry_attempt > 0 {
+            tracing::info!(
+                envelope_id = %envelope.id,
+                kind = %envelope.kind,
+                retry_attempt = envelope.retry_attempt,
+                retry_reason = envelope.retry_reason.as_deref().unwrap_or(""),
+                "Slack redelivered an envelope"
+            );
+        }
+        match envelope.kind.as_str() {
+            "slash_commands" => {
+                let _timer = EnvelopeTimer::start("command");
+                match serde_json::from_value::<SlackCommandEvent>(envelope.payload) {
+                    Ok(event) => command_ack_payload(self.on_command(event, &envelope.id).await),
+                    Err(e) => unparsed("slash_commands", &envelope.id, &e),
+                }
+            }
+            "interactive" => {
+                let _timer = EnvelopeTimer::start("interaction");
+                match serde_json::from_value::<SlackInteractionEvent>(envelope.payload) {
+                    Ok(event) => match self.on_interaction(event, &envelope.id).await {
+                        SlackInteractionResponse::Empty => None,
+                        response => serde_json::to_value(response).ok(),
+                    },
+                    Err(e) => unparsed("interactive", &envelope.id, &e),
+                }
+            }
+            "events_api" => {
+                let _timer = EnvelopeTimer::start("push");
+                match serde_json::from_value::<SlackPushEventCallback>(envelope.payload) {
+                    Ok(event) => {
+                        let _span = envelope_span("push", &envelope.id).entered();
+                        self.on_push(event);
+                        None
+                    }
+                    Err(e) => unparsed("events_api", &envelope.id, &e),
+                }
+            }
+            other => {
+                tracing::debug!(kind = other, envelope_id = %envelope.id, "envelope of a type we do not handle; acked");
+                None
             }
         }
     }
-}
 
-async fn on_command(
-    event: SlackCommandEvent,
-    _client: Arc<SlackClient<Connector>>,
-    states: SlackClientEventsUserState,
-) -> UserCallbackResult<SlackCommandEventResponse> {
-    let _timer = EnvelopeTimer::start("command", &states).await;
-    let h = handler_of(&states).await;
-    let span = envelope_span("command");
-    match tokio::time::timeout(ACK_BUDGET, h.command(event).instrument(span.clone()))
-        .instrument(span)
-        .await
-    {
-        Ok(response) => Ok(response),
-        Err(_) => {
-            tracing::error!(
-                "a command was not handled within {ACK_BUDGET:?} (database unavailable?); answered \"try again\""
-            );
-            Ok(ephemeral(TRY_AGAIN))
+    async fn on_command(&self, event: SlackCommandEvent, envelope_id: &str) -> SlackCommandEventResponse {
+        let span = envelope_span("command", envelope_id);
+        match tokio::time::timeout(ACK_BUDGET, self.command(event).instrument(span.clone()))
+            .instrument(span)
+            .await
+        {
+            Ok(response) => response,
+            Err(_) => {
+                tracing::error!(
+                    "a command was not handled within {ACK_BUDGET:?} (database unavailable?); answered \"try again\""
+                );
+                ephemeral(TRY_AGAIN)
+            }
         }
     }
-}
 
-async fn on_interaction(
-    event: SlackInteractionEvent,
-    _client: Arc<SlackClient<Connector>>,
-    states: SlackClientEventsUserState,
-) -> UserCallbackResult<SlackInteractionResponse> {
-    let _timer = EnvelopeTimer::start("interaction", &states).await;
-    let h = handler_of(&states).await;
-    let fallback = TooSlow::of(&event);
-    let span = envelope_span("interaction");
-    match tokio::time::timeout(ACK_BUDGET, h.interaction(event).instrument(span.clone()))
-        .instrument(span)
-        .await
-    {
-        Ok(response) => Ok(response),
-        Err(_) => {
-            tracing::error!(
-                "an interaction was not handled within {ACK_BUDGET:?} (database unavailable?); answered \"try again\""
-            );
-            Ok(fallback.answer(&h))
+    async fn on_interaction(&self, event: SlackInteractionEvent, envelope_id: &str) -> SlackInteractionResponse {
+        let fallback = TooSlow::of(&event);
+        let span = envelope_span("interaction", envelope_id);
+        match tokio::time::timeout(ACK_BUDGET, self.interaction(event).instrument(span.clone()))
+            .instrument(span)
+            .await
+        {
+            Ok(response) => response,
+            Err(_) => {
+                tracing::error!(
+                    "an interaction was not handled within {ACK_BUDGET:?} (database unavailable?); answered \"try again\""
+                );
+                fallback.answer(self)
+            }
+        }
+    }
+
+    /// Events API: a 📌 reaction copies the message onto the timeline. Slack redelivers events
+    /// it saw no ack for (`retry_attempt`); the change's idempotency key
+    /// (`pin:<channel>:<ts>:<user>`) makes a redelivered one apply once.
+    fn on_push(self: &Arc<Self>, event: SlackPushEventCallback) {
+        if self.foreign_app(event.team_id.as_ref(), event.api_app_id.as_ref()) {
+            return;
+        }
+        if let SlackEventCallbackBody::ReactionAdded(reaction) = event.event {
+            if reaction.reaction.0 == PIN_REACTION {
+                if let SlackReactionsItem::Message(message) = reaction.item {
+                    let channel = message.origin.channel.map(|c| c.to_string()).unwrap_or_default();
+                    self.pin_to_timeline(reaction.user.to_string(), channel, message.origin.ts.to_string());
+                }
+            }
         }
     }
 }
 
 /// The span every envelope is handled in; `incident` is recorded once the handler knows it
 /// (see [`tag`]), and work spawned from the handler stays in it.
-fn envelope_span(kind: &'static str) -> tracing::Span {
-    tracing::info_span!("envelope", kind, incident = tracing::field::Empty)
+fn envelope_span(kind: &'static str, envelope_id: &str) -> tracing::Span {
+    tracing::info_span!("envelope", kind, envelope_id, incident = tracing::field::Empty)
 }
 
 /// Spawns work off the ack path, in the envelope's span.
@@ -348,40 +306,8 @@ impl TooSlow {
     }
 }
 
-async fn on_push(
-    event: SlackPushEventCallback,
-    _client: Arc<SlackClient<Connector>>,
-    states: SlackClientEventsUserState,
-) -> UserCallbackResult<()> {
-    let _timer = EnvelopeTimer::start("push", &states).await;
-    let h = handler_of(&states).await;
-    let _span = envelope_span("push").entered();
-    if h.foreign_app(event.team_id.as_ref(), event.api_app_id.as_ref()) {
-        return Ok(());
-    }
-    if let SlackEventCallbackBody::ReactionAdded(reaction) = event.event {
-        if reaction.reaction.0 == PIN_REACTION {
-            if let SlackReactionsItem::Message(message) = reaction.item {
-                let channel = message.origin.channel.map(|c| c.to_string()).unwrap_or_default();
-                h.pin_to_timeline(reaction.user.to_string(), channel, message.origin.ts.to_string());
-            }
-        }
-    }
-    Ok(())
-}
-
 /// The reaction that copies a message onto the incident timeline.
 pub const PIN_REACTION: &str = "pushpin";
-
-/// Acks anyway: an envelope that failed here would fail again when Slack redelivers it.
-fn on_error(
-    err: Box<dyn std::error::Error + Send + Sync>,
-    _client: Arc<SlackClient<Connector>>,
-    _states: SlackClientEventsUserState,
-) -> HttpStatusCode {
-    tracing::warn!(error = %super::redact(&err.to_string()), "Socket Mode error");
-    HttpStatusCode::OK
-}
 
 impl Handler {
     /// Envelopes from another workspace are refused (and logged).

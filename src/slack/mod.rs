@@ -1,6 +1,7 @@
 //! The Slack edge: the only module that imports slack_morphism or knows Slack's JSON.
 //!
-//! - [`listener`]: Socket Mode callbacks (commands, modals, buttons) → domain flows.
+//! - [`socket_mode`]: our Socket Mode client (connections, acks, pings, disconnects, shutdown).
+//! - [`listener`]: envelopes (commands, modals, buttons, events) → domain flows.
 //! - [`commands`], [`forms`]: parse slash-command text and modal state into domain types.
 //! - [`blocks`]: Block Kit for cards, announcements, modals.
 //! - [`effects`]: performs outbox jobs (create channel, invite, post, pin, announce).
@@ -16,6 +17,7 @@ pub mod forms;
 pub mod listener;
 pub mod people;
 pub mod report;
+pub mod socket_mode;
 pub mod text;
 pub mod web;
 

@@ -106,3 +106,43 @@ impl Capture {
             .collect()
     }
 }
+
+/// The database made unavailable: on SQLite another connection holds the write lock
+/// (`BEGIN IMMEDIATE`); on PostgreSQL `ACCESS EXCLUSIVE` locks on the incident tables.
+/// Holds the lock from its own connection until dropped.
+pub enum Lock {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+pub async fn lock_database(db: &incident_bot::db::Db) -> Lock {
+    match db {
+        incident_bot::db::Db::Sqlite(pool) => {
+            let opts = (*pool.connect_options()).clone();
+            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
+                .await
+                .unwrap();
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await.unwrap();
+            Lock::Sqlite(conn)
+        }
+        incident_bot::db::Db::Postgres(pool) => {
+            let opts = (*pool.connect_options()).clone();
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect_with(&opts)
+                .await
+                .unwrap();
+            sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+            sqlx::query("LOCK TABLE incidents, events, outbox, handled_interactions IN ACCESS EXCLUSIVE MODE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            Lock::Postgres(conn)
+        }
+    }
+}
+
+pub async fn unlock(lock: Lock) {
+    match lock {
+        Lock::Sqlite(mut c) => sqlx::query("ROLLBACK").execute(&mut c).await.map(|_| ()).unwrap(),
+        Lock::Postgres(mut c) => sqlx::query("ROLLBACK").execute(&mut c).await.map(|_| ()).unwrap(),
+    }
+}
