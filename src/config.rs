@@ -134,12 +134,12 @@ impl SeverityPolicy {
         let update = if self.update_every.is_zero() {
             "no update reminders".to_string()
         } else {
-            format!("update every {}", crate::slack::blocks::humanize(self.update_every))
+            format!("update every {}", humanize(self.update_every))
         };
         let escalate = if self.escalate_after.is_zero() {
             "no escalation".to_string()
         } else {
-            format!("escalate after {}", crate::slack::blocks::humanize(self.escalate_after))
+            format!("escalate after {}", humanize(self.escalate_after))
         };
         format!("{update}, {escalate}")
     }
@@ -240,6 +240,23 @@ struct FileReport {
     cron: String,
     period: String,
     channel: String,
+}
+
+/// A duration as configured: "30m", "4h", "1h30m", "1d" (the inverse of [`parse_duration`]).
+pub fn humanize(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    let (days, hours, mins, s) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
+    let mut out = String::new();
+    for (v, unit) in [(days, "d"), (hours, "h"), (mins, "m"), (s, "s")] {
+        if v > 0 {
+            out.push_str(&format!("{v}{unit}"));
+        }
+    }
+    if out.is_empty() {
+        "0s".into()
+    } else {
+        out
+    }
 }
 
 /// Parses `30m`, `4h`, `10s`, `1d`, `1h30m`, `250ms`, `0s`.
@@ -667,7 +684,7 @@ fn check_leaf(path: &str, shape: Shape, value: &toml::Value) -> Result<(), Confi
 }
 
 fn expected(path: &str, wanted: &str, found: &toml::Value) -> ConfigError {
-    let shown = crate::slack::blocks::truncate(&found.to_string().replace('\n', " "), 40);
+    let shown = crate::incident::model::truncate(&found.to_string().replace('\n', " "), 40);
     ConfigError::new(path, format!("expected {wanted}, found {} {shown}", found.type_str()))
 }
 

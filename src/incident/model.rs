@@ -268,6 +268,16 @@ impl Incident {
     }
 }
 
+/// Cuts `text` to at most `max` characters, marking the cut with an ellipsis.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
 #[cfg(test)]
 impl Incident {
     /// A typical open incident for unit tests: INC-42, SEV2, declared by alice at

@@ -20,15 +20,8 @@ fn quote(text: &str) -> String {
     format!(">{}", escape(text).replace('\n', "\n>"))
 }
 
-/// Cuts `text` to at most `max` characters, marking the cut with an ellipsis.
-pub fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
+pub use crate::config::humanize;
+pub use crate::incident::model::truncate;
 
 fn plain(text: &str, max: usize) -> Value {
     json!({ "type": "plain_text", "text": truncate(text, max), "emoji": true })
@@ -723,23 +716,6 @@ pub fn topic(incident: &Incident) -> String {
         ),
         250,
     )
-}
-
-/// "30m", "4h", "1h30m", "1d".
-pub fn humanize(d: std::time::Duration) -> String {
-    let secs = d.as_secs();
-    let (days, hours, mins, s) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
-    let mut out = String::new();
-    for (v, unit) in [(days, "d"), (hours, "h"), (mins, "m"), (s, "s")] {
-        if v > 0 {
-            out.push_str(&format!("{v}{unit}"));
-        }
-    }
-    if out.is_empty() {
-        "0s".into()
-    } else {
-        out
-    }
 }
 
 pub const DECLARE_CALLBACK: &str = "declare";
