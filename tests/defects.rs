@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_slack_happy, stack, stack_with, READY};
+use common::{assert_slack_happy, declared, stack, stack_with, READY};
 use incident_bot::app::Bot;
 use incident_bot::config::{Policy, ReportSchedule};
 use incident_bot::db::Db;
@@ -11,28 +11,6 @@ use incident_bot::demo::{demo_policy, fast_options, resolve_values, update_value
 use incident_bot::incident::model::*;
 use serde_json::json;
 use std::time::Duration;
-
-/// Declares `title` as alice with bob as SPOC; returns the incident and its channel.
-async fn declared(stack: &LocalStack, title: &str, severity: &str) -> (Incident, String) {
-    let before = stack.db.incident_count().await.unwrap();
-    stack
-        .declare(
-            "U0ALICE",
-            "C0GENERAL",
-            title,
-            json!({ "spoc": "U0BOB", "severity": severity }),
-        )
-        .await
-        .unwrap();
-    let channel = stack.wait_ready(before + 1, READY).await.unwrap();
-    let incident = stack
-        .db
-        .incident_by_number(IncidentNumber(before + 1))
-        .await
-        .unwrap()
-        .unwrap();
-    (incident, channel)
-}
 
 async fn resolve(stack: &LocalStack, user: &str, channel: &str) {
     let form = stack.open_form(user, channel, "resolve").await.unwrap();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_slack_happy, stack, stack_with, READY};
+use common::{assert_slack_happy, declared, stack, stack_with, READY};
 use incident_bot::config::Policy;
 use incident_bot::demo::{
     demo_policy, fast_options, follow_up_values, resolve_follow_up_values, resolve_values, wait_for, LocalStack,
@@ -14,28 +14,6 @@ use incident_bot::incident::model::*;
 use incident_bot::incident::pir::Delay;
 use serde_json::json;
 use std::time::Duration;
-
-/// Declares `title` (SEV2 unless `severity` says otherwise) as alice with bob as SPOC.
-async fn declared(stack: &LocalStack, title: &str, severity: &str) -> (Incident, String) {
-    let before = stack.db.incident_count().await.unwrap();
-    stack
-        .declare(
-            "U0ALICE",
-            "C0GENERAL",
-            title,
-            json!({ "spoc": "U0BOB", "severity": severity }),
-        )
-        .await
-        .unwrap();
-    let channel = stack.wait_ready(before + 1, READY).await.unwrap();
-    let incident = stack
-        .db
-        .incident_by_number(IncidentNumber(before + 1))
-        .await
-        .unwrap()
-        .unwrap();
-    (incident, channel)
-}
 
 fn in_days(days: i64) -> String {
     (chrono::Utc::now() + chrono::Duration::days(days))

@@ -29,6 +29,33 @@ pub async fn stack_with(policy: Policy, opts: BotOptions) -> LocalStack {
         .expect("the sandbox and bot start")
 }
 
+/// Declares `title` with `severity` as alice with bob as SPOC; returns the incident and its
+/// channel once the channel is ready.
+pub async fn declared(
+    stack: &LocalStack,
+    title: &str,
+    severity: &str,
+) -> (incident_bot::incident::model::Incident, String) {
+    let before = stack.db.incident_count().await.unwrap();
+    stack
+        .declare(
+            "U0ALICE",
+            "C0GENERAL",
+            title,
+            serde_json::json!({ "spoc": "U0BOB", "severity": severity }),
+        )
+        .await
+        .unwrap();
+    let channel = stack.wait_ready(before + 1, READY).await.unwrap();
+    let incident = stack
+        .db
+        .incident_by_number(incident_bot::incident::model::IncidentNumber(before + 1))
+        .await
+        .unwrap()
+        .unwrap();
+    (incident, channel)
+}
+
 /// What every test should end with: Slack saw nothing it would reject, every ack was on time.
 pub fn assert_slack_happy(stack: &LocalStack) {
     assert_eq!(
