@@ -3,13 +3,12 @@
 
 mod common;
 
-use common::{assert_slack_happy, declared, stack, stack_with, READY};
+use common::{assert_slack_happy, declared, stack, stack_with};
 use incident_bot::app::Bot;
 use incident_bot::config::{Policy, ReportSchedule};
 use incident_bot::db::Db;
 use incident_bot::demo::{demo_policy, fast_options, resolve_values, update_values, wait_for, LocalStack};
 use incident_bot::incident::model::*;
-use serde_json::json;
 use std::time::Duration;
 
 async fn resolve(stack: &LocalStack, user: &str, channel: &str) {
