@@ -208,10 +208,10 @@ async fn a_pinned_message_reaches_the_timeline_as_plain_text() {
     })
     .await
     .expect("the pinned message became a note");
-    // conversations.history has `<@U0BOB>` without a name: the mention reads as its id.
+    // conversations.history has `<@U0BOB>` without a name: users.info names it.
     assert_eq!(
         note.details["text"],
-        "@U0BOB: lag > 5 min & rising, see https://grafana.example/d?x=1&y=2"
+        "@bob: lag > 5 min & rising, see https://grafana.example/d?x=1&y=2"
     );
     assert_slack_happy(&stack);
 }

@@ -838,8 +838,16 @@ impl Handler {
                 Ok(found) => found,
                 Err(e) => return tracing::warn!(error = %e, "cannot read a pinned message"),
             };
-            // Message text comes entity-encoded, with `<@U…>` mentions: the timeline keeps plain text.
-            let text = crate::slack::text::plain(&text, crate::slack::text::Lines::Many);
+            // Message text comes entity-encoded, with `<@U…>` mentions without names: the
+            // timeline keeps plain text, mentions as `@handle` (the id when a lookup fails).
+            use crate::slack::text;
+            let mut names = text::Names::new();
+            for id in text::unnamed_mentions(&text).into_iter().take(10) {
+                if let Ok(Ok(name)) = h.web.check_person(&id).await {
+                    names.insert(id, name);
+                }
+            }
+            let text = text::plain_with(&text, text::Lines::Many, &names);
             let text = if text.trim().is_empty() {
                 "(message without text)".to_string()
             } else {

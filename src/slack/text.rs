@@ -132,8 +132,18 @@ impl Entity {
     /// How the entity reads in plain text: `@bob`, `#general`, `@oncall`, `@here`, a link's
     /// label followed by its URL (or the URL alone).
     pub fn readable(&self) -> String {
+        self.readable_with(&Names::new())
+    }
+
+    /// As [`Entity::readable`], naming a user mention that carries no name from `names`.
+    pub fn readable_with(&self, names: &Names) -> String {
         match self {
-            Entity::User { id, label } => format!("@{}", label.as_deref().unwrap_or(id)),
+            Entity::User { id, label } => {
+                format!(
+                    "@{}",
+                    label.as_deref().or(names.get(id).map(String::as_str)).unwrap_or(id)
+                )
+            }
             Entity::Channel { id, label } => format!("#{}", label.as_deref().unwrap_or(id)),
             Entity::Subteam { id, label } => match label {
                 Some(l) if l.starts_with('@') => l.clone(),
@@ -152,9 +162,33 @@ impl Entity {
     }
 }
 
+/// User id → handle, for mentions that carry no name.
+pub type Names = std::collections::BTreeMap<String, String>;
+
 /// Message or command text as Slack sends it → plain text: entities become readable
 /// ([`Entity::readable`]), the rest is entity-decoded, then [`clean`]ed.
 pub fn plain(raw: &str, lines: Lines) -> String {
+    plain_with(raw, lines, &Names::new())
+}
+
+/// The ids of user mentions without a name (`<@U123>`: how message text, e.g. from
+/// `conversations.history`, carries them), each once, in order: look them up, then
+/// [`plain_with`].
+pub fn unnamed_mentions(raw: &str) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for (start, _) in raw.match_indices("<@") {
+        let tail = &raw[start..];
+        if let Some(Entity::User { id, label: None }) = tail.find('>').and_then(|end| Entity::parse(&tail[..=end])) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    ids
+}
+
+/// As [`plain`], with `names` for user mentions that carry none.
+pub fn plain_with(raw: &str, lines: Lines, names: &Names) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut rest = raw;
     while let Some(start) = rest.find('<') {
@@ -165,7 +199,7 @@ pub fn plain(raw: &str, lines: Lines) -> String {
             .and_then(|end| Entity::parse(&tail[..=end]).map(|e| (e, end)))
         {
             Some((entity, end)) => {
-                out.push_str(&entity.readable());
+                out.push_str(&entity.readable_with(names));
                 rest = &tail[end + 1..];
             }
             None => {
@@ -230,6 +264,10 @@ mod tests {
             "ask @bob in #payments & @oncall, @here"
         );
         assert_eq!(plain("ping <@U0BOB>", Lines::One), "ping @U0BOB");
+        let raw = "<@U0BOB> and <@U0AL|alice> and <@U0BOB>, <@U0DAVE>";
+        assert_eq!(unnamed_mentions(raw), ["U0BOB", "U0DAVE"]);
+        let names = Names::from([("U0BOB".to_string(), "bob".to_string())]);
+        assert_eq!(plain_with(raw, Lines::One, &names), "@bob and @alice and @bob, @U0DAVE");
         assert_eq!(
             plain("see <https://x.example/q?a=1&amp;b=2|the dash> now", Lines::One),
             "see the dash (https://x.example/q?a=1&b=2) now"
