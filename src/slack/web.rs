@@ -397,20 +397,6 @@ impl SlackWeb {
         Ok(r.channel.id.to_string())
     }
 
-    /// Invites users; people already in the channel are not an error.
-    pub async fn invite(&self, channel: &str, users: &[String]) -> SlackResult<()> {
-        let req = SlackApiConversationsInviteRequest::new(
-            channel.into(),
-            users.iter().map(|u| SlackUserId(u.clone())).collect(),
-        );
-        let r = call!(self, "conversations.invite", |s| s.conversations_invite(&req));
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if matches!(e.code(), Some("already_in_channel") | Some("cant_invite_self")) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
     /// Invites one person. `already_in_channel` is success for that person; any other refusal
     /// (a guest, someone from another workspace, a deactivated account) is theirs alone, which
     /// is why the bot invites people one call each.
