@@ -365,32 +365,16 @@ impl State {
         if let Some(id) = self.im_with(user) {
             return id.to_owned();
         }
-        let id = self.unused_channel_id("D");
-        self.channels.push(ChannelRecord {
-            channel: Channel {
-                id: id.clone(),
-                name: String::new(),
-                is_private: true,
-                is_im: true,
-                members: vec![BOT_USER_ID.to_owned(), user.to_owned()],
-                topic: String::new(),
-                purpose: String::new(),
-                pins: Vec::new(),
-                archived: false,
-                creator: BOT_USER_ID.to_owned(),
-            },
-            created: unix_now(),
-            is_general: false,
-            topic_set_by: String::new(),
-            topic_last_set: 0,
-            purpose_set_by: String::new(),
-            purpose_last_set: 0,
-        });
-        id
+        self.push_dm(vec![BOT_USER_ID.to_owned(), user.to_owned()], BOT_USER_ID)
     }
 
     /// A DM between two people, which the bot is not part of.
     pub fn open_dm_between(&mut self, a: &str, b: &str) -> String {
+        self.push_dm(vec![a.to_owned(), b.to_owned()], a)
+    }
+
+    /// A new direct-message conversation of `members`, opened by `creator`.
+    fn push_dm(&mut self, members: Vec<String>, creator: &str) -> String {
         let id = self.unused_channel_id("D");
         self.channels.push(ChannelRecord {
             channel: Channel {
@@ -398,12 +382,12 @@ impl State {
                 name: String::new(),
                 is_private: true,
                 is_im: true,
-                members: vec![a.to_owned(), b.to_owned()],
+                members,
                 topic: String::new(),
                 purpose: String::new(),
                 pins: Vec::new(),
                 archived: false,
-                creator: a.to_owned(),
+                creator: creator.to_owned(),
             },
             created: unix_now(),
             is_general: false,
