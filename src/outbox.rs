@@ -316,30 +316,18 @@ async fn finish<R: Runner>(db: &Db, runner: &R, job: Job, opts: &OutboxOptions, 
         }
         Outcome::Retry { error, after } if job.attempt < opts.max_attempts => {
             let delay = after.unwrap_or_else(|| backoff(opts.base_backoff, job.attempt));
-            tracing::warn!(job = job.id, kind, attempt = job.attempt, %error, retry_in_ms = delay.as_millis() as u64, "outbox job failed; will retry");
-            if job.attempt == 1 {
-                runner.report_delay(job.clone(), error.clone()).await;
-            }
-            db.retry_job(
-                &job,
-                now + chrono::Duration::from_std(delay).unwrap_or_default(),
-                &error,
-                false,
-            )
-            .await
+            retry(db, runner, &job, error, delay, false, now).await
         }
         Outcome::Uncertain { error } if job.attempt < opts.max_attempts => {
-            let delay = backoff(opts.base_backoff, job.attempt);
-            // Same message as any retry (one thing to alert on); `uncertain`: it looks first.
-            tracing::warn!(job = job.id, kind, attempt = job.attempt, %error, retry_in_ms = delay.as_millis() as u64, uncertain = true, "outbox job failed; will retry");
-            if job.attempt == 1 {
-                runner.report_delay(job.clone(), error.clone()).await;
-            }
-            db.retry_job(
+            // Marked uncertain: the next attempt looks for what this one may have done first.
+            retry(
+                db,
+                runner,
                 &job,
-                now + chrono::Duration::from_std(delay).unwrap_or_default(),
-                &error,
+                error,
+                backoff(opts.base_backoff, job.attempt),
                 true,
+                now,
             )
             .await
         }
@@ -354,6 +342,30 @@ async fn finish<R: Runner>(db: &Db, runner: &R, job: Job, opts: &OutboxOptions, 
         // The lease expires and the job runs again: a side effect may repeat, never vanish.
         tracing::error!(job = job.id, kind, error = %e, "outbox: cannot record job result");
     }
+}
+
+/// Plans another attempt of `job` after `delay`. One warning for every kind of retry (one thing
+/// to alert on); the declarer hears of the delay once, at the first failure.
+async fn retry<R: Runner>(
+    db: &Db,
+    runner: &R,
+    job: &Job,
+    error: String,
+    delay: Duration,
+    uncertain: bool,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    tracing::warn!(job = job.id, kind = job.kind.as_str(), attempt = job.attempt, %error, retry_in_ms = delay.as_millis() as u64, uncertain, "outbox job failed; will retry");
+    if job.attempt == 1 {
+        runner.report_delay(job.clone(), error.clone()).await;
+    }
+    db.retry_job(
+        job,
+        now + chrono::Duration::from_std(delay).unwrap_or_default(),
+        &error,
+        uncertain,
+    )
+    .await
 }
 
 #[cfg(test)]
