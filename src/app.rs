@@ -29,6 +29,9 @@ pub struct BotOptions {
     /// Test-only fault: "die" right after a chosen Slack call, before storing its result
     /// (see [`crate::slack::web::CrashPoint`]); then [`Bot::kill`] and start again.
     pub crash_point: Option<Arc<crate::slack::web::CrashPoint>>,
+    /// How long a scheduled report's slot is claimed before another replica may take it over
+    /// (default 2 min; tests shorten it).
+    pub report_lease: Option<std::time::Duration>,
 }
 
 /// A running bot.
@@ -90,6 +93,8 @@ impl Bot {
             db.clone(),
             web.clone(),
             settings.policy.clone(),
+            identity.user_id.clone(),
+            opts.report_lease.unwrap_or(crate::slack::report::REPORT_LEASE),
             stop_schedules.clone(),
         ));
         let auth_failure = web.auth_failure();

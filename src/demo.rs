@@ -53,6 +53,7 @@ pub fn fast_options() -> BotOptions {
         http_listen: None,
         web_timeout: None,
         crash_point: None,
+        report_lease: Some(Duration::from_secs(5)),
     }
 }
 

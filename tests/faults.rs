@@ -437,3 +437,98 @@ async fn job_leases(stack: &LocalStack, kind: &str) -> Vec<(Option<i64>, i64)> {
         Db::Postgres(pool) => sqlx::query_as(sql).bind(kind).fetch_all(pool).await.unwrap(),
     }
 }
+
+/// Slack shares the review draft but answers `files.completeUploadExternal` after the bot gave
+/// up: the bot asks `files.info` about its own file id, sees the share and does not share the
+/// draft again; the person is not told it failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_shared_but_answered_late_is_shared_once() {
+    let stack = common::stack_with(soak_policy(), soak_options()).await;
+    let sb = &stack.sandbox;
+    let (_, channel) = common::declared(&stack, "Draft me", "SEV2").await;
+    sb.inject_fault("files.completeUploadExternal", late(), 1);
+    let said = stack.command("U0BOB", &channel, "pir").await.unwrap();
+    assert!(said.contains("Drafting"), "{said}");
+    wait_for(Duration::from_secs(15), || async {
+        (!sb.calls_to("files.info").is_empty()).then_some(())
+    })
+    .await
+    .expect("the lost answer is looked up");
+    // Past the hold and the look-up: a second share would be in by now.
+    tokio::time::sleep(HOLD + Duration::from_secs(1)).await;
+    let shared: Vec<_> = sb.files().into_iter().filter(|(c, _, _)| *c == channel).collect();
+    assert_eq!(shared.len(), 1, "the draft is shared once");
+    assert_eq!(
+        sb.calls_to("files.completeUploadExternal").len(),
+        1,
+        "not completed again"
+    );
+    let told_failure = sb
+        .ephemerals("U0BOB")
+        .iter()
+        .any(|m| m.text.contains("could not post the review draft"));
+    assert!(!told_failure, "the person is not told a shared draft failed");
+    common::assert_slack_happy(&stack);
+}
+
+/// The same lost answer before Slack did anything (a timeout that never reached it): the file
+/// is not shared, so the bot completes the upload again, and it is shared once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_whose_share_timed_out_unapplied_is_shared_once() {
+    let stack = common::stack_with(soak_policy(), soak_options()).await;
+    let sb = &stack.sandbox;
+    let (_, channel) = common::declared(&stack, "Draft me again", "SEV2").await;
+    sb.inject_fault("files.completeUploadExternal", Fault::Timeout(HOLD), 1);
+    stack.command("U0BOB", &channel, "pir").await.unwrap();
+    let shared = wait_for(Duration::from_secs(15), || async {
+        let shared: Vec<_> = sb.files().into_iter().filter(|(c, _, _)| *c == channel).collect();
+        (!shared.is_empty()).then_some(shared)
+    })
+    .await
+    .expect("the draft is shared after the timeout");
+    assert_eq!(shared.len(), 1);
+    // Not shared at the first look, nor a second later (Slack may still be processing a share).
+    assert_eq!(sb.calls_to("files.info").len(), 2);
+    common::assert_slack_happy(&stack);
+}
+
+/// An owner's overdue reminder (a DM) is sent but answered late: the bot finds the DM
+/// (`conversations.open`) and the tagged reminder in its history, and does not send it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dm_reminder_answered_late_is_sent_once() {
+    let policy = incident_bot::config::Policy {
+        follow_up_remind_every: Duration::from_secs(60),
+        ..soak_policy()
+    };
+    let stack = common::stack_with(policy, soak_options()).await;
+    let sb = &stack.sandbox;
+    let (incident, channel) = common::declared(&stack, "Owner reminded", "SEV3").await;
+    let today = chrono::Utc::now().date_naive();
+    stack
+        .command(
+            "U0BOB",
+            &channel,
+            &format!("followup <@U0DAVE|dave> Automate the resend due {today}"),
+        )
+        .await
+        .unwrap();
+    stack.settle().await;
+    let item = stack.db.follow_ups_of(incident.id).await.unwrap().remove(0);
+    sb.inject_fault("chat.postMessage", late(), 1);
+    let past = chrono::Utc::now() - chrono::Duration::milliseconds(100);
+    stack.db.backdate_follow_up(item.id, past).await.unwrap();
+    wait_for(Duration::from_secs(20), || async {
+        (!sb.calls_to("conversations.open").is_empty() && stack.db.pending_jobs().await.ok()? == 0).then_some(())
+    })
+    .await
+    .expect("the lost answer is looked up and the job finishes");
+    let dm = sb.dm_channel("U0DAVE").expect("the DM was opened");
+    let overdue = sb
+        .messages(&dm)
+        .iter()
+        .filter(|m| m.text.contains("is overdue"))
+        .count();
+    assert_eq!(overdue, 1, "the reminder is in the DM once");
+    assert_eq!(sb.calls_to("conversations.history").len(), 1);
+    common::assert_slack_happy(&stack);
+}

@@ -7,6 +7,7 @@ mod common;
 
 use common::{assert_slack_happy, stack, READY};
 use incident_bot::demo::{wait_for, LocalStack, ANNOUNCE_CHANNEL};
+use incident_bot::incident::model::IncidentNumber;
 use incident_bot::sandbox::BOT_USER_ID;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -94,12 +95,42 @@ async fn every_scope_requested_is_used_and_every_call_has_its_scope() {
         .await
         .unwrap();
     assert!(said.contains("Added follow-up"), "{said}");
+    // The share's answer is lost (a 504 at once): `files.info` (`files:read`) checks whether it
+    // was shared before sharing it again.
+    sb.inject_fault(
+        "files.completeUploadExternal",
+        incident_bot::sandbox::Fault::Timeout(Duration::ZERO),
+        1,
+    );
     stack.command("U0BOB", &public, "pir").await.unwrap();
     wait_for(Duration::from_secs(5), || async {
         (!sb.files().is_empty()).then_some(())
     })
     .await
     .expect("the review draft is shared");
+
+    // An owner's overdue reminder whose answer is lost (a 504 at once): the bot finds the DM
+    // (`im:write`) and looks in its history (`im:history`) before sending it again.
+    let today = chrono::Utc::now().date_naive();
+    stack
+        .command("U0BOB", &public, &format!("followup Rotate the key @carol due {today}"))
+        .await
+        .unwrap();
+    stack.settle().await;
+    let incident = stack.db.incident_by_number(IncidentNumber(1)).await.unwrap().unwrap();
+    let overdue = stack.db.follow_ups_of(incident.id).await.unwrap().pop().unwrap();
+    sb.inject_fault(
+        "chat.postMessage",
+        incident_bot::sandbox::Fault::Timeout(Duration::ZERO),
+        1,
+    );
+    let past = chrono::Utc::now() - chrono::Duration::milliseconds(100);
+    stack.db.backdate_follow_up(overdue.id, past).await.unwrap();
+    wait_for(Duration::from_secs(10), || async {
+        (!sb.calls_to("conversations.history").is_empty()).then_some(())
+    })
+    .await
+    .expect("the DM is looked up");
 
     let private = declare(&stack, 2, "Card data exposure", true).await;
     pin(&stack, 2, &private).await;

@@ -15,6 +15,7 @@ mod reports;
 pub use changes::{jobs_for, Refused};
 pub use incidents::DeclareOutcome;
 pub use outbox::{JobUpdate, NewJob};
+pub use report_fires::SlotClaim;
 pub use reports::{FixtureEvent, FixtureIncident, ReportScope};
 
 use anyhow::Context;

@@ -38,7 +38,8 @@ pub(crate) fn tier(method: &str) -> Option<u8> {
         | "views.update"
         | "users.info"
         | "files.getUploadURLExternal"
-        | "files.completeUploadExternal" => 4,
+        | "files.completeUploadExternal"
+        | "files.info" => 4,
         // Special tier: `auth.test`, `chat.getPermalink`, and `chat.postMessage` (per channel).
         _ => return None,
     })
@@ -165,6 +166,7 @@ mod tests {
             "views.open",
             "users.info",
             "files.completeUploadExternal",
+            "files.info",
         ];
         for method in methods {
             let page = std::fs::read_to_string(dir.join(format!("{method}.json"))).expect("method page");

@@ -123,6 +123,7 @@ pub(crate) const METHODS: &[(&str, &str, &[&str])] = &[
     ),
     ("files.completeUploadExternal", "t4", &["files:write"]),
     ("files.getUploadURLExternal", "t4", &["files:write"]),
+    ("files.info", "t4", &["files:read"]),
     ("pins.add", "t2", &["pins:write"]),
     ("reactions.add", "t3", &["reactions:write"]),
     ("usergroups.users.list", "t2", &["usergroups:read"]),

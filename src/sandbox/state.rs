@@ -94,6 +94,8 @@ pub(crate) struct State {
     pub tickets: HashMap<String, Instant>,
     pub uploads: HashMap<String, Upload>,
     pub file_shares: Vec<(String, String, Vec<u8>)>,
+    /// Completed uploads by file id: `(name, title, channel shared in)`, for `files.info`.
+    pub completed_files: HashMap<String, (String, String, Option<String>)>,
     pub bookmarks: Vec<Bookmark>,
     /// id → (handle, members)
     pub usergroups: BTreeMap<String, (String, Vec<String>)>,

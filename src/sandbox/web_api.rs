@@ -170,6 +170,7 @@ fn handler(method: &str) -> Option<Handler> {
         "usergroups.users.list" => usergroups_users_list,
         "files.getUploadURLExternal" => files_get_upload_url_external,
         "files.completeUploadExternal" => files_complete_upload_external,
+        "files.info" => files_info,
         _ => return None,
     })
 }
@@ -1532,6 +1533,9 @@ fn files_complete_upload_external(state: &mut State, ctx: &Ctx<'_>, params: &Par
             "channels": channel.iter().collect::<Vec<_>>(),
         }));
         state
+            .completed_files
+            .insert(id.clone(), (filename.clone(), title.clone(), channel.clone()));
+        state
             .file_shares
             .push((channel.clone().unwrap_or_default(), title, bytes));
     }
@@ -1549,6 +1553,36 @@ fn files_complete_upload_external(state: &mut State, ctx: &Ctx<'_>, params: &Par
         state.messages.push(message);
     }
     Ok(json!({ "files": answer }))
+}
+
+/// `files.info`: a completed upload lists the conversations it is shared in (`channels` for
+/// public ones, `groups` for private ones, as Slack does); an upload not completed yet is a
+/// file shared nowhere; anything else is `file_not_found`.
+fn files_info(state: &mut State, _: &Ctx<'_>, params: &Params) -> ApiResult {
+    let id = params.required("file").ok_or_else(|| ApiError::new("file_not_found"))?;
+    let (name, title, channel) = match (state.completed_files.get(&id), state.uploads.get(&id)) {
+        (Some((name, title, channel)), _) => (name.clone(), title.clone(), channel.clone()),
+        (None, Some(upload)) => (upload.filename.clone(), upload.filename.clone(), None),
+        (None, None) => return Err(ApiError::new("file_not_found")),
+    };
+    let private = channel
+        .as_ref()
+        .and_then(|c| state.channel(c))
+        .is_some_and(|record| record.channel.is_private);
+    let (channels, groups): (Vec<String>, Vec<String>) = match channel {
+        Some(c) if private => (vec![], vec![c]),
+        Some(c) => (vec![c], vec![]),
+        None => (vec![], vec![]),
+    };
+    Ok(json!({ "file": {
+        "id": id,
+        "name": name,
+        "title": title,
+        "user": BOT_USER_ID,
+        "channels": channels,
+        "groups": groups,
+        "ims": [],
+    }}))
 }
 
 // ----- non-API endpoints -----

@@ -3,14 +3,14 @@
 //! learns (channel id, message ts) is stored when the job completes.
 
 use super::blocks;
-use super::web::{Failure, SlackCallError, SlackWeb, JOB_EVENT_TYPE};
+use super::web::{Failure, MessageTag, SlackCallError, SlackWeb, JOB_EVENT_TYPE};
 use crate::config::Policy;
 use crate::db::{Db, JobUpdate, NewJob};
 use crate::incident::change::Notice;
 use crate::incident::model::*;
 use crate::outbox::{Job, JobKind, Outcome, Runner};
 use serde_json::json;
-use slack_morphism::prelude::{SlackMessageContent, SlackMessageMetadata};
+use slack_morphism::prelude::SlackMessageContent;
 
 /// How many `-2`, `-3`, … suffixes we try after `name_taken` before giving up.
 const MAX_NAME_ATTEMPTS: u32 = 50;
@@ -42,13 +42,13 @@ fn outcome_of(e: SlackCallError) -> Outcome {
 
 /// `content` tagged with the job that posts it (Slack message metadata), so that a retry after
 /// an uncertain outcome can find it in the channel's history instead of posting it again.
-fn tagged(mut content: SlackMessageContent, job: &Job) -> SlackMessageContent {
-    let payload = std::collections::HashMap::from([
-        ("job".to_string(), job.id.to_string()),
-        ("incident".to_string(), job.incident_id.0.to_string()),
-    ]);
-    content.metadata = Some(SlackMessageMetadata::new(JOB_EVENT_TYPE.into()).with_event_payload(payload));
-    content
+fn tagged(content: SlackMessageContent, job: &Job) -> SlackMessageContent {
+    let tag = MessageTag {
+        event_type: JOB_EVENT_TYPE,
+        key: "job",
+        value: job.id.to_string(),
+    };
+    tag.apply(content, &[("incident", job.incident_id.0.to_string())])
 }
 
 /// The incident's tag in its channel's purpose: the bot adopts a channel it finds by name only
@@ -224,12 +224,22 @@ impl SlackEffects {
                 // A DM to the owner; the incident channel when a DM is not possible (Slack said
                 // no) or there is nobody to DM.
                 let sent_dm = match &f.owner {
-                    Some(owner) => match self.web.post(owner.as_str(), content.clone(), None).await {
+                    None => false,
+                    // The earlier attempt may be in the DM: find the DM (`conversations.open`)
+                    // and look in its history before posting again, like any other post.
+                    Some(owner) if job.uncertain => match self.web.open_dm(owner.as_str()).await {
+                        Ok(dm) => {
+                            self.post_once(job, &dm, content.clone(), None).await?;
+                            true
+                        }
+                        Err(e) if e.code().is_some() && !channel.is_empty() => false,
+                        Err(e) => return Err(outcome_of(e)),
+                    },
+                    Some(owner) => match self.web.post(owner.as_str(), tagged(content.clone(), job), None).await {
                         Ok(_) => true,
                         Err(e) if e.code().is_some() && !channel.is_empty() => false,
                         Err(e) => return Err(outcome_of(e)),
                     },
-                    None => false,
                 };
                 if !sent_dm {
                     self.post_once(job, &channel, content, None).await?;

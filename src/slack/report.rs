@@ -3,7 +3,7 @@
 
 use super::blocks;
 use super::listener::Handler;
-use super::web::SlackWeb;
+use super::web::{Failure, MessageTag, SlackCallError, SlackWeb};
 use crate::incident::model::UserId;
 use crate::report::metrics::minutes;
 use crate::report::render::{change, count, count_change, duration, percent, title, value};
@@ -319,22 +319,64 @@ struct Scheduled {
     broken: Option<String>,
 }
 
+/// How long a claim of a report slot lasts by default. An attempt is bounded to half of it, so
+/// a live holder never loses its claim to another replica.
+pub const REPORT_LEASE: Duration = Duration::from_secs(120);
+
+/// The metadata `event_type` of a scheduled report's message.
+pub const REPORT_EVENT_TYPE: &str = "incident_bot_report";
+
+/// The tag of `slot`'s report: found again in the channel after an answer that was lost.
+fn report_tag(key: &str, slot: chrono::NaiveDateTime) -> MessageTag {
+    MessageTag {
+        event_type: REPORT_EVENT_TYPE,
+        key: "slot",
+        value: format!("{key}@{}", crate::report::schedule::slot_key(slot)),
+    }
+}
+
+/// How a slot's attempt ended.
+enum SlotOutcome {
+    /// In the channel (posted now, or found from an earlier attempt), or given up for good.
+    Done,
+    /// Slack said no for now, or the report could not be built: nothing was posted.
+    NotPosted,
+    /// Slack's answer was lost: the report may be in the channel; the next claim looks first.
+    MaybePosted,
+}
+
 /// Posts the configured reports on their cron schedules until `shutdown`; each slot once
-/// across restarts and replicas (see [`crate::report::schedule`]).
+/// across restarts and replicas (see [`crate::report::schedule`] and `db::report_fires`).
 ///
 /// Each schedule keeps its own place: a slot that failed for a temporary reason is retried with
 /// a growing delay ([`retry_backoff`](crate::report::schedule::retry_backoff)) while the other
 /// schedules keep firing; a slot that cannot succeed (see [`REPORT_GIVE_UP`]) is given up and
-/// said once, at error level, until the schedule works again.
+/// said once, at error level, until the schedule works again. A slot is claimed with a short
+/// lease: when its holder dies or Slack's answer is lost, the slot is claimed again and the new
+/// attempt looks in the channel for the tagged report before posting it (issue 16).
 pub async fn run_schedules(
     db: crate::db::Db,
     web: SlackWeb,
     policy: crate::config::Policy,
+    bot_user: String,
+    lease: Duration,
     shutdown: std::sync::Arc<tokio::sync::Notify>,
 ) {
+    use crate::db::SlotClaim;
     use crate::report::schedule::{next_slot, resume_after, retry_backoff, slot_key};
     use std::str::FromStr;
     let tz = policy.timezone;
+    if !db.is_postgres() {
+        // One process owns a SQLite database: an unposted claim is its previous run's.
+        match db.reclaim_report_slots().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                slots = n,
+                "scheduled reports: reclaimed slots left in flight by a previous run"
+            ),
+            Err(e) => tracing::warn!(error = %e, "scheduled reports: cannot reclaim in-flight slots"),
+        }
+    }
     let now = chrono::Utc::now();
     // Config validation already parsed every expression; a failure here cannot happen.
     let mut schedules: Vec<Scheduled> = policy
@@ -371,36 +413,41 @@ pub async fn run_schedules(
         }
         let s = &mut schedules[i];
         let key = schedule_key(&s.schedule);
-        let done = match db.claim_report_slot(&key, &slot_key(slot), now).await {
-            Ok(true) => match post_scheduled(&db, &web, &policy, &s.schedule, at).await {
-                Ok(()) => {
-                    tracing::info!(schedule = %key, slot = %slot_key(slot), "scheduled report posted");
-                    s.broken = None;
-                    true
-                }
-                Err(e) => {
-                    let code = e.downcast_ref::<super::web::SlackCallError>().and_then(|e| e.code());
-                    match code.filter(|c| REPORT_GIVE_UP.contains(c)) {
-                        Some(code) => {
-                            // The slot stays claimed: no replica, no restart tries it again.
-                            if s.broken.as_deref() != Some(code) {
-                                tracing::error!(schedule = %key, channel = %s.schedule.channel, error = %e,
-                                    "scheduled report cannot be posted; giving up on its slots until this is fixed");
-                            }
-                            s.broken = Some(code.to_string());
-                            true
-                        }
-                        None => {
-                            tracing::warn!(schedule = %key, error = %e, "scheduled report failed; will retry");
-                            let _ = db.release_report_slot(&key, &slot_key(slot)).await;
-                            false
-                        }
-                    }
-                }
-            },
-            Ok(false) => true, // posted by another replica, or before a restart
+        let slot_id = slot_key(slot);
+        let lease_until = now + chrono::Duration::from_std(lease).unwrap_or_default();
+        let claim = db.claim_report_slot(&key, &slot_id, now, lease_until).await;
+        let attempt = |look_first| Attempt {
+            key: &key,
+            slot,
+            at,
+            bot_user: &bot_user,
+            look_first,
+            budget: lease / 2,
+        };
+        let outcome = match claim {
+            Ok(SlotClaim::First) => Some(attempt_slot(&db, &web, &policy, s, attempt(false)).await),
+            Ok(SlotClaim::Again) => Some(attempt_slot(&db, &web, &policy, s, attempt(true)).await),
+            // Posted by another replica, or before a restart.
+            Ok(SlotClaim::Done) => Some(SlotOutcome::Done),
+            Ok(SlotClaim::Held { until }) => {
+                // Another replica is on it; look again when its claim ends, in case it died.
+                s.retry_at = Some(until + chrono::Duration::seconds(1));
+                None
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot claim a report slot; will retry");
+                Some(SlotOutcome::NotPosted)
+            }
+        };
+        let done = match outcome {
+            None => continue,
+            Some(SlotOutcome::Done) => true,
+            Some(SlotOutcome::NotPosted) => {
+                let _ = db.release_report_slot(&key, &slot_id, false).await;
+                false
+            }
+            Some(SlotOutcome::MaybePosted) => {
+                let _ = db.release_report_slot(&key, &slot_id, true).await;
                 false
             }
         };
@@ -416,14 +463,120 @@ pub async fn run_schedules(
     }
 }
 
-/// Builds the report for the period before `at` and posts it (with its chart) to the channel.
+/// One attempt at a claimed slot.
+struct Attempt<'a> {
+    key: &'a str,
+    slot: chrono::NaiveDateTime,
+    /// When the slot fell due.
+    at: chrono::DateTime<chrono::Utc>,
+    bot_user: &'a str,
+    /// The slot was claimed before: an earlier attempt may have posted its report.
+    look_first: bool,
+    /// How long building and posting may take (inside the claim's lease).
+    budget: Duration,
+}
+
+/// Looks for an earlier attempt's post first when `look_first`, else (or when none is found)
+/// builds the report and posts it, then records the slot as done.
+async fn attempt_slot(
+    db: &crate::db::Db,
+    web: &SlackWeb,
+    policy: &crate::config::Policy,
+    s: &mut Scheduled,
+    attempt: Attempt<'_>,
+) -> SlotOutcome {
+    let Attempt {
+        key,
+        slot,
+        at,
+        bot_user,
+        look_first,
+        budget,
+    } = attempt;
+    let slot_id = crate::report::schedule::slot_key(slot);
+    let tag = report_tag(key, slot);
+    let channel = s.schedule.channel.clone();
+    if look_first {
+        match web.find_tagged_message(&channel, None, &tag, at, bot_user).await {
+            Ok(Some(ts)) => {
+                tracing::info!(schedule = %key, slot = %slot_id, %ts, "reconciled: the slot's report was posted; adopting it");
+                return finish_slot(db, key, &slot_id).await;
+            }
+            Ok(None) => {
+                tracing::info!(schedule = %key, slot = %slot_id, "reconciled: no earlier report found; posting")
+            }
+            // Cannot look here (no history scope in that channel): posting again is the lesser evil.
+            Err(e) if e.failure() == Failure::Permanent => {
+                tracing::warn!(schedule = %key, error = %e, "cannot look for an earlier report; posting again");
+            }
+            Err(e) => {
+                tracing::warn!(schedule = %key, error = %e, "cannot look for an earlier report yet; will retry");
+                return SlotOutcome::MaybePosted;
+            }
+        }
+    }
+    let posted = tokio::time::timeout(budget, post_scheduled(db, web, policy, &s.schedule, at, &tag)).await;
+    let error = match posted {
+        Ok(Ok(report)) => {
+            tracing::info!(schedule = %key, slot = %slot_id, "scheduled report posted");
+            s.broken = None;
+            let done = finish_slot(db, key, &slot_id).await;
+            // After the slot is recorded: a slow or failed chart never reposts the report.
+            if let Err(e) = share_chart(web, db, &report, &channel).await {
+                tracing::warn!(error = %e, "scheduled report posted without its chart");
+            }
+            return done;
+        }
+        Ok(Err(e)) => e,
+        Err(_) => {
+            tracing::warn!(schedule = %key, "scheduled report: Slack did not answer in time; will look before retrying");
+            return SlotOutcome::MaybePosted;
+        }
+    };
+    let Some(slack) = error.downcast_ref::<SlackCallError>() else {
+        tracing::warn!(schedule = %key, error = %error, "scheduled report failed; will retry");
+        return SlotOutcome::NotPosted;
+    };
+    match slack.code().filter(|c| REPORT_GIVE_UP.contains(c)) {
+        Some(code) => {
+            // Kept as done: no replica, no restart tries this slot again.
+            if s.broken.as_deref() != Some(code) {
+                tracing::error!(schedule = %key, channel = %channel, error = %error,
+                    "scheduled report cannot be posted; giving up on its slots until this is fixed");
+            }
+            s.broken = Some(code.to_string());
+            finish_slot(db, key, &slot_id).await
+        }
+        None if slack.failure() == Failure::Uncertain => {
+            tracing::warn!(schedule = %key, error = %error, "scheduled report: outcome unknown; will look before retrying");
+            SlotOutcome::MaybePosted
+        }
+        None => {
+            tracing::warn!(schedule = %key, error = %error, "scheduled report failed; will retry");
+            SlotOutcome::NotPosted
+        }
+    }
+}
+
+/// Records the slot as done. If that write fails, the claim simply runs out and the next claim
+/// finds the post by its tag.
+async fn finish_slot(db: &crate::db::Db, key: &str, slot_id: &str) -> SlotOutcome {
+    if let Err(e) = db.mark_report_posted(key, slot_id).await {
+        tracing::warn!(schedule = %key, error = %e, "cannot record a posted report; the next claim will find it");
+    }
+    SlotOutcome::Done
+}
+
+/// Builds the report for the period before `at` and posts it (tagged with its slot) to the
+/// channel; the chart follows once the slot is recorded.
 async fn post_scheduled(
     db: &crate::db::Db,
     web: &SlackWeb,
     policy: &crate::config::Policy,
     schedule: &crate::config::ReportSchedule,
     at: chrono::DateTime<chrono::Utc>,
-) -> anyhow::Result<()> {
+    tag: &MessageTag,
+) -> anyhow::Result<Report> {
     let spec = if schedule.period == "monthly" {
         PeriodSpec::Monthly
     } else {
@@ -436,9 +589,6 @@ async fn post_scheduled(
     } else {
         report_content(&report)
     };
-    web.post(&schedule.channel, content, None).await?;
-    if let Err(e) = share_chart(web, db, &report, &schedule.channel).await {
-        tracing::warn!(error = %e, "scheduled report posted without its chart");
-    }
-    Ok(())
+    web.post(&schedule.channel, tag.apply(content, &[]), None).await?;
+    Ok(report)
 }

@@ -197,6 +197,25 @@ const MEMBERS_TTL: Duration = Duration::from_secs(60);
 /// The marker of messages the outbox posts: `metadata.event_type`.
 pub const JOB_EVENT_TYPE: &str = "incident_bot_job";
 
+/// What identifies a message the bot posted: its metadata's `event_type` and one
+/// `event_payload` entry (`job` = the outbox job id; `slot` for a scheduled report).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageTag {
+    pub event_type: &'static str,
+    pub key: &'static str,
+    pub value: String,
+}
+
+impl MessageTag {
+    /// `content` with this tag as its message metadata.
+    pub fn apply(&self, mut content: SlackMessageContent, extra: &[(&str, String)]) -> SlackMessageContent {
+        let mut payload = std::collections::HashMap::from([(self.key.to_string(), self.value.clone())]);
+        payload.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        content.metadata = Some(SlackMessageMetadata::new(self.event_type.into()).with_event_payload(payload));
+        content
+    }
+}
+
 /// How many pages of history a look-up reads at most (of `LOOKUP_PAGE` messages each).
 const LOOKUP_PAGES: usize = 5;
 const LOOKUP_PAGE: u16 = 200;
@@ -259,6 +278,28 @@ macro_rules! call {
             }
         }
     }};
+}
+
+/// How many times one upload step is tried when its outcome is unknown.
+const UPLOAD_ATTEMPTS: usize = 3;
+
+/// Runs `call` again while its outcome is unknown (at most [`UPLOAD_ATTEMPTS`] in all): for
+/// calls that create nothing anyone sees, so repeating them is harmless.
+async fn repeat_uncertain<T, F, Fut>(call: F) -> SlackResult<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = SlackResult<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(e) if e.failure() == Failure::Uncertain && attempt < UPLOAD_ATTEMPTS => {
+                tracing::info!(error = %e, "outcome unknown; asking again (harmless to repeat)");
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Counts one Web API attempt (and its error code, if it failed) in the metrics.
@@ -516,14 +557,28 @@ impl SlackWeb {
         since: chrono::DateTime<chrono::Utc>,
         bot_user: &str,
     ) -> SlackResult<Option<String>> {
+        let tag = MessageTag {
+            event_type: JOB_EVENT_TYPE,
+            key: "job",
+            value: job.to_string(),
+        };
+        self.find_tagged_message(channel, thread_ts, &tag, since, bot_user)
+            .await
+    }
+
+    /// The ts of the bot's message in `channel` (or the thread `thread_ts`) at or after
+    /// `since` whose metadata carries `tag`; bounded like [`SlackWeb::find_job_message`].
+    pub async fn find_tagged_message(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        tag: &MessageTag,
+        since: chrono::DateTime<chrono::Utc>,
+        bot_user: &str,
+    ) -> SlackResult<Option<String>> {
         let oldest = since - chrono::Duration::seconds(60);
         let oldest = format!("{}.{:06}", oldest.timestamp(), oldest.timestamp_subsec_micros());
-        let (job, channel, limit, yes) = (
-            job.to_string(),
-            channel.to_string(),
-            LOOKUP_PAGE.to_string(),
-            "true".to_string(),
-        );
+        let (channel, limit, yes) = (channel.to_string(), LOOKUP_PAGE.to_string(), "true".to_string());
         let thread = thread_ts.map(str::to_string);
         let mut latest: Option<String> = None;
         for _ in 0..LOOKUP_PAGES {
@@ -552,8 +607,8 @@ impl SlackWeb {
             let messages = page["messages"].as_array().cloned().unwrap_or_default();
             let found = messages.iter().find(|m| {
                 m["user"] == bot_user
-                    && m["metadata"]["event_type"] == JOB_EVENT_TYPE
-                    && m["metadata"]["event_payload"]["job"].as_str() == Some(job.as_str())
+                    && m["metadata"]["event_type"] == tag.event_type
+                    && m["metadata"]["event_payload"][tag.key].as_str() == Some(tag.value.as_str())
             });
             if let Some(ts) = found.and_then(|m| m["ts"].as_str()) {
                 return Ok(Some(ts.to_string()));
@@ -573,6 +628,14 @@ impl SlackWeb {
             }
         }
         Ok(None)
+    }
+
+    /// The id of the bot's DM with `user` (`conversations.open`), where its App Home messages
+    /// to that person are. Used only after an uncertain DM, to look for the earlier attempt.
+    pub async fn open_dm(&self, user: &str) -> SlackResult<String> {
+        let req = SlackApiConversationsOpenRequest::new().with_users(vec![SlackUserId(user.into())]);
+        let r = call!(self, "conversations.open", |s| s.conversations_open(&req))?;
+        Ok(r.channel.id.to_string())
     }
 
     /// Sets a channel's purpose (shown under its name; also where the bot tags the incident).
@@ -717,6 +780,11 @@ impl SlackWeb {
 
     /// Shares a file in `channel` with `comment`: `files.getUploadURLExternal`, the bytes to the
     /// upload URL, then `files.completeUploadExternal`. Returns the file id.
+    ///
+    /// Nothing is shared twice when an answer is lost (issue 16): an upload URL or the bytes
+    /// whose outcome is unknown are simply asked for or sent again (an unused upload is never
+    /// shared); a `files.completeUploadExternal` whose outcome is unknown is checked with
+    /// `files.info` on our file id before it is repeated.
     pub async fn upload_file(
         &self,
         channel: &str,
@@ -727,18 +795,72 @@ impl SlackWeb {
         content_type: &str,
     ) -> SlackResult<String> {
         let req = SlackApiFilesGetUploadUrlExternalRequest::new(filename.into(), bytes.len());
-        let target = call!(self, "files.getUploadURLExternal", |s| s.get_upload_url_external(&req))?;
+        let target = repeat_uncertain(|| async {
+            call!(self, "files.getUploadURLExternal", |s| s.get_upload_url_external(&req))
+        })
+        .await?;
         let req = SlackApiFilesUploadViaUrlRequest::new(target.upload_url, bytes, content_type.into());
-        call!(self, "files.uploadViaUrl", |s| s.files_upload_via_url(&req))?;
+        repeat_uncertain(|| async { call!(self, "files.uploadViaUrl", |s| s.files_upload_via_url(&req)) }).await?;
+        let file_id = target.file_id.to_string();
         let req =
             SlackApiFilesCompleteUploadExternalRequest::new(vec![
                 SlackApiFilesComplete::new(target.file_id.clone()).with_title(title.into())
             ])
             .with_channel_id(channel.into())
             .with_initial_comment(comment.into());
-        call!(self, "files.completeUploadExternal", |s| s
-            .files_complete_upload_external(&req))?;
-        Ok(target.file_id.to_string())
+        for attempt in 1..=UPLOAD_ATTEMPTS {
+            match call!(self, "files.completeUploadExternal", |s| s
+                .files_complete_upload_external(&req))
+            {
+                Ok(_) => return Ok(file_id),
+                Err(e) if e.failure() == Failure::Uncertain && attempt < UPLOAD_ATTEMPTS => {
+                    if self.file_shared_in(&file_id, channel).await? {
+                        tracing::info!(file = %file_id, "reconciled: the file was shared; not sharing it again");
+                        return Ok(file_id);
+                    }
+                    tracing::info!(file = %file_id, "reconciled: the file is not shared yet; completing again");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Whether file `file_id` is shared in `channel` (`files.info`: its `channels`, `groups`,
+    /// `ims` or `shares`). Slack may still be processing a share just made, so a file not yet
+    /// shared is looked at once more, a second later. Read as plain JSON, like history pages.
+    async fn file_shared_in(&self, file_id: &str, channel: &str) -> SlackResult<bool> {
+        let (file, channel) = (file_id.to_string(), channel.to_string());
+        for look in 0..2 {
+            if look > 0 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            let params: Vec<(&str, Option<&String>)> = vec![("file", Some(&file))];
+            let answer: SlackResult<serde_json::Value> = call!(self, "files.info", |s| s.http_session_api.http_get(
+                "files.info",
+                &params,
+                None
+            ));
+            let info = match answer {
+                Ok(info) => info,
+                // Never completed: Slack does not know the file as shared anywhere.
+                Err(e) if e.code() == Some("file_not_found") => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            let f = &info["file"];
+            let listed = ["channels", "groups", "ims"].iter().any(|key| {
+                f[*key]
+                    .as_array()
+                    .is_some_and(|ids| ids.iter().any(|id| id.as_str() == Some(channel.as_str())))
+            });
+            let in_shares = ["public", "private"]
+                .iter()
+                .any(|kind| f["shares"][*kind].get(channel.as_str()).is_some());
+            if listed || in_shares {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
 
