@@ -27,6 +27,11 @@
 //! cargo bench --bench declare -- --transport [--pg]
 //! ```
 //!
+//! `--rss` runs only phase 3 (the `serve` binary's idle memory and where it is); with
+//! `BENCH_SERVE_BIN` it measures another build of the binary, so the bench itself may be a
+//! debug build: `BENCH_SERVE_BIN=target/release/incident-bot cargo bench --profile dev --bench
+//! declare -- --rss`.
+//!
 //! `--faults` runs instead the soak of `tests/faults.rs` at the issue's full size (200 declares,
 //! 1,000 updates, 500 reminders; `--scale 0.2` for a fifth), once without faults and once with
 //! 20 % of Web API calls failing (429 + `Retry-After: 1`, 500, or a timeout past the bot's 2 s
@@ -608,6 +613,13 @@ async fn main() -> anyhow::Result<()> {
         }
         return outcome;
     }
+    if std::env::args().any(|a| a == "--rss") {
+        let outcome = rss_mode(&mut backend).await;
+        if let Err(e) = backend.drop_schemas().await {
+            println!("(could not drop the bench schemas: {e:#})");
+        }
+        return outcome;
+    }
     if std::env::args().any(|a| a == "--faults") {
         let outcome = fault_mode(&mut backend).await;
         if let Err(e) = backend.drop_schemas().await {
@@ -684,6 +696,26 @@ async fn main() -> anyhow::Result<()> {
         load_average()
     );
     println!("targets: ack p99 ≤ 5 ms, declare-to-ready p99 ≤ 50 ms, idle RSS ≤ 20 MB");
+    Ok(())
+}
+
+/// `--rss`: only the idle memory of the `serve` binary (phase 3), with where it is.
+async fn rss_mode(backend: &mut Backend) -> anyhow::Result<()> {
+    let (rss, _) = phase_rss(backend).await?;
+    let binary = serve_binary();
+    let size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "serve binary {} ({:.1} MB); idle RSS {} (anon {}, file {}; peak {}, {} threads); {}",
+        binary.display(),
+        size as f64 / 1_048_576.0,
+        mib(rss.mem.rss_kb),
+        mib(rss.mem.anon_kb),
+        mib(rss.mem.file_kb),
+        mib(rss.mem.hwm_kb),
+        rss.mem.threads,
+        rss.exit
+    );
+    println!("target: idle RSS ≤ 12 MB");
     Ok(())
 }
 
