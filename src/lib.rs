@@ -72,3 +72,4 @@ pub mod report;
 pub mod sandbox;
 pub mod service;
 pub mod slack;
+pub mod vendor;

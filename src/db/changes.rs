@@ -137,6 +137,10 @@ impl Db {
                 // current state anyway.
                 if i.channel_id.is_some() {
                     insert_effect_jobs!(tx, id.0, &applied.effects, actor, at)?;
+                    // Just resolved: ask whether its open vendor tickets should be closed.
+                    if i.status == Status::Resolved && current.status != Status::Resolved {
+                        super::enqueue_vendor_resolve_ask!(tx, id.0, at)?;
+                    }
                 }
                 tx.commit().await?;
                 Ok(Ok(applied))

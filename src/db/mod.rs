@@ -11,11 +11,14 @@ mod outbox;
 mod reminders;
 mod report_fires;
 mod reports;
+mod vendors;
 
 pub use changes::{jobs_for, Refused};
 pub use incidents::DeclareOutcome;
 pub use outbox::{JobUpdate, NewJob};
 pub use reports::{FixtureEvent, FixtureIncident, ReportScope};
+pub(crate) use vendors::enqueue_vendor_resolve_ask;
+pub use vendors::VendorEvent;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
