@@ -588,3 +588,219 @@ async fn resolve_asks_about_open_tickets_which_stay_open_until_closed() {
     stack.settle().await;
     assert_slack_happy(&stack);
 }
+
+/// Report figures per vendor against a fixture, with the arithmetic in comments.
+#[tokio::test]
+async fn report_figures_per_vendor_in_every_format() {
+    use incident_bot::db::FixtureIncident;
+    use incident_bot::report::render::{self, Format};
+    use incident_bot::report::{PeriodSpec, Report};
+    let _dir;
+    let db = match common::database() {
+        Some((url, schema)) => Db::connect_with(&url, Some(&schema)).await.unwrap(),
+        None => {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("vendors.db").display());
+            _dir = dir;
+            Db::connect(&url).await.unwrap()
+        }
+    };
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis();
+    const MIN: i64 = 60_000;
+    let incident = |number: i64, declared: &str, status: &str, private: bool| FixtureIncident {
+        number,
+        severity: "SEV2".into(),
+        status: status.into(),
+        services: vec!["payments".into()],
+        is_private: private,
+        declared_at: at(declared),
+        ..FixtureIncident::default()
+    };
+    db.insert_fixtures(
+        &[
+            incident(1, "2026-11-16T09:00:00Z", "resolved", false),
+            incident(2, "2026-11-18T08:00:00Z", "resolved", true),
+            incident(3, "2026-11-17T08:00:00Z", "canceled", false),
+            incident(4, "2026-11-10T09:00:00Z", "closed", false),
+            incident(5, "2026-11-01T09:00:00Z", "investigating", false),
+        ],
+        &[],
+    )
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    for n in 1..=5 {
+        ids.push(db.incident_by_number(IncidentNumber(n)).await.unwrap().unwrap().id);
+    }
+    let t = |s: &str| at(s);
+    // This week (2026-11-16..22), Adyen: four tickets on INC-1 and INC-2 (private).
+    // A1: answered after 10 min, one missed SLA, escalated once.
+    db.insert_vendor_fixture(
+        ids[0],
+        "Adyen",
+        t("2026-11-16T09:00:00Z"),
+        Some(t("2026-11-16T09:10:00Z")),
+        Some(t("2026-11-16T12:00:00Z")),
+        &[
+            ("chase", t("2026-11-16T09:15:00Z"), 1),
+            ("escalated", t("2026-11-16T09:30:00Z"), 0),
+        ],
+    )
+    .await
+    .unwrap();
+    // A2: answered after 30 min, two missed SLAs (two chases), still open.
+    db.insert_vendor_fixture(
+        ids[0],
+        "Adyen",
+        t("2026-11-16T10:00:00Z"),
+        Some(t("2026-11-16T10:30:00Z")),
+        None,
+        &[
+            ("chase", t("2026-11-16T10:15:00Z"), 1),
+            ("chase", t("2026-11-16T10:25:00Z"), 1),
+        ],
+    )
+    .await
+    .unwrap();
+    // A3: answered after 50 min. A4: never answered, closed.
+    db.insert_vendor_fixture(
+        ids[1],
+        "Adyen",
+        t("2026-11-18T08:00:00Z"),
+        Some(t("2026-11-18T08:50:00Z")),
+        Some(t("2026-11-18T10:00:00Z")),
+        &[],
+    )
+    .await
+    .unwrap();
+    db.insert_vendor_fixture(
+        ids[1],
+        "Adyen",
+        t("2026-11-18T09:00:00Z"),
+        None,
+        Some(t("2026-11-18T11:00:00Z")),
+        &[],
+    )
+    .await
+    .unwrap();
+    // On the canceled INC-3: ignored entirely.
+    db.insert_vendor_fixture(
+        ids[2],
+        "Adyen",
+        t("2026-11-17T08:00:00Z"),
+        Some(t("2026-11-17T08:01:00Z")),
+        None,
+        &[("chase", t("2026-11-17T08:30:00Z"), 5)],
+    )
+    .await
+    .unwrap();
+    // The previous week, Adyen: one ticket on INC-4, answered after 20 min, one missed SLA.
+    db.insert_vendor_fixture(
+        ids[3],
+        "Adyen",
+        t("2026-11-10T09:00:00Z"),
+        Some(t("2026-11-10T09:20:00Z")),
+        Some(t("2026-11-10T12:00:00Z")),
+        &[("chase", t("2026-11-10T09:15:00Z"), 1)],
+    )
+    .await
+    .unwrap();
+    // AWS: opened 2026-11-01 on INC-5 and still open (more than 7 days old at the end of both
+    // weeks); another opened 2026-11-20 on INC-1 (4 days old at the end: not counted as old).
+    db.insert_vendor_fixture(ids[4], "AWS", t("2026-11-01T10:00:00Z"), None, None, &[])
+        .await
+        .unwrap();
+    db.insert_vendor_fixture(ids[0], "AWS", t("2026-11-20T10:00:00Z"), None, None, &[])
+        .await
+        .unwrap();
+    // A vendor outside the catalogue.
+    db.insert_vendor_fixture(ids[0], "other", t("2026-11-21T10:00:00Z"), None, None, &[])
+        .await
+        .unwrap();
+
+    let now = chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z")
+        .unwrap()
+        .to_utc();
+    let r = Report::build(
+        &db,
+        &policy("15m", "30m"),
+        PeriodSpec::parse("2026-11-16..2026-11-22").unwrap(),
+        None,
+        now,
+    )
+    .await
+    .unwrap();
+    let names: Vec<&str> = r.vendors.iter().map(|v| v.vendor.as_str()).collect();
+    assert_eq!(names, ["Adyen", "AWS", "other"], "the catalogue, then what was seen");
+    let adyen = &r.vendors[0];
+    // Tickets 4 (was 1); first responses 10, 30, 50 min: median (2nd of 3) 30, p90 (3rd) 50
+    // (was 20 and 20); breaches 1 + 1 + 1 = 3 (was 1); escalations 1 (was 0); incidents 2 (was 1).
+    assert_eq!(
+        (
+            adyen.current.tickets,
+            adyen.current.first_response_median_ms,
+            adyen.current.first_response_p90_ms
+        ),
+        (4, Some(30 * MIN), Some(50 * MIN))
+    );
+    assert_eq!(
+        (
+            adyen.current.breaches,
+            adyen.current.escalations,
+            adyen.current.open_over_7_days,
+            adyen.current.incidents
+        ),
+        (3, 1, 0, 2)
+    );
+    assert_eq!(
+        (
+            adyen.previous.tickets,
+            adyen.previous.first_response_median_ms,
+            adyen.previous.breaches,
+            adyen.previous.incidents
+        ),
+        (1, Some(20 * MIN), 1, 1)
+    );
+    let aws = &r.vendors[1];
+    // One ticket this week, none answered; the 2026-11-01 one is open > 7 days at both ends.
+    assert_eq!(
+        (
+            aws.current.tickets,
+            aws.current.first_response_median_ms,
+            aws.current.open_over_7_days
+        ),
+        (1, None, 1)
+    );
+    assert_eq!((aws.previous.tickets, aws.previous.open_over_7_days), (0, 1));
+
+    let md = render::render(&r, Format::Markdown);
+    assert!(md.contains("## Vendors"), "{md}");
+    assert!(
+        md.contains("| Adyen | 4 | ▲3 | 30m | ▲10m | 50m | ▲30m | 3 | ▲2 | 1 | ▲1 | 0 | = | 2 | ▲1 |"),
+        "{md}"
+    );
+    let csv = render::render(&r, Format::Csv);
+    for line in [
+        "vendor,Adyen,tickets,4,1,3\n",
+        "vendor,Adyen,first_response_median_minutes,30.00,20.00,10.00\n",
+        "vendor,Adyen,first_response_p90_minutes,50.00,20.00,30.00\n",
+        "vendor,Adyen,sla_breaches,3,1,2\n",
+        "vendor,Adyen,escalations,1,0,1\n",
+        "vendor,AWS,open_over_7_days,1,1,0\n",
+        "vendor,Adyen,incidents,2,1,1\n",
+    ] {
+        assert!(csv.contains(line), "{line} in {csv}");
+    }
+    let json = render::json_value(&r);
+    assert_eq!(json["vendors"][0]["vendor"], "Adyen");
+    assert_eq!(json["vendors"][0]["first_response_median_ms"]["value"], 30 * MIN);
+    assert_eq!(json["vendors"][0]["sla_breaches"]["change"], 2);
+    let blocks = incident_bot::slack::report::report_blocks(&r).to_string();
+    assert!(blocks.contains("*Vendors*") && blocks.contains("Adyen"), "{blocks}");
+    for text in [&md, &csv, &json.to_string(), &blocks] {
+        assert!(
+            !text.contains("INC-") && !text.contains("fixture"),
+            "no incident or ticket is named"
+        );
+    }
+}

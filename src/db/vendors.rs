@@ -4,9 +4,11 @@
 
 use super::changes::Refused;
 use super::outbox::BOT_ACTOR;
+use super::ReportScope;
 use super::{first_time_in, from_ms, insert_event, skip_locked, to_ms, with_pool, Db, INSERT_JOB};
 use crate::incident::model::*;
 use crate::outbox::JobKind;
+use crate::vendor::report::VendorRaw;
 use crate::vendor::{Catalogue, NewTicket, TicketAction, TicketState, VendorTicket};
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -494,5 +496,142 @@ impl Db {
     /// Every fired chase as (fired at, planned at), in ms (for the benchmark).
     pub async fn fired_vendor_chases(&self) -> anyhow::Result<Vec<(i64, i64)>> {
         self.fired_for_bench(EventKind::Vendor, "planned_at").await
+    }
+}
+
+impl Db {
+    /// Per-vendor figures of a report period (see [`crate::vendor::report`] for what each
+    /// counts): tickets opened in `[from, to)` on incidents that are not canceled (and on the
+    /// scope's service line), their first responses, the SLA deadlines missed and escalations
+    /// recorded in the period, and tickets open more than 7 days at `min(to, now)`.
+    pub async fn vendor_figures(&self, scope: &ReportScope) -> anyhow::Result<Vec<VendorRaw>> {
+        let pattern = scope.service_pattern();
+        let of = "FROM vendor_tickets t JOIN incidents i ON i.id = t.incident_id";
+        let incident_ok = "i.status <> 'canceled' AND i.services LIKE $3 ESCAPE '!'";
+        let opened = format!(
+            "SELECT t.vendor, COUNT(*), COUNT(DISTINCT t.incident_id) {of} \
+             WHERE t.opened_at >= $1 AND t.opened_at < $2 AND {incident_ok} GROUP BY t.vendor"
+        );
+        let responses = format!(
+            "SELECT t.vendor, t.first_response_at - t.opened_at {of} \
+             WHERE t.opened_at >= $1 AND t.opened_at < $2 AND t.first_response_at IS NOT NULL AND {incident_ok}"
+        );
+        let events = format!(
+            "SELECT t.vendor, CAST(SUM(CASE WHEN e.kind = 'chase' THEN e.missed ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN e.kind = 'escalated' THEN 1 ELSE 0 END) AS BIGINT) \
+             FROM vendor_events e JOIN vendor_tickets t ON t.id = e.ticket_id JOIN incidents i ON i.id = t.incident_id \
+             WHERE e.at >= $1 AND e.at < $2 AND e.kind IN ('chase', 'escalated') AND {incident_ok} GROUP BY t.vendor"
+        );
+        let stale = format!(
+            "SELECT t.vendor, COUNT(*) {of} WHERE t.opened_at < $1 AND (t.closed_at IS NULL OR t.closed_at > $2) \
+             AND {incident_ok} GROUP BY t.vendor"
+        );
+        let week = chrono::Duration::days(7).num_milliseconds();
+        let (from, to) = (scope.from_ms, scope.to_ms);
+        let opened: Vec<(String, i64, i64)> = with_pool!(self, |pool| sqlx::query_as(&opened)
+            .bind(from)
+            .bind(to)
+            .bind(&pattern)
+            .fetch_all(pool)
+            .await)?;
+        let responses: Vec<(String, i64)> = with_pool!(self, |pool| sqlx::query_as(&responses)
+            .bind(from)
+            .bind(to)
+            .bind(&pattern)
+            .fetch_all(pool)
+            .await)?;
+        let events: Vec<(String, Option<i64>, Option<i64>)> = with_pool!(self, |pool| sqlx::query_as(&events)
+            .bind(from)
+            .bind(to)
+            .bind(&pattern)
+            .fetch_all(pool)
+            .await)?;
+        let stale: Vec<(String, i64)> = with_pool!(self, |pool| sqlx::query_as(&stale)
+            .bind(scope.cap_ms - week)
+            .bind(scope.cap_ms)
+            .bind(&pattern)
+            .fetch_all(pool)
+            .await)?;
+        let mut by: std::collections::BTreeMap<String, VendorRaw> = std::collections::BTreeMap::new();
+        fn row<'a>(by: &'a mut std::collections::BTreeMap<String, VendorRaw>, vendor: &str) -> &'a mut VendorRaw {
+            by.entry(vendor.to_string()).or_insert_with(|| VendorRaw {
+                vendor: vendor.to_string(),
+                ..VendorRaw::default()
+            })
+        }
+        for (vendor, tickets, incidents) in opened {
+            let r = row(&mut by, &vendor);
+            r.tickets = tickets;
+            r.incidents = incidents;
+        }
+        for (vendor, ms) in responses {
+            row(&mut by, &vendor).first_response_ms.push(ms);
+        }
+        for (vendor, breaches, escalations) in events {
+            let r = row(&mut by, &vendor);
+            r.breaches = breaches.unwrap_or(0);
+            r.escalations = escalations.unwrap_or(0);
+        }
+        for (vendor, n) in stale {
+            row(&mut by, &vendor).open_over_7_days = n;
+        }
+        Ok(by.into_values().collect())
+    }
+
+    /// Stores a vendor ticket as given, with its events `(kind, at ms, missed)`: for report
+    /// tests and benches. Times are epoch ms; `state` is derived (`closed` when `closed_at`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_vendor_fixture(
+        &self,
+        incident: IncidentId,
+        vendor: &str,
+        opened_at: i64,
+        first_response_at: Option<i64>,
+        closed_at: Option<i64>,
+        events: &[(&str, i64, i64)],
+    ) -> anyhow::Result<i64> {
+        with_pool!(self, |pool| {
+            async {
+                let mut tx = pool.begin().await?;
+                let (seq,): (i64,) =
+                    sqlx::query_as("SELECT COALESCE(MAX(seq), 0) + 1 FROM vendor_tickets WHERE incident_id = $1")
+                        .bind(incident.0)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let state = match (closed_at, first_response_at) {
+                    (Some(_), _) => "closed",
+                    (None, Some(_)) => "responded",
+                    (None, None) => "open",
+                };
+                let (id,): (i64,) = sqlx::query_as(
+                    "INSERT INTO vendor_tickets (incident_id, seq, vendor, reference, state, opened_by, opened_at, \
+                     first_response_at, last_reply_at, closed_at) VALUES ($1, $2, $3, $4, $5, 'U0FIXTURE', $6, $7, $7, $8) RETURNING id",
+                )
+                .bind(incident.0)
+                .bind(seq)
+                .bind(vendor)
+                .bind(format!("fixture-{seq}"))
+                .bind(state)
+                .bind(opened_at)
+                .bind(first_response_at)
+                .bind(closed_at)
+                .fetch_one(&mut *tx)
+                .await?;
+                for (kind, at, missed) in events {
+                    sqlx::query(INSERT_VENDOR_EVENT)
+                        .bind(id)
+                        .bind(*at)
+                        .bind(BOT_ACTOR)
+                        .bind(*kind)
+                        .bind("")
+                        .bind(*missed)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                anyhow::Ok(id)
+            }
+            .await
+        })
     }
 }

@@ -659,6 +659,44 @@ pub(super) async fn run_job(fx: &SlackEffects, job: &Job, incident: &Incident) -
     Ok(JobUpdate::default())
 }
 
+/// The report's vendor table (Block Kit), monospaced, within a section's 3,000 characters;
+/// `None` when no vendor is configured or seen.
+pub fn report_section(r: &crate::report::Report) -> Option<Value> {
+    use crate::report::render::{change, value};
+    if r.vendors.is_empty() {
+        return None;
+    }
+    let mut table = format!(
+        "{:<12} {:>9} {:>16} {:>10} {:>10} {:>9} {:>8}\n",
+        "vendor", "tickets", "1st resp med/p90", "breaches", "escalated", "open >7d", "incid."
+    );
+    let mut shown = 0;
+    for row in &r.vendors {
+        let h = row.headlines();
+        let with = |i: usize| format!("{} {}", value(h[i].value), change(&h[i]));
+        let line = format!(
+            "{:<12} {:>9} {:>16} {:>10} {:>10} {:>9} {:>8}\n",
+            blocks::truncate(&row.vendor, 12),
+            with(0),
+            format!("{}/{}", value(h[1].value), value(h[2].value)),
+            with(3),
+            with(4),
+            value(h[5].value),
+            value(h[6].value)
+        );
+        if table.chars().count() + line.chars().count() > 2_800 {
+            break;
+        }
+        table.push_str(&line);
+        shown += 1;
+    }
+    let mut text = format!("*Vendors*\n```{table}```");
+    if shown < r.vendors.len() {
+        text.push_str(&format!("\n…and {} more", r.vendors.len() - shown));
+    }
+    Some(json!({ "type": "section", "block_id": "report_vendors", "text": { "type": "mrkdwn", "text": text } }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,8 @@
 //! scheduler drives (first-response SLA until the vendor answers, then the update SLA since
 //! their last reply). No SQL, no Slack, no clock: callers pass `now`.
 
+pub mod report;
+
 use crate::incident::model::{IncidentId, IncidentNumber, Severity, Status, UserId};
 use chrono::{DateTime, Duration, Utc};
 
@@ -675,6 +677,28 @@ mod tests {
             assert_eq!(k, key, "{text}");
             assert!(p.contains(problem), "{text}: {p}");
         }
+    }
+
+    #[test]
+    fn the_config_file_takes_vendors_and_names_the_whole_path_of_a_mistake() {
+        let env = std::collections::BTreeMap::<String, String>::new();
+        let text = "services = [\"payments\", \"kyc\"]\n\n[[vendors]]\nname = \"Onfido\"\nservices = [\"kyc\"]\n\
+                    [vendors.sla.SEV2]\nfirst_response = \"1h\"\nupdate = \"4h\"\n";
+        let (policy, _) = crate::config::policy_from_toml(text, &env).unwrap();
+        let onfido = policy.vendors.find("onfido").unwrap().unwrap();
+        assert_eq!(onfido.services, ["kyc"]);
+        assert_eq!(onfido.sla(Severity::Sev2).unwrap().update, Duration::hours(4));
+        assert_eq!(policy.rules().vendors, policy.vendors);
+        let bad = "[[vendors]]\nname = \"Onfido\"\nservices = [\"kyc\"]\n";
+        let err = crate::config::policy_from_toml(bad, &env).unwrap_err().to_string();
+        assert!(
+            err.contains("vendors[0].services") && err.contains("not a service line"),
+            "{err}"
+        );
+        assert!(crate::config::policy_from_toml("vendors = 3", &env)
+            .unwrap_err()
+            .to_string()
+            .contains("vendors"));
     }
 
     #[test]
