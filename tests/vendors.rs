@@ -586,6 +586,53 @@ async fn resolve_asks_about_open_tickets_which_stay_open_until_closed() {
     .await;
     assert!(closed.is_some());
     stack.settle().await;
+
+    // The review draft and the export show the tickets with their own timelines.
+    let said = stack.command("U0BOB", &ch, "pir").await.unwrap();
+    assert!(said.contains("Drafting"), "{said}");
+    let draft = wait_for(Duration::from_secs(5), || async {
+        sb.files()
+            .into_iter()
+            .find(|(_, name, _)| name.contains("Post-incident review"))
+    })
+    .await
+    .expect("the draft is posted");
+    let draft = String::from_utf8(draft.2).unwrap();
+    assert!(draft.contains("## Vendor tickets"), "{draft}");
+    assert!(
+        draft.contains("| V1 | Adyen | #48213 | closed |") && draft.contains("| V2 | AWS | #9931 | closed |"),
+        "{draft}"
+    );
+    assert!(
+        draft.contains("**V1 Adyen #48213**")
+            && draft.contains("— raised with the vendor")
+            && draft.contains("— closed"),
+        "{draft}"
+    );
+    let (code, out, err) = common::run_cli(
+        &stack.settings.database_url,
+        &[],
+        &["export", "INC-1", "--format", "json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let export: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let v1 = &export["vendor_tickets"][0];
+    assert_eq!(
+        (v1["ticket"].as_str(), v1["vendor"].as_str(), v1["state"].as_str()),
+        (Some("V1"), Some("Adyen"), Some("closed"))
+    );
+    let kinds: Vec<&str> = v1["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["opened", "closed"]);
+    let (code, md, _) = common::run_cli(&stack.settings.database_url, &[], &["export", "INC-1"]);
+    assert!(
+        code == 0 && md.contains("## Vendor tickets") && md.contains("| V2 | AWS |"),
+        "{md}"
+    );
     assert_slack_happy(&stack);
 }
 

@@ -9,7 +9,7 @@ use super::{first_time_in, from_ms, insert_event, skip_locked, to_ms, with_pool,
 use crate::incident::model::*;
 use crate::outbox::JobKind;
 use crate::vendor::report::VendorRaw;
-use crate::vendor::{Catalogue, NewTicket, TicketAction, TicketState, VendorTicket};
+use crate::vendor::{Catalogue, NewTicket, TicketAction, TicketEvent, TicketHistory, TicketState, VendorTicket};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
@@ -462,6 +462,29 @@ impl Db {
             .await
         })
         .map_err(Into::into)
+    }
+
+    /// An incident's vendor tickets with their own timelines, by number.
+    pub async fn vendor_histories(&self, incident: IncidentId) -> anyhow::Result<Vec<TicketHistory>> {
+        let tickets = self.vendor_tickets_of(incident).await?;
+        let mut events = self.vendor_events_of(incident).await?;
+        Ok(tickets
+            .into_iter()
+            .map(|ticket| {
+                let mine: Vec<TicketEvent> = events
+                    .iter_mut()
+                    .filter(|e| e.ticket_id == ticket.id)
+                    .map(|e| TicketEvent {
+                        at: e.at(),
+                        actor: std::mem::take(&mut e.actor),
+                        kind: std::mem::take(&mut e.kind),
+                        text: std::mem::take(&mut e.text),
+                        missed: e.missed,
+                    })
+                    .collect();
+                TicketHistory { ticket, events: mine }
+            })
+            .collect())
     }
 
     /// Moves a ticket's deadline and chase to `at` (tests cannot wait for an SLA of minutes).

@@ -560,6 +560,123 @@ impl VendorTicket {
     }
 }
 
+/// One entry of a ticket's own timeline.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TicketEvent {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    /// opened · reply · escalated · closed · snoozed · chase
+    pub kind: String,
+    pub text: String,
+    /// For a chase: the SLA deadlines it found newly missed.
+    pub missed: i64,
+}
+
+/// A ticket with its own timeline: what the review draft and the export show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TicketHistory {
+    pub ticket: VendorTicket,
+    pub events: Vec<TicketEvent>,
+}
+
+fn cell(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
+}
+
+fn event_line(e: &TicketEvent) -> String {
+    let what = match e.kind.as_str() {
+        "opened" => "raised with the vendor".to_string(),
+        "reply" => "vendor replied".to_string(),
+        "escalated" => "escalated".to_string(),
+        "closed" => "closed".to_string(),
+        "snoozed" => "chase snoozed 15 min".to_string(),
+        "chase" if e.missed > 0 => format!(
+            "SPOC reminded to chase ({} SLA deadline{} missed)",
+            e.missed,
+            if e.missed == 1 { "" } else { "s" }
+        ),
+        "chase" => "SPOC reminded to chase again".to_string(),
+        other => other.to_string(),
+    };
+    if e.text.is_empty() {
+        what
+    } else {
+        format!("{what}: {}", cell(&e.text))
+    }
+}
+
+/// The review draft's "Vendor tickets" section (empty when there are none), times and people
+/// rendered by the draft's own rules.
+pub fn review_markdown(
+    tickets: &[TicketHistory],
+    time: &dyn Fn(DateTime<Utc>) -> String,
+    who: &dyn Fn(&str) -> String,
+) -> String {
+    use std::fmt::Write;
+    if tickets.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from("\n## Vendor tickets\n\n| ticket | vendor | reference | state | opened | first response | escalations | SLA deadlines missed |\n|---|---|---|---|---|---|---:|---:|\n");
+    for h in tickets {
+        let t = &h.ticket;
+        let reference = match &t.link {
+            Some(link) => format!("[#{}]({})", cell(&t.reference), link.replace(['(', ')', ' '], "")),
+            None => format!("#{}", cell(&t.reference)),
+        };
+        let first = t
+            .first_response_at
+            .map_or("none".to_string(), |at| format!("after {}", age(t.opened_at, at)));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {reference} | {} | {} | {first} | {} | {} |",
+            t.label(),
+            cell(&t.vendor),
+            t.state,
+            time(t.opened_at),
+            t.escalations,
+            t.breaches
+        );
+    }
+    for h in tickets {
+        let t = &h.ticket;
+        let _ = writeln!(
+            md,
+            "\n**{} {}**{}\n",
+            t.label(),
+            cell(&t.title()),
+            if t.asked.is_empty() {
+                String::new()
+            } else {
+                format!(" — asked: {}", cell(&t.asked))
+            }
+        );
+        for e in &h.events {
+            let _ = writeln!(md, "- {} {} — {}", time(e.at), who(&e.actor), event_line(e));
+        }
+    }
+    md
+}
+
+/// The export's `vendor_tickets`: every ticket with its timeline.
+pub fn review_json(tickets: &[TicketHistory]) -> serde_json::Value {
+    tickets
+        .iter()
+        .map(|h| {
+            let t = &h.ticket;
+            serde_json::json!({
+                "ticket": t.label(), "vendor": t.vendor, "reference": t.reference, "link": t.link,
+                "asked": t.asked, "state": t.state, "opened_by": t.opened_by, "opened_at": t.opened_at,
+                "first_response_at": t.first_response_at, "last_reply_at": t.last_reply_at,
+                "escalations": t.escalations, "sla_deadlines_missed": t.breaches,
+                "closed_by": t.closed_by, "closed_at": t.closed_at, "timeline": h.events,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
