@@ -150,7 +150,8 @@ async fn the_form_and_the_quick_path_raise_tickets_shown_on_the_card() {
     stack.settle().await;
 
     let stored = tickets(&stack, &inc).await;
-    let summary: Vec<(i64, &str, &str, Option<&str>, &str, TicketState)> = stored
+    type Row<'a> = (i64, &'a str, &'a str, Option<&'a str>, &'a str, TicketState);
+    let summary: Vec<Row> = stored
         .iter()
         .map(|t| {
             (
@@ -849,5 +850,26 @@ async fn report_figures_per_vendor_in_every_format() {
             !text.contains("INC-") && !text.contains("fixture"),
             "no incident or ticket is named"
         );
+    }
+}
+
+#[tokio::test]
+async fn the_demo_shows_a_vendor_ticket_being_chased() {
+    let mut out = Vec::new();
+    incident_bot::demo::run(&mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    for expected in [
+        "raised *V1* Adyen",
+        "Adyen has not answered within its first-response SLA",
+        "*escalate*",
+        "Escalation contact: @S0ADYENTAM",
+        "escalated *V1* Adyen",
+        "Adyen replied on *V1*",
+        "Open vendor tickets",
+        "vendor ticket is still open",
+        "closed *V1* Adyen",
+        "Waiting on:",
+    ] {
+        assert!(out.contains(expected), "{expected} in the demo:\n{out}");
     }
 }

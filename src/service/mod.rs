@@ -17,7 +17,7 @@ mod vendors;
 
 pub use follow_ups::{FollowUpClosed, FollowUpListing, FollowUpRequest, FollowUpScope};
 pub use review::ReviewRecord;
-pub use vendors::TicketChanged;
+pub use vendors::{TicketChanged, TicketRequest};
 
 use crate::config::Policy;
 use crate::db::{Db, DeclareOutcome, Refused};

@@ -18,19 +18,32 @@ pub struct TicketChanged {
     pub just_now: bool,
 }
 
+/// A vendor ticket as typed (form or quick path), checked by [`Service::open_vendor_ticket`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketRequest {
+    pub vendor: String,
+    pub reference: String,
+    pub link: Option<String>,
+    pub asked: String,
+}
+
 impl Service {
     /// Raises vendor ticket `V<n>` on `incident` (vendor checked against the catalogue).
     pub async fn open_vendor_ticket(
         &self,
         incident: IncidentId,
-        vendor: &str,
-        reference: &str,
-        link: Option<String>,
-        asked: &str,
+        request: TicketRequest,
         actor: &UserId,
         key: &str,
     ) -> Result<Option<VendorTicket>, Refusal> {
-        let new = NewTicket::parse(&self.policy.vendors, vendor, reference, link, asked).map_err(Refusal::Rule)?;
+        let new = NewTicket::parse(
+            &self.policy.vendors,
+            &request.vendor,
+            &request.reference,
+            request.link,
+            &request.asked,
+        )
+        .map_err(Refusal::Rule)?;
         match self
             .db
             .open_vendor_ticket(incident, &new, actor, chrono::Utc::now(), key, &self.policy.vendors)

@@ -9,7 +9,7 @@ use super::text::{self, Entity, Lines};
 use crate::db::JobUpdate;
 use crate::incident::model::{Incident, UserId};
 use crate::outbox::{Job, Outcome};
-use crate::service::{Refusal, TicketChanged};
+use crate::service::{Refusal, TicketChanged, TicketRequest};
 use crate::vendor::{age, Catalogue, Contact, TicketAction, VendorTicket};
 use serde_json::{json, Value};
 use slack_morphism::prelude::*;
@@ -212,17 +212,29 @@ pub fn chase_reminder(
     first_response: bool,
     late: bool,
 ) -> (String, Value) {
-    let which = if first_response {
-        "has not answered within its first-response SLA"
-    } else {
-        "has sent no update within its update SLA"
+    let sla = catalogue.sla(&t.vendor, t.severity);
+    let d = |d: Option<chrono::Duration>| {
+        d.map(|d| blocks::humanize(d.to_std().unwrap_or_default()))
+            .unwrap_or_default()
     };
+    let which = if first_response {
+        format!(
+            "has not answered within its first-response SLA ({})",
+            d(sla.map(|s| s.first_response))
+        )
+    } else {
+        format!(
+            "has sent no update within its update SLA ({})",
+            d(sla.map(|s| s.update))
+        )
+    };
+    let ticket = format!("*{}* {}", t.label(), reference(t));
     let mut text = if escalate {
         format!(
             "🚨 <@{}> {} {which} on {} ({missed} SLAs missed in a row, open {}): *escalate*.",
             incident.spoc,
             escape(&t.vendor),
-            named(t),
+            ticket,
             age(t.opened_at, chrono::Utc::now())
         )
     } else {
@@ -230,7 +242,7 @@ pub fn chase_reminder(
             "⏰ <@{}> {} {which} on {} (open {}): chase them.",
             incident.spoc,
             escape(&t.vendor),
-            named(t),
+            ticket,
             age(t.opened_at, chrono::Utc::now())
         )
     };
@@ -464,7 +476,17 @@ impl Handler {
                 asked,
             } => match self
                 .service
-                .open_vendor_ticket(incident.id, &vendor, &reference, link, &asked, user, &key)
+                .open_vendor_ticket(
+                    incident.id,
+                    TicketRequest {
+                        vendor,
+                        reference,
+                        link,
+                        asked,
+                    },
+                    user,
+                    &key,
+                )
                 .await
             {
                 Ok(Some(t)) => ephemeral(&format!(
@@ -553,7 +575,17 @@ impl Handler {
         let key = format!("view:{}", view["id"].as_str().unwrap_or_default());
         match self
             .service
-            .open_vendor_ticket(id, vendor, &reference, link, &asked, &actor, &key)
+            .open_vendor_ticket(
+                id,
+                TicketRequest {
+                    vendor: vendor.to_string(),
+                    reference,
+                    link,
+                    asked,
+                },
+                &actor,
+                &key,
+            )
             .await
         {
             Ok(_) => SlackInteractionResponse::Empty,
