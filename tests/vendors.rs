@@ -360,6 +360,12 @@ async fn reply_escalate_and_close_move_the_states_and_escalation_posts_the_conta
         card.contains("AWS #9931 (V2)") && !card.contains("Adyen #48213"),
         "only open ones: {card}"
     );
+    let status = stack.sandbox.slash_command("U0CAROL", &ch, "status").await.unwrap();
+    let status = status.payload.unwrap()["blocks"].to_string();
+    assert!(
+        status.contains("Waiting on:") && status.contains("AWS #9931 (V2)"),
+        "{status}"
+    );
     assert_slack_happy(&stack);
 }
 

@@ -416,11 +416,10 @@ impl Handler {
                 return SlackCommandEventResponse::new(SlackMessageContent::new());
             }
             Command::Status => {
-                return SlackCommandEventResponse::new(blocks::content(
-                    &blocks::summary_text(&incident),
-                    blocks::status_blocks(&incident, &self.service.policy),
-                ))
-                .with_response_type(SlackMessageResponseType::Ephemeral)
+                let mut status = blocks::status_blocks(&incident, &self.service.policy);
+                super::vendors::add_waiting_on(&self.service.db, &incident, &mut status).await;
+                return SlackCommandEventResponse::new(blocks::content(&blocks::summary_text(&incident), status))
+                    .with_response_type(SlackMessageResponseType::Ephemeral);
             }
             Command::Timeline { page } => {
                 return match self.service.timeline(incident.id).await {
