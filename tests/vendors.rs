@@ -879,3 +879,58 @@ async fn the_demo_shows_a_vendor_ticket_being_chased() {
         assert!(out.contains(expected), "{expected} in the demo:\n{out}");
     }
 }
+
+#[tokio::test]
+async fn a_new_severity_replans_the_chase_and_a_reopen_restarts_it() {
+    // Adyen has SLAs at SEV2 only (1 s to first response).
+    let stack = stack_with(policy("1s", "1h"), fast_options()).await;
+    let (inc, ch) = declared(&stack, "SEV3", false).await;
+    let said = stack.command("U0BOB", &ch, "vendor Adyen 48213").await.unwrap();
+    assert!(said.contains("no SLA here"), "{said}");
+    assert_eq!(
+        tickets(&stack, &inc).await[0].chase_at,
+        None,
+        "no SLA at SEV3: not chased"
+    );
+    stack.command("U0ALICE", &ch, "severity SEV2").await.unwrap();
+    assert!(tickets(&stack, &inc).await[0].chase_at.is_some(), "SEV2 has an SLA");
+    wait_for(Duration::from_secs(4), || async {
+        chases(&stack, &ch).first().cloned()
+    })
+    .await
+    .expect("chased under the new severity's SLA");
+    // Resolved: the chase stops (the ticket stays open); reopened: it starts again from now.
+    let form = stack.open_form("U0BOB", &ch, "resolve").await.unwrap();
+    stack
+        .sandbox
+        .submit_view("U0BOB", &form.id, resolve_values("Acquirer fixed", "third party", None))
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(4), || async {
+        Some(()).filter(|_| {
+            stack
+                .sandbox
+                .messages(&ch)
+                .iter()
+                .any(|m| m.text.contains("is resolved, and 1 vendor ticket"))
+        })
+    })
+    .await
+    .expect("the resolve question");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stack.settle().await;
+    let before = chases(&stack, &ch).len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(chases(&stack, &ch).len(), before, "not chased while resolved");
+    let t = tickets(&stack, &inc).await.remove(0);
+    assert_eq!((t.state, t.chase_at), (TicketState::Open, None));
+    stack.command("U0BOB", &ch, "reopen").await.unwrap();
+    let t = tickets(&stack, &inc).await.remove(0);
+    assert_eq!(t.missed, 0, "the wait starts again");
+    wait_for(Duration::from_secs(4), || async {
+        chases(&stack, &ch).get(before).cloned()
+    })
+    .await
+    .expect("chased again after the reopen");
+    assert_slack_happy(&stack);
+}

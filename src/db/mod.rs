@@ -17,8 +17,8 @@ pub use changes::{jobs_for, Refused};
 pub use incidents::DeclareOutcome;
 pub use outbox::{JobUpdate, NewJob};
 pub use reports::{FixtureEvent, FixtureIncident, ReportScope};
-pub(crate) use vendors::enqueue_vendor_resolve_ask;
 pub use vendors::VendorEvent;
+pub(crate) use vendors::{enqueue_vendor_resolve_ask, replan_vendor_chases};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};

@@ -42,6 +42,52 @@ macro_rules! enqueue_vendor_resolve_ask {
 }
 pub(crate) use enqueue_vendor_resolve_ask;
 
+/// Re-plans the chases of incident `$incident`'s open tickets inside `apply_change`'s
+/// transaction `$tx`, after its severity changed or it was reopened (`$restart`); see
+/// [`VendorTicket::replan`]. `(tx, incident id, severity, now, rules, restart)`.
+macro_rules! replan_vendor_chases {
+    ($tx:ident, $incident:expr, $severity:expr, $now:expr, $rules:expr, $restart:expr) => {{
+        let mut result: Result<(), sqlx::Error> = Ok(());
+        let rows: Result<Vec<(i64, String, i64, Option<i64>, Option<i64>)>, sqlx::Error> = sqlx::query_as(
+            "SELECT id, vendor, opened_at, first_response_at, last_reply_at FROM vendor_tickets \
+             WHERE incident_id = $1 AND state <> 'closed'",
+        )
+        .bind($incident)
+        .fetch_all(&mut *$tx)
+        .await;
+        match rows {
+            Err(e) => result = Err(e),
+            Ok(rows) => {
+                for (ticket, vendor, opened, first, last) in rows {
+                    let due = $crate::vendor::VendorTicket::replan(
+                        $crate::db::from_ms(opened),
+                        first.map($crate::db::from_ms),
+                        last.map($crate::db::from_ms),
+                        $rules.vendors.sla(&vendor, $severity),
+                        $now,
+                        $restart,
+                    );
+                    if let Err(e) = sqlx::query(
+                        "UPDATE vendor_tickets SET due_at = $2, chase_at = $2, \
+                         missed = CASE WHEN $3 THEN 0 ELSE missed END WHERE id = $1",
+                    )
+                    .bind(ticket)
+                    .bind(due.map($crate::db::to_ms))
+                    .bind($restart)
+                    .execute(&mut *$tx)
+                    .await
+                    {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+        }
+        result
+    }};
+}
+pub(crate) use replan_vendor_chases;
+
 #[derive(sqlx::FromRow)]
 struct TicketRow {
     id: i64,

@@ -459,6 +459,25 @@ impl VendorTicket {
         period(sla, false).map(|p| opened_at + p)
     }
 
+    /// The next deadline of an open ticket when its incident's SLA changes at `now` (a new
+    /// severity), or its incident is reopened (`restart`: the wait starts again from now). A
+    /// new severity keeps the wait's start (the last reply, or the opening): a deadline already
+    /// passed under the new SLA is chased now.
+    pub fn replan(
+        opened_at: DateTime<Utc>,
+        first_response_at: Option<DateTime<Utc>>,
+        last_reply_at: Option<DateTime<Utc>>,
+        sla: Option<VendorSla>,
+        now: DateTime<Utc>,
+        restart: bool,
+    ) -> Option<DateTime<Utc>> {
+        let p = period(sla, first_response_at.is_some())?;
+        if restart {
+            return Some(now + p);
+        }
+        Some((last_reply_at.unwrap_or(opened_at) + p).max(now))
+    }
+
     /// The ticket after `action` by `actor` at `now` under `sla`, or why not.
     pub fn apply(
         &self,
@@ -918,6 +937,22 @@ mod tests {
         v.incident_status = Status::Resolved;
         let (chase, after) = v.fire(t(15), sla, Duration::minutes(1));
         assert_eq!((chase, after.chase_at), (None, None));
+    }
+
+    #[test]
+    fn a_new_severity_or_a_reopen_replans_the_wait() {
+        let sla = catalogue().sla("Adyen", Severity::Sev1);
+        // Opened at 0 with no SLA; SEV1 (15 min) from 5 min: due at 15; from 40: due now.
+        assert_eq!(VendorTicket::replan(t(0), None, None, sla, t(5), false), Some(t(15)));
+        assert_eq!(VendorTicket::replan(t(0), None, None, sla, t(40), false), Some(t(40)));
+        // Answered at 10: the update SLA (30 min) from the last reply at 20.
+        assert_eq!(
+            VendorTicket::replan(t(0), Some(t(10)), Some(t(20)), sla, t(25), false),
+            Some(t(50))
+        );
+        // Reopened at 100: the wait starts again.
+        assert_eq!(VendorTicket::replan(t(0), None, None, sla, t(100), true), Some(t(115)));
+        assert_eq!(VendorTicket::replan(t(0), None, None, None, t(100), true), None);
     }
 
     #[test]
