@@ -412,8 +412,26 @@ async fn chases_fire_at_the_sla_then_say_escalate_and_a_reply_stops_them() {
     })
     .await;
     assert!(snoozed.is_some(), "snoozed 15 min");
-    // Vendor replied, from the reminder: responded, and the next chase is an hour out.
+    // Vendor replied, from the reminder: a form asks what they said; recorded as the reply:
+    // responded, and the next chase is an hour out.
     sb.click_button("U0BOB", &ch, &second.ts, "vendor_replied", &v1.id.to_string())
+        .await
+        .unwrap();
+    let form = wait_for(Duration::from_secs(3), || async {
+        sb.views_opened()
+            .into_iter()
+            .rev()
+            .find(|v| v.callback_id == "vendor_reply")
+    })
+    .await
+    .expect("the reply form opens");
+    let said = |text: &str| json!({ "said": { "said": { "type": "plain_text_input", "value": text } } });
+    let empty = sb.submit_view("U0BOB", &form.id, said("  ")).await.unwrap();
+    assert!(empty.payload.unwrap()["errors"]["said"]
+        .as_str()
+        .unwrap()
+        .contains("what the vendor said"));
+    sb.submit_view("U0BOB", &form.id, said("Acquirer-side outage, fix in 20 min"))
         .await
         .unwrap();
     let replied = wait_for(Duration::from_secs(3), || async {
@@ -422,6 +440,10 @@ async fn chases_fire_at_the_sla_then_say_escalate_and_a_reply_stops_them() {
     .await
     .expect("the click records the reply");
     assert!(replied.chase_at.unwrap() - chrono::Utc::now() > chrono::Duration::minutes(59));
+    let events = stack.db.vendor_events_of(inc.id).await.unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.kind == "reply" && e.text == "Acquirer-side outage, fix in 20 min"));
     stack.settle().await;
     let posted = chases(&stack, &ch).len();
     tokio::time::sleep(Duration::from_millis(2500)).await;

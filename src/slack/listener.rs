@@ -646,7 +646,7 @@ impl Handler {
         );
     }
 
-    fn spawn_open(
+    pub(super) fn spawn_open(
         &self,
         trigger: String,
         channel: String,
@@ -687,6 +687,7 @@ impl Handler {
                         self.submit_change(user, &view).await
                     }
                     super::vendors::VENDOR_CALLBACK => self.submit_vendor(user, &view).await,
+                    super::vendors::REPLY_CALLBACK => self.submit_vendor_reply(user, &view).await,
                     other => {
                         tracing::warn!(callback = other, "view submission for an unknown modal");
                         SlackInteractionResponse::Empty

@@ -15,6 +15,8 @@ use serde_json::{json, Value};
 use slack_morphism::prelude::*;
 
 pub const VENDOR_CALLBACK: &str = "vendor_ticket";
+/// The "what did the vendor say" form behind **Vendor replied**.
+pub const REPLY_CALLBACK: &str = "vendor_reply";
 pub const ACTION_REPLIED: &str = "vendor_replied";
 pub const ACTION_ESCALATE: &str = "vendor_escalate";
 pub const ACTION_SNOOZE: &str = "vendor_snooze";
@@ -417,6 +419,25 @@ pub fn vendor_modal(incident: &Incident, catalogue: &Catalogue) -> Value {
     })
 }
 
+/// The form behind **Vendor replied**: what they said.
+pub fn reply_modal(t: &VendorTicket) -> Value {
+    let plain = |t: &str| json!({ "type": "plain_text", "text": t });
+    json!({
+        "type": "modal",
+        "callback_id": REPLY_CALLBACK,
+        "title": plain("Vendor replied"),
+        "submit": plain("Record"),
+        "close": plain("Cancel"),
+        "private_metadata": json!({ "ticket": t.id }).to_string(),
+        "blocks": [
+            { "type": "section", "block_id": "about", "text": { "type": "mrkdwn",
+                "text": blocks::truncate(&format!("{} on {}", named(t), t.number), 3000) } },
+            { "type": "input", "block_id": "said", "label": plain("What they said"),
+              "element": { "type": "plain_text_input", "action_id": "said", "multiline": true, "max_length": 2900 } },
+        ],
+    })
+}
+
 /// What the person who acted on a ticket is told.
 fn changed_text(result: Result<TicketChanged, Refusal>) -> String {
     match result {
@@ -540,6 +561,37 @@ impl Handler {
         self.answer_within_budget(event, work).await
     }
 
+    /// "What did the vendor say", submitted: the reply is recorded.
+    pub(super) async fn submit_vendor_reply(&self, user: &str, view: &Value) -> SlackInteractionResponse {
+        let Ok(actor) = UserId::parse(user) else {
+            return errors(&[("said", format!("Slack sent an unexpected user id `{user}`."))]);
+        };
+        let Some(ticket) = serde_json::from_str::<Value>(view["private_metadata"].as_str().unwrap_or_default())
+            .ok()
+            .and_then(|m| m["ticket"].as_i64())
+        else {
+            return SlackInteractionResponse::Empty;
+        };
+        let said = text::input_value(
+            view["state"]["values"]["said"]["said"]["value"]
+                .as_str()
+                .unwrap_or_default(),
+            Lines::Many,
+        );
+        if said.trim().is_empty() {
+            return errors(&[("said", "Say what the vendor said.".to_string())]);
+        }
+        let key = format!("view:{}", view["id"].as_str().unwrap_or_default());
+        match self
+            .service
+            .vendor_ticket_action_by_id(ticket, &TicketAction::Reply(said.trim().to_string()), &actor, &key)
+            .await
+        {
+            Ok(_) => SlackInteractionResponse::Empty,
+            Err(refusal) => errors(&[("said", refusal.to_string())]),
+        }
+    }
+
     /// The vendor ticket form, submitted.
     pub(super) async fn submit_vendor(&self, user: &str, view: &Value) -> SlackInteractionResponse {
         let Ok(actor) = UserId::parse(user) else {
@@ -605,8 +657,31 @@ impl Handler {
         let Some(ticket) = action.value.as_deref().and_then(|v| v.parse::<i64>().ok()) else {
             return;
         };
+        if action.action_id.as_ref() == ACTION_REPLIED {
+            // What they said is asked for in a form; the reply is recorded when it is submitted.
+            let url = ev.response_url.as_ref().map(|u| u.0.to_string());
+            return match self.service.db.vendor_ticket(ticket).await {
+                Ok(Some(t)) if t.is_open() => self.spawn_open(
+                    ev.trigger_id.to_string(),
+                    channel.to_string(),
+                    user.to_string(),
+                    url,
+                    reply_modal(&t),
+                ),
+                Ok(Some(t)) => self.tell_via(
+                    url.as_deref(),
+                    channel,
+                    user,
+                    &changed_text(Ok(TicketChanged {
+                        ticket: t,
+                        just_now: false,
+                    })),
+                ),
+                Ok(None) => self.tell_via(url.as_deref(), channel, user, "That vendor ticket no longer exists."),
+                Err(_) => self.tell_via(url.as_deref(), channel, user, crate::service::TRY_AGAIN),
+            };
+        }
         let change = match action.action_id.as_ref() {
-            ACTION_REPLIED => TicketAction::Reply("(marked as replied from the chase reminder)".into()),
             ACTION_ESCALATE => TicketAction::Escalate(String::new()),
             ACTION_SNOOZE => TicketAction::Snooze,
             _ => TicketAction::Close(String::new()),
