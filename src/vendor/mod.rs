@@ -46,6 +46,39 @@ pub struct Vendor {
 }
 
 impl Vendor {
+    /// `Adyen (payments): SEV1 first response 15m, updates every 30m; escalation S0ADYEN`, as
+    /// `check-config` prints it.
+    pub fn describe(&self) -> String {
+        let d = |d: Duration| crate::config::humanize(d.to_std().unwrap_or_default());
+        let slas: Vec<String> = Severity::ALL
+            .iter()
+            .filter_map(|s| self.sla(*s).map(|sla| (s, sla)))
+            .map(|(s, sla)| {
+                format!(
+                    "{s} first response {}, updates every {}",
+                    d(sla.first_response),
+                    d(sla.update)
+                )
+            })
+            .collect();
+        let services = if self.services.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.services.join(", "))
+        };
+        let slas = if slas.is_empty() {
+            "no SLA: not chased".to_string()
+        } else {
+            slas.join("; ")
+        };
+        let contact = match &self.escalation {
+            Some(Contact::Group(g)) => format!("; escalation user group {g}"),
+            Some(Contact::Text(t)) => format!("; escalation: {t}"),
+            None => "; no escalation contact".to_string(),
+        };
+        format!("{}{services}: {slas}{contact}", self.name)
+    }
+
     pub fn sla(&self, severity: Severity) -> Option<VendorSla> {
         let i = Severity::ALL.iter().position(|s| *s == severity)?;
         self.slas[i]
@@ -764,6 +797,10 @@ mod tests {
         );
         assert_eq!(adyen.sla(Severity::Sev2), None);
         assert_eq!(adyen.escalation, Some(Contact::Group("S0ADYEN".into())));
+        assert_eq!(
+            adyen.describe(),
+            "Adyen (payments): SEV1 first response 15m, updates every 30m; escalation user group S0ADYEN"
+        );
         assert!(matches!(c.contact("AWS"), Some(Contact::Text(_))));
         assert_eq!(c.find("other"), Ok(None));
         let err = c.find("Stripe").unwrap_err();
