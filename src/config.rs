@@ -92,6 +92,8 @@ pub struct Policy {
     pub follow_up_remind_every: Duration,
     /// Post-incident reviews: which severities, reminders, whether closing waits for one.
     pub pir: crate::incident::pir::PirRules,
+    /// `[[vendors]]`: the vendor catalogue for vendor tickets (see [`crate::vendor`]).
+    pub vendors: crate::vendor::Catalogue,
 }
 
 impl Policy {
@@ -116,6 +118,7 @@ impl Policy {
             timezone: self.timezone,
             follow_up_remind_every: chrono::Duration::from_std(self.follow_up_remind_every)
                 .unwrap_or(chrono::Duration::MAX),
+            vendors: self.vendors.clone(),
         }
     }
 
@@ -176,6 +179,7 @@ impl Default for Policy {
             reports: vec![],
             follow_up_remind_every: Duration::from_secs(24 * 3600),
             pir: crate::incident::pir::PirRules::default(),
+            vendors: crate::vendor::Catalogue::default(),
         }
     }
 }
@@ -224,6 +228,8 @@ struct FileConfig {
     severities: BTreeMap<String, FileSeverity>,
     #[serde(default)]
     reports: Vec<FileReport>,
+    /// Checked by [`crate::vendor::parse_catalogue`], which names the whole path.
+    vendors: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -505,6 +511,10 @@ pub fn policy_from_toml(text: &str, env: &dyn Env) -> Result<(Policy, Option<Soc
             channel,
         });
     }
+    if let Some(v) = &file.vendors {
+        policy.vendors = crate::vendor::parse_catalogue(v, &policy.services)
+            .map_err(|(key, problem)| ConfigError::new(key, problem))?;
+    }
     let http_listen = match over("http_listen").or(file.http_listen) {
         Some(v) => Some(v.parse().map_err(|_| {
             ConfigError::new(
@@ -528,10 +538,12 @@ enum Shape {
     Severities,
     /// `[[reports]]` tables.
     Reports,
+    /// `[[vendors]]` tables (checked by `vendor::parse_catalogue`).
+    Vendors,
 }
 
 /// The file's top-level keys; every scalar one may be overridden as `INCIDENT_BOT_<KEY>`.
-const TOP_KEYS: [(&str, Shape); 14] = [
+const TOP_KEYS: [(&str, Shape); 15] = [
     ("announce_channel", Shape::Text),
     ("managers_group", Shape::Text),
     ("timezone", Shape::Text),
@@ -546,6 +558,7 @@ const TOP_KEYS: [(&str, Shape); 14] = [
     ("pir_required_to_close", Shape::Flag),
     ("severities", Shape::Severities),
     ("reports", Shape::Reports),
+    ("vendors", Shape::Vendors),
 ];
 const SEVERITY_KEYS: [&str; 3] = ["description", "update_every", "escalate_after"];
 const REPORT_KEYS: [&str; 3] = ["cron", "period", "channel"];
@@ -590,7 +603,7 @@ fn check_env_names(env: &dyn Env) -> Result<(), ConfigError> {
         .chain(
             TOP_KEYS
                 .iter()
-                .filter(|(_, shape)| !matches!(shape, Shape::Severities | Shape::Reports))
+                .filter(|(_, shape)| !matches!(shape, Shape::Severities | Shape::Reports | Shape::Vendors))
                 .map(|(k, _)| *k),
         )
         .map(|k| format!("INCIDENT_BOT_{}", k.to_ascii_uppercase()))
@@ -670,7 +683,7 @@ fn check_leaf(path: &str, shape: Shape, value: &toml::Value) -> Result<(), Confi
         Shape::Text => value.is_str(),
         Shape::Flag => value.is_bool(),
         Shape::Names => value.as_array().is_some_and(|a| a.iter().all(toml::Value::is_str)),
-        Shape::Severities | Shape::Reports => true,
+        Shape::Severities | Shape::Reports | Shape::Vendors => true,
     };
     if ok {
         return Ok(());

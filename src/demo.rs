@@ -479,6 +479,103 @@ fn print_channel(out: &mut dyn Write, sandbox: &Sandbox, channel_id: &str) -> st
     Ok(())
 }
 
+/// The demo's vendor catalogue: Adyen answers SEV1/SEV2 within 2 s (seconds instead of
+/// minutes, so the transcript shows the chase), escalation to a user group.
+fn demo_vendors(services: &[String]) -> anyhow::Result<crate::vendor::Catalogue> {
+    let text =
+        "[[vendors]]\nname = \"Adyen\"\nservices = [\"payments\"]\nsupport_url = \"https://support.adyen.example\"\n\
+                escalation = \"S0ADYENTAM\"\n[vendors.sla.SEV1]\nfirst_response = \"2s\"\nupdate = \"1h\"\n\
+                [vendors.sla.SEV2]\nfirst_response = \"2s\"\nupdate = \"1h\"\n";
+    let table: toml::Table = text.parse()?;
+    crate::vendor::parse_catalogue(&table["vendors"], services).map_err(|(k, p)| anyhow::anyhow!("{k}: {p}"))
+}
+
+/// bob raises a ticket with Adyen, the bot chases it at the SLA, then says to escalate; bob
+/// escalates from the reminder, Adyen answers, and the open tickets are listed.
+async fn vendor_scene(out: &mut dyn Write, stack: &LocalStack, channel: &str) -> anyhow::Result<()> {
+    let sb = &stack.sandbox;
+    writeln!(
+        out,
+        "▶ bob raises a ticket with the acquirer: `/incident vendor Adyen 48213 <https://ca.adyen.example/t/48213> Are card auths failing on your side?`"
+    )?;
+    let said = stack
+        .command(
+            "U0BOB",
+            channel,
+            "vendor Adyen 48213 <https://ca.adyen.example/t/48213> Are card auths failing on your side?",
+        )
+        .await?;
+    writeln!(out, "  bob sees: {}", readable(sb, &said))?;
+    writeln!(out, "▶ Adyen does not answer (demo SLA: first response within 2 s)")?;
+    let chases = || {
+        sb.messages(channel)
+            .into_iter()
+            .filter(|m| m.blocks.to_string().contains("vendor_chase_actions"))
+            .collect::<Vec<_>>()
+    };
+    let second = wait_for(Duration::from_secs(8), || async { chases().get(1).cloned() })
+        .await
+        .ok_or_else(|| anyhow::anyhow!("the vendor ticket was not chased twice"))?;
+    for m in chases() {
+        writeln!(out, "  bot: {}", readable(sb, &m.text))?;
+    }
+    stack.settle().await;
+    let card = sb
+        .messages(channel)
+        .into_iter()
+        .flat_map(|m| m.blocks.as_array().cloned().unwrap_or_default())
+        .find(|b| b["block_id"] == "card_vendors");
+    if let Some(line) = card {
+        writeln!(
+            out,
+            "  the pinned card: {}",
+            readable(sb, line["elements"][0]["text"].as_str().unwrap_or_default())
+        )?;
+    }
+    writeln!(
+        out,
+        "▶ bob presses Escalate on the reminder; then Adyen answers: `/incident vendor reply V1 …`"
+    )?;
+    let incident = stack
+        .db
+        .incident_by_channel(channel)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no incident in {channel}"))?;
+    let ticket = stack
+        .db
+        .vendor_tickets_of(incident.id)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no vendor ticket stored"))?;
+    sb.click_button(
+        "U0BOB",
+        channel,
+        &second.ts,
+        crate::slack::vendors::ACTION_ESCALATE,
+        &ticket.id.to_string(),
+    )
+    .await?;
+    stack.settle().await;
+    let said = stack
+        .command(
+            "U0BOB",
+            channel,
+            "vendor reply V1 Acquirer-side outage on EU cards, fix rolling out",
+        )
+        .await?;
+    writeln!(out, "  bob sees: {}", readable(sb, &said))?;
+    stack.settle().await;
+    let list = sb.slash_command("U0ALICE", "C0GENERAL", "vendors").await?;
+    writeln!(out, "  alice, anywhere: /incident vendors →")?;
+    for line in render_blocks(&list.payload.unwrap_or_default()["blocks"]) {
+        for l in readable(sb, &line).lines() {
+            writeln!(out, "    {l}")?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs the demo, writing the transcript to `out`.
 pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -487,6 +584,7 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
     policy.managers_group = Some("S0ONCALL".into());
     policy.severities[0].update_every = Duration::from_secs(2);
     policy.severities[0].escalate_after = Duration::from_secs(1);
+    policy.vendors = demo_vendors(&policy.services)?;
     let stack = LocalStack::start(None, policy, fast_options()).await?;
     let sb = &stack.sandbox;
     writeln!(
@@ -574,6 +672,7 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
         ),
     )
     .await?;
+    vendor_scene(out, &stack, &channel).await?;
     writeln!(out, "▶ alice lowers the severity: `/incident severity SEV2`")?;
     stack.command("U0ALICE", &channel, "severity SEV2").await?;
     writeln!(
@@ -625,6 +724,10 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
             &channel,
             &format!("followup <@U0DAVE|dave> Alert on card-router error rate due {in_a_week} <https://tracker.example/OPS-1234|OPS-1234>"),
         )
+        .await?;
+    stack.settle().await;
+    stack
+        .command("U0CAROL", &channel, "vendor close V1 fix confirmed by Adyen")
         .await?;
     let refused = stack.command("U0CAROL", &channel, "close").await?;
     writeln!(out, "  carol: /incident close → {}", readable(sb, &refused))?;

@@ -37,6 +37,9 @@
 //!   Kit, the Web API client (which also answers [`service::People`]), the outbox runner;
 //!   [`slack::text`] decodes what people type (entities, mentions, links, control characters)
 //!   once, at the edge.
+//! - [`vendor`]: vendor escalations, pure: the `[[vendors]]` catalogue, tickets `V<n>` and
+//!   their states, the aging clock the scheduler fires (`vendor::report`: per-vendor report
+//!   rows); SQL in `db/vendors.rs`, use-cases in `service/vendors.rs`, Slack in `slack::vendors`.
 //! - [`app`]: wires the above into a running [`app::Bot`].
 //! - [`sandbox`]: a local Slack (Web API over HTTP, Socket Mode over WebSocket) that enforces
 //!   Slack's rules (bot scopes from `manifest.yml`, entity-encoded text, Block Kit, membership
@@ -72,3 +75,4 @@ pub mod report;
 pub mod sandbox;
 pub mod service;
 pub mod slack;
+pub mod vendor;

@@ -162,6 +162,9 @@ async fn main() -> ExitCode {
                         incident_bot::slack::blocks::humanize(s.policy.follow_up_remind_every)
                     );
                 }
+                for v in &s.policy.vendors.vendors {
+                    println!("  vendor {}", v.describe());
+                }
                 let pir = &s.policy.pir;
                 println!(
                     "  post-incident reviews for {}: first reminder {} after resolving, then every {}; {}",

@@ -99,7 +99,7 @@ pub struct Metrics {
     pub breaches: CounterVec,
     /// Labels: `severity`.
     pub incidents_declared: CounterVec,
-    /// Labels: `kind` (follow_up, review), `late` (true, false).
+    /// Labels: `kind` (follow_up, review, vendor: a vendor ticket chase), `late` (true, false).
     pub follow_up_reminders: CounterVec,
 }
 
@@ -174,7 +174,7 @@ impl Metrics {
         counter(
             &mut out,
             "incident_bot_follow_up_reminders_total",
-            "Reminders posted to owners of overdue follow-ups and to SPOCs of due reviews.",
+            "Reminders posted to owners of overdue follow-ups, to SPOCs of due reviews and of vendor tickets to chase.",
             &["kind", "late"],
             &self.follow_up_reminders,
         );

@@ -39,10 +39,12 @@ pub enum JobKind {
     Escalate,
     RemindFollowUp,
     RemindPir,
+    /// A vendor ticket's post, chase or question (payload `what`; see `slack::vendors`).
+    Vendor,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 14] = [
+    pub const ALL: [JobKind; 15] = [
         JobKind::CreateChannel,
         JobKind::InviteMembers,
         JobKind::SetTopic,
@@ -57,6 +59,7 @@ impl JobKind {
         JobKind::Escalate,
         JobKind::RemindFollowUp,
         JobKind::RemindPir,
+        JobKind::Vendor,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +78,7 @@ impl JobKind {
             JobKind::Escalate => "escalate",
             JobKind::RemindFollowUp => "remind_follow_up",
             JobKind::RemindPir => "remind_pir",
+            JobKind::Vendor => "vendor",
         }
     }
 
@@ -99,6 +103,7 @@ impl JobKind {
             JobKind::Escalate => "escalating an overdue update",
             JobKind::RemindFollowUp => "reminding a follow-up's owner",
             JobKind::RemindPir => "reminding the SPOC of the post-incident review",
+            JobKind::Vendor => "posting about a vendor ticket",
         }
     }
 }

@@ -133,10 +133,19 @@ impl Db {
                 for (kind, details) in &applied.events {
                     insert_event!(tx, id.0, at, actor.as_str(), kind.as_str(), details.to_string())?;
                 }
+                // Vendor tickets are aged against the SLA of the incident's severity, while it is open.
+                let reopened = i.status.is_open() && !current.status.is_open();
+                if reopened || (i.status.is_open() && i.severity != current.severity) {
+                    super::replan_vendor_chases!(tx, id.0, i.severity, now, rules, reopened)?;
+                }
                 // Slack effects need the channel; before it exists, provisioning renders the
                 // current state anyway.
                 if i.channel_id.is_some() {
                     insert_effect_jobs!(tx, id.0, &applied.effects, actor, at)?;
+                    // Just resolved: ask whether its open vendor tickets should be closed.
+                    if i.status == Status::Resolved && current.status != Status::Resolved {
+                        super::enqueue_vendor_resolve_ask!(tx, id.0, at)?;
+                    }
                 }
                 tx.commit().await?;
                 Ok(Ok(applied))

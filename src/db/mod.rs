@@ -11,12 +11,15 @@ mod outbox;
 mod reminders;
 mod report_fires;
 mod reports;
+mod vendors;
 
 pub use changes::{jobs_for, Refused};
 pub use incidents::DeclareOutcome;
 pub use outbox::{JobUpdate, NewJob};
 pub use report_fires::SlotClaim;
 pub use reports::{FixtureEvent, FixtureIncident, ReportScope};
+pub use vendors::VendorEvent;
+pub(crate) use vendors::{enqueue_vendor_resolve_ask, replan_vendor_chases};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};

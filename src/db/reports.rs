@@ -31,7 +31,7 @@ impl ReportScope {
     /// `LIKE` pattern matching a JSON list of service names that contains `service` (`!` escapes
     /// LIKE's wildcards; service names are lowercase, so SQLite's case-insensitive LIKE agrees
     /// with PostgreSQL's).
-    fn service_pattern(&self) -> String {
+    pub(super) fn service_pattern(&self) -> String {
         match &self.service {
             None => "%".into(),
             Some(name) => {

@@ -150,6 +150,8 @@ pub struct Rules {
     pub timezone: chrono_tz::Tz,
     /// How often the owner of an overdue follow-up is reminded; zero: never.
     pub follow_up_remind_every: chrono::Duration,
+    /// The vendor catalogue: vendor tickets are aged against its SLAs.
+    pub vendors: crate::vendor::Catalogue,
 }
 
 /// Moves allowed by the lifecycle.

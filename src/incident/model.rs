@@ -343,6 +343,8 @@ pub enum EventKind {
     Pir,
     Snooze,
     SideEffectFailed,
+    /// Something about a vendor ticket (see [`crate::vendor`]).
+    Vendor,
 }
 
 impl EventKind {
@@ -365,6 +367,7 @@ impl EventKind {
             EventKind::Pir => "pir",
             EventKind::Snooze => "snooze",
             EventKind::SideEffectFailed => "side_effect_failed",
+            EventKind::Vendor => "vendor",
         }
     }
 }
@@ -421,6 +424,7 @@ impl TimelineEvent {
                 "reminder" => "SPOC reminded of the review".into(),
                 other => other.to_string(),
             },
+            "vendor" => s("summary"),
             _ => String::new(),
         }
     }

@@ -134,6 +134,8 @@ pub struct ReviewInput<'a> {
     pub severity_description: &'a str,
     pub timeline: &'a [TimelineEvent],
     pub follow_ups: &'a [FollowUp],
+    /// Vendor tickets with their own timelines (a section only when there are some).
+    pub vendor_tickets: &'a [crate::vendor::TicketHistory],
     /// Display names by user id, where known (the CLI has none: ids are shown).
     pub names: &'a BTreeMap<String, String>,
     pub timezone: Tz,
@@ -330,6 +332,11 @@ pub fn markdown(input: &ReviewInput<'_>) -> String {
             cell(&details)
         );
     }
+    md.push_str(&crate::vendor::review_markdown(
+        input.vendor_tickets,
+        &|t| input.time(t),
+        &|id| input.who(id),
+    ));
     md.push_str("\n## Follow-up actions\n\n");
     if input.follow_ups.is_empty() {
         md.push_str("None recorded yet (`/incident followup <text> [@owner] [due YYYY-MM-DD]`).\n");
@@ -453,6 +460,7 @@ pub fn json(input: &ReviewInput<'_>) -> serde_json::Value {
         "key_times": moments,
         "timeline": timeline,
         "follow_ups": follow_ups,
+        "vendor_tickets": crate::vendor::review_json(input.vendor_tickets),
         "pir_done_at": i.pir_done_at,
         "pir_link": i.pir_link,
         "generated_at": input.now,
@@ -580,6 +588,7 @@ mod tests {
             severity_description: "Major: degraded core flow or full outage of a secondary service",
             timeline: &timeline,
             follow_ups: &follow_ups,
+            vendor_tickets: &[],
             names: &names,
             timezone: chrono_tz::Europe::London,
             now: utc(30, 9, 0),
@@ -628,6 +637,7 @@ mod tests {
             severity_description: "Major",
             timeline: &timeline,
             follow_ups: &follow_ups,
+            vendor_tickets: &[],
             names: &names,
             timezone: chrono_tz::Europe::London,
             now: utc(30, 9, 0),

@@ -34,8 +34,8 @@ impl Default for ReminderOptions {
     }
 }
 
-/// Fires due reminders (stakeholder updates, overdue follow-ups, post-incident reviews) until
-/// `shutdown` is notified.
+/// Fires due reminders (stakeholder updates, overdue follow-ups, post-incident reviews, vendor
+/// ticket chases) until `shutdown` is notified.
 pub async fn run(
     db: Db,
     rules: Rules,
@@ -52,6 +52,8 @@ pub async fn run(
             db.fire_due_follow_up_reminders(now, &rules, late_after, opts.batch)
                 .await,
             db.fire_due_pir_reminders(now, &rules, late_after, opts.batch).await,
+            db.fire_due_vendor_chases(now, &rules.vendors, late_after, opts.batch)
+                .await,
         ];
         let mut any = false;
         for result in fired {
@@ -71,9 +73,10 @@ pub async fn run(
         let next = match (
             db.next_reminder_at().await,
             db.next_follow_up_or_pir_reminder_at().await,
+            db.next_vendor_chase_at().await,
         ) {
-            (Ok(a), Ok(b)) => Ok(a.into_iter().chain(b).min()),
-            (Err(e), _) | (_, Err(e)) => Err(e),
+            (Ok(a), Ok(b), Ok(c)) => Ok(a.into_iter().chain(b).chain(c).min()),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
         };
         let sleep = match next {
             Ok(Some(at)) => (at - chrono::Utc::now())

@@ -267,6 +267,8 @@ pub struct Report {
     pub generated_at: DateTime<Utc>,
     pub current: Figures,
     pub previous: Figures,
+    /// Per vendor (see [`crate::vendor::report`]): this period and the previous one.
+    pub vendors: Vec<crate::vendor::report::VendorRow>,
 }
 
 fn scope(period: &Period, service: Option<&str>, now: DateTime<Utc>) -> ReportScope {
@@ -291,7 +293,13 @@ impl Report {
         let period = Period::resolve(spec, policy.timezone, now);
         let previous_period = period.previous();
         let (now_scope, before_scope) = (scope(&period, service, now), scope(&previous_period, service, now));
-        let (current, previous) = tokio::try_join!(db.report_figures(&now_scope), db.report_figures(&before_scope))?;
+        let (current, previous, vendors_now, vendors_before) = tokio::try_join!(
+            db.report_figures(&now_scope),
+            db.report_figures(&before_scope),
+            db.vendor_figures(&now_scope),
+            db.vendor_figures(&before_scope)
+        )?;
+        let catalogue: Vec<String> = policy.vendors.vendors.iter().map(|v| v.name.clone()).collect();
         Ok(Report {
             period,
             previous_period,
@@ -299,6 +307,7 @@ impl Report {
             generated_at: now,
             current: Figures::from_raw(&current, &policy.services, service, period.days()),
             previous: Figures::from_raw(&previous, &policy.services, service, previous_period.days()),
+            vendors: crate::vendor::report::rows(&catalogue, &vendors_now, &vendors_before),
         })
     }
 

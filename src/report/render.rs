@@ -178,6 +178,7 @@ fn markdown(r: &Report) -> String {
             s.grade.map_or("—".to_string(), |g| g.to_string())
         );
     }
+    out.push_str(&crate::vendor::report::markdown(r));
     let _ = writeln!(
         out,
         "\nCanceled incidents are excluded from every figure but their own count. Definitions: README, \"Reports\"."
@@ -209,7 +210,7 @@ fn lookup(list: &[(String, i64)], key: &str) -> i64 {
 }
 
 /// A CSV field, quoted when needed (RFC 4180).
-fn field(s: &str) -> String {
+pub fn field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -219,7 +220,7 @@ fn field(s: &str) -> String {
 
 /// A number for spreadsheets: counts as is, durations in minutes (2 decimals), ratios 0..1
 /// (4 decimals); empty for n/a.
-fn number(v: Value) -> String {
+pub fn number(v: Value) -> String {
     match v {
         Value::Count(n) => n.to_string(),
         Value::Duration(Some(ms)) => format!("{:.2}", ms as f64 / MINUTE_MS as f64),
@@ -228,7 +229,7 @@ fn number(v: Value) -> String {
     }
 }
 
-fn number_delta(h: &Headline) -> String {
+pub fn number_delta(h: &Headline) -> String {
     match (h.delta(), h.value) {
         (None, _) => String::new(),
         (Some(d), Value::Count(_)) => format!("{}", d as i64),
@@ -332,6 +333,7 @@ fn csv(r: &Report) -> String {
             String::new(),
         );
     }
+    out.push_str(&crate::vendor::report::csv(r));
     out
 }
 
@@ -413,6 +415,7 @@ pub fn json_value(r: &Report) -> serde_json::Value {
         "by_severity": pairs(&r.current.by_severity, &r.previous.by_severity),
         "by_status": pairs(&r.current.by_status, &r.previous.by_status),
         "services": services,
+        "vendors": crate::vendor::report::json(r),
     })
 }
 

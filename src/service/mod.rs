@@ -13,9 +13,11 @@
 
 mod follow_ups;
 mod review;
+mod vendors;
 
 pub use follow_ups::{FollowUpClosed, FollowUpListing, FollowUpRequest, FollowUpScope};
 pub use review::ReviewRecord;
+pub use vendors::{TicketChanged, TicketRequest};
 
 use crate::config::Policy;
 use crate::db::{Db, DeclareOutcome, Refused};

@@ -17,16 +17,19 @@ pub struct ReviewRecord {
     pub incident: Incident,
     pub timeline: Vec<TimelineEvent>,
     pub follow_ups: Vec<FollowUp>,
+    pub vendor_tickets: Vec<crate::vendor::TicketHistory>,
 }
 
 impl ReviewRecord {
     pub async fn load(db: &Db, id: IncidentId) -> anyhow::Result<ReviewRecord> {
         let incident = db.incident(id).await?;
         let (timeline, follow_ups) = (db.timeline(id).await?, db.follow_ups_of(id).await?);
+        let vendor_tickets = db.vendor_histories(id).await?;
         Ok(ReviewRecord {
             incident,
             timeline,
             follow_ups,
+            vendor_tickets,
         })
     }
 
@@ -57,6 +60,7 @@ impl ReviewRecord {
             severity_description: &policy.severity(self.incident.severity).description,
             timeline: &self.timeline,
             follow_ups: &self.follow_ups,
+            vendor_tickets: &self.vendor_tickets,
             names,
             timezone: policy.timezone,
             now,

@@ -60,6 +60,12 @@ pub enum Command {
         service: Option<String>,
         public: bool,
     },
+    /// `/incident vendor …`: raise, answer, escalate or close a vendor ticket.
+    Vendor(crate::slack::vendors::VendorCommand),
+    /// `/incident vendors [vendor]` (anywhere): open vendor tickets across incidents.
+    Vendors {
+        vendor: Option<String>,
+    },
 }
 
 /// A follow-up as typed: a request to the application layer, which checks it.
@@ -70,7 +76,12 @@ impl Command {
     pub fn needs_incident(&self) -> bool {
         !matches!(
             self,
-            Command::Declare { .. } | Command::Help | Command::List | Command::Report { .. } | Command::FollowUps
+            Command::Declare { .. }
+                | Command::Help
+                | Command::List
+                | Command::Report { .. }
+                | Command::FollowUps
+                | Command::Vendors { .. }
         )
     }
 }
@@ -78,7 +89,8 @@ impl Command {
 pub const USAGE: &str = "*Usage:* `/incident [declare <title>]` · `update` · `severity SEV1-4` · `spoc @user` · \
 `role <role> @user` · `handover @user [note]` · `impact` · `note <text>` · `ack` · `resolve` · `close` · `reopen` · \
 `cancel` · `status` · `timeline [page]` · `followup <text> [@owner] [due YYYY-MM-DD]` · `followup done|wontdo N` · \
-`followups` · `pir` · `pir done [link]` · `list` · `report [weekly|monthly|FROM..TO] [service:<name>] [public]` · `help`";
+`followups` · `pir` · `pir done [link]` · `vendor [<vendor> <ref>]` · `vendor reply|escalate|close <V1>` · \
+`vendors [vendor]` · `list` · `report [weekly|monthly|FROM..TO] [service:<name>] [public]` · `help`";
 
 pub const FOLLOW_UP_USAGE: &str = "`/incident followup <text> [@owner] [due YYYY-MM-DD] [link]`, \
 `/incident followup done N`, `/incident followup wontdo N`";
@@ -121,6 +133,7 @@ pub fn usage_of(word: &str) -> String {
         "report" => REPORT_USAGE.into(),
         "followup" | "follow-up" | "follow_up" => FOLLOW_UP_USAGE.into(),
         "pir" | "review" => "`/incident pir`, `/incident pir done [link]`".into(),
+        "vendor" | "vendors" => crate::slack::vendors::VENDOR_USAGE.into(),
         "list" | "update" | "impact" | "ack" | "acknowledge" | "resolve" | "close" | "reopen" | "cancel" | "status"
         | "followups" | "follow-ups" | "follow_ups" => format!("`/incident {word}`"),
         _ => USAGE.into(),
@@ -194,6 +207,8 @@ fn parse_word(lower: &str, word: &str, rest: &str) -> Result<Command, String> {
         "report" => parse_report(rest),
         "followup" | "follow-up" | "follow_up" => parse_follow_up(rest),
         "followups" | "follow-ups" | "follow_ups" => no_args(Command::FollowUps),
+        "vendor" => crate::slack::vendors::parse_vendor(rest).map(Command::Vendor),
+        "vendors" => crate::slack::vendors::parse_vendors(rest).map(|vendor| Command::Vendors { vendor }),
         "pir" | "review" => match args.next().map(|w| w.to_ascii_lowercase()) {
             None => Ok(Command::Pir),
             Some(w) if w == "done" => match (args.next(), args.next()) {

@@ -110,7 +110,7 @@ impl SlackEffects {
                 Ok(JobUpdate::default())
             }
             JobKind::PostCard => {
-                let content = self.card(incident);
+                let content = self.card(incident).await;
                 let ts = self.post_once(job, &channel, content, None).await?;
                 Ok(JobUpdate {
                     card_ts: Some(ts),
@@ -145,7 +145,7 @@ impl SlackEffects {
                 let Some(ts) = incident.card_ts.as_deref() else {
                     return Ok(JobUpdate::default());
                 };
-                let content = self.card(incident);
+                let content = self.card(incident).await;
                 // The topic follows as its own job, after the notices this change queued: a
                 // rate-limited topic never holds up what people are waiting for.
                 let then = vec![NewJob::new(JobKind::SetTopic)];
@@ -247,6 +247,7 @@ impl SlackEffects {
                 count_reminder("follow_up", job);
                 Ok(JobUpdate::default())
             }
+            JobKind::Vendor => super::vendors::run_job(self, job, incident).await,
             JobKind::RemindPir => {
                 // Marked done since the reminder was planned: nothing to say.
                 if incident.pir_done_at.is_some() {
@@ -287,11 +288,10 @@ impl SlackEffects {
     }
 
     /// The pinned summary card, as posted and as refreshed after each change.
-    fn card(&self, incident: &Incident) -> SlackMessageContent {
-        blocks::content(
-            &blocks::summary_text(incident),
-            blocks::summary_card(incident, &self.policy),
-        )
+    async fn card(&self, incident: &Incident) -> SlackMessageContent {
+        let mut card = blocks::summary_card(incident, &self.policy);
+        super::vendors::add_waiting_on(&self.db, incident, &mut card).await;
+        blocks::content(&blocks::summary_text(incident), card)
     }
 
     /// Posts in the announcement thread, where stakeholders follow the incident. Private
@@ -327,7 +327,7 @@ impl SlackEffects {
     /// Posts `content` for `job` (tagged with it) and returns the message's ts. After an
     /// uncertain outcome it first looks for the message an earlier attempt may have posted and
     /// adopts it; only when none is found is the message posted again.
-    async fn post_once(
+    pub(super) async fn post_once(
         &self,
         job: &Job,
         channel: &str,

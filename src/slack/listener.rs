@@ -101,7 +101,11 @@ pub const HELP: &str = "*incident-bot* — run incidents in Slack.\n\
 • `/incident followup <text> [@owner] [due YYYY-MM-DD] [link]` — a post-incident action (no text: a form)\n\
 • `/incident followup done N` · `/incident followup wontdo N` — close one (its owner or the SPOC)\n\
 • `/incident followups` — this incident's; anywhere else: yours, then all open ones, overdue first\n\
-• `/incident pir` — post-incident review draft (Markdown file) · `/incident pir done [link]` — mark it done";
+• `/incident pir` — post-incident review draft (Markdown file) · `/incident pir done [link]` — mark it done\n\
+*Vendor tickets*\n\
+• `/incident vendor` (a form) or `/incident vendor <vendor> <ref> [link] [what we asked]` — raise a vendor ticket; it is chased at the vendor's SLA\n\
+• `/incident vendor reply <V1|ref> <what they said>` · `escalate <V1|ref> [note]` · `close <V1|ref> [note]`\n\
+• `/incident vendors [vendor]` (anywhere) — open vendor tickets across incidents, oldest first";
 
 /// Counts an envelope as received when created and, with its handling time, as acked when
 /// dropped (the transport queues the ack right after).
@@ -359,6 +363,7 @@ impl Handler {
             Command::Help => ephemeral(HELP),
             Command::List => self.list(&event, &user).await,
             Command::FollowUps => self.follow_ups(&event, &user).await,
+            Command::Vendors { vendor } => self.vendors_list(&event, &user, vendor).await,
             Command::Report {
                 period,
                 service,
@@ -411,11 +416,10 @@ impl Handler {
                 return SlackCommandEventResponse::new(SlackMessageContent::new());
             }
             Command::Status => {
-                return SlackCommandEventResponse::new(blocks::content(
-                    &blocks::summary_text(&incident),
-                    blocks::status_blocks(&incident, &self.service.policy),
-                ))
-                .with_response_type(SlackMessageResponseType::Ephemeral)
+                let mut status = blocks::status_blocks(&incident, &self.service.policy);
+                super::vendors::add_waiting_on(&self.service.db, &incident, &mut status).await;
+                return SlackCommandEventResponse::new(blocks::content(&blocks::summary_text(&incident), status))
+                    .with_response_type(SlackMessageResponseType::Ephemeral);
             }
             Command::Timeline { page } => {
                 return match self.service.timeline(incident.id).await {
@@ -474,7 +478,13 @@ impl Handler {
                 ));
             }
             Command::PirDone { link } => Change::PirDone { link },
-            Command::Declare { .. } | Command::Help | Command::List | Command::Report { .. } | Command::FollowUps => {
+            Command::Vendor(command) => return self.vendor_command(event, user, incident, command).await,
+            Command::Declare { .. }
+            | Command::Help
+            | Command::List
+            | Command::Report { .. }
+            | Command::FollowUps
+            | Command::Vendors { .. } => {
                 unreachable!("handled by command()")
             }
         };
@@ -551,7 +561,7 @@ impl Handler {
     /// Answers a command in its ack when `work` is done within the ack budget; otherwise the
     /// ack says the answer is coming and `work`'s result goes through the command's
     /// `response_url` (it works in any channel, unlike `chat.postEphemeral`).
-    async fn answer_within_budget(
+    pub(super) async fn answer_within_budget(
         &self,
         event: &SlackCommandEvent,
         work: impl std::future::Future<Output = SlackMessageContent> + Send + 'static,
@@ -626,7 +636,7 @@ impl Handler {
     }
 
     /// Spawned: the ack must not wait for `views.open`, and both must land within 3 s.
-    fn open_modal(&self, event: &SlackCommandEvent, view: serde_json::Value) {
+    pub(super) fn open_modal(&self, event: &SlackCommandEvent, view: serde_json::Value) {
         self.spawn_open(
             event.trigger_id.to_string(),
             event.channel_id.to_string(),
@@ -636,7 +646,7 @@ impl Handler {
         );
     }
 
-    fn spawn_open(
+    pub(super) fn spawn_open(
         &self,
         trigger: String,
         channel: String,
@@ -676,6 +686,8 @@ impl Handler {
                     UPDATE_CALLBACK | IMPACT_CALLBACK | RESOLVE_CALLBACK | FOLLOW_UP_CALLBACK => {
                         self.submit_change(user, &view).await
                     }
+                    super::vendors::VENDOR_CALLBACK => self.submit_vendor(user, &view).await,
+                    super::vendors::REPLY_CALLBACK => self.submit_vendor_reply(user, &view).await,
                     other => {
                         tracing::warn!(callback = other, "view submission for an unknown modal");
                         SlackInteractionResponse::Empty
@@ -703,6 +715,9 @@ impl Handler {
         let channel = ev.channel.as_ref().map(|c| c.id.to_string()).unwrap_or_default();
         if action.action_id.as_ref() == blocks::ACTION_FOLLOW_UP_DONE {
             return self.follow_up_done_button(ev, action, &user, &channel).await;
+        }
+        if super::vendors::is_vendor_action(action.action_id.as_ref()) {
+            return self.vendor_button(ev, action, &user, &channel).await;
         }
         let Some(id) = action
             .value
@@ -867,7 +882,7 @@ impl Handler {
 
     /// A note to one person, off the ack path: through the interaction's `response_url` when
     /// there is one, else an ephemeral where the bot is a member (see [`SlackWeb::tell_person`]).
-    fn tell_via(&self, response_url: Option<&str>, channel: &str, user: &UserId, text: &str) {
+    pub(super) fn tell_via(&self, response_url: Option<&str>, channel: &str, user: &UserId, text: &str) {
         let (web, url, channel, user, text) = (
             self.web.clone(),
             response_url.map(str::to_string),

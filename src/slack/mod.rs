@@ -6,6 +6,7 @@
 //! - [`blocks`]: Block Kit for cards, announcements, modals.
 //! - [`effects`]: performs outbox jobs (create channel, invite, post, pin, announce).
 //! - [`report`]: `/incident report` and the report's Block Kit (figures come from `crate::report`).
+//! - [`vendors`]: `/incident vendor …`, `/incident vendors`, vendor posts, chases and buttons.
 //! - [`web`]: the Web API client, with errors reduced to codes.
 //! - [`text`]: decodes what people type (entities, mentions, links) into plain text, once, and
 //!   applies the control-character rule to every text field.
@@ -19,6 +20,7 @@ pub mod people;
 pub mod report;
 pub mod socket_mode;
 pub mod text;
+pub mod vendors;
 pub mod web;
 
 /// Masks anything that looks like a Slack token, so errors can be logged safely.

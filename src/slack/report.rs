@@ -108,6 +108,9 @@ pub fn report_blocks(r: &Report) -> Value {
     ] }));
     out.push(json!({ "type": "divider" }));
     out.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": service_table(r) } }));
+    if let Some(vendors) = super::vendors::report_section(r) {
+        out.push(vendors);
+    }
     out.push(json!({ "type": "context", "elements": [mrkdwn(
         "Canceled incidents count only as canceled. Reports name no incident (private ones are counted, never named). \
          Grades: worst of incidents, impact minutes and update-SLA compliance; definitions in the README, \"Reports\"."
