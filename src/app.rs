@@ -29,6 +29,8 @@ pub struct BotOptions {
     /// Test-only fault: "die" right after a chosen Slack call, before storing its result
     /// (see [`crate::slack::web::CrashPoint`]); then [`Bot::kill`] and start again.
     pub crash_point: Option<Arc<crate::slack::web::CrashPoint>>,
+    /// The triage channel's poster (issue 15): leases, pacing.
+    pub alerts: crate::slack::alerts::PosterOptions,
 }
 
 /// A running bot.
@@ -42,6 +44,8 @@ pub struct Bot {
     reminders: JoinHandle<()>,
     stop_schedules: Arc<Notify>,
     schedules: JoinHandle<()>,
+    stop_alerts: Arc<Notify>,
+    alerts: JoinHandle<()>,
     http: Option<OpsServer>,
 }
 
@@ -93,13 +97,25 @@ impl Bot {
             stop_schedules.clone(),
         ));
         let auth_failure = web.auth_failure();
+        let wake_alerts = Arc::new(Notify::new());
+        let stop_alerts = Arc::new(Notify::new());
         let service = Service::new(
             db.clone(),
             settings.policy.clone(),
             Arc::new(web.clone()),
             wake_outbox,
             wake_reminders,
-        );
+        )
+        .with_alert_wake(wake_alerts.clone());
+        let alerts = tokio::spawn(crate::slack::alerts::run_poster(
+            service.clone(),
+            web.clone(),
+            identity.user_id.clone(),
+            wake_alerts,
+            stop_alerts.clone(),
+            opts.alerts.clone(),
+        ));
+        let intake = (!settings.policy.alerts.sources.is_empty()).then(|| service.clone());
         let handler = Arc::new(Handler {
             app_id: settings.slack.app_token.app_id().map(str::to_string),
             service,
@@ -112,17 +128,20 @@ impl Bot {
         }
         let socket = SocketMode::start(handler, &settings.slack.app_token, &socket_opts).await?;
         let http = match settings.http_listen.or(opts.http_listen) {
-            Some(addr) => match OpsServer::start_with_auth(addr, db.clone(), socket.connected(), auth_failure).await {
-                Ok(server) => Some(server),
-                Err(e) => {
-                    // Leave nothing running behind a failed start.
-                    socket.shutdown().await;
-                    stop_reminders.notify_one();
-                    stop_schedules.notify_one();
-                    stop_outbox.notify_one();
-                    return Err(e);
+            Some(addr) => {
+                match OpsServer::start_with_alerts(addr, db.clone(), socket.connected(), auth_failure, intake).await {
+                    Ok(server) => Some(server),
+                    Err(e) => {
+                        // Leave nothing running behind a failed start.
+                        socket.shutdown().await;
+                        stop_reminders.notify_one();
+                        stop_schedules.notify_one();
+                        stop_alerts.notify_one();
+                        stop_outbox.notify_one();
+                        return Err(e);
+                    }
                 }
-            },
+            }
             None => None,
         };
         Ok(Bot {
@@ -135,6 +154,8 @@ impl Bot {
             reminders,
             stop_schedules,
             schedules,
+            stop_alerts,
+            alerts,
             http,
         })
     }
@@ -156,6 +177,7 @@ impl Bot {
         self.outbox.abort();
         self.reminders.abort();
         self.schedules.abort();
+        self.alerts.abort();
         let _ = self.outbox.await;
         self.socket.shutdown().await;
         if let Some(http) = self.http {
@@ -173,6 +195,10 @@ impl Bot {
         self.stop_schedules.notify_one();
         if let Err(e) = self.schedules.await {
             tracing::error!(error = %e, "report schedule task ended abnormally");
+        }
+        self.stop_alerts.notify_one();
+        if let Err(e) = self.alerts.await {
+            tracing::error!(error = %e, "alert poster task ended abnormally");
         }
         self.stop_outbox.notify_one();
         if let Err(e) = self.outbox.await {

@@ -92,6 +92,8 @@ pub struct Policy {
     pub follow_up_remind_every: Duration,
     /// Post-incident reviews: which severities, reminders, whether closing waits for one.
     pub pir: crate::incident::pir::PirRules,
+    /// Detection (issue 15): the triage channel, `[[alert_sources]]`, `[[alert_rules]]`.
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 impl Policy {
@@ -176,6 +178,7 @@ impl Default for Policy {
             reports: vec![],
             follow_up_remind_every: Duration::from_secs(24 * 3600),
             pir: crate::incident::pir::PirRules::default(),
+            alerts: crate::alerts::AlertsConfig::default(),
         }
     }
 }
@@ -224,6 +227,11 @@ struct FileConfig {
     severities: BTreeMap<String, FileSeverity>,
     #[serde(default)]
     reports: Vec<FileReport>,
+    alerts_channel: Option<String>,
+    #[serde(default)]
+    alert_sources: Vec<crate::alerts::config::FileAlertSource>,
+    #[serde(default)]
+    alert_rules: Vec<crate::alerts::config::FileAlertRule>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -505,6 +513,11 @@ pub fn policy_from_toml(text: &str, env: &dyn Env) -> Result<(Policy, Option<Soc
             channel,
         });
     }
+    if let Some(v) = over("alerts_channel").or(file.alerts_channel) {
+        policy.alerts.channel = Some(check_conversation_id("alerts_channel", &v)?);
+    }
+    policy.alerts.sources = crate::alerts::config::sources(file.alert_sources, &policy, env)?;
+    policy.alerts.rules = crate::alerts::config::rules(file.alert_rules, &policy)?;
     let http_listen = match over("http_listen").or(file.http_listen) {
         Some(v) => Some(v.parse().map_err(|_| {
             ConfigError::new(
@@ -528,10 +541,12 @@ enum Shape {
     Severities,
     /// `[[reports]]` tables.
     Reports,
+    /// `[[alert_sources]]` / `[[alert_rules]]` tables (checked by `alerts::config`).
+    AlertTables,
 }
 
 /// The file's top-level keys; every scalar one may be overridden as `INCIDENT_BOT_<KEY>`.
-const TOP_KEYS: [(&str, Shape); 14] = [
+const TOP_KEYS: [(&str, Shape); 17] = [
     ("announce_channel", Shape::Text),
     ("managers_group", Shape::Text),
     ("timezone", Shape::Text),
@@ -546,6 +561,9 @@ const TOP_KEYS: [(&str, Shape); 14] = [
     ("pir_required_to_close", Shape::Flag),
     ("severities", Shape::Severities),
     ("reports", Shape::Reports),
+    ("alerts_channel", Shape::Text),
+    ("alert_sources", Shape::AlertTables),
+    ("alert_rules", Shape::AlertTables),
 ];
 const SEVERITY_KEYS: [&str; 3] = ["description", "update_every", "escalate_after"];
 const REPORT_KEYS: [&str; 3] = ["cron", "period", "channel"];
@@ -590,7 +608,7 @@ fn check_env_names(env: &dyn Env) -> Result<(), ConfigError> {
         .chain(
             TOP_KEYS
                 .iter()
-                .filter(|(_, shape)| !matches!(shape, Shape::Severities | Shape::Reports))
+                .filter(|(_, shape)| !matches!(shape, Shape::Severities | Shape::Reports | Shape::AlertTables))
                 .map(|(k, _)| *k),
         )
         .map(|k| format!("INCIDENT_BOT_{}", k.to_ascii_uppercase()))
@@ -670,7 +688,7 @@ fn check_leaf(path: &str, shape: Shape, value: &toml::Value) -> Result<(), Confi
         Shape::Text => value.is_str(),
         Shape::Flag => value.is_bool(),
         Shape::Names => value.as_array().is_some_and(|a| a.iter().all(toml::Value::is_str)),
-        Shape::Severities | Shape::Reports => true,
+        Shape::Severities | Shape::Reports | Shape::AlertTables => true,
     };
     if ok {
         return Ok(());

@@ -53,6 +53,13 @@ pub fn fast_options() -> BotOptions {
         http_listen: None,
         web_timeout: None,
         crash_point: None,
+        alerts: crate::slack::alerts::PosterOptions {
+            pace: Duration::ZERO,
+            base_backoff: Duration::from_millis(50),
+            max_idle_sleep: Duration::from_millis(250),
+            lease: Duration::from_secs(5),
+            ..Default::default()
+        },
     }
 }
 

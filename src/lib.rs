@@ -59,12 +59,14 @@
 //!   plain (decoded once by `slack::text`, no control characters) and escaped once on output.
 //! - Tokens never reach logs or error messages ([`config::Secret`], [`slack::redact`]).
 
+pub mod alerts;
 pub mod app;
 pub mod config;
 pub mod db;
 pub mod demo;
 pub mod http;
 pub mod incident;
+pub mod intake;
 pub mod metrics;
 pub mod outbox;
 pub mod reminder;

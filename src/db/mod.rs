@@ -4,6 +4,7 @@
 //! Times are stored as unix epoch milliseconds (BIGINT) so that comparisons and arithmetic are
 //! identical on both backends; conversion to `DateTime<Utc>` happens here and nowhere else.
 
+mod alerts;
 mod changes;
 mod follow_ups;
 mod incidents;
@@ -12,9 +13,10 @@ mod reminders;
 mod report_fires;
 mod reports;
 
+pub use alerts::{Ingested, SyncPolicy};
 pub use changes::{jobs_for, Refused};
 pub use incidents::DeclareOutcome;
-pub use outbox::{JobUpdate, NewJob};
+pub use outbox::{JobUpdate, NewJob, BOT_ACTOR};
 pub use reports::{FixtureEvent, FixtureIncident, ReportScope};
 
 use anyhow::Context;

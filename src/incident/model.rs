@@ -343,6 +343,8 @@ pub enum EventKind {
     Pir,
     Snooze,
     SideEffectFailed,
+    /// Detection (issue 15): an alert linked, fired again, resolved; all linked alerts resolved.
+    Alert,
 }
 
 impl EventKind {
@@ -365,6 +367,7 @@ impl EventKind {
             EventKind::Pir => "pir",
             EventKind::Snooze => "snooze",
             EventKind::SideEffectFailed => "side_effect_failed",
+            EventKind::Alert => "alert",
         }
     }
 }
@@ -419,6 +422,14 @@ impl TimelineEvent {
                 "done" => "review done".into(),
                 "scheduled" => "review reminder scheduled".into(),
                 "reminder" => "SPOC reminded of the review".into(),
+                other => other.to_string(),
+            },
+            "alert" => match s("what").as_str() {
+                "linked" => format!("alert linked: {} ({})", s("title"), s("source")),
+                "fired" => format!("alert fired again: {}", s("title")),
+                "resolved" => format!("alert resolved: {}", s("title")),
+                "all_resolved" => "all linked alerts resolved".into(),
+                "auto_declared" => format!("declared automatically by an alert rule: {}", s("title")),
                 other => other.to_string(),
             },
             _ => String::new(),

@@ -256,6 +256,19 @@ pub fn notice_text(incident: &Incident, actor: &str, notice: &Notice) -> String 
         Notice::PirDone { link: None } => {
             format!("📝 The post-incident review of {n} is done (marked by <@{actor}>).")
         }
+        Notice::AlertLinked { title, source } if actor == "bot" => {
+            format!("🔔 Alert linked to {n}: *{}* ({})", escape(title), escape(source))
+        }
+        Notice::AlertLinked { title, source } => format!(
+            "🔔 <@{actor}> linked an alert to {n}: *{}* ({})",
+            escape(title),
+            escape(source)
+        ),
+        Notice::AlertFired { title } => format!("🔥 A linked alert fired again: *{}*", escape(title)),
+        Notice::AlertResolved { title } => format!("🟢 A linked alert resolved: *{}*", escape(title)),
+        Notice::AllAlertsResolved { spoc } => {
+            format!("🟢 <@{spoc}> all alerts linked to {n} have resolved — resolve the incident? (`/incident resolve`)")
+        }
     }
 }
 

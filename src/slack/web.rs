@@ -516,6 +516,20 @@ impl SlackWeb {
         since: chrono::DateTime<chrono::Utc>,
         bot_user: &str,
     ) -> SlackResult<Option<String>> {
+        self.find_tagged_message(channel, thread_ts, &job.to_string(), since, bot_user)
+            .await
+    }
+
+    /// [`SlackWeb::find_job_message`] for any tag in `event_payload.job` (alert groups tag
+    /// their triage message `alert:<group>:<episode>`).
+    pub async fn find_tagged_message(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        job: &str,
+        since: chrono::DateTime<chrono::Utc>,
+        bot_user: &str,
+    ) -> SlackResult<Option<String>> {
         let oldest = since - chrono::Duration::seconds(60);
         let oldest = format!("{}.{:06}", oldest.timestamp(), oldest.timestamp_subsec_micros());
         let (job, channel, limit, yes) = (
@@ -622,6 +636,24 @@ impl SlackWeb {
         let req = SlackApiChatUpdateRequest::new(channel.into(), content, SlackTs(ts.into()));
         call!(self, "chat.update", |s| s.chat_update(&req))?;
         Ok(())
+    }
+
+    /// The members of a user group (`usergroups.users.list`), in Slack's order: an
+    /// `[[alert_rules]]` on-call group's first member becomes the SPOC.
+    pub async fn usergroup_members(&self, group: &str) -> SlackResult<Vec<String>> {
+        let group = group.to_string();
+        let params: Vec<(&str, Option<&String>)> = vec![("usergroup", Some(&group))];
+        let page: serde_json::Value = call!(self, "usergroups.users.list", |s| s.http_session_api.http_get(
+            "usergroups.users.list",
+            &params,
+            None
+        ))?;
+        Ok(page["users"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u.as_str().map(str::to_string))
+            .collect())
     }
 
     /// Pins a message; already pinned is not an error.
