@@ -7,6 +7,7 @@ use crate::alerts::{self, Alert, AlertRule, AlertStatus, GroupState, Intake, Lin
 use crate::incident::change::Notice;
 use crate::incident::model::{EventKind, IncidentId, Status};
 use crate::outbox::JobKind;
+use crate::report::alerts::AlertRows;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -82,6 +83,25 @@ impl From<AlertRow> for StoredAlert {
         }
     }
 }
+
+/// An alert group written as given, for report tests and benches (times in epoch ms).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FixtureAlert {
+    pub source: String,
+    pub fingerprint: String,
+    pub service: Option<String>,
+    /// When it fired: the first is a new episode (`fired`), the rest repeats.
+    pub fires: Vec<i64>,
+    /// Linked to incident number `.0` at `.1`.
+    pub linked: Option<(i64, i64)>,
+}
+
+/// The three result sets of `Db::report_alert_rows`, as read.
+type ReportAlertRows = (
+    Vec<(Option<String>, i64, i64)>,
+    Vec<(Option<String>, i64)>,
+    Vec<(String, i64)>,
+);
 
 /// What one accepted alert did.
 #[derive(Debug, Clone, PartialEq)]
@@ -690,6 +710,116 @@ impl Db {
                     insert_event!(tx, incident.0, at, "bot", EventKind::Alert.as_str(), d)?;
                     tx.commit().await?;
                 }
+                Ok(())
+            }
+            .await
+        });
+        result
+    }
+
+    /// The detection rows of a report's period (see [`crate::report::alerts`]): alerts that
+    /// fired (new episodes) and of them those linked to an incident, noisy groups, and the
+    /// scope's incidents declared from an alert with their time to declare.
+    pub async fn report_alert_rows(&self, scope: &super::ReportScope) -> anyhow::Result<AlertRows> {
+        let fired_sql = "SELECT g.service, CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(CASE WHEN EXISTS (\
+               SELECT 1 FROM alert_events l WHERE l.group_id = e.group_id AND l.kind = 'linked' AND l.at >= e.at \
+               AND NOT EXISTS (SELECT 1 FROM alert_events n WHERE n.group_id = e.group_id AND n.kind = 'fired' \
+                 AND n.at > e.at AND n.at <= l.at)) THEN 1 ELSE 0 END), 0) AS BIGINT) \
+             FROM alert_events e JOIN alert_groups g ON g.id = e.group_id \
+             WHERE e.kind = 'fired' AND e.at >= $1 AND e.at < $2 GROUP BY g.service";
+        let noisy_sql = "SELECT g.service, CAST(COUNT(*) AS BIGINT) FROM alert_groups g \
+             WHERE (SELECT COUNT(*) FROM alert_events e WHERE e.group_id = g.id \
+               AND e.kind IN ('fired', 'repeated', 'flapped') AND e.at >= $1 AND e.at < $2) >= $3 \
+             AND NOT EXISTS (SELECT 1 FROM alert_events l WHERE l.group_id = g.id AND l.kind = 'linked' AND l.at < $2) \
+             GROUP BY g.service";
+        let declared_sql = "SELECT services, declared_at - detected_at FROM incidents \
+             WHERE declared_at >= $1 AND declared_at < $2 AND services LIKE $3 ESCAPE '!' \
+             AND status <> 'canceled' AND canceled_at IS NULL AND detected_at IS NOT NULL";
+        let (from, to) = (scope.from_ms, scope.to_ms);
+        let (fired, noisy, declared): ReportAlertRows = with_pool!(self, |pool| {
+            async {
+                let fired = sqlx::query_as(fired_sql).bind(from).bind(to).fetch_all(pool).await?;
+                let noisy = sqlx::query_as(noisy_sql)
+                    .bind(from)
+                    .bind(to)
+                    .bind(alerts::NOISY_FIRES)
+                    .fetch_all(pool)
+                    .await?;
+                let declared = sqlx::query_as(declared_sql)
+                    .bind(from)
+                    .bind(to)
+                    .bind(scope.service_pattern())
+                    .fetch_all(pool)
+                    .await?;
+                Ok::<_, sqlx::Error>((fired, noisy, declared))
+            }
+            .await
+        })?;
+        Ok(AlertRows {
+            fired,
+            noisy,
+            declared: declared
+                .into_iter()
+                .map(|(services, ms)| (serde_json::from_str(&services).unwrap_or_default(), ms))
+                .collect(),
+        })
+    }
+
+    /// Test and bench fixtures: alert groups written as given (fire times, an optional link to
+    /// incident number `n` at a time), and incidents' detection times (by number).
+    pub async fn insert_alert_fixtures(&self, groups: &[FixtureAlert], detected: &[(i64, i64)]) -> anyhow::Result<()> {
+        let result: anyhow::Result<()> = with_pool!(self, |pool| {
+            async {
+                let mut tx = pool.begin().await?;
+                for g in groups {
+                    let first = g.fires.first().copied().unwrap_or_default();
+                    let last = g.fires.last().copied().unwrap_or_default();
+                    let incident: Option<i64> = match g.linked {
+                        Some((number, _)) => Some(
+                            sqlx::query_scalar("SELECT id FROM incidents WHERE number = $1")
+                                .bind(number)
+                                .fetch_one(&mut *tx)
+                                .await?,
+                        ),
+                        None => None,
+                    };
+                    let (id,): (i64,) = sqlx::query_as(
+                        "INSERT INTO alert_groups (source, fingerprint, status, title, service, first_seen, last_seen, \
+                         fire_count, incident_id) VALUES ($1, $2, 'firing', $3, $4, $5, $6, $7, $8) RETURNING id",
+                    )
+                    .bind(&g.source)
+                    .bind(&g.fingerprint)
+                    .bind(&g.fingerprint)
+                    .bind(g.service.as_deref())
+                    .bind(first)
+                    .bind(last)
+                    .bind(g.fires.len() as i64)
+                    .bind(incident)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    for (i, at) in g.fires.iter().enumerate() {
+                        let kind = if i == 0 { "fired" } else { "repeated" };
+                        alert_event!(tx, id, *at, kind, "source", "{}".to_string())?;
+                    }
+                    if let (Some((_, at)), Some(incident)) = (g.linked, incident) {
+                        alert_event!(
+                            tx,
+                            id,
+                            at,
+                            "linked",
+                            "fixture",
+                            json!({ "incident": incident }).to_string()
+                        )?;
+                    }
+                }
+                for (number, at) in detected {
+                    sqlx::query("UPDATE incidents SET detected_at = $2 WHERE number = $1")
+                        .bind(number)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
             .await

@@ -13,7 +13,7 @@ mod reminders;
 mod report_fires;
 mod reports;
 
-pub use alerts::{Ingested, SyncPolicy};
+pub use alerts::{FixtureAlert, Ingested, SyncPolicy};
 pub use changes::{jobs_for, Refused};
 pub use incidents::DeclareOutcome;
 pub use outbox::{JobUpdate, NewJob, BOT_ACTOR};

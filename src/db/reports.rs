@@ -31,7 +31,7 @@ impl ReportScope {
     /// `LIKE` pattern matching a JSON list of service names that contains `service` (`!` escapes
     /// LIKE's wildcards; service names are lowercase, so SQLite's case-insensitive LIKE agrees
     /// with PostgreSQL's).
-    fn service_pattern(&self) -> String {
+    pub(super) fn service_pattern(&self) -> String {
         match &self.service {
             None => "%".into(),
             Some(name) => {
@@ -424,6 +424,7 @@ impl Db {
             .collect();
 
         let follow_ups = self.report_follow_ups(scope).await?;
+        let alerts = self.report_alert_rows(scope).await?;
 
         let [tta, ttm, ttr] = stats;
         Ok(RawFigures {
@@ -440,6 +441,7 @@ impl Db {
             transactions,
             groups,
             follow_ups,
+            alerts,
         })
     }
 
