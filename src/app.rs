@@ -107,14 +107,19 @@ impl Bot {
             wake_reminders,
         )
         .with_alert_wake(wake_alerts.clone());
-        let alerts = tokio::spawn(crate::slack::alerts::run_poster(
-            service.clone(),
-            web.clone(),
-            identity.user_id.clone(),
-            wake_alerts,
-            stop_alerts.clone(),
-            opts.alerts.clone(),
-        ));
+        // The triage poster runs only when alerts can come in (issue 15).
+        let alerts = if settings.policy.alerts.sources.is_empty() {
+            tokio::spawn(async {})
+        } else {
+            tokio::spawn(crate::slack::alerts::run_poster(
+                service.clone(),
+                web.clone(),
+                identity.user_id.clone(),
+                wake_alerts,
+                stop_alerts.clone(),
+                opts.alerts.clone(),
+            ))
+        };
         let intake = (!settings.policy.alerts.sources.is_empty()).then(|| service.clone());
         let handler = Arc::new(Handler {
             app_id: settings.slack.app_token.app_id().map(str::to_string),

@@ -45,6 +45,12 @@
 //! - [`demo`]: `incident-bot demo`, the whole flow against the sandbox, as a transcript.
 //! - [`metrics`], [`http`]: Prometheus counters and the `/healthz`, `/readyz`, `/metrics`
 //!   endpoint (on when `http_listen` is set).
+//! - Detection (issue 15): [`alerts`] (pure: sources and rules, the Alertmanager / Grafana /
+//!   generic payloads, dedupe, flapping and resolve decisions), [`intake`] (`POST /alerts/…` on
+//!   the [`http`] server: token, size, parse, stored before the 202), `db::alerts` (groups,
+//!   events, the triage message's leased sync, links), `service::alerts` (intake batches,
+//!   triage, linking, declaring from an alert), [`slack::alerts`] (the triage message and its
+//!   buttons, the poster loop, rule declarations); time to declare in [`report::alerts`].
 //!
 //! ## Invariants
 //! - The domain (`incident::*`) imports neither sqlx nor slack_morphism and never reads the

@@ -671,6 +671,17 @@ async fn a_rule_declares_critical_payments_alerts_with_the_oncall_spoc() {
     assert!(incident.description.contains("Declared automatically by an alert rule"));
     wait_message(&stack, &["Payments down", "Linked to INC-1"]).await;
     let _ = channel;
+    let announced = stack
+        .sandbox
+        .messages(incident_bot::demo::ANNOUNCE_CHANNEL)
+        .into_iter()
+        .find(|m| m.blocks.to_string().contains("INC-1"))
+        .expect("announced");
+    assert!(
+        announced.blocks.to_string().contains("automatically by an alert rule"),
+        "the announcement says a rule declared it: {}",
+        announced.blocks
+    );
     // A repeat neither declares again nor posts again.
     assert_eq!(
         post(
@@ -687,5 +698,86 @@ async fn a_rule_declares_critical_payments_alerts_with_the_oncall_spoc() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(stack.db.incident_count().await.unwrap(), 1);
     assert_eq!(posts_to_triage(&stack), 1);
+    assert_slack_happy(&stack);
+}
+
+#[tokio::test]
+async fn private_incidents_stay_private_in_the_triage_channel() {
+    let stack = alert_stack().await;
+    stack
+        .declare(
+            "U0ALICE",
+            "C0GENERAL",
+            "Secret merchant breach",
+            json!({ "spoc": "U0BOB", "private": true }),
+        )
+        .await
+        .unwrap();
+    stack.wait_ready(1, WAIT).await.unwrap();
+    let incident = stack.db.incident_by_number(IncidentNumber(1)).await.unwrap().unwrap();
+    // A public one too, so that Carol's form has a list to pick from.
+    declared(&stack, "Public checkout errors", "SEV3").await;
+    assert_eq!(
+        post(
+            &stack,
+            "/alerts/generic",
+            GENERIC_TOKEN,
+            &generic("priv-1", "firing", "Card fraud spike")
+        )
+        .await
+        .0,
+        202
+    );
+    let group = stack
+        .db
+        .alert_by_fingerprint("hooks/pingdom", "priv-1")
+        .await
+        .unwrap()
+        .unwrap();
+    let (ts, _, _) = wait_message(&stack, &["Card fraud spike"]).await;
+    // Carol is not a member: the private incident is not offered to her.
+    let before = stack.sandbox.views_opened().len();
+    stack
+        .sandbox
+        .click_button("U0CAROL", TRIAGE, &ts, "alert_link", &group.id.to_string())
+        .await
+        .unwrap();
+    let view = wait_for(WAIT, || async { stack.sandbox.views_opened().get(before).cloned() })
+        .await
+        .unwrap();
+    let shown = view.blocks.to_string();
+    assert!(
+        shown.contains("INC-2") && !shown.contains("INC-1") && !shown.contains("Secret merchant"),
+        "{shown}"
+    );
+    // And a forged submission naming it is refused.
+    let values = json!({ "incident": { "incident": { "type": "static_select",
+        "selected_option": { "text": { "type": "plain_text", "text": "x" }, "value": incident.id.0.to_string() } } } });
+    let ack = stack
+        .sandbox
+        .submit_view("U0CAROL", &view.id, values.clone())
+        .await
+        .unwrap();
+    assert!(ack.payload.is_some(), "refused in the form");
+    assert!(stack.db.alert(group.id).await.unwrap().unwrap().incident_id.is_none());
+    // Alice (a member) links it: the message says a private incident, nothing more.
+    let before = stack.sandbox.views_opened().len();
+    stack
+        .sandbox
+        .click_button("U0ALICE", TRIAGE, &ts, "alert_link", &group.id.to_string())
+        .await
+        .unwrap();
+    let view = wait_for(WAIT, || async { stack.sandbox.views_opened().get(before).cloned() })
+        .await
+        .unwrap();
+    assert!(view.blocks.to_string().contains("INC-1"));
+    let ack = stack.sandbox.submit_view("U0ALICE", &view.id, values).await.unwrap();
+    assert!(ack.payload.is_none(), "{:?}", ack.payload);
+    let (_, text, blocks) = wait_message(&stack, &["Card fraud spike", "Linked to a private incident"]).await;
+    assert!(!blocks.contains("INC-1") && !blocks.contains("Secret merchant") && !text.contains("INC-1"));
+    assert_eq!(
+        stack.db.alert(group.id).await.unwrap().unwrap().incident_id,
+        Some(incident.id.0)
+    );
     assert_slack_happy(&stack);
 }

@@ -61,6 +61,39 @@ pub struct FileAlertRule {
     spoc: Option<String>,
 }
 
+/// What `check-config` prints about detection (tokens never shown).
+pub fn describe(alerts: &super::AlertsConfig) -> Vec<String> {
+    if alerts.sources.is_empty() {
+        return vec!["alert intake: off (no [[alert_sources]])".into()];
+    }
+    let mut out = vec![format!(
+        "alert intake: POST /alerts/<kind> on http_listen; triage channel {}",
+        alerts
+            .channel
+            .as_deref()
+            .unwrap_or("(none: alerts are stored and counted, not posted)")
+    )];
+    for s in &alerts.sources {
+        out.push(format!(
+            "  source {} ({}): bearer token set; default service {}",
+            s.name,
+            s.kind.as_str(),
+            s.service.as_deref().unwrap_or("(none)")
+        ));
+    }
+    for (i, r) in alerts.rules.iter().enumerate() {
+        out.push(format!(
+            "  rule {i}: {}",
+            if r.declare {
+                "declares an incident"
+            } else {
+                "posts only"
+            }
+        ));
+    }
+    out
+}
+
 fn err(key: String, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         key,
@@ -218,4 +251,119 @@ pub fn rules(file: Vec<FileAlertRule>, policy: &Policy) -> Result<Vec<AlertRule>
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{policy_from_toml, Env};
+    use crate::incident::model::Severity;
+    use std::collections::BTreeMap;
+
+    fn env(vars: &[(&str, &str)]) -> BTreeMap<String, String> {
+        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    const FILE: &str = r#"
+alerts_channel = "C0ALERTS"
+
+[[alert_sources]]
+name = "prometheus"
+kind = "alertmanager"
+token_env = "PROM_TOKEN"
+service = "payments"
+severity_map = { Critical = "SEV1", warning = "SEV4" }
+service_map = { "payments-api" = "payments" }
+
+[[alert_sources]]
+name = "hooks"
+kind = "generic"
+token = "generic-token-0123456789"
+
+[[alert_rules]]
+source = "prometheus"
+severity = "SEV1"
+service = "payments"
+labels = { team = "pay" }
+action = "declare"
+declare_severity = "SEV2"
+oncall_group = "S0ONCALL"
+"#;
+
+    #[test]
+    fn sources_and_rules_are_read_and_checked() {
+        let e = env(&[("PROM_TOKEN", "prom-token-0123456789abc")]);
+        let (p, _) = policy_from_toml(FILE, &e).unwrap();
+        let a = &p.alerts;
+        assert_eq!(a.channel.as_deref(), Some("C0ALERTS"));
+        assert_eq!(a.sources.len(), 2);
+        assert_eq!(a.sources[0].token.expose(), "prom-token-0123456789abc");
+        assert_eq!(
+            a.sources[0].severity_map.get("critical"),
+            Some(&Severity::Sev1),
+            "keys lowercase"
+        );
+        assert_eq!(a.sources[0].severity_label, "severity");
+        assert!(a.rules[0].declare);
+        assert_eq!(a.rules[0].declare_severity, Some(Severity::Sev2));
+        // Tokens never print.
+        let shown = format!("{:?} {}", p.alerts, super::describe(&p.alerts).join("\n"));
+        assert!(
+            !shown.contains("prom-token") && !shown.contains("generic-token"),
+            "{shown}"
+        );
+        let _ = e.names();
+    }
+
+    #[test]
+    fn mistakes_name_the_entry_and_key() {
+        let e = env(&[("PROM_TOKEN", "prom-token-0123456789abc")]);
+        let cases = [
+            (
+                FILE.replace("kind = \"alertmanager\"", "kind = \"zabbix\""),
+                "alert_sources[0].kind",
+            ),
+            (
+                FILE.replace("token_env = \"PROM_TOKEN\"", "token_env = \"NOPE\""),
+                "alert_sources[0].token_env",
+            ),
+            (
+                FILE.replace("generic-token-0123456789", "short"),
+                "alert_sources[1].token",
+            ),
+            (
+                FILE.replace(
+                    "service = \"payments\"\nseverity_map",
+                    "service = \"billing\"\nseverity_map",
+                ),
+                "alert_sources[0].service",
+            ),
+            (
+                FILE.replace("warning = \"SEV4\"", "warning = \"SEV9\""),
+                "alert_sources[0].severity_map.warning",
+            ),
+            (
+                FILE.replace("action = \"declare\"", "action = \"page\""),
+                "alert_rules[0].action",
+            ),
+            (FILE.replace("oncall_group = \"S0ONCALL\"", ""), "alert_rules[0].spoc"),
+            (
+                FILE.replace("name = \"hooks\"", "name = \"prometheus\""),
+                "alert_sources[1].name",
+            ),
+            (
+                FILE.replace("alerts_channel = \"C0ALERTS\"", "alerts_channel = \"alerts\""),
+                "alerts_channel",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = policy_from_toml(&text, &e).unwrap_err();
+            assert_eq!(err.key, key, "{err}");
+            assert!(
+                !err.to_string().contains("0123456789"),
+                "a token never shows in an error: {err}"
+            );
+        }
+        let err = policy_from_toml(&FILE.replace("token_env", "tokn_env"), &e).unwrap_err();
+        assert!(err.to_string().contains("tokn_env"), "{err}");
+    }
 }

@@ -20,6 +20,10 @@ pub const FLAP_WINDOW: chrono::Duration = chrono::Duration::minutes(5);
 /// How long "Silence 1 h" silences a fingerprint.
 pub const SILENCE_FOR: chrono::Duration = chrono::Duration::hours(1);
 
+/// How the description of an incident an `[[alert_rules]]` entry declared begins (the
+/// announcement says so too).
+pub const AUTO_DECLARED: &str = "🤖 Declared automatically by an alert rule.";
+
 /// The largest body an intake endpoint reads (bigger: 413).
 pub const MAX_BODY: usize = 1024 * 1024;
 

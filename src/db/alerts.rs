@@ -301,8 +301,9 @@ impl Db {
                             .await?
                         }
                         Intake::Reopen => {
-                            // A new episode: a new message, counts from one; acknowledgement and
-                            // silence start over; the incident link stays while it is open.
+                            // A new episode: a new message, counts from one, acknowledgement
+                            // starts over (a silence holds); the incident link stays while the
+                            // incident is open.
                             sqlx::query_as(
                                 "UPDATE alert_groups SET status = 'firing', episode = episode + 1, first_seen = $2, \
                                  last_seen = $2, resolved_at = NULL, fire_count = 1, flaps = 0, acked_by = NULL, \
@@ -435,7 +436,8 @@ impl Db {
     }
 
     /// Claims up to `limit` groups whose triage message is due a post or an update, for
-    /// `lease`. Rows another replica holds are skipped (PostgreSQL); a lease that ran out while
+    /// `lease`: new messages first (a new alert matters more than a repeat's count), then by
+    /// due time. Rows another replica holds are skipped (PostgreSQL); a lease that ran out while
     /// held makes the claim uncertain (the post may have happened: look before posting again).
     pub async fn claim_alert_syncs(
         &self,
@@ -448,7 +450,8 @@ impl Db {
             "UPDATE alert_groups SET locked_until = $1, sync_attempts = sync_attempts + 1, \
                uncertain = CASE WHEN locked_until IS NOT NULL THEN TRUE ELSE uncertain END \
              WHERE id IN (SELECT id FROM alert_groups WHERE sync_due_at <= $2 \
-               AND (locked_until IS NULL OR locked_until <= $2) ORDER BY sync_due_at, id LIMIT $3 {lock}) \
+               AND (locked_until IS NULL OR locked_until <= $2) \
+               ORDER BY CASE WHEN message_ts IS NULL THEN 0 ELSE 1 END, sync_due_at, id LIMIT $3 {lock}) \
              RETURNING {ALERT_COLUMNS}"
         );
         let until = to_ms(now) + lease.as_millis() as i64;

@@ -6,6 +6,16 @@ use crate::alerts::{Alert, StoredAlert, SILENCE_FOR};
 use crate::db::{DeclareOutcome, Ingested, SyncPolicy};
 use crate::incident::model::{Incident, IncidentId, NewIncident, UserId};
 
+/// One intake request waiting for its batch: its alerts, and where its answer goes.
+type Pending = (Vec<Alert>, tokio::sync::oneshot::Sender<Result<Vec<Ingested>, Refusal>>);
+
+/// Intake requests waiting to be stored, and the lock of the one writer.
+#[derive(Default)]
+pub(super) struct IntakeBatch {
+    pending: std::sync::Mutex<Vec<Pending>>,
+    writer: tokio::sync::Mutex<()>,
+}
+
 /// What a triage click did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AlertTriage {
@@ -29,17 +39,55 @@ impl Service {
     }
 
     /// Stores the alerts of one request (all or none) before the sender hears 202.
+    ///
+    /// Requests that arrive while a batch is being written are stored together in the next
+    /// transaction (group commit): one writer at a time, so SQLite never makes a writer wait
+    /// on its lock, and each request still answers only once its alerts are committed.
     pub async fn ingest_alerts(&self, alerts: &[Alert]) -> Result<Vec<Ingested>, Refusal> {
-        let ingested = self
-            .db
-            .ingest_alerts(alerts, &self.policy.alerts.rules, chrono::Utc::now(), self.alert_sync())
-            .await
-            .map_err(|e| Refusal::unavailable("store alerts", e))?;
-        self.wake_alerts.notify_one();
-        if ingested.iter().any(|i| i.incident.is_some()) {
-            self.wake_outbox.notify_one();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.intake
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((alerts.to_vec(), tx));
+        {
+            let _writer = self.intake.writer.lock().await;
+            let batch = std::mem::take(&mut *self.intake.pending.lock().unwrap_or_else(|p| p.into_inner()));
+            if !batch.is_empty() {
+                // In its own task: a sender that hangs up mid-write must not cancel the batch
+                // (the other requests in it would hear nothing of a commit that happened).
+                let service = self.clone();
+                let _ = tokio::spawn(async move { service.write_batch(batch).await }).await;
+            }
         }
-        Ok(ingested)
+        rx.await.unwrap_or(Err(Refusal::Unavailable))
+    }
+
+    async fn write_batch(&self, batch: Vec<Pending>) {
+        let all: Vec<Alert> = batch.iter().flat_map(|(a, _)| a.iter().cloned()).collect();
+        let result = self
+            .db
+            .ingest_alerts(&all, &self.policy.alerts.rules, chrono::Utc::now(), self.alert_sync())
+            .await;
+        match result {
+            Ok(ingested) => {
+                self.wake_alerts.notify_one();
+                if ingested.iter().any(|i| i.incident.is_some()) {
+                    self.wake_outbox.notify_one();
+                }
+                let mut rest = ingested.into_iter();
+                for (alerts, answer) in batch {
+                    let mine: Vec<Ingested> = rest.by_ref().take(alerts.len()).collect();
+                    let _ = answer.send(Ok(mine));
+                }
+            }
+            Err(e) => {
+                let refusal = Refusal::unavailable("store alerts", e);
+                for (_, answer) in batch {
+                    let _ = answer.send(Err(refusal.clone()));
+                }
+            }
+        }
     }
 
     /// An alert group by id (from a button or a form).

@@ -93,6 +93,8 @@ pub struct Service {
     wake_reminders: Arc<Notify>,
     /// Wakes the triage channel's poster (issue 15) after an alert or a triage action.
     wake_alerts: Arc<Notify>,
+    /// Alert intake requests waiting to be stored together (one transaction per batch).
+    intake: Arc<alerts::IntakeBatch>,
 }
 
 impl Service {
@@ -110,6 +112,7 @@ impl Service {
             wake_outbox,
             wake_reminders,
             wake_alerts: Arc::new(Notify::new()),
+            intake: Arc::default(),
         }
     }
 

@@ -507,7 +507,8 @@ pub async fn auto_declare_due(service: &Service, web: &SlackWeb) {
             severity: rule.declare_severity.or(alert.severity).unwrap_or(Severity::Sev3),
             services: alert.service.iter().cloned().collect(),
             description: format!(
-                "🤖 Declared automatically by an alert rule.\n{}",
+                "{}\n{}",
+                crate::alerts::AUTO_DECLARED,
                 crate::alerts::declare_description(&alert)
             ),
             spoc: spoc.clone(),

@@ -711,7 +711,12 @@ pub fn announcement(incident: &Incident, channel_id: &str) -> Value {
         {
             "type": "context",
             "block_id": "announce_context",
-            "elements": [mrkdwn(&format!("Declared {} by <@{}> · follow updates in this thread", slack_date(incident.declared_at), incident.declared_by))],
+            "elements": [mrkdwn(&format!("Declared {} {} · follow updates in this thread", slack_date(incident.declared_at),
+                if incident.description.starts_with(crate::alerts::AUTO_DECLARED) {
+                    format!("automatically by an alert rule (SPOC <@{}>)", incident.spoc)
+                } else {
+                    format!("by <@{}>", incident.declared_by)
+                }))],
         }
     ])
 }
