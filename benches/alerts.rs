@@ -102,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
     // Production pacing and coalescing: one Slack call per 1.2 s, one update per group per 10 s.
     opts.alerts = incident_bot::slack::alerts::PosterOptions::default();
     let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
-    let database = pg.then(|| ("postgres://postgres@127.0.0.1:5432/test", Some(schema.as_str())));
+    let database = pg.then_some(("postgres://postgres@127.0.0.1:5432/test", Some(schema.as_str())));
     let stack = LocalStack::start(database, policy, opts).await?;
     stack.sandbox.set_rate_tiers(true);
     let addr = stack.bot.as_ref().and_then(|b| b.http_addr()).expect("http on");
