@@ -34,9 +34,25 @@ fn refuse(status: StatusCode, reason: &str) -> Response<Full<Bytes>> {
     answer(status, serde_json::json!({ "error": reason }))
 }
 
-/// Serves `/alerts/<kind>`; `service` is `None` when no source is configured.
+/// Serves `/alerts/<kind>`; `service` is `None` when no source is configured. Counts each
+/// answer in `incident_bot_alert_requests_total`.
 pub async fn handle(service: Option<&Service>, path: &str, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    let Some(kind) = path.strip_prefix("/alerts/").and_then(SourceKind::parse) else {
+    let kind = path.strip_prefix("/alerts/").and_then(SourceKind::parse);
+    let response = serve(service, kind, request).await;
+    if let Some(kind) = kind {
+        crate::metrics::METRICS
+            .alert_requests
+            .inc(&[kind.as_str(), response.status().as_str()]);
+    }
+    response
+}
+
+async fn serve(
+    service: Option<&Service>,
+    kind: Option<SourceKind>,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let Some(kind) = kind else {
         return refuse(
             StatusCode::NOT_FOUND,
             "not found (POST /alerts/alertmanager, /alerts/grafana or /alerts/generic)",

@@ -236,6 +236,15 @@ async fn every_refusal_has_its_status_and_stores_nothing() {
         .is_none());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(posts_to_triage(&stack), 0);
+    // Each answer is counted.
+    let (_, metrics) = request(a, "GET", "/metrics", &[], b"").await;
+    for line in [
+        r#"incident_bot_alert_requests_total{kind="alertmanager",status="401"}"#,
+        r#"incident_bot_alert_requests_total{kind="generic",status="413"}"#,
+        r#"incident_bot_alert_requests_total{kind="generic",status="400"}"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     assert_slack_happy(&stack);
 }
 
