@@ -790,3 +790,29 @@ async fn private_incidents_stay_private_in_the_triage_channel() {
     );
     assert_slack_happy(&stack);
 }
+
+#[tokio::test]
+async fn a_crash_right_after_the_202_loses_nothing() {
+    let mut stack = alert_stack().await;
+    let mut body = fixture("alertmanager_v4.json");
+    body["alerts"].as_array_mut().unwrap().truncate(1);
+    assert_eq!(post(&stack, "/alerts/alertmanager", AM_TOKEN, &body).await.0, 202);
+    // Killed at once: the poster may or may not have posted yet.
+    stack.kill_bot().await;
+    stack.restart_bot(http_options()).await.unwrap();
+    let group = wait_for(WAIT, || async {
+        stack
+            .db
+            .alert_by_fingerprint("prometheus", "3f1c9a70b2d45e81")
+            .await
+            .unwrap()
+            .filter(|g| g.message_ts.is_some())
+    })
+    .await
+    .expect("posted after the restart");
+    stack.settle().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(posts_to_triage(&stack), 1, "posted once");
+    assert_eq!(group.fire_count, 1);
+    assert_slack_happy(&stack);
+}
