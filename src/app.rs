@@ -32,6 +32,8 @@ pub struct BotOptions {
     /// How long a scheduled report's slot is claimed before another replica may take it over
     /// (default 2 min; tests shorten it).
     pub report_lease: Option<std::time::Duration>,
+    /// The triage channel's poster (issue 15): leases, pacing.
+    pub alerts: crate::slack::alerts::PosterOptions,
 }
 
 /// A running bot.
@@ -45,6 +47,8 @@ pub struct Bot {
     reminders: JoinHandle<()>,
     stop_schedules: Arc<Notify>,
     schedules: JoinHandle<()>,
+    stop_alerts: Arc<Notify>,
+    alerts: JoinHandle<()>,
     http: Option<OpsServer>,
 }
 
@@ -98,13 +102,30 @@ impl Bot {
             stop_schedules.clone(),
         ));
         let auth_failure = web.auth_failure();
+        let wake_alerts = Arc::new(Notify::new());
+        let stop_alerts = Arc::new(Notify::new());
         let service = Service::new(
             db.clone(),
             settings.policy.clone(),
             Arc::new(web.clone()),
             wake_outbox,
             wake_reminders,
-        );
+        )
+        .with_alert_wake(wake_alerts.clone());
+        // The triage poster runs only when alerts can come in (issue 15).
+        let alerts = if settings.policy.alerts.sources.is_empty() {
+            tokio::spawn(async {})
+        } else {
+            tokio::spawn(crate::slack::alerts::run_poster(
+                service.clone(),
+                web.clone(),
+                identity.user_id.clone(),
+                wake_alerts,
+                stop_alerts.clone(),
+                opts.alerts.clone(),
+            ))
+        };
+        let intake = (!settings.policy.alerts.sources.is_empty()).then(|| service.clone());
         let handler = Arc::new(Handler {
             app_id: settings.slack.app_token.app_id().map(str::to_string),
             service,
@@ -117,17 +138,20 @@ impl Bot {
         }
         let socket = SocketMode::start(handler, &settings.slack.app_token, &socket_opts).await?;
         let http = match settings.http_listen.or(opts.http_listen) {
-            Some(addr) => match OpsServer::start_with_auth(addr, db.clone(), socket.connected(), auth_failure).await {
-                Ok(server) => Some(server),
-                Err(e) => {
-                    // Leave nothing running behind a failed start.
-                    socket.shutdown().await;
-                    stop_reminders.notify_one();
-                    stop_schedules.notify_one();
-                    stop_outbox.notify_one();
-                    return Err(e);
+            Some(addr) => {
+                match OpsServer::start_with_alerts(addr, db.clone(), socket.connected(), auth_failure, intake).await {
+                    Ok(server) => Some(server),
+                    Err(e) => {
+                        // Leave nothing running behind a failed start.
+                        socket.shutdown().await;
+                        stop_reminders.notify_one();
+                        stop_schedules.notify_one();
+                        stop_alerts.notify_one();
+                        stop_outbox.notify_one();
+                        return Err(e);
+                    }
                 }
-            },
+            }
             None => None,
         };
         Ok(Bot {
@@ -140,6 +164,8 @@ impl Bot {
             reminders,
             stop_schedules,
             schedules,
+            stop_alerts,
+            alerts,
             http,
         })
     }
@@ -161,6 +187,7 @@ impl Bot {
         self.outbox.abort();
         self.reminders.abort();
         self.schedules.abort();
+        self.alerts.abort();
         let _ = self.outbox.await;
         self.socket.shutdown().await;
         if let Some(http) = self.http {
@@ -178,6 +205,10 @@ impl Bot {
         self.stop_schedules.notify_one();
         if let Err(e) = self.schedules.await {
             tracing::error!(error = %e, "report schedule task ended abnormally");
+        }
+        self.stop_alerts.notify_one();
+        if let Err(e) = self.alerts.await {
+            tracing::error!(error = %e, "alert poster task ended abnormally");
         }
         self.stop_outbox.notify_one();
         if let Err(e) = self.outbox.await {

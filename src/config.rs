@@ -94,6 +94,8 @@ pub struct Policy {
     pub pir: crate::incident::pir::PirRules,
     /// `[[vendors]]`: the vendor catalogue for vendor tickets (see [`crate::vendor`]).
     pub vendors: crate::vendor::Catalogue,
+    /// Detection (issue 15): the triage channel, `[[alert_sources]]`, `[[alert_rules]]`.
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 impl Policy {
@@ -180,6 +182,7 @@ impl Default for Policy {
             follow_up_remind_every: Duration::from_secs(24 * 3600),
             pir: crate::incident::pir::PirRules::default(),
             vendors: crate::vendor::Catalogue::default(),
+            alerts: crate::alerts::AlertsConfig::default(),
         }
     }
 }
@@ -230,6 +233,11 @@ struct FileConfig {
     reports: Vec<FileReport>,
     /// Checked by [`crate::vendor::parse_catalogue`], which names the whole path.
     vendors: Option<toml::Value>,
+    alerts_channel: Option<String>,
+    #[serde(default)]
+    alert_sources: Vec<crate::alerts::config::FileAlertSource>,
+    #[serde(default)]
+    alert_rules: Vec<crate::alerts::config::FileAlertRule>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -515,6 +523,11 @@ pub fn policy_from_toml(text: &str, env: &dyn Env) -> Result<(Policy, Option<Soc
         policy.vendors = crate::vendor::parse_catalogue(v, &policy.services)
             .map_err(|(key, problem)| ConfigError::new(key, problem))?;
     }
+    if let Some(v) = over("alerts_channel").or(file.alerts_channel) {
+        policy.alerts.channel = Some(check_conversation_id("alerts_channel", &v)?);
+    }
+    policy.alerts.sources = crate::alerts::config::sources(file.alert_sources, &policy, env)?;
+    policy.alerts.rules = crate::alerts::config::rules(file.alert_rules, &policy)?;
     let http_listen = match over("http_listen").or(file.http_listen) {
         Some(v) => Some(v.parse().map_err(|_| {
             ConfigError::new(
@@ -540,10 +553,12 @@ enum Shape {
     Reports,
     /// `[[vendors]]` tables (checked by `vendor::parse_catalogue`).
     Vendors,
+    /// `[[alert_sources]]` / `[[alert_rules]]` tables (checked by `alerts::config`).
+    AlertTables,
 }
 
 /// The file's top-level keys; every scalar one may be overridden as `INCIDENT_BOT_<KEY>`.
-const TOP_KEYS: [(&str, Shape); 15] = [
+const TOP_KEYS: [(&str, Shape); 18] = [
     ("announce_channel", Shape::Text),
     ("managers_group", Shape::Text),
     ("timezone", Shape::Text),
@@ -559,6 +574,9 @@ const TOP_KEYS: [(&str, Shape); 15] = [
     ("severities", Shape::Severities),
     ("reports", Shape::Reports),
     ("vendors", Shape::Vendors),
+    ("alerts_channel", Shape::Text),
+    ("alert_sources", Shape::AlertTables),
+    ("alert_rules", Shape::AlertTables),
 ];
 const SEVERITY_KEYS: [&str; 3] = ["description", "update_every", "escalate_after"];
 const REPORT_KEYS: [&str; 3] = ["cron", "period", "channel"];
@@ -603,7 +621,12 @@ fn check_env_names(env: &dyn Env) -> Result<(), ConfigError> {
         .chain(
             TOP_KEYS
                 .iter()
-                .filter(|(_, shape)| !matches!(shape, Shape::Severities | Shape::Reports | Shape::Vendors))
+                .filter(|(_, shape)| {
+                    !matches!(
+                        shape,
+                        Shape::Severities | Shape::Reports | Shape::Vendors | Shape::AlertTables
+                    )
+                })
                 .map(|(k, _)| *k),
         )
         .map(|k| format!("INCIDENT_BOT_{}", k.to_ascii_uppercase()))
@@ -683,7 +706,7 @@ fn check_leaf(path: &str, shape: Shape, value: &toml::Value) -> Result<(), Confi
         Shape::Text => value.is_str(),
         Shape::Flag => value.is_bool(),
         Shape::Names => value.as_array().is_some_and(|a| a.iter().all(toml::Value::is_str)),
-        Shape::Severities | Shape::Reports | Shape::Vendors => true,
+        Shape::Severities | Shape::Reports | Shape::Vendors | Shape::AlertTables => true,
     };
     if ok {
         return Ok(());

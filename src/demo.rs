@@ -54,6 +54,13 @@ pub fn fast_options() -> BotOptions {
         web_timeout: None,
         crash_point: None,
         report_lease: Some(Duration::from_secs(5)),
+        alerts: crate::slack::alerts::PosterOptions {
+            pace: Duration::ZERO,
+            base_backoff: Duration::from_millis(50),
+            max_idle_sleep: Duration::from_millis(250),
+            lease: Duration::from_secs(5),
+            ..Default::default()
+        },
     }
 }
 

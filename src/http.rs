@@ -42,12 +42,24 @@ impl OpsServer {
         connected: Arc<AtomicBool>,
         auth: AuthFailure,
     ) -> anyhow::Result<OpsServer> {
+        Self::start_with_alerts(addr, db, connected, auth, None).await
+    }
+
+    /// [`OpsServer::start_with_auth`], also taking alerts on `/alerts/…` through `alerts`
+    /// (issue 15; see [`crate::intake`]).
+    pub async fn start_with_alerts(
+        addr: SocketAddr,
+        db: Db,
+        connected: Arc<AtomicBool>,
+        auth: AuthFailure,
+        alerts: Option<crate::service::Service>,
+    ) -> anyhow::Result<OpsServer> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on http_listen {addr}: {e}"))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "operations HTTP server listening (/healthz, /readyz, /metrics)");
-        let task = tokio::spawn(accept_loop(listener, db, connected, auth));
+        let task = tokio::spawn(accept_loop(listener, db, connected, auth, alerts.map(Arc::new)));
         Ok(OpsServer { addr, task })
     }
 
@@ -63,7 +75,13 @@ impl OpsServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, db: Db, connected: Arc<AtomicBool>, auth: AuthFailure) {
+async fn accept_loop(
+    listener: TcpListener,
+    db: Db,
+    connected: Arc<AtomicBool>,
+    auth: AuthFailure,
+    alerts: Option<Arc<crate::service::Service>>,
+) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         match listener.accept().await {
@@ -71,11 +89,13 @@ async fn accept_loop(listener: TcpListener, db: Db, connected: Arc<AtomicBool>, 
                 let db = db.clone();
                 let connected = connected.clone();
                 let auth = auth.clone();
+                let alerts = alerts.clone();
                 let service = service_fn(move |request| {
                     let db = db.clone();
                     let connected = connected.clone();
                     let auth = auth.clone();
-                    async move { Ok::<_, Infallible>(route(&db, &connected, &auth, request).await) }
+                    let alerts = alerts.clone();
+                    async move { Ok::<_, Infallible>(route(&db, &connected, &auth, alerts.as_deref(), request).await) }
                 });
                 // Connections live in the JoinSet so aborting this task closes them too.
                 connections.spawn(async move {
@@ -112,9 +132,14 @@ async fn route(
     db: &Db,
     connected: &AtomicBool,
     auth: &AuthFailure,
+    alerts: Option<&crate::service::Service>,
     request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     match request.uri().path() {
+        path if path.starts_with("/alerts/") => {
+            let path = path.to_string();
+            crate::intake::handle(alerts, &path, request).await
+        }
         "/healthz" => text(StatusCode::OK, PLAIN, "ok\n".into()),
         "/readyz" => match readiness(db, connected, auth).await {
             Ok(()) => text(StatusCode::OK, PLAIN, "ready\n".into()),

@@ -48,6 +48,12 @@
 //! - [`demo`]: `incident-bot demo`, the whole flow against the sandbox, as a transcript.
 //! - [`metrics`], [`http`]: Prometheus counters and the `/healthz`, `/readyz`, `/metrics`
 //!   endpoint (on when `http_listen` is set).
+//! - Detection (issue 15): [`alerts`] (pure: sources and rules, the Alertmanager / Grafana /
+//!   generic payloads, dedupe, flapping and resolve decisions), [`intake`] (`POST /alerts/…` on
+//!   the [`http`] server: token, size, parse, stored before the 202), `db::alerts` (groups,
+//!   events, the triage message's leased sync, links), `service::alerts` (intake batches,
+//!   triage, linking, declaring from an alert), [`slack::alerts`] (the triage message and its
+//!   buttons, the poster loop, rule declarations); time to declare in [`report::alerts`].
 //!
 //! ## Invariants
 //! - The domain (`incident::*`) imports neither sqlx nor slack_morphism and never reads the
@@ -62,12 +68,14 @@
 //!   plain (decoded once by `slack::text`, no control characters) and escaped once on output.
 //! - Tokens never reach logs or error messages ([`config::Secret`], [`slack::redact`]).
 
+pub mod alerts;
 pub mod app;
 pub mod config;
 pub mod db;
 pub mod demo;
 pub mod http;
 pub mod incident;
+pub mod intake;
 pub mod metrics;
 pub mod outbox;
 pub mod reminder;

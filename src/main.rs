@@ -177,6 +177,9 @@ async fn main() -> ExitCode {
                         "closing does not wait"
                     }
                 );
+                for line in incident_bot::alerts::config::describe(&s.policy.alerts) {
+                    println!("  {line}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => config_error(e),

@@ -101,6 +101,9 @@ pub struct Metrics {
     pub incidents_declared: CounterVec,
     /// Labels: `kind` (follow_up, review, vendor: a vendor ticket chase), `late` (true, false).
     pub follow_up_reminders: CounterVec,
+    /// Alert intake requests (issue 15). Labels: `kind` (alertmanager, grafana, generic),
+    /// `status` (the HTTP answer: 202, 400, 401, 413, 503).
+    pub alert_requests: CounterVec,
 }
 
 /// Values computed at scrape time from the database.
@@ -177,6 +180,13 @@ impl Metrics {
             "Reminders posted to owners of overdue follow-ups, to SPOCs of due reviews and of vendor tickets to chase.",
             &["kind", "late"],
             &self.follow_up_reminders,
+        );
+        counter(
+            &mut out,
+            "incident_bot_alert_requests_total",
+            "Alert intake requests, by source kind and HTTP answer.",
+            &["kind", "status"],
+            &self.alert_requests,
         );
         header(
             &mut out,

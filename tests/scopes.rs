@@ -81,9 +81,57 @@ async fn answer_to(stack: &LocalStack, method: &str) -> Value {
     .unwrap_or_else(|| panic!("no {method} call"))
 }
 
+/// A bot that also takes alerts (issue 15): an `[[alert_rules]]` entry declares from the
+/// generic source with the on-call group's first member as SPOC (`usergroups:read`).
+async fn alerting_stack() -> LocalStack {
+    use incident_bot::alerts::{AlertRule, AlertSource, SourceKind};
+    let mut policy = incident_bot::demo::demo_policy();
+    policy.alerts.sources = vec![AlertSource {
+        name: "hooks".into(),
+        kind: SourceKind::Generic,
+        token: incident_bot::config::Secret::new("scopes-token-0123456789"),
+        service: None,
+        severity_label: "severity".into(),
+        severity_map: Default::default(),
+        service_label: "service".into(),
+        service_map: Default::default(),
+    }];
+    policy.alerts.rules = vec![AlertRule {
+        source: None,
+        severity: None,
+        service: None,
+        labels: Default::default(),
+        declare: true,
+        declare_severity: None,
+        oncall_group: Some("S0ONCALL".into()),
+        spoc: None,
+    }];
+    let mut opts = incident_bot::demo::fast_options();
+    opts.http_listen = Some("127.0.0.1:0".parse().unwrap());
+    common::stack_with(policy, opts).await
+}
+
+/// Sends one generic alert; the rule declares incident `number` from it.
+async fn alert_declares(stack: &LocalStack, number: i64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stack.sandbox.add_usergroup("S0ONCALL", "oncall", &["U0BOB"]);
+    let addr = stack.bot.as_ref().unwrap().http_addr().unwrap();
+    let body = json!({ "source": "s", "fingerprint": "f", "status": "firing", "title": "Alert rule" }).to_string();
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "POST /alerts/generic HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer scopes-token-0123456789\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    stack.wait_ready(number, READY).await.unwrap();
+}
+
 #[tokio::test]
 async fn every_scope_requested_is_used_and_every_call_has_its_scope() {
-    let stack = stack().await;
+    let stack = alerting_stack().await;
     let sb = &stack.sandbox;
     // Announce without being in the channel: what `chat:write.public` is for.
     sb.leave_channel(ANNOUNCE_CHANNEL, BOT_USER_ID);
@@ -136,6 +184,7 @@ async fn every_scope_requested_is_used_and_every_call_has_its_scope() {
     pin(&stack, 2, &private).await;
     // Carol is not in the private incident: listing checks its members.
     stack.command("U0CAROL", "C0GENERAL", "list").await.unwrap();
+    alert_declares(&stack, 3).await;
     stack.settle().await;
 
     let refused: Vec<String> = sb

@@ -4,6 +4,7 @@
 //! Times are stored as unix epoch milliseconds (BIGINT) so that comparisons and arithmetic are
 //! identical on both backends; conversion to `DateTime<Utc>` happens here and nowhere else.
 
+mod alerts;
 mod changes;
 mod follow_ups;
 mod incidents;
@@ -13,9 +14,10 @@ mod report_fires;
 mod reports;
 mod vendors;
 
+pub use alerts::{FixtureAlert, Ingested, SyncPolicy};
 pub use changes::{jobs_for, Refused};
 pub use incidents::DeclareOutcome;
-pub use outbox::{JobUpdate, NewJob};
+pub use outbox::{JobUpdate, NewJob, BOT_ACTOR};
 pub use report_fires::SlotClaim;
 pub use reports::{FixtureEvent, FixtureIncident, ReportScope};
 pub use vendors::VendorEvent;

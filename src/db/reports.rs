@@ -424,6 +424,7 @@ impl Db {
             .collect();
 
         let follow_ups = self.report_follow_ups(scope).await?;
+        let alerts = self.report_alert_rows(scope).await?;
 
         let [tta, ttm, ttr] = stats;
         Ok(RawFigures {
@@ -440,6 +441,7 @@ impl Db {
             transactions,
             groups,
             follow_ups,
+            alerts,
         })
     }
 

@@ -109,6 +109,24 @@ pub enum Notice {
     PirDone {
         link: Option<String>,
     },
+    /// Detection (issue 15): an alert was linked to the incident (by a person, a declaration
+    /// from it, or an `[[alert_rules]]` entry).
+    AlertLinked {
+        title: String,
+        source: String,
+    },
+    /// A linked alert fired again after it had resolved.
+    AlertFired {
+        title: String,
+    },
+    /// A linked alert resolved.
+    AlertResolved {
+        title: String,
+    },
+    /// Every linked alert has resolved: the SPOC is asked whether to resolve (said once).
+    AllAlertsResolved {
+        spoc: UserId,
+    },
 }
 
 /// A new follow-up with the number it was given.

@@ -345,6 +345,8 @@ pub enum EventKind {
     SideEffectFailed,
     /// Something about a vendor ticket (see [`crate::vendor`]).
     Vendor,
+    /// Detection (issue 15): an alert linked, fired again, resolved; all linked alerts resolved.
+    Alert,
 }
 
 impl EventKind {
@@ -368,6 +370,7 @@ impl EventKind {
             EventKind::Snooze => "snooze",
             EventKind::SideEffectFailed => "side_effect_failed",
             EventKind::Vendor => "vendor",
+            EventKind::Alert => "alert",
         }
     }
 }
@@ -425,6 +428,14 @@ impl TimelineEvent {
                 other => other.to_string(),
             },
             "vendor" => s("summary"),
+            "alert" => match s("what").as_str() {
+                "linked" => format!("alert linked: {} ({})", s("title"), s("source")),
+                "fired" => format!("alert fired again: {}", s("title")),
+                "resolved" => format!("alert resolved: {}", s("title")),
+                "all_resolved" => "all linked alerts resolved".into(),
+                "auto_declared" => format!("declared automatically by an alert rule: {}", s("title")),
+                other => other.to_string(),
+            },
             _ => String::new(),
         }
     }

@@ -11,6 +11,7 @@
 //! Reports name no incident at all (only counts and sums), so a private incident is counted
 //! and never named.
 
+pub mod alerts;
 pub mod chart;
 pub mod metrics;
 pub mod period;
@@ -55,6 +56,8 @@ pub struct RawFigures {
     pub groups: Vec<ServiceGroup>,
     /// The follow-up actions of `incidents`, by their state now.
     pub follow_ups: FollowUps,
+    /// Detection (issue 15): alerts and time to declare.
+    pub alerts: alerts::AlertRows,
 }
 
 /// Follow-up actions of a period's incidents (canceled ones excluded), by their state when the
@@ -170,6 +173,8 @@ pub struct Figures {
     pub services: Vec<ServiceFigures>,
     /// The follow-up actions of `incidents`, by their state now.
     pub follow_ups: FollowUps,
+    /// Detection (issue 15): time to declare, alerts, alerts that became incidents, noisy ones.
+    pub alerts: alerts::AlertFigures,
 }
 
 impl Figures {
@@ -253,6 +258,7 @@ impl Figures {
             impact_ms,
             services,
             follow_ups: raw.follow_ups,
+            alerts: alerts::AlertFigures::from_rows(&raw.alerts, catalogue, only),
         }
     }
 }
@@ -398,6 +404,32 @@ impl Report {
             Headline::count("follow_ups_overdue", "Overdue follow-ups", cf.overdue, pf.overdue),
             Headline::count("follow_ups_done", "Done follow-ups", cf.done, pf.done),
             Headline::count("follow_ups_wont_do", "Won't-do follow-ups", cf.wont_do, pf.wont_do),
+        ]);
+        let (ca, pa) = (&c.alerts, &p.alerts);
+        for (part, f) in [
+            (
+                "median",
+                (|s: DurationStats| s.median_ms) as fn(DurationStats) -> Option<i64>,
+            ),
+            ("p90", |s| s.p90_ms),
+            ("mean", |s| s.mean_ms()),
+        ] {
+            out.push(Headline {
+                key: format!("time_to_declare_{part}"),
+                label: format!("Time to declare, {part}"),
+                value: Value::Duration(f(ca.time_to_declare)),
+                previous: Value::Duration(f(pa.time_to_declare)),
+            });
+        }
+        out.extend([
+            Headline::count("alerts", "Alerts", ca.alerts, pa.alerts),
+            Headline::count(
+                "alerts_to_incidents",
+                "Alerts that became incidents",
+                ca.became_incidents,
+                pa.became_incidents,
+            ),
+            Headline::count("noisy_alerts", "Noisy alerts (no incident)", ca.noisy, pa.noisy),
         ]);
         out
     }

@@ -179,6 +179,28 @@ fn markdown(r: &Report) -> String {
         );
     }
     out.push_str(&crate::vendor::report::markdown(r));
+    if !r.current.alerts.services.is_empty() {
+        let _ = writeln!(out, "\n## Detection per service line\n");
+        let _ = writeln!(
+            out,
+            "| service line | alerts | became incidents | noisy alerts | time to declare, median | p90 | mean |\n|---|---:|---:|---:|---:|---:|---:|"
+        );
+        for a in &r.current.alerts.services {
+            let t = a.time_to_declare;
+            let d = |v: Option<i64>| value(Value::Duration(v));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                a.service,
+                a.alerts,
+                a.became_incidents,
+                a.noisy,
+                d(t.median_ms),
+                d(t.p90_ms),
+                d(t.mean_ms())
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "\nCanceled incidents are excluded from every figure but their own count. Definitions: README, \"Reports\"."
@@ -333,6 +355,43 @@ fn csv(r: &Report) -> String {
             String::new(),
         );
     }
+    for a in &r.current.alerts.services {
+        let p = r.previous.alerts.services.iter().find(|p| p.service == a.service);
+        for (metric, now, before) in [
+            ("alerts", a.alerts, p.map_or(0, |p| p.alerts)),
+            (
+                "alerts_to_incidents",
+                a.became_incidents,
+                p.map_or(0, |p| p.became_incidents),
+            ),
+            ("noisy_alerts", a.noisy, p.map_or(0, |p| p.noisy)),
+        ] {
+            row(
+                "detection",
+                &a.service,
+                metric,
+                now.to_string(),
+                before.to_string(),
+                (now - before).to_string(),
+            );
+        }
+        let (now, before) = (
+            Value::Duration(a.time_to_declare.median_ms),
+            Value::Duration(p.and_then(|p| p.time_to_declare.median_ms)),
+        );
+        let delta = match (now, before) {
+            (Value::Duration(Some(x)), Value::Duration(Some(y))) => format!("{:.2}", (x - y) as f64 / MINUTE_MS as f64),
+            _ => String::new(),
+        };
+        row(
+            "detection",
+            &a.service,
+            "time_to_declare_median_minutes",
+            number(now),
+            number(before),
+            delta,
+        );
+    }
     out.push_str(&crate::vendor::report::csv(r));
     out
 }
@@ -416,6 +475,16 @@ pub fn json_value(r: &Report) -> serde_json::Value {
         "by_status": pairs(&r.current.by_status, &r.previous.by_status),
         "services": services,
         "vendors": crate::vendor::report::json(r),
+        "detection_services": r.current.alerts.services.iter().map(|a| json!({
+            "service": a.service,
+            "alerts": a.alerts,
+            "alerts_to_incidents": a.became_incidents,
+            "noisy_alerts": a.noisy,
+            "time_to_declare_count": a.time_to_declare.count,
+            "time_to_declare_median_ms": a.time_to_declare.median_ms,
+            "time_to_declare_p90_ms": a.time_to_declare.p90_ms,
+            "time_to_declare_mean_ms": a.time_to_declare.mean_ms(),
+        })).collect::<Vec<_>>(),
     })
 }
 

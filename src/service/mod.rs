@@ -11,10 +11,12 @@
 //! This layer may read the clock (the domain below it may not): every use-case uses
 //! `chrono::Utc::now()` for "now" and [`Service::today`] for local due days.
 
+mod alerts;
 mod follow_ups;
 mod review;
 mod vendors;
 
+pub use alerts::AlertTriage;
 pub use follow_ups::{FollowUpClosed, FollowUpListing, FollowUpRequest, FollowUpScope};
 pub use review::ReviewRecord;
 pub use vendors::{TicketChanged, TicketRequest};
@@ -91,6 +93,10 @@ pub struct Service {
     people: Arc<dyn People>,
     wake_outbox: Arc<Notify>,
     wake_reminders: Arc<Notify>,
+    /// Wakes the triage channel's poster (issue 15) after an alert or a triage action.
+    wake_alerts: Arc<Notify>,
+    /// Alert intake requests waiting to be stored together (one transaction per batch).
+    intake: Arc<alerts::IntakeBatch>,
 }
 
 impl Service {
@@ -107,7 +113,15 @@ impl Service {
             people,
             wake_outbox,
             wake_reminders,
+            wake_alerts: Arc::new(Notify::new()),
+            intake: Arc::default(),
         }
+    }
+
+    /// The same service, waking `wake` after alerts are stored or triaged (the poster loop).
+    pub fn with_alert_wake(mut self, wake: Arc<Notify>) -> Service {
+        self.wake_alerts = wake;
+        self
     }
 
     /// Today in the configured time zone (due dates are local days).

@@ -256,6 +256,19 @@ pub fn notice_text(incident: &Incident, actor: &str, notice: &Notice) -> String 
         Notice::PirDone { link: None } => {
             format!("📝 The post-incident review of {n} is done (marked by <@{actor}>).")
         }
+        Notice::AlertLinked { title, source } if actor == "bot" => {
+            format!("🔔 Alert linked to {n}: *{}* ({})", escape(title), escape(source))
+        }
+        Notice::AlertLinked { title, source } => format!(
+            "🔔 <@{actor}> linked an alert to {n}: *{}* ({})",
+            escape(title),
+            escape(source)
+        ),
+        Notice::AlertFired { title } => format!("🔥 A linked alert fired again: *{}*", escape(title)),
+        Notice::AlertResolved { title } => format!("🟢 A linked alert resolved: *{}*", escape(title)),
+        Notice::AllAlertsResolved { spoc } => {
+            format!("🟢 <@{spoc}> all alerts linked to {n} have resolved — resolve the incident? (`/incident resolve`)")
+        }
     }
 }
 
@@ -698,7 +711,12 @@ pub fn announcement(incident: &Incident, channel_id: &str) -> Value {
         {
             "type": "context",
             "block_id": "announce_context",
-            "elements": [mrkdwn(&format!("Declared {} by <@{}> · follow updates in this thread", slack_date(incident.declared_at), incident.declared_by))],
+            "elements": [mrkdwn(&format!("Declared {} {} · follow updates in this thread", slack_date(incident.declared_at),
+                if incident.description.starts_with(crate::alerts::AUTO_DECLARED) {
+                    format!("automatically by an alert rule (SPOC <@{}>)", incident.spoc)
+                } else {
+                    format!("by <@{}>", incident.declared_by)
+                }))],
         }
     ])
 }

@@ -276,6 +276,7 @@ impl TooSlow {
                 let view = serde_json::to_value(&ev.view).unwrap_or_default();
                 match view["callback_id"].as_str().unwrap_or_default() {
                     DECLARE_CALLBACK => TooSlow::Field("title"),
+                    super::alerts::LINK_CALLBACK => TooSlow::Field("incident"),
                     UPDATE_CALLBACK => TooSlow::Field("known"),
                     IMPACT_CALLBACK => TooSlow::Field("customers"),
                     RESOLVE_CALLBACK => TooSlow::Field("summary"),
@@ -646,7 +647,7 @@ impl Handler {
         );
     }
 
-    pub(super) fn spawn_open(
+    pub(crate) fn spawn_open(
         &self,
         trigger: String,
         channel: String,
@@ -683,6 +684,7 @@ impl Handler {
                 let user = ev.user.id.as_ref();
                 match view["callback_id"].as_str().unwrap_or_default() {
                     DECLARE_CALLBACK => self.submit_declare(user, &view).await,
+                    super::alerts::LINK_CALLBACK => self.submit_alert_link(user, &view).await,
                     UPDATE_CALLBACK | IMPACT_CALLBACK | RESOLVE_CALLBACK | FOLLOW_UP_CALLBACK => {
                         self.submit_change(user, &view).await
                     }
@@ -718,6 +720,9 @@ impl Handler {
         }
         if super::vendors::is_vendor_action(action.action_id.as_ref()) {
             return self.vendor_button(ev, action, &user, &channel).await;
+        }
+        if action.action_id.as_ref().starts_with("alert_") {
+            return self.alert_button(ev, action.action_id.as_ref(), &user).await;
         }
         let Some(id) = action
             .value
@@ -882,7 +887,7 @@ impl Handler {
 
     /// A note to one person, off the ack path: through the interaction's `response_url` when
     /// there is one, else an ephemeral where the bot is a member (see [`SlackWeb::tell_person`]).
-    pub(super) fn tell_via(&self, response_url: Option<&str>, channel: &str, user: &UserId, text: &str) {
+    pub(crate) fn tell_via(&self, response_url: Option<&str>, channel: &str, user: &UserId, text: &str) {
         let (web, url, channel, user, text) = (
             self.web.clone(),
             response_url.map(str::to_string),
@@ -979,6 +984,12 @@ impl Handler {
         match self.service.declare(&new, &key).await {
             Ok(DeclareOutcome::Created(incident) | DeclareOutcome::Duplicate(incident)) => {
                 tag(&incident.number);
+                // Declared from an alert's "Declare incident" (issue 15): link it.
+                if let Some(group) = super::alerts::alert_of(metadata) {
+                    if let Err(e) = self.service.declared_from_alert(group, &incident, user).await {
+                        tracing::warn!(incident = %incident.number, error = %e, "cannot link the alert it was declared from");
+                    }
+                }
                 SlackInteractionResponse::Empty
             }
             Err(_) => errors([(

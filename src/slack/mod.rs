@@ -11,6 +11,7 @@
 //! - [`text`]: decodes what people type (entities, mentions, links) into plain text, once, and
 //!   applies the control-character rule to every text field.
 
+pub mod alerts;
 pub mod blocks;
 pub mod commands;
 pub mod effects;

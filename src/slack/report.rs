@@ -93,6 +93,46 @@ pub fn report_blocks(r: &Report) -> Value {
         with_change(&h("transactions"))
     )));
     out.push(json!({ "type": "section", "fields": times }));
+    // Detection (issue 15): time to declare and alerts, in all and per service line.
+    let a = &c.alerts;
+    let part = |p: &str| with_change(&h(&format!("time_to_declare_{p}")));
+    let mut detection = vec![
+        mrkdwn(&format!(
+            "*Time to declare* ({} incidents from alerts)\nmedian {} · p90 {} · mean {}",
+            a.time_to_declare.count,
+            part("median"),
+            part("p90"),
+            part("mean")
+        )),
+        mrkdwn(&format!(
+            "*Alerts*\n{} · became incidents {} · noisy {}",
+            with_change(&h("alerts")),
+            with_change(&h("alerts_to_incidents")),
+            with_change(&h("noisy_alerts"))
+        )),
+    ];
+    if !a.services.is_empty() {
+        let lines: Vec<String> = a
+            .services
+            .iter()
+            .take(12)
+            .map(|s| {
+                format!(
+                    "{}: {} alerts · {} incidents · {} noisy · declare median {}",
+                    blocks::truncate(&s.service, 40),
+                    s.alerts,
+                    s.became_incidents,
+                    s.noisy,
+                    s.time_to_declare.median_ms.map_or("n/a".to_string(), duration)
+                )
+            })
+            .collect();
+        detection.push(mrkdwn(&blocks::truncate(
+            &format!("*Detection per service line*\n{}", lines.join("\n")),
+            1900,
+        )));
+    }
+    out.push(json!({ "type": "section", "fields": detection }));
     let breakdown = |list: &[(String, i64)], before: &[(String, i64)]| -> String {
         list.iter()
             .map(|(k, n)| {

@@ -687,6 +687,24 @@ impl SlackWeb {
         Ok(())
     }
 
+    /// The members of a user group (`usergroups.users.list`), in Slack's order: an
+    /// `[[alert_rules]]` on-call group's first member becomes the SPOC.
+    pub async fn usergroup_members(&self, group: &str) -> SlackResult<Vec<String>> {
+        let group = group.to_string();
+        let params: Vec<(&str, Option<&String>)> = vec![("usergroup", Some(&group))];
+        let page: serde_json::Value = call!(self, "usergroups.users.list", |s| s.http_session_api.http_get(
+            "usergroups.users.list",
+            &params,
+            None
+        ))?;
+        Ok(page["users"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u.as_str().map(str::to_string))
+            .collect())
+    }
+
     /// Pins a message; already pinned is not an error.
     pub async fn pin(&self, channel: &str, ts: &str) -> SlackResult<()> {
         let req = SlackApiPinsAddRequest::new(channel.into(), SlackTs(ts.into()));
