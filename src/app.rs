@@ -29,6 +29,8 @@ pub struct BotOptions {
     /// Test-only fault: "die" right after a chosen Slack call, before storing its result
     /// (see [`crate::slack::web::CrashPoint`]); then [`Bot::kill`] and start again.
     pub crash_point: Option<Arc<crate::slack::web::CrashPoint>>,
+    /// The change calendar's loop (issue 12).
+    pub calendar: crate::slack::calendar::CalendarOptions,
 }
 
 /// A running bot.
@@ -42,6 +44,8 @@ pub struct Bot {
     reminders: JoinHandle<()>,
     stop_schedules: Arc<Notify>,
     schedules: JoinHandle<()>,
+    stop_calendar: Arc<Notify>,
+    calendar: JoinHandle<()>,
     http: Option<OpsServer>,
 }
 
@@ -92,6 +96,17 @@ impl Bot {
             settings.policy.clone(),
             stop_schedules.clone(),
         ));
+        let wake_calendar = Arc::new(Notify::new());
+        let stop_calendar = Arc::new(Notify::new());
+        let calendar = tokio::spawn(crate::slack::calendar::run(
+            db.clone(),
+            web.clone(),
+            settings.policy.clone(),
+            wake_calendar.clone(),
+            wake_outbox.clone(),
+            stop_calendar.clone(),
+            opts.calendar.clone(),
+        ));
         let auth_failure = web.auth_failure();
         let service = Service::new(
             db.clone(),
@@ -99,7 +114,9 @@ impl Bot {
             Arc::new(web.clone()),
             wake_outbox,
             wake_reminders,
-        );
+        )
+        .with_change_wake(wake_calendar);
+        let feed = Arc::new(service.clone());
         let handler = Arc::new(Handler {
             app_id: settings.slack.app_token.app_id().map(str::to_string),
             service,
@@ -112,13 +129,14 @@ impl Bot {
         }
         let socket = SocketMode::start(handler, &settings.slack.app_token, &socket_opts).await?;
         let http = match settings.http_listen.or(opts.http_listen) {
-            Some(addr) => match OpsServer::start_with_auth(addr, db.clone(), socket.connected(), auth_failure).await {
+            Some(addr) => match OpsServer::start_with_feed(addr, db.clone(), socket.connected(), auth_failure, Some(feed)).await {
                 Ok(server) => Some(server),
                 Err(e) => {
                     // Leave nothing running behind a failed start.
                     socket.shutdown().await;
                     stop_reminders.notify_one();
                     stop_schedules.notify_one();
+                    stop_calendar.notify_one();
                     stop_outbox.notify_one();
                     return Err(e);
                 }
@@ -135,6 +153,8 @@ impl Bot {
             reminders,
             stop_schedules,
             schedules,
+            stop_calendar,
+            calendar,
             http,
         })
     }
@@ -156,6 +176,7 @@ impl Bot {
         self.outbox.abort();
         self.reminders.abort();
         self.schedules.abort();
+        self.calendar.abort();
         let _ = self.outbox.await;
         self.socket.shutdown().await;
         if let Some(http) = self.http {
@@ -173,6 +194,10 @@ impl Bot {
         self.stop_schedules.notify_one();
         if let Err(e) = self.schedules.await {
             tracing::error!(error = %e, "report schedule task ended abnormally");
+        }
+        self.stop_calendar.notify_one();
+        if let Err(e) = self.calendar.await {
+            tracing::error!(error = %e, "change calendar task ended abnormally");
         }
         self.stop_outbox.notify_one();
         if let Err(e) = self.outbox.await {

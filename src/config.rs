@@ -92,6 +92,8 @@ pub struct Policy {
     pub follow_up_remind_every: Duration,
     /// Post-incident reviews: which severities, reminders, whether closing waits for one.
     pub pir: crate::incident::pir::PirRules,
+    /// The change calendar (issue 12): channel, look-back, digest, feed token, freezes.
+    pub changes: crate::calendar::ChangeSettings,
 }
 
 impl Policy {
@@ -176,6 +178,7 @@ impl Default for Policy {
             reports: vec![],
             follow_up_remind_every: Duration::from_secs(24 * 3600),
             pir: crate::incident::pir::PirRules::default(),
+            changes: crate::calendar::ChangeSettings::default(),
         }
     }
 }
@@ -224,6 +227,21 @@ struct FileConfig {
     severities: BTreeMap<String, FileSeverity>,
     #[serde(default)]
     reports: Vec<FileReport>,
+    changes_channel: Option<String>,
+    change_lookback: Option<String>,
+    change_digest_cron: Option<String>,
+    calendar_token: Option<String>,
+    #[serde(default)]
+    freezes: Vec<FileFreeze>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFreeze {
+    name: String,
+    start: String,
+    end: String,
+    services: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -505,6 +523,14 @@ pub fn policy_from_toml(text: &str, env: &dyn Env) -> Result<(Policy, Option<Soc
             channel,
         });
     }
+    policy.changes = change_settings(
+        over("changes_channel").or(file.changes_channel),
+        over("change_lookback").or(file.change_lookback),
+        over("change_digest_cron").or(file.change_digest_cron),
+        over("calendar_token").or(file.calendar_token),
+        file.freezes,
+        &policy,
+    )?;
     let http_listen = match over("http_listen").or(file.http_listen) {
         Some(v) => Some(v.parse().map_err(|_| {
             ConfigError::new(
@@ -528,10 +554,12 @@ enum Shape {
     Severities,
     /// `[[reports]]` tables.
     Reports,
+    /// `[[freezes]]` tables (keys checked by serde).
+    Freezes,
 }
 
 /// The file's top-level keys; every scalar one may be overridden as `INCIDENT_BOT_<KEY>`.
-const TOP_KEYS: [(&str, Shape); 14] = [
+const TOP_KEYS: [(&str, Shape); 19] = [
     ("announce_channel", Shape::Text),
     ("managers_group", Shape::Text),
     ("timezone", Shape::Text),
@@ -546,6 +574,11 @@ const TOP_KEYS: [(&str, Shape); 14] = [
     ("pir_required_to_close", Shape::Flag),
     ("severities", Shape::Severities),
     ("reports", Shape::Reports),
+    ("changes_channel", Shape::Text),
+    ("change_lookback", Shape::Text),
+    ("change_digest_cron", Shape::Text),
+    ("calendar_token", Shape::Text),
+    ("freezes", Shape::Freezes),
 ];
 const SEVERITY_KEYS: [&str; 3] = ["description", "update_every", "escalate_after"];
 const REPORT_KEYS: [&str; 3] = ["cron", "period", "channel"];
@@ -590,7 +623,7 @@ fn check_env_names(env: &dyn Env) -> Result<(), ConfigError> {
         .chain(
             TOP_KEYS
                 .iter()
-                .filter(|(_, shape)| !matches!(shape, Shape::Severities | Shape::Reports))
+                .filter(|(_, shape)| !matches!(shape, Shape::Severities | Shape::Reports | Shape::Freezes))
                 .map(|(k, _)| *k),
         )
         .map(|k| format!("INCIDENT_BOT_{}", k.to_ascii_uppercase()))
@@ -640,6 +673,11 @@ fn check_file_keys(text: &str) -> Result<(), ConfigError> {
                     check_table(&format!("{key}[{i}]"), report, &REPORT_KEYS, &REPORT_KEYS)?;
                 }
             }
+            Shape::Freezes => {
+                value
+                    .as_array()
+                    .ok_or_else(|| expected(key, "[[freezes]] tables", value))?;
+            }
             shape => check_leaf(key, *shape, value)?,
         }
     }
@@ -670,7 +708,7 @@ fn check_leaf(path: &str, shape: Shape, value: &toml::Value) -> Result<(), Confi
         Shape::Text => value.is_str(),
         Shape::Flag => value.is_bool(),
         Shape::Names => value.as_array().is_some_and(|a| a.iter().all(toml::Value::is_str)),
-        Shape::Severities | Shape::Reports => true,
+        Shape::Severities | Shape::Reports | Shape::Freezes => true,
     };
     if ok {
         return Ok(());
@@ -1011,4 +1049,85 @@ mod tests {
         .unwrap_err();
         assert_eq!(bad_db.key, "DATABASE_URL");
     }
+}
+
+/// The change calendar's settings (issue 12): `changes_channel`, `change_lookback`,
+/// `change_digest_cron`, `calendar_token` and the `[[freezes]]`, whose service lines must be in
+/// the catalogue and which must not overlap one another.
+fn change_settings(
+    channel: Option<String>,
+    lookback: Option<String>,
+    digest_cron: Option<String>,
+    token: Option<String>,
+    freezes: Vec<FileFreeze>,
+    policy: &Policy,
+) -> Result<crate::calendar::ChangeSettings, ConfigError> {
+    let mut settings = crate::calendar::ChangeSettings::default();
+    if let Some(v) = channel {
+        settings.channel = Some(check_conversation_id("changes_channel", &v)?);
+    }
+    if let Some(v) = lookback {
+        let d = parse_duration(&v).map_err(|e| ConfigError::new("change_lookback", e))?;
+        settings.lookback = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    }
+    if let Some(v) = digest_cron {
+        v.parse::<cron::Schedule>().map_err(|e| {
+            ConfigError::new(
+                "change_digest_cron",
+                format!(
+                    "cannot read \"{v}\" as a cron schedule ({}); write 6 fields, seconds first, e.g. \"0 0 8 * * Mon-Fri\"",
+                    e.to_string().lines().last().unwrap_or_default().trim()
+                ),
+            )
+        })?;
+        settings.digest_cron = v;
+    }
+    if let Some(v) = token {
+        if v.len() < 16 {
+            return Err(ConfigError::new(
+                "calendar_token",
+                "use at least 16 characters (it is the only thing protecting the feed)",
+            ));
+        }
+        settings.calendar_token = Some(Secret::new(v));
+    }
+    for (i, f) in freezes.into_iter().enumerate() {
+        let key = format!("freezes[{i}]");
+        let start = crate::calendar::parse_local(&f.start, policy.timezone, false)
+            .map_err(|e| ConfigError::new(format!("{key}.start"), e))?;
+        let end = crate::calendar::parse_local(&f.end, policy.timezone, true)
+            .map_err(|e| ConfigError::new(format!("{key}.end"), e))?;
+        if end <= start {
+            return Err(ConfigError::new(format!("{key}.end"), "the freeze ends before it starts"));
+        }
+        let services = match f.services {
+            None => None,
+            Some(list) if list.iter().any(|s| s == "all") => None,
+            Some(list) => {
+                if let Some(unknown) = list.iter().find(|s| !policy.services.contains(s)) {
+                    return Err(ConfigError::new(
+                        format!("{key}.services"),
+                        format!("\"{unknown}\" is not in services ({})", policy.services.join(", ")),
+                    ));
+                }
+                Some(list)
+            }
+        };
+        settings.freezes.push(crate::calendar::Freeze {
+            name: f.name,
+            starts_at: start,
+            ends_at: end,
+            services,
+        });
+    }
+    if let Some((a, b)) = crate::calendar::overlapping_freezes(&settings.freezes) {
+        return Err(ConfigError::new(
+            format!("freezes[{b}]"),
+            format!(
+                "overlaps freezes[{a}] (\"{}\") on a common service line; merge them into one freeze",
+                settings.freezes[a].name
+            ),
+        ));
+    }
+    Ok(settings)
 }

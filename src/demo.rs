@@ -53,6 +53,12 @@ pub fn fast_options() -> BotOptions {
         http_listen: None,
         web_timeout: None,
         crash_point: None,
+        calendar: crate::slack::calendar::CalendarOptions {
+            max_sleep: Duration::from_millis(500),
+            base_backoff: Duration::from_millis(50),
+            lease: Duration::from_secs(5),
+            ..Default::default()
+        },
     }
 }
 
@@ -698,4 +704,74 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
     let mut stack = stack;
     stack.stop_bot().await;
     Ok(())
+}
+
+/// The `/change` form's state as Slack sends it: a deployment of `title` on `services` from
+/// `start` to `end` (unix seconds), owned by `owner`; `fields` overrides per block id.
+pub fn change_values(title: &str, services: &[&str], start: i64, end: i64, owner: &str, fields: &Value) -> Value {
+    let options: Vec<Value> = services
+        .iter()
+        .map(|s| json!({ "text": { "type": "plain_text", "text": s }, "value": s }))
+        .collect();
+    let select = |v: &str| json!({ "type": "static_select", "selected_option": { "text": { "type": "plain_text", "text": v }, "value": v } });
+    let mut values = json!({
+        "kind": { "kind": select("deployment") },
+        "title": { "title": { "type": "plain_text_input", "value": title } },
+        "services": { "services": { "type": "multi_static_select", "selected_options": options } },
+        "start": { "start": { "type": "datetimepicker", "selected_date_time": start } },
+        "end": { "end": { "type": "datetimepicker", "selected_date_time": end } },
+        "owner": { "owner": { "type": "users_select", "selected_user": owner } },
+        "risk": { "risk": select("medium") },
+        "customer_facing": { "customer_facing": { "type": "radio_buttons", "selected_option": { "text": { "type": "plain_text", "text": "No" }, "value": "no" } } },
+        "vendor": { "vendor": { "type": "plain_text_input", "value": null } },
+        "link": { "link": { "type": "url_text_input", "value": null } },
+        "override": { "override": { "type": "plain_text_input", "value": null } },
+        "go_ahead": { "go_ahead": { "type": "checkboxes", "selected_options": [] } },
+    });
+    if let Some(map) = fields.as_object() {
+        for (block, value) in map {
+            let element = &mut values[block.as_str()][block.as_str()];
+            match (block.as_str(), value) {
+                ("kind" | "risk", Value::String(v)) => *element = select(v),
+                ("go_ahead", Value::Bool(true)) => {
+                    element["selected_options"] = json!([{ "text": { "type": "plain_text", "text": "yes" }, "value": "yes" }])
+                }
+                ("customer_facing", Value::Bool(yes)) => {
+                    let v = if *yes { "yes" } else { "no" };
+                    element["selected_option"] = json!({ "text": { "type": "plain_text", "text": v }, "value": v })
+                }
+                (_, v) => element["value"] = v.clone(),
+            }
+        }
+    }
+    values
+}
+
+impl LocalStack {
+    /// Types `/change <text>` as `user` in `channel`; returns the ack's ephemeral text ("" when none).
+    pub async fn change(&self, user: &str, channel: &str, text: &str) -> anyhow::Result<String> {
+        let ack = self.sandbox.slash_command_named("/change", user, channel, text).await?;
+        Ok(ack
+            .payload
+            .as_ref()
+            .and_then(|p| p["text"].as_str())
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// Types `/change new <title>`, waits for the form and submits `values` (see
+    /// [`change_values`]). Returns the submission's ack payload (field errors, if any).
+    pub async fn plan_change(&self, user: &str, channel: &str, title: &str, values: Value) -> anyhow::Result<Option<Value>> {
+        let before = self.sandbox.views_opened().len();
+        let text = self.change(user, channel, &format!("new {title}")).await?;
+        if !text.is_empty() {
+            anyhow::bail!("`/change new` answered instead of opening the form: {text}");
+        }
+        let view = wait_for(Duration::from_secs(3), || async {
+            self.sandbox.views_opened().get(before).cloned()
+        })
+        .await
+        .ok_or_else(|| anyhow::anyhow!("the change form did not open"))?;
+        Ok(self.sandbox.submit_view(user, &view.id, values).await?.payload)
+    }
 }

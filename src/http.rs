@@ -1,5 +1,6 @@
 //! The operations HTTP endpoint (off unless `http_listen` is set): `/healthz`, `/readyz` and
-//! `/metrics` (Prometheus text format 0.0.4).
+//! `/metrics` (Prometheus text format 0.0.4), and the change calendar's `/calendar.ics` feed
+//! (issue 12) when `calendar_token` is set.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -42,12 +43,23 @@ impl OpsServer {
         connected: Arc<AtomicBool>,
         auth: AuthFailure,
     ) -> anyhow::Result<OpsServer> {
+        Self::start_with_feed(addr, db, connected, auth, None).await
+    }
+
+    /// [`OpsServer::start_with_auth`], also serving `/calendar.ics` from `feed`.
+    pub async fn start_with_feed(
+        addr: SocketAddr,
+        db: Db,
+        connected: Arc<AtomicBool>,
+        auth: AuthFailure,
+        feed: Option<Arc<crate::service::Service>>,
+    ) -> anyhow::Result<OpsServer> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on http_listen {addr}: {e}"))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "operations HTTP server listening (/healthz, /readyz, /metrics)");
-        let task = tokio::spawn(accept_loop(listener, db, connected, auth));
+        let task = tokio::spawn(accept_loop(listener, db, connected, auth, feed));
         Ok(OpsServer { addr, task })
     }
 
@@ -63,7 +75,13 @@ impl OpsServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, db: Db, connected: Arc<AtomicBool>, auth: AuthFailure) {
+async fn accept_loop(
+    listener: TcpListener,
+    db: Db,
+    connected: Arc<AtomicBool>,
+    auth: AuthFailure,
+    feed: Option<Arc<crate::service::Service>>,
+) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         match listener.accept().await {
@@ -71,11 +89,18 @@ async fn accept_loop(listener: TcpListener, db: Db, connected: Arc<AtomicBool>, 
                 let db = db.clone();
                 let connected = connected.clone();
                 let auth = auth.clone();
-                let service = service_fn(move |request| {
+                let feed = feed.clone();
+                let service = service_fn(move |request: Request<Incoming>| {
                     let db = db.clone();
                     let connected = connected.clone();
                     let auth = auth.clone();
-                    async move { Ok::<_, Infallible>(route(&db, &connected, &auth, request).await) }
+                    let feed = feed.clone();
+                    async move {
+                        if request.uri().path() == "/calendar.ics" {
+                            return Ok::<_, Infallible>(calendar_feed(feed.as_deref(), &request).await);
+                        }
+                        Ok::<_, Infallible>(route(&db, &connected, &auth, request).await)
+                    }
                 });
                 // Connections live in the JoinSet so aborting this task closes them too.
                 connections.spawn(async move {
@@ -130,6 +155,36 @@ async fn route(
         }
         _ => text(StatusCode::NOT_FOUND, PLAIN, "not found\n".into()),
     }
+}
+
+/// `GET /calendar.ics?token=…`: the change calendar as iCalendar. A missing or wrong token (or
+/// no `calendar_token` configured) is a 401 with no content.
+async fn calendar_feed(service: Option<&crate::service::Service>, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let given = request
+        .uri()
+        .query()
+        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token"))
+        .map(|(_, v)| v.into_owned());
+    let expected = service.and_then(|s| s.policy.changes.calendar_token.as_ref());
+    let authorized = match (given, expected) {
+        (Some(given), Some(expected)) => constant_time_eq(given.as_bytes(), expected.expose().as_bytes()),
+        _ => false,
+    };
+    let Some(service) = service.filter(|_| authorized) else {
+        return text(StatusCode::UNAUTHORIZED, PLAIN, String::new());
+    };
+    match service.calendar_feed(chrono::Utc::now()).await {
+        Ok(body) => text(StatusCode::OK, "text/calendar; charset=utf-8", body),
+        Err(e) => {
+            tracing::warn!(error = %e, "calendar feed: database unavailable");
+            text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "database unavailable\n".into())
+        }
+    }
+}
+
+/// Compares secrets without returning early at the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Ready when the database answers, a Socket Mode connection is live and Slack accepts the

@@ -60,6 +60,7 @@
 //! - Tokens never reach logs or error messages ([`config::Secret`], [`slack::redact`]).
 
 pub mod app;
+pub mod calendar;
 pub mod config;
 pub mod db;
 pub mod demo;

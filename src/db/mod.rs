@@ -4,6 +4,7 @@
 //! Times are stored as unix epoch milliseconds (BIGINT) so that comparisons and arithmetic are
 //! identical on both backends; conversion to `DateTime<Utc>` happens here and nowhere else.
 
+mod calendar;
 mod changes;
 mod follow_ups;
 mod incidents;
@@ -12,6 +13,7 @@ mod reminders;
 mod report_fires;
 mod reports;
 
+pub use calendar::{CalendarRefused, ChangeFigures, ChangeJob, ChangeToStore, Moved};
 pub use changes::{jobs_for, Refused};
 pub use incidents::DeclareOutcome;
 pub use outbox::{JobUpdate, NewJob};

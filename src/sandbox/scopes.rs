@@ -337,3 +337,12 @@ mod tests {
         assert_eq!((needed.as_str(), provided.as_str()), ("channels:history", "chat:write"));
     }
 }
+
+/// The slash commands `manifest.yml` declares (`features.slash_commands[].command`).
+pub fn manifest_commands() -> Vec<String> {
+    MANIFEST
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- command:"))
+        .map(|c| c.trim().trim_matches('"').to_string())
+        .collect()
+}

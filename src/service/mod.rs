@@ -11,6 +11,7 @@
 //! This layer may read the clock (the domain below it may not): every use-case uses
 //! `chrono::Utc::now()` for "now" and [`Service::today`] for local due days.
 
+pub mod calendar;
 mod follow_ups;
 mod review;
 
@@ -89,6 +90,8 @@ pub struct Service {
     people: Arc<dyn People>,
     wake_outbox: Arc<Notify>,
     wake_reminders: Arc<Notify>,
+    /// Wakes the change calendar's loop (see [`Service::with_change_wake`]).
+    wake_changes: Arc<Notify>,
 }
 
 impl Service {
@@ -105,7 +108,14 @@ impl Service {
             people,
             wake_outbox,
             wake_reminders,
+            wake_changes: Arc::new(Notify::new()),
         }
+    }
+
+    /// Shares `wake` with the change calendar's loop, so new changes are announced at once.
+    pub fn with_change_wake(mut self, wake: Arc<Notify>) -> Service {
+        self.wake_changes = wake;
+        self
     }
 
     /// Today in the configured time zone (due dates are local days).
@@ -151,6 +161,10 @@ impl Service {
             .await
         {
             Ok(Ok(applied)) => {
+                // Issue 12: new service lines may bring other changes into question.
+                if let Change::Impact { .. } = change {
+                    self.correlate_again(&applied.incident).await;
+                }
                 tag_span(&applied.incident.number);
                 tracing::info!(incident = %applied.incident.number, change = ?std::mem::discriminant(change), "incident changed");
                 self.wake_outbox.notify_one();

@@ -110,7 +110,7 @@ impl SlackEffects {
                 Ok(JobUpdate::default())
             }
             JobKind::PostCard => {
-                let content = self.card(incident);
+                let content = self.card(incident).await;
                 let ts = self.post_once(job, &channel, content, None).await?;
                 Ok(JobUpdate {
                     card_ts: Some(ts),
@@ -145,7 +145,7 @@ impl SlackEffects {
                 let Some(ts) = incident.card_ts.as_deref() else {
                     return Ok(JobUpdate::default());
                 };
-                let content = self.card(incident);
+                let content = self.card(incident).await;
                 // The topic follows as its own job, after the notices this change queued: a
                 // rate-limited topic never holds up what people are waiting for.
                 let then = vec![NewJob::new(JobKind::SetTopic)];
@@ -277,11 +277,16 @@ impl SlackEffects {
     }
 
     /// The pinned summary card, as posted and as refreshed after each change.
-    fn card(&self, incident: &Incident) -> SlackMessageContent {
-        blocks::content(
-            &blocks::summary_text(incident),
-            blocks::summary_card(incident, &self.policy),
-        )
+    async fn card(&self, incident: &Incident) -> SlackMessageContent {
+        let mut card = blocks::summary_card(incident, &self.policy);
+        // Issue 12: how many changes may have caused it (a failed count only omits the line).
+        if let Ok((correlated, linked)) = self.db.change_counts(incident.id).await {
+            if let (Some(line), Some(list)) = (super::calendar::card_block(correlated, linked), card.as_array_mut()) {
+                let at = list.len().saturating_sub(1);
+                list.insert(at, line);
+            }
+        }
+        blocks::content(&blocks::summary_text(incident), card)
     }
 
     /// Posts in the announcement thread, where stakeholders follow the incident. Private

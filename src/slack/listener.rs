@@ -6,6 +6,7 @@
 //! the database, and return within [`ACK_BUDGET`]: `views.open` (which must happen within 3 s
 //! of the command) is spawned.
 
+use super::calendar::CHANGE_CALLBACK;
 use super::blocks::{self, DECLARE_CALLBACK, FOLLOW_UP_CALLBACK, IMPACT_CALLBACK, RESOLVE_CALLBACK, UPDATE_CALLBACK};
 use super::commands::{self, Command};
 use super::forms;
@@ -101,7 +102,9 @@ pub const HELP: &str = "*incident-bot* — run incidents in Slack.\n\
 • `/incident followup <text> [@owner] [due YYYY-MM-DD] [link]` — a post-incident action (no text: a form)\n\
 • `/incident followup done N` · `/incident followup wontdo N` — close one (its owner or the SPOC)\n\
 • `/incident followups` — this incident's; anywhere else: yours, then all open ones, overdue first\n\
-• `/incident pir` — post-incident review draft (Markdown file) · `/incident pir done [link]` — mark it done";
+• `/incident pir` — post-incident review draft (Markdown file) · `/incident pir done [link]` — mark it done\n\
+*Changes*\n\
+• `/incident change CHG-N` — link a change as a suspected cause · `/change help` — the change calendar";
 
 /// Counts an envelope as received when created and, with its handling time, as acked when
 /// dropped (the transport queues the ack right after).
@@ -275,6 +278,7 @@ impl TooSlow {
                     UPDATE_CALLBACK => TooSlow::Field("known"),
                     IMPACT_CALLBACK => TooSlow::Field("customers"),
                     RESOLVE_CALLBACK => TooSlow::Field("summary"),
+                    CHANGE_CALLBACK => TooSlow::Field("title"),
                     _ => TooSlow::Nothing,
                 }
             }
@@ -337,6 +341,9 @@ impl Handler {
     pub async fn command(&self, event: SlackCommandEvent) -> SlackCommandEventResponse {
         if self.foreign(event.team_id.as_ref()) {
             return ephemeral("This bot serves another workspace.");
+        }
+        if event.command.0 == super::calendar::COMMAND {
+            return self.change_command(&event).await;
         }
         let text = event.text.as_deref().unwrap_or_default();
         // What people type is only logged at debug level.
@@ -474,6 +481,17 @@ impl Handler {
                 ));
             }
             Command::PirDone { link } => Change::PirDone { link },
+            Command::LinkChange(number) => {
+                return match self.service.link_change(&incident, number, user).await {
+                    Ok(change) => ephemeral(&format!(
+                        "🔗 Linked {} to {} as a suspected cause (on both timelines). Its state: {}.",
+                        blocks::escape(&change.summary()),
+                        incident.number,
+                        change.state
+                    )),
+                    Err(refusal) => refused(refusal),
+                }
+            }
             Command::Declare { .. } | Command::Help | Command::List | Command::Report { .. } | Command::FollowUps => {
                 unreachable!("handled by command()")
             }
@@ -673,6 +691,7 @@ impl Handler {
                 let user = ev.user.id.as_ref();
                 match view["callback_id"].as_str().unwrap_or_default() {
                     DECLARE_CALLBACK => self.submit_declare(user, &view).await,
+                    CHANGE_CALLBACK => self.submit_change_form(user, &view).await,
                     UPDATE_CALLBACK | IMPACT_CALLBACK | RESOLVE_CALLBACK | FOLLOW_UP_CALLBACK => {
                         self.submit_change(user, &view).await
                     }

@@ -11,6 +11,7 @@
 //!   applies the control-character rule to every text field.
 
 pub mod blocks;
+pub mod calendar;
 pub mod commands;
 pub mod effects;
 pub mod forms;
