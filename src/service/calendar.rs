@@ -34,6 +34,37 @@ pub struct ChangeRecord {
     pub timeline: Vec<TimelineEvent>,
 }
 
+/// Stores a CSV file's changes (see [`calendar::csv::import`]): every row checked first, all
+/// stored in one transaction or none; keys from the file's content make a second import of
+/// the same file a no-op.
+pub async fn import_changes(
+    db: &crate::db::Db,
+    policy: &crate::config::Policy,
+    text: &str,
+    actor: &str,
+) -> Result<Vec<PlannedChange>, Vec<String>> {
+    let changes = calendar::csv::import(text, &policy.services, policy.timezone)?;
+    let digest = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut h);
+        h.finish()
+    };
+    let items: Vec<ChangeToStore> = changes
+        .into_iter()
+        .enumerate()
+        .map(|(i, change)| ChangeToStore {
+            change,
+            key: format!("import:{digest:016x}:{}", i + 2),
+            freezes: Vec::new(),
+            conflicts: Vec::new(),
+        })
+        .collect();
+    db.create_changes(&items, actor, Utc::now(), false)
+        .await
+        .map_err(|e| vec![format!("cannot store the changes: {e:#}")])
+}
+
 impl Service {
     /// Every freeze known between `from` and `to`: the configured ones and `/change freeze`'s.
     pub async fn freezes(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> anyhow::Result<Vec<Freeze>> {
@@ -301,33 +332,14 @@ impl Service {
     /// `incident-bot changes import`: every row checked first; all stored in one transaction,
     /// or none. Keys from the file's content make a second import of the same file a no-op.
     pub async fn import_changes(&self, text: &str, actor: &str) -> Result<Vec<PlannedChange>, Vec<String>> {
-        let changes = calendar::csv::import(text, &self.policy.services, self.policy.timezone)?;
-        let digest = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            text.hash(&mut h);
-            h.finish()
-        };
-        let items: Vec<ChangeToStore> = changes
-            .into_iter()
-            .enumerate()
-            .map(|(i, change)| ChangeToStore {
-                change,
-                key: format!("import:{digest:016x}:{}", i + 2),
-                freezes: Vec::new(),
-                conflicts: Vec::new(),
-            })
-            .collect();
-        self.db
-            .create_changes(&items, actor, Utc::now(), false)
-            .await
-            .map_err(|e| vec![format!("cannot store the changes: {e:#}")])
+        import_changes(&self.db, &self.policy, text, actor).await
     }
 
     /// The changes that may have caused `incident` (see [`calendar::suspects`]).
     pub async fn suspects_of(&self, incident: &Incident) -> anyhow::Result<Vec<PlannedChange>> {
         suspects_of(&self.db, &self.policy, incident).await
     }
+
 
     fn wake_changes(&self) {
         self.wake_changes.notify_one();
@@ -365,4 +377,82 @@ pub async fn suspects_of(
     let lookback = policy.changes.lookback;
     let candidates = db.suspect_candidates(&facts.services, facts.reference, lookback).await?;
     Ok(calendar::suspects(candidates, &facts, lookback))
+}
+
+/// How `incident-bot changes` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    Markdown,
+    Csv,
+    Json,
+    Ics,
+}
+
+impl std::str::FromStr for ExportFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ExportFormat, String> {
+        match s {
+            "markdown" | "md" => Ok(ExportFormat::Markdown),
+            "csv" => Ok(ExportFormat::Csv),
+            "json" => Ok(ExportFormat::Json),
+            "ics" | "ical" => Ok(ExportFormat::Ics),
+            other => Err(format!("--format \"{other}\" is not markdown, csv, json or ics")),
+        }
+    }
+}
+
+/// `incident-bot changes`: the changes overlapping `[from, to)` (and, for ics, the freezes).
+pub async fn export_changes(
+    db: &crate::db::Db,
+    policy: &crate::config::Policy,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    format: ExportFormat,
+) -> anyhow::Result<String> {
+    let changes = db.changes_between(from, to).await?;
+    Ok(match format {
+        ExportFormat::Csv => calendar::csv::export(&changes),
+        ExportFormat::Json => serde_json::to_string_pretty(&serde_json::json!({
+            "from": from, "to": to, "changes": changes,
+        }))? + "\n",
+        ExportFormat::Ics => {
+            let mut freezes: Vec<Freeze> = policy
+                .changes
+                .freezes
+                .iter()
+                .filter(|f| f.ends_at > from && f.starts_at < to)
+                .cloned()
+                .collect();
+            freezes.extend(db.stored_freezes(from, to).await?);
+            calendar::ics::feed(&changes, &freezes, Utc::now())
+        }
+        ExportFormat::Markdown => {
+            let tz = policy.timezone;
+            let fmt = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string();
+            let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+            let mut out = format!(
+                "# Changes {} – {} ({tz})\n\n| change | kind | title | services | start | end | owner | risk | state |\n|---|---|---|---|---|---|---|---|---|\n",
+                fmt(from),
+                fmt(to)
+            );
+            for c in &changes {
+                out.push_str(&format!(
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    c.number,
+                    c.kind,
+                    cell(&c.title),
+                    cell(&c.services.join(", ")),
+                    fmt(c.starts_at),
+                    fmt(c.ends_at),
+                    c.owner,
+                    c.risk,
+                    c.state
+                ));
+            }
+            if changes.is_empty() {
+                out.push_str("\nNo changes in this window.\n");
+            }
+            out
+        }
+    })
 }
