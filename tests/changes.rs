@@ -522,3 +522,93 @@ async fn the_impact_form_correlates_again_for_new_service_lines() {
     let _ = READY;
     assert_slack_happy(&stack);
 }
+
+#[tokio::test]
+async fn reports_count_changes_and_the_change_failure_rate() {
+    use incident_bot::report::{metrics::Grade, PeriodSpec, Report, Value};
+    let stack = stack_with(policy(), fast_options()).await;
+    let d = 24;
+    // This period: the last 7 local days, today included; the previous one the 7 before.
+    let a = stored(&stack, "A", &["payments"], -6 * d, -6 * d + 1).await;
+    moved(&stack, a, Move::Start, -6 * d).await;
+    moved(&stack, a, Move::Done, -6 * d + 1).await; // finished, fine
+    let b = stored(&stack, "B", &["payments"], -5 * d, -5 * d + 1).await;
+    moved(&stack, b, Move::Start, -5 * d).await;
+    moved(&stack, b, Move::Rollback, -5 * d + 1).await; // finished, failed (rolled back)
+    let c = stored_kind(&stack, "C", &["payments"], -4 * d, -4 * d + 1, "config_change", None).await;
+    moved(&stack, c, Move::Start, -4 * d).await;
+    moved(&stack, c, Move::Done, -4 * d + 1).await; // finished, failed (linked below)
+    let dd = stored(&stack, "D", &["checkout"], -3 * d, -3 * d + 1).await;
+    moved(&stack, dd, Move::Start, -3 * d).await;
+    moved(&stack, dd, Move::Done, -3 * d + 1).await; // finished, fine
+    let e = stored_kind(&stack, "E", &["checkout"], -2 * d, -2 * d + 1, "migration", None).await;
+    moved(&stack, e, Move::Cancel, -3 * d).await; // canceled: counted nowhere
+    // F: planned inside a freeze with an override, still in progress (not finished).
+    let now = Utc::now();
+    let f = ChangeDraft {
+        kind: Some("deployment".into()),
+        title: "F".into(),
+        services: vec!["payments".into()],
+        starts_at: Some(now - Duration::hours(2 * d)),
+        ends_at: Some(now - Duration::hours(2 * d - 1)),
+        owner: Some(UserId::parse("U0CAROL").unwrap()),
+        risk: Some("high".into()),
+        override_reason: Some("regulator deadline".into()),
+        ..ChangeDraft::default()
+    }
+    .validate(&stack.settings.policy.services)
+    .unwrap();
+    let item = ChangeToStore { change: f, key: "test:f".into(), freezes: vec!["peak".into()], conflicts: vec![] };
+    let f = stack.db.create_changes(&[item], "U0CAROL", now, false).await.unwrap()[0].number;
+    moved(&stack, f, Move::Start, -2 * d).await;
+    // G, in the previous period: rolled back.
+    let g = stored(&stack, "G", &["payments"], -10 * d, -10 * d + 1).await;
+    moved(&stack, g, Move::Start, -10 * d).await;
+    moved(&stack, g, Move::Rollback, -10 * d + 1).await;
+    // Two incidents today on payments; C is linked to the first.
+    let (first, _) = declared(&stack, "Fees wrong", "SEV3").await;
+    declared(&stack, "Slow checkout", "SEV4").await;
+    stack.db.link_change(first.id, first.number.0, c, "U0BOB", Utc::now()).await.unwrap().unwrap();
+
+    let today = Utc::now().date_naive();
+    let spec = PeriodSpec::range(today - Duration::days(6), today).unwrap();
+    let report = Report::build(&stack.db, &stack.settings.policy, spec, None, Utc::now()).await.unwrap();
+    let heads = report.headlines();
+    let h = |key: &str| {
+        let found = heads.iter().find(|h| h.key == key).unwrap_or_else(|| panic!("no headline {key}"));
+        (found.value, found.previous)
+    };
+    // Changes started in the period, canceled ones excluded: A, B, C, D, F = 5 (before: G = 1).
+    assert_eq!(h("changes"), (Value::Count(5), Value::Count(1)));
+    // By kind: deployments A, B, D, F = 4; config changes C = 1.
+    assert_eq!(h("changes_deployment"), (Value::Count(4), Value::Count(1)));
+    assert_eq!(h("changes_config_change"), (Value::Count(1), Value::Count(0)));
+    // Done or rolled back in the period: A, B, C, D = 4; failed: B (rolled back), C (linked) = 2.
+    assert_eq!(h("changes_finished"), (Value::Count(4), Value::Count(1)));
+    assert_eq!(h("changes_failed"), (Value::Count(2), Value::Count(1)));
+    // Change failure rate: 2 ÷ 4 = 50 %; before, G: 1 ÷ 1 = 100 %.
+    assert_eq!(h("change_failure_rate"), (Value::Ratio(Some(0.5)), Value::Ratio(Some(1.0))));
+    // Per line. payments: A, B, C finished, B and C failed: 2 ÷ 3. checkout: D, 0 ÷ 1.
+    match h("change_failure_rate_payments").0 {
+        Value::Ratio(Some(r)) => assert!((r - 2.0 / 3.0).abs() < 1e-9, "{r}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h("change_failure_rate_checkout").0, Value::Ratio(Some(0.0)));
+    assert_eq!(h("changes_payments"), (Value::Count(4), Value::Count(1)), "A, B, C, F; before G");
+    // Overrides: F. Incidents: INC-1 has a linked change, INC-2 has not.
+    assert_eq!(h("freeze_overrides").0, Value::Count(1));
+    assert_eq!(report.changes.overrides[0].2, "regulator deadline");
+    assert_eq!(h("incidents_with_linked_change").0, Value::Count(1));
+    assert_eq!(h("incidents_without_linked_change").0, Value::Count(1));
+    // Grades: payments has 2 incidents (B) but a 67 % failure rate (over 45 %: D); checkout A.
+    let grade = |line: &str| report.current.services.iter().find(|s| s.service == line).unwrap().grade;
+    assert_eq!(grade("payments"), Some(Grade::D));
+    assert_eq!(grade("checkout"), Some(Grade::A));
+    // Every format carries the figure.
+    use incident_bot::report::render::{render, Format};
+    assert!(render(&report, Format::Markdown).contains("Change failure rate"));
+    assert!(render(&report, Format::Csv).contains("change_failure_rate"));
+    assert!(render(&report, Format::Json).contains("change_failure_rate"));
+    let blocks = incident_bot::slack::report::report_blocks(&report).to_string();
+    assert!(blocks.contains("Change failure rate"), "{blocks}");
+}

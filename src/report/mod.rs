@@ -11,6 +11,7 @@
 //! Reports name no incident at all (only counts and sums), so a private incident is counted
 //! and never named.
 
+pub mod changes;
 pub mod chart;
 pub mod metrics;
 pub mod period;
@@ -267,6 +268,9 @@ pub struct Report {
     pub generated_at: DateTime<Utc>,
     pub current: Figures,
     pub previous: Figures,
+    /// The change calendar's figures (issue 12), this period and the previous one.
+    pub changes: crate::db::ChangeFigures,
+    pub previous_changes: crate::db::ChangeFigures,
 }
 
 fn scope(period: &Period, service: Option<&str>, now: DateTime<Utc>) -> ReportScope {
@@ -292,13 +296,23 @@ impl Report {
         let previous_period = period.previous();
         let (now_scope, before_scope) = (scope(&period, service, now), scope(&previous_period, service, now));
         let (current, previous) = tokio::try_join!(db.report_figures(&now_scope), db.report_figures(&before_scope))?;
+        let (changes_now, changes_before) = tokio::try_join!(
+            db.change_figures(period.from, period.to, service),
+            db.change_figures(previous_period.from, previous_period.to, service)
+        )?;
+        let mut current = Figures::from_raw(&current, &policy.services, service, period.days());
+        let mut previous = Figures::from_raw(&previous, &policy.services, service, previous_period.days());
+        changes::apply_grades(&mut current, &changes_now);
+        changes::apply_grades(&mut previous, &changes_before);
         Ok(Report {
             period,
             previous_period,
             service: service.map(String::from),
             generated_at: now,
-            current: Figures::from_raw(&current, &policy.services, service, period.days()),
-            previous: Figures::from_raw(&previous, &policy.services, service, previous_period.days()),
+            current,
+            previous,
+            changes: changes_now,
+            previous_changes: changes_before,
         })
     }
 
@@ -390,6 +404,7 @@ impl Report {
             Headline::count("follow_ups_done", "Done follow-ups", cf.done, pf.done),
             Headline::count("follow_ups_wont_do", "Won't-do follow-ups", cf.wont_do, pf.wont_do),
         ]);
+        out.extend(changes::headlines(&self.changes, &self.previous_changes));
         out
     }
 }
