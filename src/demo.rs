@@ -492,6 +492,7 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
     policy.managers_group = Some("S0ONCALL".into());
     policy.severities[0].update_every = Duration::from_secs(2);
     policy.severities[0].escalate_after = Duration::from_secs(1);
+    policy.changes.channel = Some("C0CHANGES".into());
     let stack = LocalStack::start(None, policy, fast_options()).await?;
     let sb = &stack.sandbox;
     writeln!(
@@ -499,6 +500,39 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
         "incident-bot demo: a local Slack sandbox at {} and a throwaway SQLite database\n",
         sb.api_url()
     )?;
+    // Issue 12: a change goes out first; the incident then asks "what changed?".
+    writeln!(
+        out,
+        "▶ carol plans a change with `/change new card router config` (config change, payments, now → +1 h) and starts it"
+    )?;
+    let now = chrono::Utc::now().timestamp();
+    let planned = stack
+        .plan_change(
+            "U0CAROL",
+            "C0GENERAL",
+            "card router config",
+            change_values(
+                "card router config",
+                &["payments"],
+                now - 60,
+                now + 3600,
+                "U0CAROL",
+                &json!({ "kind": "config_change", "risk": "high" }),
+            ),
+        )
+        .await?;
+    if let Some(errors) = planned {
+        anyhow::bail!("the change form refused the demo's change: {errors}");
+    }
+    let said = stack.change("U0CAROL", "C0GENERAL", "start 1").await?;
+    writeln!(out, "  {said}")?;
+    if let Some(post) = wait_for(Duration::from_secs(3), || async {
+        sb.messages("C0CHANGES").into_iter().find(|m| m.text.contains("started"))
+    })
+    .await
+    {
+        writeln!(out, "  #changes: {}", post.text)?;
+    }
     writeln!(out, "▶ alice types `/incident declare Payments API 500s` in #general")?;
     let ack = sb
         .slash_command("U0ALICE", "C0GENERAL", "declare Payments API 500s")
@@ -542,6 +576,18 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
         .await?
         .ok_or_else(|| anyhow::anyhow!("INC-1 was not stored"))?;
 
+    let suspects = wait_for(Duration::from_secs(5), || async {
+        sb.messages(&channel).into_iter().find(|m| m.text.contains("What changed?"))
+    })
+    .await
+    .ok_or_else(|| anyhow::anyhow!("the incident was not told what changed"))?;
+    writeln!(out, "  the incident channel is told what changed:")?;
+    for line in suspects.text.lines() {
+        writeln!(out, "    {line}")?;
+    }
+    writeln!(out, "▶ bob links it as the suspected cause: `/incident change CHG-1`")?;
+    let said = stack.command("U0BOB", &channel, "change CHG-1").await?;
+    writeln!(out, "  {said}")?;
     writeln!(out, "▶ bob, the SPOC, presses Acknowledge on the pinned card")?;
     let card = incident.card_ts.clone().unwrap_or_default();
     sb.click_button(
@@ -579,6 +625,9 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
         ),
     )
     .await?;
+    writeln!(out, "▶ carol rolls the change back: `/change rollback 1 router config reverted`")?;
+    let said = stack.change("U0CAROL", "C0GENERAL", "rollback 1 router config reverted").await?;
+    writeln!(out, "  {said}")?;
     writeln!(out, "▶ alice lowers the severity: `/incident severity SEV2`")?;
     stack.command("U0ALICE", &channel, "severity SEV2").await?;
     writeln!(

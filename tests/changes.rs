@@ -568,7 +568,7 @@ async fn reports_count_changes_and_the_change_failure_rate() {
     // Two incidents today on payments; C is linked to the first.
     let (first, _) = declared(&stack, "Fees wrong", "SEV3").await;
     declared(&stack, "Slow checkout", "SEV4").await;
-    stack.db.link_change(first.id, first.number.0, c, "U0BOB", Utc::now()).await.unwrap().unwrap();
+    stack.db.link_change(first.id, first.number.0, false, c, "U0BOB", Utc::now()).await.unwrap().unwrap();
 
     let today = Utc::now().date_naive();
     let spec = PeriodSpec::range(today - Duration::days(6), today).unwrap();
@@ -611,4 +611,26 @@ async fn reports_count_changes_and_the_change_failure_rate() {
     assert!(render(&report, Format::Json).contains("change_failure_rate"));
     let blocks = incident_bot::slack::report::report_blocks(&report).to_string();
     assert!(blocks.contains("Change failure rate"), "{blocks}");
+}
+
+#[tokio::test]
+async fn a_private_incident_is_never_named_on_a_change() {
+    let stack = stack_with(policy(), fast_options()).await;
+    let n = stored(&stack, "payments-api v42", &["payments"], -1, 1).await;
+    moved(&stack, n, Move::Start, -1).await;
+    stack
+        .declare("U0ALICE", "C0GENERAL", "Card data exposure", json!({ "spoc": "U0BOB", "private": true }))
+        .await
+        .unwrap();
+    let channel = stack.wait_ready(1, READY).await.unwrap();
+    wait_text(&stack, &channel, "What changed?").await;
+    assert!(stack.command("U0BOB", &channel, "change CHG-1").await.unwrap().contains("Linked CHG-1"));
+    // Carol is not in the private incident: she sees the change, never the incident.
+    let show = stack.change("U0CAROL", "C0GENERAL", "show 1").await.unwrap();
+    assert!(show.contains("linked to a private incident") && !show.contains("INC-1"), "{show}");
+    let said = stack.change("U0CAROL", "C0GENERAL", "rollback 1").await.unwrap();
+    assert!(said.contains("a private incident") && !said.contains("INC-1"), "{said}");
+    assert!(texts(&stack, CHANGES).iter().all(|t| !t.contains("INC-1") && !t.contains("Card data")));
+    // The incident's own channel is told.
+    wait_text(&stack, &channel, "was rolled back by <@U0CAROL>").await;
 }

@@ -103,8 +103,8 @@ pub struct ChangeToStore {
 #[derive(Debug, Clone)]
 pub struct Moved {
     pub change: PlannedChange,
-    /// Incidents the change is linked to (told of a rollback): (id, number).
-    pub linked: Vec<(IncidentId, i64)>,
+    /// Incidents the change is linked to (told of a rollback): (id, number, private).
+    pub linked: Vec<(IncidentId, i64, bool)>,
 }
 
 /// Why a link or move was not stored.
@@ -420,7 +420,7 @@ impl Db {
         let sql = format!(
             "UPDATE changes SET sequence = sequence + 1 WHERE number = $1 RETURNING {CHANGE_COLUMNS}"
         );
-        let result: Result<Result<(i64, Vec<(IncidentId, i64)>), CalendarRefused>, sqlx::Error> =
+        let result: Result<Result<(i64, Vec<(IncidentId, i64, bool)>), CalendarRefused>, sqlx::Error> =
             with_pool!(self, |pool| {
                 async {
                     let mut tx = pool.begin().await?;
@@ -477,14 +477,14 @@ impl Db {
                     }
                     let mut linked = Vec::new();
                     if m == Move::Rollback {
-                        let rows: Vec<(i64, i64)> = sqlx::query_as(
-                            "SELECT i.id, i.number FROM change_links l JOIN incidents i ON i.id = l.incident_id \
+                        let rows: Vec<(i64, i64, bool)> = sqlx::query_as(
+                            "SELECT i.id, i.number, i.is_private FROM change_links l JOIN incidents i ON i.id = l.incident_id \
                              WHERE l.change_id = $1 ORDER BY i.number",
                         )
                         .bind(change.id)
                         .fetch_all(&mut *tx)
                         .await?;
-                        for (incident, inc_number) in rows {
+                        for (incident, inc_number, private) in rows {
                             let details = json!({ "change": change.number, "title": change.title, "note": note });
                             insert_event!(tx, incident, at, actor, "change_rolled_back", details.to_string())?;
                             let payload = json!({ "incident": incident, "event": "rolled_back", "actor": actor, "note": note });
@@ -495,9 +495,9 @@ impl Db {
                                 at,
                                 actor,
                                 "rollback_while_linked",
-                                json!({ "incident": format!("INC-{inc_number}") }).to_string()
+                                json!({ "incident": format!("INC-{inc_number}"), "private": private }).to_string()
                             )?;
-                            linked.push((IncidentId(incident), inc_number));
+                            linked.push((IncidentId(incident), inc_number, private));
                         }
                     }
                     tx.commit().await?;
@@ -520,6 +520,7 @@ impl Db {
         &self,
         incident: IncidentId,
         incident_number: i64,
+        private: bool,
         number: ChangeNumber,
         actor: &str,
         now: DateTime<Utc>,
@@ -549,7 +550,7 @@ impl Db {
                 }
                 let details = json!({ "change": change.number, "title": change.title, "state": change.state.as_str() });
                 insert_event!(tx, incident.0, at, actor, "change_linked", details.to_string())?;
-                let details = json!({ "incident": format!("INC-{incident_number}") });
+                let details = json!({ "incident": format!("INC-{incident_number}"), "private": private });
                 change_event!(tx, change.id, at, actor, "linked", details.to_string())?;
                 sqlx::query(INSERT_JOB)
                     .bind(incident.0)
@@ -614,6 +615,7 @@ impl Db {
         job: i64,
         incident: IncidentId,
         incident_number: i64,
+        private: bool,
         changes: &[PlannedChange],
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
@@ -632,7 +634,7 @@ impl Db {
                     .bind(at)
                     .execute(&mut *tx)
                     .await?;
-                    let details = json!({ "incident": format!("INC-{incident_number}") }).to_string();
+                    let details = json!({ "incident": format!("INC-{incident_number}"), "private": private }).to_string();
                     change_event!(tx, c.id, at, "bot", "correlated", details)?;
                 }
                 let details = json!({ "changes": numbers }).to_string();

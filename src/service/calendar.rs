@@ -300,7 +300,7 @@ impl Service {
     ) -> Result<PlannedChange, Refusal> {
         match self
             .db
-            .link_change(incident.id, incident.number.0, number, actor.as_str(), Utc::now())
+            .link_change(incident.id, incident.number.0, incident.is_private, number, actor.as_str(), Utc::now())
             .await
         {
             Ok(Ok(change)) => {

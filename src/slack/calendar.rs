@@ -353,17 +353,17 @@ pub fn show_text(record: &crate::service::calendar::ChangeRecord) -> String {
     }
     out.push_str("*Timeline*");
     for e in record.timeline.iter().rev().take(20).rev() {
+        // Private incidents are never named here: whoever asks may not be in them.
+        let incident = if e.details["private"] == true {
+            "a private incident"
+        } else {
+            e.details["incident"].as_str().unwrap_or("an incident")
+        };
         let what = match e.kind.as_str() {
             "planned" => "planned".to_string(),
-            "linked" => format!("linked to {}", e.details["incident"].as_str().unwrap_or("an incident")),
-            "correlated" => format!(
-                "posted as a possible cause in {}",
-                e.details["incident"].as_str().unwrap_or("an incident")
-            ),
-            "rollback_while_linked" => format!(
-                "rolled back while linked to {}",
-                e.details["incident"].as_str().unwrap_or("an incident")
-            ),
+            "linked" => format!("linked to {incident}"),
+            "correlated" => format!("posted as a possible cause in {incident}"),
+            "rollback_while_linked" => format!("rolled back while linked to {incident}"),
             other => match e.details["note"].as_str() {
                 Some(note) => format!("{other}: {}", escape(note)),
                 None => other.to_string(),
@@ -512,7 +512,12 @@ impl Handler {
                     Ok(Some(moved)) => {
                         let mut text = format!("{} {} is {}.", state_emoji(moved.change.state), moved.change.number, moved.change.state);
                         if !moved.linked.is_empty() {
-                            let numbers: Vec<String> = moved.linked.iter().map(|(_, n)| format!("INC-{n}")).collect();
+                            // A private incident is not named to someone who may not be in it.
+                            let numbers: Vec<String> = moved
+                                .linked
+                                .iter()
+                                .map(|(_, n, private)| if *private { "a private incident".to_string() } else { format!("INC-{n}") })
+                                .collect();
                             text.push_str(&format!(
                                 " It is linked to {}: recorded on their timelines.",
                                 numbers.join(", ")
@@ -848,7 +853,7 @@ async fn perform(db: &Db, web: &SlackWeb, policy: &Policy, job: &ChangeJob) -> J
             web.post(&channel, blocks::text(&suspects_text(&found, policy.changes.lookback)), None)
                 .await
                 .map_err(slack_failure)?;
-            db.record_correlation(job.id, id, incident.number.0, &found, Utc::now())
+            db.record_correlation(job.id, id, incident.number.0, incident.is_private, &found, Utc::now())
                 .await
                 .map_err(db_failure)?;
             Ok(Done::Recorded)
