@@ -129,18 +129,20 @@ impl Bot {
         }
         let socket = SocketMode::start(handler, &settings.slack.app_token, &socket_opts).await?;
         let http = match settings.http_listen.or(opts.http_listen) {
-            Some(addr) => match OpsServer::start_with_feed(addr, db.clone(), socket.connected(), auth_failure, Some(feed)).await {
-                Ok(server) => Some(server),
-                Err(e) => {
-                    // Leave nothing running behind a failed start.
-                    socket.shutdown().await;
-                    stop_reminders.notify_one();
-                    stop_schedules.notify_one();
-                    stop_calendar.notify_one();
-                    stop_outbox.notify_one();
-                    return Err(e);
+            Some(addr) => {
+                match OpsServer::start_with_feed(addr, db.clone(), socket.connected(), auth_failure, Some(feed)).await {
+                    Ok(server) => Some(server),
+                    Err(e) => {
+                        // Leave nothing running behind a failed start.
+                        socket.shutdown().await;
+                        stop_reminders.notify_one();
+                        stop_schedules.notify_one();
+                        stop_calendar.notify_one();
+                        stop_outbox.notify_one();
+                        return Err(e);
+                    }
                 }
-            },
+            }
             None => None,
         };
         Ok(Bot {

@@ -846,6 +846,90 @@ pub fn load(file: Option<&Path>, env: &dyn Env) -> Result<Settings, ConfigError>
     })
 }
 
+/// The change calendar's settings (issue 12): `changes_channel`, `change_lookback`,
+/// `change_digest_cron`, `calendar_token` and the `[[freezes]]`, whose service lines must be in
+/// the catalogue and which must not overlap one another.
+fn change_settings(
+    channel: Option<String>,
+    lookback: Option<String>,
+    digest_cron: Option<String>,
+    token: Option<String>,
+    freezes: Vec<FileFreeze>,
+    policy: &Policy,
+) -> Result<crate::calendar::ChangeSettings, ConfigError> {
+    let mut settings = crate::calendar::ChangeSettings::default();
+    if let Some(v) = channel {
+        settings.channel = Some(check_conversation_id("changes_channel", &v)?);
+    }
+    if let Some(v) = lookback {
+        let d = parse_duration(&v).map_err(|e| ConfigError::new("change_lookback", e))?;
+        settings.lookback = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    }
+    if let Some(v) = digest_cron {
+        v.parse::<cron::Schedule>().map_err(|e| {
+            ConfigError::new(
+                "change_digest_cron",
+                format!(
+                    "cannot read \"{v}\" as a cron schedule ({}); write 6 fields, seconds first, e.g. \"0 0 8 * * Mon-Fri\"",
+                    e.to_string().lines().last().unwrap_or_default().trim()
+                ),
+            )
+        })?;
+        settings.digest_cron = v;
+    }
+    if let Some(v) = token {
+        if v.len() < 16 {
+            return Err(ConfigError::new(
+                "calendar_token",
+                "use at least 16 characters (it is the only thing protecting the feed)",
+            ));
+        }
+        settings.calendar_token = Some(Secret::new(v));
+    }
+    for (i, f) in freezes.into_iter().enumerate() {
+        let key = format!("freezes[{i}]");
+        let start = crate::calendar::parse_local(&f.start, policy.timezone, false)
+            .map_err(|e| ConfigError::new(format!("{key}.start"), e))?;
+        let end = crate::calendar::parse_local(&f.end, policy.timezone, true)
+            .map_err(|e| ConfigError::new(format!("{key}.end"), e))?;
+        if end <= start {
+            return Err(ConfigError::new(
+                format!("{key}.end"),
+                "the freeze ends before it starts",
+            ));
+        }
+        let services = match f.services {
+            None => None,
+            Some(list) if list.iter().any(|s| s == "all") => None,
+            Some(list) => {
+                if let Some(unknown) = list.iter().find(|s| !policy.services.contains(s)) {
+                    return Err(ConfigError::new(
+                        format!("{key}.services"),
+                        format!("\"{unknown}\" is not in services ({})", policy.services.join(", ")),
+                    ));
+                }
+                Some(list)
+            }
+        };
+        settings.freezes.push(crate::calendar::Freeze {
+            name: f.name,
+            starts_at: start,
+            ends_at: end,
+            services,
+        });
+    }
+    if let Some((a, b)) = crate::calendar::overlapping_freezes(&settings.freezes) {
+        return Err(ConfigError::new(
+            format!("freezes[{b}]"),
+            format!(
+                "overlaps freezes[{a}] (\"{}\") on a common service line; merge them into one freeze",
+                settings.freezes[a].name
+            ),
+        ));
+    }
+    Ok(settings)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1049,85 +1133,4 @@ mod tests {
         .unwrap_err();
         assert_eq!(bad_db.key, "DATABASE_URL");
     }
-}
-
-/// The change calendar's settings (issue 12): `changes_channel`, `change_lookback`,
-/// `change_digest_cron`, `calendar_token` and the `[[freezes]]`, whose service lines must be in
-/// the catalogue and which must not overlap one another.
-fn change_settings(
-    channel: Option<String>,
-    lookback: Option<String>,
-    digest_cron: Option<String>,
-    token: Option<String>,
-    freezes: Vec<FileFreeze>,
-    policy: &Policy,
-) -> Result<crate::calendar::ChangeSettings, ConfigError> {
-    let mut settings = crate::calendar::ChangeSettings::default();
-    if let Some(v) = channel {
-        settings.channel = Some(check_conversation_id("changes_channel", &v)?);
-    }
-    if let Some(v) = lookback {
-        let d = parse_duration(&v).map_err(|e| ConfigError::new("change_lookback", e))?;
-        settings.lookback = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
-    }
-    if let Some(v) = digest_cron {
-        v.parse::<cron::Schedule>().map_err(|e| {
-            ConfigError::new(
-                "change_digest_cron",
-                format!(
-                    "cannot read \"{v}\" as a cron schedule ({}); write 6 fields, seconds first, e.g. \"0 0 8 * * Mon-Fri\"",
-                    e.to_string().lines().last().unwrap_or_default().trim()
-                ),
-            )
-        })?;
-        settings.digest_cron = v;
-    }
-    if let Some(v) = token {
-        if v.len() < 16 {
-            return Err(ConfigError::new(
-                "calendar_token",
-                "use at least 16 characters (it is the only thing protecting the feed)",
-            ));
-        }
-        settings.calendar_token = Some(Secret::new(v));
-    }
-    for (i, f) in freezes.into_iter().enumerate() {
-        let key = format!("freezes[{i}]");
-        let start = crate::calendar::parse_local(&f.start, policy.timezone, false)
-            .map_err(|e| ConfigError::new(format!("{key}.start"), e))?;
-        let end = crate::calendar::parse_local(&f.end, policy.timezone, true)
-            .map_err(|e| ConfigError::new(format!("{key}.end"), e))?;
-        if end <= start {
-            return Err(ConfigError::new(format!("{key}.end"), "the freeze ends before it starts"));
-        }
-        let services = match f.services {
-            None => None,
-            Some(list) if list.iter().any(|s| s == "all") => None,
-            Some(list) => {
-                if let Some(unknown) = list.iter().find(|s| !policy.services.contains(s)) {
-                    return Err(ConfigError::new(
-                        format!("{key}.services"),
-                        format!("\"{unknown}\" is not in services ({})", policy.services.join(", ")),
-                    ));
-                }
-                Some(list)
-            }
-        };
-        settings.freezes.push(crate::calendar::Freeze {
-            name: f.name,
-            starts_at: start,
-            ends_at: end,
-            services,
-        });
-    }
-    if let Some((a, b)) = crate::calendar::overlapping_freezes(&settings.freezes) {
-        return Err(ConfigError::new(
-            format!("freezes[{b}]"),
-            format!(
-                "overlaps freezes[{a}] (\"{}\") on a common service line; merge them into one freeze",
-                settings.freezes[a].name
-            ),
-        ));
-    }
-    Ok(settings)
 }

@@ -527,7 +527,9 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
     let said = stack.change("U0CAROL", "C0GENERAL", "start 1").await?;
     writeln!(out, "  {said}")?;
     if let Some(post) = wait_for(Duration::from_secs(3), || async {
-        sb.messages("C0CHANGES").into_iter().find(|m| m.text.contains("started"))
+        sb.messages("C0CHANGES")
+            .into_iter()
+            .find(|m| m.text.contains("started"))
     })
     .await
     {
@@ -577,7 +579,9 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("INC-1 was not stored"))?;
 
     let suspects = wait_for(Duration::from_secs(5), || async {
-        sb.messages(&channel).into_iter().find(|m| m.text.contains("What changed?"))
+        sb.messages(&channel)
+            .into_iter()
+            .find(|m| m.text.contains("What changed?"))
     })
     .await
     .ok_or_else(|| anyhow::anyhow!("the incident was not told what changed"))?;
@@ -625,8 +629,13 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
         ),
     )
     .await?;
-    writeln!(out, "▶ carol rolls the change back: `/change rollback 1 router config reverted`")?;
-    let said = stack.change("U0CAROL", "C0GENERAL", "rollback 1 router config reverted").await?;
+    writeln!(
+        out,
+        "▶ carol rolls the change back: `/change rollback 1 router config reverted`"
+    )?;
+    let said = stack
+        .change("U0CAROL", "C0GENERAL", "rollback 1 router config reverted")
+        .await?;
     writeln!(out, "  {said}")?;
     writeln!(out, "▶ alice lowers the severity: `/incident severity SEV2`")?;
     stack.command("U0ALICE", &channel, "severity SEV2").await?;
@@ -783,7 +792,8 @@ pub fn change_values(title: &str, services: &[&str], start: i64, end: i64, owner
             match (block.as_str(), value) {
                 ("kind" | "risk", Value::String(v)) => *element = select(v),
                 ("go_ahead", Value::Bool(true)) => {
-                    element["selected_options"] = json!([{ "text": { "type": "plain_text", "text": "yes" }, "value": "yes" }])
+                    element["selected_options"] =
+                        json!([{ "text": { "type": "plain_text", "text": "yes" }, "value": "yes" }])
                 }
                 ("customer_facing", Value::Bool(yes)) => {
                     let v = if *yes { "yes" } else { "no" };
@@ -810,7 +820,13 @@ impl LocalStack {
 
     /// Types `/change new <title>`, waits for the form and submits `values` (see
     /// [`change_values`]). Returns the submission's ack payload (field errors, if any).
-    pub async fn plan_change(&self, user: &str, channel: &str, title: &str, values: Value) -> anyhow::Result<Option<Value>> {
+    pub async fn plan_change(
+        &self,
+        user: &str,
+        channel: &str,
+        title: &str,
+        values: Value,
+    ) -> anyhow::Result<Option<Value>> {
         let before = self.sandbox.views_opened().len();
         let text = self.change(user, channel, &format!("new {title}")).await?;
         if !text.is_empty() {

@@ -159,7 +159,10 @@ async fn route(
 
 /// `GET /calendar.ics?token=…`: the change calendar as iCalendar. A missing or wrong token (or
 /// no `calendar_token` configured) is a 401 with no content.
-async fn calendar_feed(service: Option<&crate::service::Service>, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn calendar_feed(
+    service: Option<&crate::service::Service>,
+    request: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let given = request
         .uri()
         .query()

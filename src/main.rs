@@ -424,7 +424,8 @@ async fn changes(config_file: Option<PathBuf>, args: ChangesArgs) -> ExitCode {
         }
         Some(d) => Err(format!("\"{d}\" is not a day (write it like 2026-12-01)")),
     };
-    let window = day(&args.from, false, default_from).and_then(|from| day(&args.to, true, default_to).map(|to| (from, to)));
+    let window =
+        day(&args.from, false, default_from).and_then(|from| day(&args.to, true, default_to).map(|to| (from, to)));
     let (from, to) = match window {
         Ok((from, to)) if to > from => (from, to),
         Ok(_) => {

@@ -32,7 +32,12 @@ async fn wait_text(stack: &LocalStack, channel: &str, needle: &str) -> String {
         texts(stack, channel).into_iter().find(|t| t.contains(needle))
     })
     .await
-    .unwrap_or_else(|| panic!("no message containing {needle:?} in {channel}: {:?}", texts(stack, channel)))
+    .unwrap_or_else(|| {
+        panic!(
+            "no message containing {needle:?} in {channel}: {:?}",
+            texts(stack, channel)
+        )
+    })
 }
 
 fn hours(h: i64) -> i64 {
@@ -103,8 +108,18 @@ async fn change_kinds(stack: &LocalStack, number: ChangeNumber) -> Vec<String> {
 #[tokio::test]
 async fn the_form_plans_numbered_changes_with_their_own_timeline() {
     let stack = stack_with(policy(), fast_options()).await;
-    let values = change_values("payments-api v42", &["payments"], hours(2), hours(3), "U0ALICE", &json!({}));
-    let ack = stack.plan_change("U0ALICE", "C0GENERAL", "payments-api v42", values).await.unwrap();
+    let values = change_values(
+        "payments-api v42",
+        &["payments"],
+        hours(2),
+        hours(3),
+        "U0ALICE",
+        &json!({}),
+    );
+    let ack = stack
+        .plan_change("U0ALICE", "C0GENERAL", "payments-api v42", values)
+        .await
+        .unwrap();
     assert_eq!(ack, None, "no field errors");
     let view = stack.sandbox.views_opened()[0].clone();
     assert_eq!(view.callback_id, "change_new");
@@ -125,11 +140,28 @@ async fn the_form_plans_numbered_changes_with_their_own_timeline() {
     .await
     .expect("the planner is told");
     // A redelivered submission of the same form plans nothing new.
-    let again = change_values("payments-api v42", &["payments"], hours(2), hours(3), "U0ALICE", &json!({}));
+    let again = change_values(
+        "payments-api v42",
+        &["payments"],
+        hours(2),
+        hours(3),
+        "U0ALICE",
+        &json!({}),
+    );
     let _ = stack.sandbox.submit_view("U0ALICE", &view.id, again).await;
     // The next form is CHG-2 (a different window, so no conflict).
-    let values = change_values("ledger migration", &["settlement"], hours(5), hours(6), "U0BOB", &json!({ "kind": "migration" }));
-    assert_eq!(stack.plan_change("U0ALICE", "C0GENERAL", "", values).await.unwrap(), None);
+    let values = change_values(
+        "ledger migration",
+        &["settlement"],
+        hours(5),
+        hours(6),
+        "U0BOB",
+        &json!({ "kind": "migration" }),
+    );
+    assert_eq!(
+        stack.plan_change("U0ALICE", "C0GENERAL", "", values).await.unwrap(),
+        None
+    );
     let second = stack.db.change_by_number(ChangeNumber(2)).await.unwrap().unwrap();
     assert_eq!(second.owner.as_str(), "U0BOB");
     assert!(stack.db.change_by_number(ChangeNumber(3)).await.unwrap().is_none());
@@ -140,26 +172,63 @@ async fn the_form_plans_numbered_changes_with_their_own_timeline() {
 async fn bad_input_is_refused_naming_the_field_and_nothing_is_stored() {
     let stack = stack_with(policy(), fast_options()).await;
     let cases: Vec<(Value, &str)> = vec![
-        (change_values("x", &["payments"], hours(3), hours(2), "U0ALICE", &json!({})), "end"),
-        (change_values("x", &["payments"], hours(1), hours(24 * 31 + 1), "U0ALICE", &json!({})), "end"),
-        (change_values("x", &["mainframe"], hours(1), hours(2), "U0ALICE", &json!({})), "services"),
-        (change_values("x", &["payments"], hours(1), hours(2), "U0BOT", &json!({})), "owner"),
         (
-            change_values("x", &["payments"], hours(1), hours(2), "U0ALICE", &json!({ "kind": "vendor_maintenance" })),
+            change_values("x", &["payments"], hours(3), hours(2), "U0ALICE", &json!({})),
+            "end",
+        ),
+        (
+            change_values("x", &["payments"], hours(1), hours(24 * 31 + 1), "U0ALICE", &json!({})),
+            "end",
+        ),
+        (
+            change_values("x", &["mainframe"], hours(1), hours(2), "U0ALICE", &json!({})),
+            "services",
+        ),
+        (
+            change_values("x", &["payments"], hours(1), hours(2), "U0BOT", &json!({})),
+            "owner",
+        ),
+        (
+            change_values(
+                "x",
+                &["payments"],
+                hours(1),
+                hours(2),
+                "U0ALICE",
+                &json!({ "kind": "vendor_maintenance" }),
+            ),
             "vendor",
         ),
-        (change_values("", &["payments"], hours(1), hours(2), "U0ALICE", &json!({})), "title"),
+        (
+            change_values("", &["payments"], hours(1), hours(2), "U0ALICE", &json!({})),
+            "title",
+        ),
     ];
     for (values, field) in cases {
         let ack = stack.plan_change("U0ALICE", "C0GENERAL", "", values).await.unwrap();
         let errors = &ack.unwrap_or_else(|| panic!("field errors expected on {field}"))["errors"];
         assert!(errors[field].is_string(), "expected an error on {field}: {errors}");
     }
-    assert!(stack.db.change_by_number(ChangeNumber(1)).await.unwrap().is_none(), "nothing stored");
+    assert!(
+        stack.db.change_by_number(ChangeNumber(1)).await.unwrap().is_none(),
+        "nothing stored"
+    );
     // Commands: usage and clear refusals, nothing stored.
-    assert!(stack.change("U0ALICE", "C0GENERAL", "explode").await.unwrap().contains("Usage"));
-    assert!(stack.change("U0ALICE", "C0GENERAL", "start").await.unwrap().contains("needs a change number"));
-    assert!(stack.change("U0ALICE", "C0GENERAL", "start 9").await.unwrap().contains("There is no CHG-9"));
+    assert!(stack
+        .change("U0ALICE", "C0GENERAL", "explode")
+        .await
+        .unwrap()
+        .contains("Usage"));
+    assert!(stack
+        .change("U0ALICE", "C0GENERAL", "start")
+        .await
+        .unwrap()
+        .contains("needs a change number"));
+    assert!(stack
+        .change("U0ALICE", "C0GENERAL", "start 9")
+        .await
+        .unwrap()
+        .contains("There is no CHG-9"));
     assert!(stack
         .change("U0ALICE", "C0GENERAL", "list 2026-13-01..2026-13-02")
         .await
@@ -191,33 +260,62 @@ async fn states_move_by_command_and_show_and_list_tell_them() {
     let other = stored(&stack, "checkout copy", &["checkout"], 3, 4).await;
     let said = stack.change("U0BOB", "C0GENERAL", "done 1").await.unwrap();
     assert!(said.contains("has not started"), "{said}");
-    assert!(stack.change("U0BOB", "C0GENERAL", "start CHG-1").await.unwrap().contains("in progress"));
-    assert!(stack.change("U0BOB", "C0GENERAL", "cancel 1").await.unwrap().contains("is in progress"));
-    assert!(stack.change("U0BOB", "C0GENERAL", "done 1").await.unwrap().contains("is done"));
+    assert!(stack
+        .change("U0BOB", "C0GENERAL", "start CHG-1")
+        .await
+        .unwrap()
+        .contains("in progress"));
+    assert!(stack
+        .change("U0BOB", "C0GENERAL", "cancel 1")
+        .await
+        .unwrap()
+        .contains("is in progress"));
+    assert!(stack
+        .change("U0BOB", "C0GENERAL", "done 1")
+        .await
+        .unwrap()
+        .contains("is done"));
     assert!(stack
         .change("U0BOB", "C0GENERAL", "rollback 1 errors & timeouts")
         .await
         .unwrap()
         .contains("rolled back"));
-    assert!(stack.change("U0BOB", "C0GENERAL", "rollback 1").await.unwrap().contains("cannot be rolled back"));
-    assert!(stack.change("U0BOB", "C0GENERAL", "cancel 2").await.unwrap().contains("canceled"));
+    assert!(stack
+        .change("U0BOB", "C0GENERAL", "rollback 1")
+        .await
+        .unwrap()
+        .contains("cannot be rolled back"));
+    assert!(stack
+        .change("U0BOB", "C0GENERAL", "cancel 2")
+        .await
+        .unwrap()
+        .contains("canceled"));
     assert_eq!(
         change_kinds(&stack, n).await,
         vec!["planned", "start", "done", "rollback"]
     );
     let c = stack.db.change_by_number(n).await.unwrap().unwrap();
     assert_eq!(c.state, ChangeState::RolledBack);
-    assert_eq!(c.sequence, 3, "each stored move (not the refused ones) bumped the feed's SEQUENCE");
+    assert_eq!(
+        c.sequence, 3,
+        "each stored move (not the refused ones) bumped the feed's SEQUENCE"
+    );
     assert_eq!(
         stack.db.change_by_number(other).await.unwrap().unwrap().state,
         ChangeState::Canceled
     );
     let show = stack.change("U0BOB", "C0GENERAL", "show 1").await.unwrap();
     assert!(show.contains("rollback: errors &amp; timeouts"), "{show}");
-    let list = stack.change("U0BOB", "C0GENERAL", "list week service:payments").await.unwrap();
+    let list = stack
+        .change("U0BOB", "C0GENERAL", "list week service:payments")
+        .await
+        .unwrap();
     assert!(list.contains("CHG-1") && !list.contains("CHG-2"), "{list}");
     let list = stack.change("U0BOB", "C0GENERAL", "list week").await.unwrap();
-    assert!(list.find("CHG-1").unwrap() < list.find("CHG-2").unwrap(), "time order: {list}");
+    assert!(
+        list.find("CHG-1").unwrap() < list.find("CHG-2").unwrap(),
+        "time order: {list}"
+    );
     // Each move was announced.
     wait_text(&stack, CHANGES, "CHG-1 rolled back by <@U0BOB>").await;
     wait_text(&stack, CHANGES, "CHG-2 canceled").await;
@@ -236,12 +334,33 @@ async fn freezes_need_an_override_and_conflicts_are_said() {
     }];
     let stack = stack_with(p, fast_options()).await;
     // Inside the freeze: refused until an override reason is given.
-    let inside = |extra: Value| change_values("checkout banner", &["checkout"], hours(11), hours(12), "U0ALICE", &extra);
-    let ack = stack.plan_change("U0ALICE", "C0GENERAL", "", inside(json!({}))).await.unwrap().unwrap();
-    assert!(ack["errors"]["override"].as_str().unwrap().contains("peak weekend"), "{ack}");
+    let inside = |extra: Value| {
+        change_values(
+            "checkout banner",
+            &["checkout"],
+            hours(11),
+            hours(12),
+            "U0ALICE",
+            &extra,
+        )
+    };
+    let ack = stack
+        .plan_change("U0ALICE", "C0GENERAL", "", inside(json!({})))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        ack["errors"]["override"].as_str().unwrap().contains("peak weekend"),
+        "{ack}"
+    );
     assert!(stack.db.change_by_number(ChangeNumber(1)).await.unwrap().is_none());
     let ack = stack
-        .plan_change("U0ALICE", "C0GENERAL", "", inside(json!({ "override": "legal deadline" })))
+        .plan_change(
+            "U0ALICE",
+            "C0GENERAL",
+            "",
+            inside(json!({ "override": "legal deadline" })),
+        )
         .await
         .unwrap();
     assert_eq!(ack, None);
@@ -250,8 +369,21 @@ async fn freezes_need_an_override_and_conflicts_are_said() {
     wait_text(&stack, CHANGES, "Override reason: legal deadline").await;
     // Payments is not frozen; but overlapping another payments change is a conflict.
     stored(&stack, "payments-api v41", &["payments"], 11, 13).await; // CHG-2
-    let overlapping = |extra: Value| change_values("payments-api v42", &["payments"], hours(12), hours(14), "U0ALICE", &extra);
-    let ack = stack.plan_change("U0ALICE", "C0GENERAL", "", overlapping(json!({}))).await.unwrap().unwrap();
+    let overlapping = |extra: Value| {
+        change_values(
+            "payments-api v42",
+            &["payments"],
+            hours(12),
+            hours(14),
+            "U0ALICE",
+            &extra,
+        )
+    };
+    let ack = stack
+        .plan_change("U0ALICE", "C0GENERAL", "", overlapping(json!({})))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(ack["errors"]["go_ahead"].as_str().unwrap().contains("CHG-2"), "{ack}");
     assert!(stack.db.change_by_number(ChangeNumber(3)).await.unwrap().is_none());
     let ack = stack
@@ -262,37 +394,73 @@ async fn freezes_need_an_override_and_conflicts_are_said() {
     wait_text(&stack, CHANGES, "Conflicts: CHG-2 payments-api v41").await;
     // An open SEV1 on a line is a conflict too.
     declared(&stack, "Settlement down", "SEV1").await;
-    let inc = stack.db.incident_by_number(incident_bot::incident::model::IncidentNumber(1)).await.unwrap().unwrap();
+    let inc = stack
+        .db
+        .incident_by_number(incident_bot::incident::model::IncidentNumber(1))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(inc.services, vec!["payments"], "the declare helper picks payments");
     let ack = stack
         .plan_change(
             "U0ALICE",
             "C0GENERAL",
             "",
-            change_values("fee tweak", &["payments"], hours(30), hours(31), "U0ALICE", &json!({ "kind": "config_change" })),
+            change_values(
+                "fee tweak",
+                &["payments"],
+                hours(30),
+                hours(31),
+                "U0ALICE",
+                &json!({ "kind": "config_change" }),
+            ),
         )
         .await
         .unwrap()
         .unwrap();
-    assert!(ack["errors"]["go_ahead"].as_str().unwrap().contains("open SEV1 INC-1"), "{ack}");
+    assert!(
+        ack["errors"]["go_ahead"].as_str().unwrap().contains("open SEV1 INC-1"),
+        "{ack}"
+    );
     // Ad-hoc freeze, then a change inside it is refused without an override.
     let said = stack
-        .change("U0ALICE", "C0GENERAL", &format!("freeze {}..{} service:portal portal launch", day(2), day(2)))
+        .change(
+            "U0ALICE",
+            "C0GENERAL",
+            &format!("freeze {}..{} service:portal portal launch", day(2), day(2)),
+        )
         .await
         .unwrap();
     assert!(said.contains("Freeze “portal launch”"), "{said}");
     let said = stack
-        .change("U0ALICE", "C0GENERAL", &format!("freeze {}..{} overlapping one", day(2), day(3)))
+        .change(
+            "U0ALICE",
+            "C0GENERAL",
+            &format!("freeze {}..{} overlapping one", day(2), day(3)),
+        )
         .await
         .unwrap();
     assert!(said.contains("overlaps the freeze “portal launch”"), "{said}");
-    let start = (Utc::now() + Duration::days(2)).date_naive().and_hms_opt(12, 0, 0).unwrap().and_utc().timestamp();
+    let start = (Utc::now() + Duration::days(2))
+        .date_naive()
+        .and_hms_opt(12, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp();
     let ack = stack
-        .plan_change("U0ALICE", "C0GENERAL", "", change_values("portal css", &["portal"], start, start + 600, "U0ALICE", &json!({})))
+        .plan_change(
+            "U0ALICE",
+            "C0GENERAL",
+            "",
+            change_values("portal css", &["portal"], start, start + 600, "U0ALICE", &json!({})),
+        )
         .await
         .unwrap()
         .unwrap();
-    assert!(ack["errors"]["override"].as_str().unwrap().contains("portal launch"), "{ack}");
+    assert!(
+        ack["errors"]["override"].as_str().unwrap().contains("portal launch"),
+        "{ack}"
+    );
     assert_slack_happy(&stack);
 }
 
@@ -314,23 +482,40 @@ async fn an_incident_is_told_what_changed_on_its_service_lines() {
     let other_line = stored(&stack, "portal css", &["portal"], -2, -1).await;
     moved(&stack, other_line, Move::Start, -2).await;
     let future = stored(&stack, "payments-api v43", &["payments"], 5, 6).await;
-    let vendor = stored_kind(&stack, "acquirer window", &["settlement"], -3, -1, "vendor_maintenance", Some("Globex")).await;
+    let vendor = stored_kind(
+        &stack,
+        "acquirer window",
+        &["settlement"],
+        -3,
+        -1,
+        "vendor_maintenance",
+        Some("Globex"),
+    )
+    .await;
 
     let (incident, channel) = declared(&stack, "Globex timeouts on card payments", "SEV2").await;
     let post = wait_text(&stack, &channel, "What changed?").await;
     // Newest first: the vendor's window (started 3 h ago), the config change, the deploy.
     let order: Vec<usize> = [vendor, recent, in_progress]
         .iter()
-        .map(|n| post.find(&format!("*{n}*")).unwrap_or_else(|| panic!("{n} missing from {post}")))
+        .map(|n| {
+            post.find(&format!("*{n}*"))
+                .unwrap_or_else(|| panic!("{n} missing from {post}"))
+        })
         .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "newest first: {post}");
     for excluded in [old, other_line, future] {
-        assert!(!post.contains(&format!("*{excluded}*")), "{excluded} should not be listed: {post}");
+        assert!(
+            !post.contains(&format!("*{excluded}*")),
+            "{excluded} should not be listed: {post}"
+        );
     }
     assert!(post.contains("owner <@U0CAROL>"));
     // Recorded on both timelines right after the post.
     let recorded = wait_for(StdDuration::from_secs(5), || async {
-        let on_incident = common::event_kinds(&stack, incident.id).await.contains(&"changes_correlated".to_string());
+        let on_incident = common::event_kinds(&stack, incident.id)
+            .await
+            .contains(&"changes_correlated".to_string());
         let on_change = change_kinds(&stack, recent).await.contains(&"correlated".to_string());
         (on_incident && on_change).then_some(())
     })
@@ -341,7 +526,10 @@ async fn an_incident_is_told_what_changed_on_its_service_lines() {
         let incident = stack.db.incident(incident.id).await.ok()?;
         let ts = incident.card_ts?;
         let card = stack.sandbox.messages(&channel).into_iter().find(|m| m.ts == ts)?;
-        card.blocks.to_string().contains("3 recent changes on these service lines").then_some(())
+        card.blocks
+            .to_string()
+            .contains("3 recent changes on these service lines")
+            .then_some(())
     })
     .await;
     assert!(card_says.is_some(), "the card shows the count");
@@ -360,16 +548,32 @@ async fn a_linked_change_is_on_both_timelines_and_its_rollback_is_recorded() {
         .unwrap()
         .contains("There is no CHG-9"));
     let said = stack.command("U0BOB", &channel, "change CHG-1").await.unwrap();
-    assert!(said.contains("Linked CHG-1 deployment: payments-api v42 to INC-1"), "{said}");
-    assert!(stack.command("U0BOB", &channel, "change 1").await.unwrap().contains("already linked"));
-    assert!(common::event_kinds(&stack, incident.id).await.contains(&"change_linked".to_string()));
+    assert!(
+        said.contains("Linked CHG-1 deployment: payments-api v42 to INC-1"),
+        "{said}"
+    );
+    assert!(stack
+        .command("U0BOB", &channel, "change 1")
+        .await
+        .unwrap()
+        .contains("already linked"));
+    assert!(common::event_kinds(&stack, incident.id)
+        .await
+        .contains(&"change_linked".to_string()));
     assert!(change_kinds(&stack, n).await.contains(&"linked".to_string()));
     assert_eq!(stack.db.linked_changes(incident.id).await.unwrap()[0].number, n);
     // The rollback, while linked, is recorded on the incident and said in its channel.
-    let said = stack.change("U0CAROL", "C0GENERAL", "rollback 1 reverting v42").await.unwrap();
+    let said = stack
+        .change("U0CAROL", "C0GENERAL", "rollback 1 reverting v42")
+        .await
+        .unwrap();
     assert!(said.contains("linked to INC-1"), "{said}");
-    assert!(common::event_kinds(&stack, incident.id).await.contains(&"change_rolled_back".to_string()));
-    assert!(change_kinds(&stack, n).await.contains(&"rollback_while_linked".to_string()));
+    assert!(common::event_kinds(&stack, incident.id)
+        .await
+        .contains(&"change_rolled_back".to_string()));
+    assert!(change_kinds(&stack, n)
+        .await
+        .contains(&"rollback_while_linked".to_string()));
     let note = wait_text(&stack, &channel, "was rolled back by <@U0CAROL>").await;
     assert!(note.contains("reverting v42"), "{note}");
     assert_slack_happy(&stack);
@@ -381,14 +585,28 @@ async fn owners_are_reminded_before_the_start_and_asked_once_after_the_end() {
     // Starts in 15 min 2 s: the reminder is due in 2 s.
     let now = Utc::now();
     let start = (now + Duration::minutes(15) + Duration::seconds(2)).timestamp();
-    let values = change_values("payments-api v42", &["payments"], start, start + 3600, "U0CAROL", &json!({}));
-    assert_eq!(stack.plan_change("U0ALICE", "C0GENERAL", "", values).await.unwrap(), None);
+    let values = change_values(
+        "payments-api v42",
+        &["payments"],
+        start,
+        start + 3600,
+        "U0CAROL",
+        &json!({}),
+    );
+    assert_eq!(
+        stack.plan_change("U0ALICE", "C0GENERAL", "", values).await.unwrap(),
+        None
+    );
     let dm = stack.sandbox.open_dm_between("U0BOT", "U0CAROL");
     let reminder = wait_text(&stack, &dm, "Your change starts").await;
     assert!(reminder.contains("/change start 1"), "{reminder}");
     // An in-progress change past its end: its owner is asked once whether it is done.
     let late = stored(&stack, "ledger fix", &["settlement"], -2, -1).await;
-    assert!(stack.change("U0CAROL", "C0GENERAL", &format!("start {}", late.0)).await.unwrap().contains("in progress"));
+    assert!(stack
+        .change("U0CAROL", "C0GENERAL", &format!("start {}", late.0))
+        .await
+        .unwrap()
+        .contains("in progress"));
     let asked = wait_text(&stack, &dm, "Is it done?").await;
     assert!(asked.contains(&format!("/change done {}", late.0)));
     tokio::time::sleep(StdDuration::from_millis(800)).await;
@@ -465,11 +683,17 @@ async fn the_calendar_feed_needs_its_token_and_parses_back() {
     }
     let (head, body) = get("/calendar.ics?token=feed-token-0123456789".into()).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("content-type: text/calendar"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("content-type: text/calendar"),
+        "{head}"
+    );
     // Google's and Outlook's rules: CRLF only, lines of at most 75 octets, escaped text.
     assert!(!body.replace("\r\n", "").contains('\n'), "bare LF");
     assert!(body.split("\r\n").all(|l| l.len() <= 75), "a line over 75 octets");
-    assert!(body.contains("\\,") && body.contains("\\;") && body.contains("\\\\"), "escaping: {body}");
+    assert!(
+        body.contains("\\,") && body.contains("\\;") && body.contains("\\\\"),
+        "escaping: {body}"
+    );
     // A real parser reads it back.
     let mut parser = ical::IcalParser::new(std::io::BufReader::new(body.as_bytes()));
     let calendar = parser.next().expect("one calendar").expect("parses");
@@ -543,7 +767,7 @@ async fn reports_count_changes_and_the_change_failure_rate() {
     moved(&stack, dd, Move::Done, -3 * d + 1).await; // finished, fine
     let e = stored_kind(&stack, "E", &["checkout"], -2 * d, -2 * d + 1, "migration", None).await;
     moved(&stack, e, Move::Cancel, -3 * d).await; // canceled: counted nowhere
-    // F: planned inside a freeze with an override, still in progress (not finished).
+                                                  // F: planned inside a freeze with an override, still in progress (not finished).
     let now = Utc::now();
     let f = ChangeDraft {
         kind: Some("deployment".into()),
@@ -558,7 +782,12 @@ async fn reports_count_changes_and_the_change_failure_rate() {
     }
     .validate(&stack.settings.policy.services)
     .unwrap();
-    let item = ChangeToStore { change: f, key: "test:f".into(), freezes: vec!["peak".into()], conflicts: vec![] };
+    let item = ChangeToStore {
+        change: f,
+        key: "test:f".into(),
+        freezes: vec!["peak".into()],
+        conflicts: vec![],
+    };
     let f = stack.db.create_changes(&[item], "U0CAROL", now, false).await.unwrap()[0].number;
     moved(&stack, f, Move::Start, -2 * d).await;
     // G, in the previous period: rolled back.
@@ -568,14 +797,24 @@ async fn reports_count_changes_and_the_change_failure_rate() {
     // Two incidents today on payments; C is linked to the first.
     let (first, _) = declared(&stack, "Fees wrong", "SEV3").await;
     declared(&stack, "Slow checkout", "SEV4").await;
-    stack.db.link_change(first.id, first.number.0, false, c, "U0BOB", Utc::now()).await.unwrap().unwrap();
+    stack
+        .db
+        .link_change(first.id, first.number.0, false, c, "U0BOB", Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
 
     let today = Utc::now().date_naive();
     let spec = PeriodSpec::range(today - Duration::days(6), today).unwrap();
-    let report = Report::build(&stack.db, &stack.settings.policy, spec, None, Utc::now()).await.unwrap();
+    let report = Report::build(&stack.db, &stack.settings.policy, spec, None, Utc::now())
+        .await
+        .unwrap();
     let heads = report.headlines();
     let h = |key: &str| {
-        let found = heads.iter().find(|h| h.key == key).unwrap_or_else(|| panic!("no headline {key}"));
+        let found = heads
+            .iter()
+            .find(|h| h.key == key)
+            .unwrap_or_else(|| panic!("no headline {key}"));
         (found.value, found.previous)
     };
     // Changes started in the period, canceled ones excluded: A, B, C, D, F = 5 (before: G = 1).
@@ -587,21 +826,36 @@ async fn reports_count_changes_and_the_change_failure_rate() {
     assert_eq!(h("changes_finished"), (Value::Count(4), Value::Count(1)));
     assert_eq!(h("changes_failed"), (Value::Count(2), Value::Count(1)));
     // Change failure rate: 2 ÷ 4 = 50 %; before, G: 1 ÷ 1 = 100 %.
-    assert_eq!(h("change_failure_rate"), (Value::Ratio(Some(0.5)), Value::Ratio(Some(1.0))));
+    assert_eq!(
+        h("change_failure_rate"),
+        (Value::Ratio(Some(0.5)), Value::Ratio(Some(1.0)))
+    );
     // Per line. payments: A, B, C finished, B and C failed: 2 ÷ 3. checkout: D, 0 ÷ 1.
     match h("change_failure_rate_payments").0 {
         Value::Ratio(Some(r)) => assert!((r - 2.0 / 3.0).abs() < 1e-9, "{r}"),
         other => panic!("{other:?}"),
     }
     assert_eq!(h("change_failure_rate_checkout").0, Value::Ratio(Some(0.0)));
-    assert_eq!(h("changes_payments"), (Value::Count(4), Value::Count(1)), "A, B, C, F; before G");
+    assert_eq!(
+        h("changes_payments"),
+        (Value::Count(4), Value::Count(1)),
+        "A, B, C, F; before G"
+    );
     // Overrides: F. Incidents: INC-1 has a linked change, INC-2 has not.
     assert_eq!(h("freeze_overrides").0, Value::Count(1));
     assert_eq!(report.changes.overrides[0].2, "regulator deadline");
     assert_eq!(h("incidents_with_linked_change").0, Value::Count(1));
     assert_eq!(h("incidents_without_linked_change").0, Value::Count(1));
     // Grades: payments has 2 incidents (B) but a 67 % failure rate (over 45 %: D); checkout A.
-    let grade = |line: &str| report.current.services.iter().find(|s| s.service == line).unwrap().grade;
+    let grade = |line: &str| {
+        report
+            .current
+            .services
+            .iter()
+            .find(|s| s.service == line)
+            .unwrap()
+            .grade
+    };
     assert_eq!(grade("payments"), Some(Grade::D));
     assert_eq!(grade("checkout"), Some(Grade::A));
     // Every format carries the figure.
@@ -619,18 +873,32 @@ async fn a_private_incident_is_never_named_on_a_change() {
     let n = stored(&stack, "payments-api v42", &["payments"], -1, 1).await;
     moved(&stack, n, Move::Start, -1).await;
     stack
-        .declare("U0ALICE", "C0GENERAL", "Card data exposure", json!({ "spoc": "U0BOB", "private": true }))
+        .declare(
+            "U0ALICE",
+            "C0GENERAL",
+            "Card data exposure",
+            json!({ "spoc": "U0BOB", "private": true }),
+        )
         .await
         .unwrap();
     let channel = stack.wait_ready(1, READY).await.unwrap();
     wait_text(&stack, &channel, "What changed?").await;
-    assert!(stack.command("U0BOB", &channel, "change CHG-1").await.unwrap().contains("Linked CHG-1"));
+    assert!(stack
+        .command("U0BOB", &channel, "change CHG-1")
+        .await
+        .unwrap()
+        .contains("Linked CHG-1"));
     // Carol is not in the private incident: she sees the change, never the incident.
     let show = stack.change("U0CAROL", "C0GENERAL", "show 1").await.unwrap();
-    assert!(show.contains("linked to a private incident") && !show.contains("INC-1"), "{show}");
+    assert!(
+        show.contains("linked to a private incident") && !show.contains("INC-1"),
+        "{show}"
+    );
     let said = stack.change("U0CAROL", "C0GENERAL", "rollback 1").await.unwrap();
     assert!(said.contains("a private incident") && !said.contains("INC-1"), "{said}");
-    assert!(texts(&stack, CHANGES).iter().all(|t| !t.contains("INC-1") && !t.contains("Card data")));
+    assert!(texts(&stack, CHANGES)
+        .iter()
+        .all(|t| !t.contains("INC-1") && !t.contains("Card data")));
     // The incident's own channel is told.
     wait_text(&stack, &channel, "was rolled back by <@U0CAROL>").await;
 }

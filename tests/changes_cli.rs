@@ -30,7 +30,10 @@ async fn csv_import_is_all_or_nothing_and_export_prints_every_format() {
     );
     let (code, _, err) = run_cli(&url, &[], &["changes", "import", bad.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("line 3: start:") && err.contains("nothing was imported"), "{err}");
+    assert!(
+        err.contains("line 3: start:") && err.contains("nothing was imported"),
+        "{err}"
+    );
     assert!(stack.db.change_by_number(ChangeNumber(1)).await.unwrap().is_none());
     let good = write(
         "good.csv",
@@ -60,7 +63,19 @@ async fn csv_import_is_all_or_nothing_and_export_prints_every_format() {
     let (_, json, _) = run_cli(&url, &[], &["changes", "--format", "json"]);
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(json["changes"].as_array().unwrap().len(), 2);
-    let (_, ics, _) = run_cli(&url, &[], &["changes", "--format", "ics", "--from", &day.to_string(), "--to", &day.to_string()]);
+    let (_, ics, _) = run_cli(
+        &url,
+        &[],
+        &[
+            "changes",
+            "--format",
+            "ics",
+            "--from",
+            &day.to_string(),
+            "--to",
+            &day.to_string(),
+        ],
+    );
     let mut parser = ical::IcalParser::new(std::io::BufReader::new(ics.as_bytes()));
     assert_eq!(parser.next().unwrap().unwrap().events.len(), 2);
     // A window with nothing in it, and bad arguments.
@@ -101,16 +116,23 @@ fn change_settings_are_checked_naming_the_key() {
     assert!(e.contains("freezes[1]") && e.contains("overlaps freezes[0]"), "{e}");
     assert_eq!(e.lines().count(), 1, "{e}");
     assert!(key("[[freezes]]\nname = \"a\"\nstart = \"soon\"\nend = \"2026-12-26\"\n").contains("freezes[0].start"));
-    assert!(key("[[freezes]]\nname = \"a\"\nstart = \"2026-12-24\"\nend = \"2026-12-26\"\nservices = [\"mainframe\"]\n")
-        .contains("freezes[0].services"));
-    assert!(key("[[freezes]]\nname = \"a\"\nstart = \"2026-12-24\"\nend = \"2026-12-26\"\ncolour = \"red\"\n")
-        .contains("colour"));
+    assert!(key(
+        "[[freezes]]\nname = \"a\"\nstart = \"2026-12-24\"\nend = \"2026-12-26\"\nservices = [\"mainframe\"]\n"
+    )
+    .contains("freezes[0].services"));
+    assert!(
+        key("[[freezes]]\nname = \"a\"\nstart = \"2026-12-24\"\nend = \"2026-12-26\"\ncolour = \"red\"\n")
+            .contains("colour")
+    );
     assert!(key("change_digest_cron = \"daily\"\n").contains("change_digest_cron"));
     assert!(key("change_lookback = \"a day\"\n").contains("change_lookback"));
     assert!(key("calendar_token = \"short\"\n").contains("calendar_token"));
     assert!(key("changes_channel = \"#changes\"\n").contains("changes_channel"));
     // The token may come from the environment.
-    let env = BTreeMap::from([("INCIDENT_BOT_CALENDAR_TOKEN".to_string(), "from-the-environment".to_string())]);
+    let env = BTreeMap::from([(
+        "INCIDENT_BOT_CALENDAR_TOKEN".to_string(),
+        "from-the-environment".to_string(),
+    )]);
     let p = incident_bot::config::policy_from_toml("", &env).unwrap().0;
     assert_eq!(p.changes.calendar_token.unwrap().expose(), "from-the-environment");
 }

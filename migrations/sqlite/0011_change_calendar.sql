@@ -28,9 +28,11 @@ CREATE INDEX changes_starts_at ON changes (starts_at);
 CREATE INDEX changes_finished_at ON changes (finished_at);
 
 -- One row per (service line, change), kept with the change: the correlation look-up reads
--- (service, active_until, active_from) from this index only. active_until is the planned end
--- while planned, the actual end once done / rolled back, far in the future while in progress;
--- a canceled change has no rows. Vendor maintenance also has a row under service '~vendor'.
+-- these indexes only. active_until is the planned end while planned, the actual end once done
+-- / rolled back, far in the future while in progress; a canceled change has no rows. A
+-- finished change's active_from is at most 31 days before its active_until (changes last at
+-- most 30 days), so a look-up is two bounded range scans: finished changes by active_from,
+-- changes in progress by active_until. Vendor maintenance also has a row under '~vendor'.
 CREATE TABLE change_services (
     service       TEXT NOT NULL,
     change_id     BIGINT NOT NULL REFERENCES changes (id),
@@ -38,7 +40,8 @@ CREATE TABLE change_services (
     active_until  BIGINT NOT NULL,
     PRIMARY KEY (service, change_id)
 );
-CREATE INDEX change_services_window ON change_services (service, active_until, active_from, change_id);
+CREATE INDEX change_services_from ON change_services (service, active_from, active_until, change_id);
+CREATE INDEX change_services_until ON change_services (service, active_until, active_from, change_id);
 CREATE INDEX change_services_change ON change_services (change_id);
 
 -- A change's own timeline (append-only, like events).

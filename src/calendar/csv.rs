@@ -107,7 +107,10 @@ pub fn import(text: &str, catalogue: &[String], tz: chrono_tz::Tz) -> Result<Vec
                 for (field, message) in errors {
                     let field = if field == "override" { "override_reason" } else { field };
                     // Missing start/end/owner were said once above, more precisely.
-                    if !row_problems.iter().any(|p| p.starts_with(&format!("line {line}: {field}:"))) {
+                    if !row_problems
+                        .iter()
+                        .any(|p| p.starts_with(&format!("line {line}: {field}:")))
+                    {
                         row_problems.push(format!("line {line}: {field}: {message}"));
                     }
                 }

@@ -56,7 +56,10 @@ pub fn description(c: &PlannedChange) -> String {
 pub fn feed(changes: &[PlannedChange], freezes: &[Freeze], now: DateTime<Utc>) -> String {
     let mut calendar = Calendar::new();
     calendar.name("Change calendar");
-    calendar.append_property(icalendar::Property::new("PRODID", "-//incident-bot//change calendar//EN"));
+    calendar.append_property(icalendar::Property::new(
+        "PRODID",
+        "-//incident-bot//change calendar//EN",
+    ));
     for c in changes {
         let mut event = icalendar::Event::new();
         event

@@ -246,7 +246,10 @@ impl ChangeDraft {
         };
         let title = self.title.trim().to_string();
         if title.is_empty() {
-            errors.push(("title", "Give the change a title (what changes, e.g. payments-api v42).".into()));
+            errors.push((
+                "title",
+                "Give the change a title (what changes, e.g. payments-api v42).".into(),
+            ));
         } else if title.chars().count() > MAX_TITLE_CHARS {
             errors.push(("title", format!("Keep the title under {MAX_TITLE_CHARS} characters.")));
         }
@@ -478,10 +481,15 @@ pub fn parse_local(raw: &str, tz: chrono_tz::Tz, end_of_day: bool) -> Result<Dat
         let d = if end_of_day { d.succ_opt().ok_or_else(fail)? } else { d };
         d.and_hms_opt(0, 0, 0).ok_or_else(fail)?
     } else {
-        ["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
-            .iter()
-            .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())
-            .ok_or_else(fail)?
+        [
+            "%Y-%m-%dT%H:%M",
+            "%Y-%m-%d %H:%M",
+            "%Y-%m-%dT%H:%M:%S",
+            "%Y-%m-%d %H:%M:%S",
+        ]
+        .iter()
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())
+        .ok_or_else(fail)?
     };
     tz.from_local_datetime(&naive)
         .earliest()
@@ -551,8 +559,8 @@ pub fn is_suspect(change: &PlannedChange, facts: &IncidentFacts, lookback: Durat
         return false;
     };
     let on_service = change.services.iter().any(|s| facts.services.contains(s));
-    let vendor_named = change.kind == ChangeKind::VendorMaintenance
-        && change.vendor.as_deref().is_some_and(|v| names(&facts.text, v));
+    let vendor_named =
+        change.kind == ChangeKind::VendorMaintenance && change.vendor.as_deref().is_some_and(|v| names(&facts.text, v));
     (on_service || vendor_named) && change.active_from() <= facts.reference && until >= facts.reference - lookback
 }
 
@@ -693,7 +701,10 @@ mod tests {
     #[test]
     fn kinds_parse_by_code_or_label() {
         assert_eq!(ChangeKind::parse("Config change"), Ok(ChangeKind::ConfigChange));
-        assert_eq!(ChangeKind::parse("vendor-maintenance"), Ok(ChangeKind::VendorMaintenance));
+        assert_eq!(
+            ChangeKind::parse("vendor-maintenance"),
+            Ok(ChangeKind::VendorMaintenance)
+        );
         assert!(ChangeKind::parse("party").is_err());
         assert_eq!(ChangeNumber::parse("CHG-12"), Ok(ChangeNumber(12)));
         assert_eq!(ChangeNumber::parse("7"), Ok(ChangeNumber(7)));
@@ -736,10 +747,10 @@ mod tests {
         assert_eq!(overlapping_freezes(&[all, later]), None);
 
         let others = vec![
-            stored(1, &["payments"], ChangeState::Planned, 0, 2),  // overlaps, same service
-            stored(2, &["checkout"], ChangeState::Planned, 0, 2),  // other service
-            stored(3, &["payments"], ChangeState::Done, 0, 2),     // closed
-            stored(4, &["payments"], ChangeState::Planned, 1, 2),  // starts when ours ends
+            stored(1, &["payments"], ChangeState::Planned, 0, 2), // overlaps, same service
+            stored(2, &["checkout"], ChangeState::Planned, 0, 2), // other service
+            stored(3, &["payments"], ChangeState::Done, 0, 2),    // closed
+            stored(4, &["payments"], ChangeState::Planned, 1, 2), // starts when ours ends
         ];
         let found = conflicts(&change, &others, None);
         assert_eq!(found.len(), 1);
@@ -758,12 +769,12 @@ mod tests {
         vendor.vendor = Some("Globex".into());
         let candidates = vec![
             stored(1, &["payments"], ChangeState::InProgress, -48, -47), // still in progress
-            stored(2, &["payments"], ChangeState::Done, -5, -4),          // ended 4 h before
-            stored(3, &["payments"], ChangeState::Done, -40, -30),        // ended 30 h before
-            stored(4, &["checkout"], ChangeState::Done, -2, -1),          // other line
-            stored(5, &["payments"], ChangeState::Planned, 2, 3),         // not begun
-            vendor,                                                        // named vendor
-            stored(7, &["payments"], ChangeState::Canceled, -2, -1),      // canceled
+            stored(2, &["payments"], ChangeState::Done, -5, -4),         // ended 4 h before
+            stored(3, &["payments"], ChangeState::Done, -40, -30),       // ended 30 h before
+            stored(4, &["checkout"], ChangeState::Done, -2, -1),         // other line
+            stored(5, &["payments"], ChangeState::Planned, 2, 3),        // not begun
+            vendor,                                                      // named vendor
+            stored(7, &["payments"], ChangeState::Canceled, -2, -1),     // canceled
         ];
         let found: Vec<i64> = suspects(candidates, &facts, Duration::hours(24))
             .iter()
@@ -775,7 +786,9 @@ mod tests {
     #[test]
     fn windows_and_local_times() {
         let tz: chrono_tz::Tz = "Europe/London".parse().unwrap();
-        let now = DateTime::parse_from_rfc3339("2026-07-01T12:00:00Z").unwrap().with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-07-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let (a, b) = window("today", tz, now).unwrap();
         assert_eq!(a.to_rfc3339(), "2026-06-30T23:00:00+00:00");
         assert_eq!(b - a, Duration::hours(24));

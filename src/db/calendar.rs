@@ -17,6 +17,9 @@ use std::time::Duration;
 
 /// `active_until` of a change in progress: it is a suspect until it is finished.
 const FOREVER_MS: i64 = 253_402_300_799_000; // 9999-12-31
+/// How far before its `active_until` a finished change's indexed `active_from` may be: a change
+/// lasts at most 30 days (one marked done later counts as active for its last 31 days).
+const MAX_SPAN_MS: i64 = 31 * 24 * 3_600_000;
 /// The pseudo service line under which vendor maintenance is also indexed.
 pub const VENDOR_LINE: &str = "~vendor";
 
@@ -104,8 +107,11 @@ pub struct ChangeToStore {
 pub struct Moved {
     pub change: PlannedChange,
     /// Incidents the change is linked to (told of a rollback): (id, number, private).
-    pub linked: Vec<(IncidentId, i64, bool)>,
+    pub linked: Vec<Linked>,
 }
+
+/// An incident a change is linked to: (id, number, private).
+pub type Linked = (IncidentId, i64, bool);
 
 /// Why a link or move was not stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,14 +198,16 @@ macro_rules! change_event {
 /// Enqueues a change job inside `$tx`: (change id, kind, payload, due ms, now ms).
 macro_rules! change_job {
     ($tx:ident, $change:expr, $kind:expr, $payload:expr, $due:expr, $now:expr) => {
-        sqlx::query("INSERT INTO change_jobs (change_id, kind, payload, due_at, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind($change)
-            .bind($kind)
-            .bind($payload)
-            .bind($due)
-            .bind($now)
-            .execute(&mut *$tx)
-            .await
+        sqlx::query(
+            "INSERT INTO change_jobs (change_id, kind, payload, due_at, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind($change)
+        .bind($kind)
+        .bind($payload)
+        .bind($due)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await
     };
 }
 
@@ -237,7 +245,22 @@ macro_rules! index_change {
 }
 
 fn until_ms(c: &PlannedChange) -> Option<i64> {
-    c.active_until().map(|t| if t == DateTime::<Utc>::MAX_UTC { FOREVER_MS } else { to_ms(t) })
+    c.active_until().map(|t| {
+        if t == DateTime::<Utc>::MAX_UTC {
+            FOREVER_MS
+        } else {
+            to_ms(t)
+        }
+    })
+}
+
+/// The `active_from` a change is indexed with (see [`MAX_SPAN_MS`]).
+fn from_ms_indexed(c: &PlannedChange) -> i64 {
+    let from = to_ms(c.active_from());
+    match until_ms(c) {
+        Some(until) if until != FOREVER_MS => from.max(until - MAX_SPAN_MS),
+        _ => from,
+    }
 }
 
 impl Db {
@@ -345,8 +368,10 @@ impl Db {
 
     pub async fn change(&self, id: i64) -> anyhow::Result<Option<PlannedChange>> {
         let sql = format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE id = $1");
-        let row: Option<ChangeRow> =
-            with_pool!(self, |pool| sqlx::query_as::<_, ChangeRow>(&sql).bind(id).fetch_optional(pool).await)?;
+        let row: Option<ChangeRow> = with_pool!(self, |pool| sqlx::query_as::<_, ChangeRow>(&sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?;
         row.map(PlannedChange::try_from).transpose()
     }
 
@@ -362,11 +387,14 @@ impl Db {
     /// Changes whose window overlaps `[from, to)` (any state), in time order.
     pub async fn changes_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> anyhow::Result<Vec<PlannedChange>> {
         let sql = format!(
-            "SELECT {CHANGE_COLUMNS} FROM changes WHERE starts_at < $2 AND ends_at > $1 ORDER BY starts_at, number"
+            "SELECT {CHANGE_COLUMNS} FROM changes WHERE starts_at >= $3 AND starts_at < $2 AND ends_at > $1 \
+             ORDER BY starts_at, number"
         );
+        // A change lasts at most 30 days: the start's lower bound keeps this a range scan.
         let rows: Vec<ChangeRow> = with_pool!(self, |pool| sqlx::query_as::<_, ChangeRow>(&sql)
             .bind(to_ms(from))
             .bind(to_ms(to))
+            .bind(to_ms(from) - MAX_SPAN_MS)
             .fetch_all(pool)
             .await)?;
         rows_to_changes(rows)
@@ -383,18 +411,27 @@ impl Db {
     ) -> anyhow::Result<Vec<PlannedChange>> {
         let mut lines: Vec<&str> = services.iter().map(String::as_str).collect();
         lines.push(VENDOR_LINE);
-        let placeholders: Vec<String> = (0..lines.len()).map(|i| format!("${}", i + 3)).collect();
+        let placeholders: Vec<String> = (0..lines.len()).map(|i| format!("${}", i + 5)).collect();
         let columns: Vec<String> = CHANGE_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect();
+        let lines_in = placeholders.join(", ");
+        // Finished (or planned) changes by when they began, bounded below by the longest span;
+        // changes in progress by their open end.
         let sql = format!(
-            "SELECT {} FROM changes c WHERE c.id IN (SELECT s.change_id FROM change_services s \
-             WHERE s.service IN ({}) AND s.active_until >= $1 AND s.active_from <= $2)",
+            "SELECT {} FROM changes c WHERE c.id IN (\
+               SELECT s.change_id FROM change_services s WHERE s.service IN ({lines_in}) \
+                 AND s.active_from >= $3 AND s.active_from <= $2 AND s.active_until >= $1 \
+               UNION \
+               SELECT s.change_id FROM change_services s WHERE s.service IN ({lines_in}) \
+                 AND s.active_until = $4 AND s.active_from <= $2)",
             columns.join(", "),
-            placeholders.join(", ")
         );
+        let since = to_ms(reference - lookback);
         let rows: Vec<ChangeRow> = with_pool!(self, |pool| {
             let mut q = sqlx::query_as::<_, ChangeRow>(&sql)
-                .bind(to_ms(reference - lookback))
-                .bind(to_ms(reference));
+                .bind(since)
+                .bind(to_ms(reference))
+                .bind(since - MAX_SPAN_MS)
+                .bind(FOREVER_MS);
             for line in &lines {
                 q = q.bind(*line);
             }
@@ -406,6 +443,7 @@ impl Db {
     /// Applies a state move by `actor` (once per `key`), with its timeline event, its
     /// announcement (when `announce`), the owner's "is it done?" question at the planned end
     /// (on start), and, on a rollback, a note on each linked incident's timeline and channel.
+    #[allow(clippy::too_many_arguments)] // each is one fact of the move; a struct would only rename them
     pub async fn move_change(
         &self,
         number: ChangeNumber,
@@ -417,12 +455,9 @@ impl Db {
         announce: bool,
     ) -> anyhow::Result<Result<Moved, CalendarRefused>> {
         let at = to_ms(now);
-        let sql = format!(
-            "UPDATE changes SET sequence = sequence + 1 WHERE number = $1 RETURNING {CHANGE_COLUMNS}"
-        );
-        let result: Result<Result<(i64, Vec<(IncidentId, i64, bool)>), CalendarRefused>, sqlx::Error> =
-            with_pool!(self, |pool| {
-                async {
+        let sql = format!("UPDATE changes SET sequence = sequence + 1 WHERE number = $1 RETURNING {CHANGE_COLUMNS}");
+        let result: Result<Result<(i64, Vec<Linked>), CalendarRefused>, sqlx::Error> = with_pool!(self, |pool| {
+            async {
                     let mut tx = pool.begin().await?;
                     // A write first takes the row's lock (and SQLite's write lock).
                     let row: Option<ChangeRow> = sqlx::query_as::<_, ChangeRow>(&sql)
@@ -462,7 +497,7 @@ impl Db {
                         change.id,
                         change.services,
                         change.kind == ChangeKind::VendorMaintenance,
-                        to_ms(change.active_from()),
+                        from_ms_indexed(&change),
                         until_ms(&change)
                     )?;
                     let details = json!({ "state": next.as_str(), "note": note }).to_string();
@@ -504,7 +539,7 @@ impl Db {
                     Ok(Ok((change.id, linked)))
                 }
                 .await
-            });
+        });
         match result.context("cannot store a change's move")? {
             Ok((id, linked)) => Ok(Ok(Moved {
                 change: self.change(id).await?.context("a moved change vanished")?,
@@ -580,8 +615,10 @@ impl Db {
              ORDER BY c.starts_at DESC",
             columns.join(", ")
         );
-        let rows: Vec<ChangeRow> =
-            with_pool!(self, |pool| sqlx::query_as::<_, ChangeRow>(&sql).bind(incident.0).fetch_all(pool).await)?;
+        let rows: Vec<ChangeRow> = with_pool!(self, |pool| sqlx::query_as::<_, ChangeRow>(&sql)
+            .bind(incident.0)
+            .fetch_all(pool)
+            .await)?;
         rows_to_changes(rows)
     }
 
@@ -634,7 +671,8 @@ impl Db {
                     .bind(at)
                     .execute(&mut *tx)
                     .await?;
-                    let details = json!({ "incident": format!("INC-{incident_number}"), "private": private }).to_string();
+                    let details =
+                        json!({ "incident": format!("INC-{incident_number}"), "private": private }).to_string();
                     change_event!(tx, c.id, at, "bot", "correlated", details)?;
                 }
                 let details = json!({ "changes": numbers }).to_string();
@@ -680,7 +718,10 @@ impl Db {
 
     /// Stores an ad-hoc freeze.
     pub async fn add_freeze(&self, freeze: &Freeze, actor: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
-        let services = freeze.services.as_ref().map(|s| serde_json::to_string(s).unwrap_or_default());
+        let services = freeze
+            .services
+            .as_ref()
+            .map(|s| serde_json::to_string(s).unwrap_or_default());
         with_pool!(self, |pool| sqlx::query(
             "INSERT INTO change_freezes (name, starts_at, ends_at, services, created_by, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)"
@@ -730,7 +771,8 @@ impl Db {
         dedupe: Option<&str>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<bool> {
-        let n = with_pool!(self, |pool| sqlx::query(
+        let n = with_pool!(self, |pool| {
+            sqlx::query(
             "INSERT INTO change_jobs (change_id, kind, payload, due_at, created_at, dedupe) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (dedupe) DO NOTHING"
         )
@@ -742,13 +784,19 @@ impl Db {
         .bind(dedupe)
         .execute(pool)
         .await
-        .map(|r| r.rows_affected()))?;
+        .map(|r| r.rows_affected())
+        })?;
         Ok(n == 1)
     }
 
     /// Claims up to `limit` due change jobs for `lease` (other replicas skip locked rows on
     /// PostgreSQL; SQLite's single `UPDATE … RETURNING` is atomic).
-    pub async fn claim_change_jobs(&self, now: DateTime<Utc>, lease: Duration, limit: i64) -> anyhow::Result<Vec<ChangeJob>> {
+    pub async fn claim_change_jobs(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: i64,
+    ) -> anyhow::Result<Vec<ChangeJob>> {
         let lock = skip_locked(self, "");
         let sql = format!(
             "UPDATE change_jobs SET locked_until = $1, attempts = attempts + 1 WHERE id IN (\
@@ -780,8 +828,33 @@ impl Db {
 
     /// Marks a change job done.
     pub async fn finish_change_job(&self, id: i64, now: DateTime<Utc>) -> anyhow::Result<()> {
-        with_pool!(self, |pool| sqlx::query("UPDATE change_jobs SET done_at = $1, locked_until = NULL WHERE id = $2")
-            .bind(to_ms(now))
+        with_pool!(self, |pool| sqlx::query(
+            "UPDATE change_jobs SET done_at = $1, locked_until = NULL WHERE id = $2"
+        )
+        .bind(to_ms(now))
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Plans another attempt at `due`, or gives up for good when `due` is `None`.
+    pub async fn retry_change_job(
+        &self,
+        id: i64,
+        due: Option<DateTime<Utc>>,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let sql = match due {
+            Some(_) => "UPDATE change_jobs SET due_at = $1, last_error = $2, locked_until = NULL WHERE id = $3",
+            None => "UPDATE change_jobs SET failed_at = $1, last_error = $2, locked_until = NULL WHERE id = $3",
+        };
+        let at = to_ms(due.unwrap_or(now));
+        with_pool!(self, |pool| sqlx::query(sql)
+            .bind(at)
+            .bind(error)
             .bind(id)
             .execute(pool)
             .await
@@ -789,26 +862,21 @@ impl Db {
         Ok(())
     }
 
-    /// Plans another attempt at `due`, or gives up for good when `due` is `None`.
-    pub async fn retry_change_job(&self, id: i64, due: Option<DateTime<Utc>>, error: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
-        let sql = match due {
-            Some(_) => "UPDATE change_jobs SET due_at = $1, last_error = $2, locked_until = NULL WHERE id = $3",
-            None => "UPDATE change_jobs SET failed_at = $1, last_error = $2, locked_until = NULL WHERE id = $3",
-        };
-        let at = to_ms(due.unwrap_or(now));
-        with_pool!(self, |pool| sqlx::query(sql).bind(at).bind(error).bind(id).execute(pool).await.map(|_| ()))?;
-        Ok(())
-    }
-
     /// When the next change job is due (or a lease runs out), if any.
     pub async fn next_change_job_due(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
-        let next: Option<i64> = with_pool!(self, |pool| sqlx::query_scalar(
-            "SELECT MIN(CASE WHEN locked_until IS NOT NULL AND locked_until > due_at THEN locked_until ELSE due_at END) \
-             FROM change_jobs WHERE done_at IS NULL AND failed_at IS NULL"
+        // The first pending rows in due order (the partial index); a held one is due again when
+        // its lease ends.
+        let rows: Vec<(i64, Option<i64>)> = with_pool!(self, |pool| sqlx::query_as(
+            "SELECT due_at, locked_until FROM change_jobs WHERE done_at IS NULL AND failed_at IS NULL \
+             ORDER BY due_at LIMIT 64"
         )
-        .fetch_one(pool)
+        .fetch_all(pool)
         .await)?;
-        Ok(next.map(from_ms))
+        Ok(rows
+            .into_iter()
+            .map(|(due, locked)| locked.map_or(due, |l| l.max(due)))
+            .min()
+            .map(from_ms))
     }
 
     /// Change jobs of `kind` done so far (for tests and the demo).
@@ -855,16 +923,19 @@ impl Db {
             .into_iter()
             .filter(|c| service.is_none_or(|s| c.services.iter().any(|x| x == s)))
             .collect();
-        let linked: Vec<i64> = with_pool!(self, |pool| sqlx::query_scalar("SELECT DISTINCT change_id FROM change_links")
-            .fetch_all(pool)
-            .await)?;
+        let linked: Vec<i64> = with_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT DISTINCT change_id FROM change_links"
+        )
+        .fetch_all(pool)
+        .await)?;
         let in_period = |t: Option<DateTime<Utc>>| t.is_some_and(|t| t >= from && t < to);
         let mut figures = ChangeFigures::default();
         let mut kinds: std::collections::BTreeMap<String, i64> = Default::default();
         let mut lines: std::collections::BTreeMap<String, (i64, i64, i64)> = Default::default();
         for c in &changes {
             let started_here = c.starts_at >= from && c.starts_at < to;
-            let finished_here = matches!(c.state, ChangeState::Done | ChangeState::RolledBack) && in_period(c.finished_at);
+            let finished_here =
+                matches!(c.state, ChangeState::Done | ChangeState::RolledBack) && in_period(c.finished_at);
             let failed = finished_here && (c.state == ChangeState::RolledBack || linked.contains(&c.id));
             if started_here && c.state != ChangeState::Canceled {
                 *kinds.entry(c.kind.as_str().to_string()).or_default() += 1;
@@ -892,7 +963,8 @@ impl Db {
         }
         figures.by_kind = kinds.into_iter().collect();
         figures.by_service = lines.into_iter().map(|(s, (n, f, x))| (s, n, f, x)).collect();
-        let (with, all): (i64, i64) = with_pool!(self, |pool| sqlx::query_as(
+        let (with, all): (i64, i64) = with_pool!(self, |pool| {
+            sqlx::query_as(
             "SELECT COUNT(DISTINCT l.incident_id), (SELECT COUNT(*) FROM incidents WHERE declared_at >= $1 AND declared_at < $2 \
                AND status <> 'canceled') \
              FROM change_links l JOIN incidents i ON i.id = l.incident_id \
@@ -901,7 +973,8 @@ impl Db {
         .bind(to_ms(from))
         .bind(to_ms(to))
         .fetch_one(pool)
-        .await)?;
+        .await
+        })?;
         figures.incidents_with_change = with;
         figures.incidents_without_change = all - with;
         Ok(figures)

@@ -45,8 +45,18 @@ pub fn headlines(now: &ChangeFigures, before: &ChangeFigures) -> Vec<Headline> {
     let total = |f: &ChangeFigures| f.by_kind.iter().map(|(_, n)| n).sum::<i64>();
     let mut out = vec![
         Headline::count("changes", "Changes", total(now), total(before)),
-        Headline::count("changes_finished", "Changes done or rolled back", now.finished, before.finished),
-        Headline::count("changes_failed", "Changes failed (rolled back or linked to an incident)", now.failed, before.failed),
+        Headline::count(
+            "changes_finished",
+            "Changes done or rolled back",
+            now.finished,
+            before.finished,
+        ),
+        Headline::count(
+            "changes_failed",
+            "Changes failed (rolled back or linked to an incident)",
+            now.failed,
+            before.failed,
+        ),
         Headline {
             key: "change_failure_rate".into(),
             label: "Change failure rate".into(),
@@ -54,11 +64,18 @@ pub fn headlines(now: &ChangeFigures, before: &ChangeFigures) -> Vec<Headline> {
             previous: Value::Ratio(before.failure_rate()),
         },
     ];
-    let mut kinds: Vec<&str> = now.by_kind.iter().chain(&before.by_kind).map(|(k, _)| k.as_str()).collect();
+    let mut kinds: Vec<&str> = now
+        .by_kind
+        .iter()
+        .chain(&before.by_kind)
+        .map(|(k, _)| k.as_str())
+        .collect();
     kinds.sort();
     kinds.dedup();
     for kind in kinds {
-        let label = crate::calendar::ChangeKind::parse(kind).map(|k| k.label()).unwrap_or(kind);
+        let label = crate::calendar::ChangeKind::parse(kind)
+            .map(|k| k.label())
+            .unwrap_or(kind);
         out.push(Headline::count(
             &format!("changes_{kind}"),
             &format!("Changes: {label}"),
@@ -66,7 +83,12 @@ pub fn headlines(now: &ChangeFigures, before: &ChangeFigures) -> Vec<Headline> {
             count(&before.by_kind, kind),
         ));
     }
-    let mut lines: Vec<&str> = now.by_service.iter().chain(&before.by_service).map(|(s, ..)| s.as_str()).collect();
+    let mut lines: Vec<&str> = now
+        .by_service
+        .iter()
+        .chain(&before.by_service)
+        .map(|(s, ..)| s.as_str())
+        .collect();
     lines.sort();
     lines.dedup();
     let find = |f: &ChangeFigures, s: &str| {
@@ -78,7 +100,12 @@ pub fn headlines(now: &ChangeFigures, before: &ChangeFigures) -> Vec<Headline> {
     for line in lines {
         let (n, fin, fail) = find(now, line);
         let (pn, pfin, pfail) = find(before, line);
-        out.push(Headline::count(&format!("changes_{line}"), &format!("Changes on {line}"), n, pn));
+        out.push(Headline::count(
+            &format!("changes_{line}"),
+            &format!("Changes on {line}"),
+            n,
+            pn,
+        ));
         out.push(Headline {
             key: format!("change_failure_rate_{line}"),
             label: format!("Change failure rate, {line}"),

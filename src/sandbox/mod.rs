@@ -406,7 +406,13 @@ impl Sandbox {
 
     /// Sends slash command `command` (which `manifest.yml` must declare: Slack offers only the
     /// app's own commands), as [`Sandbox::slash_command`] does.
-    pub async fn slash_command_named(&self, command: &str, user: &str, channel: &str, text: &str) -> anyhow::Result<Ack> {
+    pub async fn slash_command_named(
+        &self,
+        command: &str,
+        user: &str,
+        channel: &str,
+        text: &str,
+    ) -> anyhow::Result<Ack> {
         if !scopes::manifest_commands().iter().any(|c| c == command) {
             bail!("`{command}` is not a slash command of this app (manifest.yml declares none such)");
         }

@@ -240,6 +240,15 @@ pub(crate) fn use_scope(state: &mut State, scope: &str) -> bool {
     held
 }
 
+/// The slash commands `manifest.yml` declares (`features.slash_commands[].command`).
+pub fn manifest_commands() -> Vec<String> {
+    MANIFEST
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- command:"))
+        .map(|c| c.trim().trim_matches('"').to_string())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,13 +345,4 @@ mod tests {
         .unwrap_err();
         assert_eq!((needed.as_str(), provided.as_str()), ("channels:history", "chat:write"));
     }
-}
-
-/// The slash commands `manifest.yml` declares (`features.slash_commands[].command`).
-pub fn manifest_commands() -> Vec<String> {
-    MANIFEST
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("- command:"))
-        .map(|c| c.trim().trim_matches('"').to_string())
-        .collect()
 }

@@ -4,9 +4,7 @@
 //! import. Called by `/change`, `/incident change`, the CLI and `/calendar.ics`.
 
 use super::{Refusal, Service};
-use crate::calendar::{
-    self, ChangeNumber, Conflict, Freeze, IncidentFacts, Move, NewChange, PlannedChange,
-};
+use crate::calendar::{self, ChangeNumber, Conflict, Freeze, IncidentFacts, Move, NewChange, PlannedChange};
 use crate::db::{CalendarRefused, ChangeToStore, Moved};
 use crate::incident::model::{Incident, IncidentId, Severity, TimelineEvent, UserId};
 use chrono::{DateTime, Utc};
@@ -131,7 +129,10 @@ impl Service {
                 return Err(PlanRefusal::Fields(vec![("owner", why.to_string())]));
             }
         }
-        let freezes = self.freezes(change.starts_at, change.ends_at).await.map_err(unavailable)?;
+        let freezes = self
+            .freezes(change.starts_at, change.ends_at)
+            .await
+            .map_err(unavailable)?;
         let hit: Vec<&Freeze> = calendar::freezes_hit(&freezes, &change);
         let mut errors = Vec::new();
         if !hit.is_empty() && change.override_reason.is_none() {
@@ -177,7 +178,12 @@ impl Service {
         };
         let stored = self
             .db
-            .create_changes(&[item.clone()], actor.as_str(), Utc::now(), self.policy.changes.channel.is_some())
+            .create_changes(
+                std::slice::from_ref(&item),
+                actor.as_str(),
+                Utc::now(),
+                self.policy.changes.channel.is_some(),
+            )
             .await
             .map_err(unavailable)?;
         let change = stored.into_iter().next().ok_or(PlanRefusal::Unavailable)?;
@@ -264,7 +270,11 @@ impl Service {
             .change_by_number(number)
             .await
             .map_err(unavailable)?
-            .ok_or_else(|| Refusal::Rule(format!("There is no {number}. `/change list week` shows the coming changes.")))?;
+            .ok_or_else(|| {
+                Refusal::Rule(format!(
+                    "There is no {number}. `/change list week` shows the coming changes."
+                ))
+            })?;
         let timeline = self.db.change_timeline(change.id).await.map_err(unavailable)?;
         Ok(ChangeRecord { change, timeline })
     }
@@ -280,7 +290,10 @@ impl Service {
             return Err(Refusal::Rule("The freeze must end after it starts.".into()));
         }
         let unavailable = |e| Refusal::unavailable("store a freeze", e);
-        let mut known = self.freezes(freeze.starts_at, freeze.ends_at).await.map_err(unavailable)?;
+        let mut known = self
+            .freezes(freeze.starts_at, freeze.ends_at)
+            .await
+            .map_err(unavailable)?;
         known.push(freeze.clone());
         if let Some((a, _)) = calendar::overlapping_freezes(&known) {
             return Err(Refusal::Rule(format!(
@@ -288,7 +301,10 @@ impl Service {
                 known[a].name
             )));
         }
-        self.db.add_freeze(&freeze, actor.as_str(), Utc::now()).await.map_err(unavailable)
+        self.db
+            .add_freeze(&freeze, actor.as_str(), Utc::now())
+            .await
+            .map_err(unavailable)
     }
 
     /// `/incident change CHG-n`: links the change to the incident as a suspected cause.
@@ -300,7 +316,14 @@ impl Service {
     ) -> Result<PlannedChange, Refusal> {
         match self
             .db
-            .link_change(incident.id, incident.number.0, incident.is_private, number, actor.as_str(), Utc::now())
+            .link_change(
+                incident.id,
+                incident.number.0,
+                incident.is_private,
+                number,
+                actor.as_str(),
+                Utc::now(),
+            )
             .await
         {
             Ok(Ok(change)) => {
@@ -340,7 +363,6 @@ impl Service {
         suspects_of(&self.db, &self.policy, incident).await
     }
 
-
     fn wake_changes(&self) {
         self.wake_changes.notify_one();
         self.wake_outbox.notify_one();
@@ -375,7 +397,9 @@ pub async fn suspects_of(
         text: format!("{} {}", incident.title, incident.description),
     };
     let lookback = policy.changes.lookback;
-    let candidates = db.suspect_candidates(&facts.services, facts.reference, lookback).await?;
+    let candidates = db
+        .suspect_candidates(&facts.services, facts.reference, lookback)
+        .await?;
     Ok(calendar::suspects(candidates, &facts, lookback))
 }
 
@@ -412,9 +436,11 @@ pub async fn export_changes(
     let changes = db.changes_between(from, to).await?;
     Ok(match format {
         ExportFormat::Csv => calendar::csv::export(&changes),
-        ExportFormat::Json => serde_json::to_string_pretty(&serde_json::json!({
-            "from": from, "to": to, "changes": changes,
-        }))? + "\n",
+        ExportFormat::Json => {
+            serde_json::to_string_pretty(&serde_json::json!({
+                "from": from, "to": to, "changes": changes,
+            }))? + "\n"
+        }
         ExportFormat::Ics => {
             let mut freezes: Vec<Freeze> = policy
                 .changes

@@ -27,7 +27,8 @@ pub const CHANGE_CALLBACK: &str = "change_new";
 /// The slash command (in `manifest.yml`).
 pub const COMMAND: &str = "/change";
 
-pub const USAGE: &str = "*Usage:* `/change [new <title>]` · `list [today|week|YYYY-MM-DD..YYYY-MM-DD] [service:<name>]` · \
+pub const USAGE: &str =
+    "*Usage:* `/change [new <title>]` · `list [today|week|YYYY-MM-DD..YYYY-MM-DD] [service:<name>]` · \
 `show N` · `start N` · `done N` · `rollback N [note]` · `cancel N` · \
 `freeze YYYY-MM-DD[THH:MM]..YYYY-MM-DD[THH:MM] [service:<name>] <name>` · `help`";
 
@@ -42,10 +43,19 @@ pub const HELP: &str = "*Change calendar* — plan every change, see what change
 /// What `/change` was asked.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChangeCommand {
-    New { title: String },
-    List { window: String, service: Option<String> },
+    New {
+        title: String,
+    },
+    List {
+        window: String,
+        service: Option<String>,
+    },
     Show(ChangeNumber),
-    Move { number: ChangeNumber, m: Move, note: Option<String> },
+    Move {
+        number: ChangeNumber,
+        m: Move,
+        note: Option<String>,
+    },
     Freeze(FreezeRequest),
     Help,
 }
@@ -77,7 +87,9 @@ pub fn parse(raw: &str) -> Result<ChangeCommand, String> {
             None => (rest, ""),
         };
         if n.is_empty() {
-            return Err(usage(format!("`/change {word}` needs a change number, like `/change {word} 12`.")));
+            return Err(usage(format!(
+                "`/change {word}` needs a change number, like `/change {word} 12`."
+            )));
         }
         Ok((ChangeNumber::parse(n).map_err(usage)?, text::plain(tail, Lines::Many)))
     };
@@ -227,7 +239,11 @@ fn input<'a>(values: &'a Value, block: &str) -> &'a Value {
 /// Reads the submitted form into a draft and the "plan it anyway" box.
 pub fn parse_form(values: &Value) -> (ChangeDraft, bool) {
     let line = |b: &str| text::input_value(input(values, b)["value"].as_str().unwrap_or_default(), Lines::One);
-    let selected = |b: &str| input(values, b)["selected_option"]["value"].as_str().map(str::to_string);
+    let selected = |b: &str| {
+        input(values, b)["selected_option"]["value"]
+            .as_str()
+            .map(str::to_string)
+    };
     let when = |b: &str| {
         input(values, b)["selected_date_time"]
             .as_i64()
@@ -333,13 +349,16 @@ pub fn list_text(heading: &str, changes: &[PlannedChange]) -> String {
     if changes.is_empty() {
         return format!("{heading}\nNo changes.");
     }
-    let mut out = format!("{heading}");
+    let mut out = heading.to_string();
     for c in changes.iter().take(40) {
         out.push('\n');
         out.push_str(&change_line(c));
     }
     if changes.len() > 40 {
-        out.push_str(&format!("\n… and {} more (`incident-bot changes` exports them all).", changes.len() - 40));
+        out.push_str(&format!(
+            "\n… and {} more (`incident-bot changes` exports them all).",
+            changes.len() - 40
+        ));
     }
     truncate(&out, 2900)
 }
@@ -369,7 +388,11 @@ pub fn show_text(record: &crate::service::calendar::ChangeRecord) -> String {
                 None => other.to_string(),
             },
         };
-        let actor = if e.actor == "bot" { "bot".to_string() } else { format!("<@{}>", e.actor) };
+        let actor = if e.actor == "bot" {
+            "bot".to_string()
+        } else {
+            format!("<@{}>", e.actor)
+        };
         out.push_str(&format!("\n• {} {actor} {what}", slack_date(e.at)));
     }
     truncate(&out, 2900)
@@ -378,7 +401,10 @@ pub fn show_text(record: &crate::service::calendar::ChangeRecord) -> String {
 /// What the changes channel is told of a new change or a state move.
 pub fn announcement(c: &PlannedChange, payload: &Value) -> String {
     let event = payload["event"].as_str().unwrap_or("planned");
-    let actor = payload["actor"].as_str().map(|a| format!(" by <@{a}>")).unwrap_or_default();
+    let actor = payload["actor"]
+        .as_str()
+        .map(|a| format!(" by <@{a}>"))
+        .unwrap_or_default();
     let mut out = match event {
         "planned" => format!("🗓️ New change planned{actor}:\n{}", change_line(c)),
         "start" => format!("🚧 {} started{actor}: {}", c.number, escape(&c.title)),
@@ -405,11 +431,7 @@ pub fn announcement(c: &PlannedChange, payload: &Value) -> String {
 
 /// The digest: today's changes (on Mondays, the week's).
 pub fn digest_text(week: bool, changes: &[PlannedChange], freezes: &[Freeze]) -> String {
-    let heading = if week {
-        "*Changes this week*"
-    } else {
-        "*Changes today*"
-    };
+    let heading = if week { "*Changes this week*" } else { "*Changes today*" };
     let mut out = list_text(heading, changes);
     for f in freezes {
         out.push_str(&format!(
@@ -451,7 +473,10 @@ pub fn card_block(correlated: i64, linked: i64) -> Option<Value> {
         ));
     }
     if linked > 0 {
-        parts.push(format!("🔗 {linked} linked as suspected cause{}", if linked == 1 { "" } else { "s" }));
+        parts.push(format!(
+            "🔗 {linked} linked as suspected cause{}",
+            if linked == 1 { "" } else { "s" }
+        ));
     }
     Some(json!({ "type": "context", "elements": [ { "type": "mrkdwn", "text": parts.join(" · ") } ] }))
 }
@@ -510,13 +535,24 @@ impl Handler {
                 let key = format!("trigger:{}", event.trigger_id);
                 match self.service.move_change(number, m, note.as_deref(), &user, &key).await {
                     Ok(Some(moved)) => {
-                        let mut text = format!("{} {} is {}.", state_emoji(moved.change.state), moved.change.number, moved.change.state);
+                        let mut text = format!(
+                            "{} {} is {}.",
+                            state_emoji(moved.change.state),
+                            moved.change.number,
+                            moved.change.state
+                        );
                         if !moved.linked.is_empty() {
                             // A private incident is not named to someone who may not be in it.
                             let numbers: Vec<String> = moved
                                 .linked
                                 .iter()
-                                .map(|(_, n, private)| if *private { "a private incident".to_string() } else { format!("INC-{n}") })
+                                .map(|(_, n, private)| {
+                                    if *private {
+                                        "a private incident".to_string()
+                                    } else {
+                                        format!("INC-{n}")
+                                    }
+                                })
                                 .collect();
                             text.push_str(&format!(
                                 " It is linked to {}: recorded on their timelines.",
@@ -576,12 +612,18 @@ impl Handler {
                     text.push_str(&format!(" ⚠️ Conflicts: {}.", conflicts_line(&planned.conflicts)));
                 }
                 if !planned.freezes.is_empty() {
-                    text.push_str(&format!(" ❄️ Inside the freeze {} (override recorded).", planned.freezes.join(", ")));
+                    text.push_str(&format!(
+                        " ❄️ Inside the freeze {} (override recorded).",
+                        planned.freezes.join(", ")
+                    ));
                 }
                 let (web, user) = (self.web.clone(), user.to_string());
                 tokio::spawn(async move {
                     let channel = origin.unwrap_or_else(|| user.clone());
-                    if let Err(e) = web.tell_person(None, &channel, &user, blocks::text(&escape(&text))).await {
+                    if let Err(e) = web
+                        .tell_person(None, &channel, &user, blocks::text(&escape(&text)))
+                        .await
+                    {
                         tracing::warn!(error = %e, "cannot confirm a planned change");
                     }
                 });
@@ -665,7 +707,10 @@ pub async fn run(
                 let key = format!("digest:{}", slot_key(slot));
                 let week = slot.format("%a").to_string() == "Mon";
                 let payload = json!({ "slot": slot_key(slot), "week": week, "at": at });
-                match db.enqueue_change_job(None, "digest", payload, at, Some(&key), now).await {
+                match db
+                    .enqueue_change_job(None, "digest", payload, at, Some(&key), now)
+                    .await
+                {
                     Ok(_) if at <= now => after = Some(slot),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "change calendar: cannot enqueue the digest"),
@@ -696,8 +741,13 @@ pub async fn run(
                     let factor = 1u32 << (job.attempts.clamp(1, 10) - 1);
                     let delay = (opts.base_backoff * factor).min(std::time::Duration::from_secs(300));
                     tracing::warn!(job = job.id, kind = %job.kind, %error, "change calendar job failed; will retry");
-                    db.retry_change_job(job.id, Some(now + Duration::from_std(delay).unwrap_or_default()), &error, now)
-                        .await
+                    db.retry_change_job(
+                        job.id,
+                        Some(now + Duration::from_std(delay).unwrap_or_default()),
+                        &error,
+                        now,
+                    )
+                    .await
                 }
                 Err((error, _)) => {
                     tracing::error!(job = job.id, kind = %job.kind, %error, "change calendar job failed for good");
@@ -765,7 +815,9 @@ async fn perform(db: &Db, web: &SlackWeb, policy: &Policy, job: &ChangeJob) -> J
         "remind_start" => {
             let Some(c) = change else { return Ok(Done::Finished) };
             // Moved, started or canceled since: nothing to remind of.
-            if c.state != ChangeState::Planned || job.payload["starts_at"].as_i64() != Some(c.starts_at.timestamp_millis()) {
+            if c.state != ChangeState::Planned
+                || job.payload["starts_at"].as_i64() != Some(c.starts_at.timestamp_millis())
+            {
                 return Ok(Done::Finished);
             }
             let text = format!(
@@ -850,9 +902,13 @@ async fn perform(db: &Db, web: &SlackWeb, policy: &Policy, job: &ChangeJob) -> J
             if found.is_empty() {
                 return Ok(Done::Finished);
             }
-            web.post(&channel, blocks::text(&suspects_text(&found, policy.changes.lookback)), None)
-                .await
-                .map_err(slack_failure)?;
+            web.post(
+                &channel,
+                blocks::text(&suspects_text(&found, policy.changes.lookback)),
+                None,
+            )
+            .await
+            .map_err(slack_failure)?;
             db.record_correlation(job.id, id, incident.number.0, incident.is_private, &found, Utc::now())
                 .await
                 .map_err(db_failure)?;
@@ -863,7 +919,9 @@ async fn perform(db: &Db, web: &SlackWeb, policy: &Policy, job: &ChangeJob) -> J
                 return Ok(Done::Finished);
             };
             let incident = db.incident(IncidentId(id)).await.map_err(db_failure)?;
-            let Some(channel) = incident.channel_id else { return Ok(Done::Finished) };
+            let Some(channel) = incident.channel_id else {
+                return Ok(Done::Finished);
+            };
             let actor = job.payload["actor"].as_str().unwrap_or("someone");
             let mut text = format!(
                 "↩️ {} (linked to this incident as a suspected cause) was rolled back by <@{actor}>.",
@@ -872,7 +930,9 @@ async fn perform(db: &Db, web: &SlackWeb, policy: &Policy, job: &ChangeJob) -> J
             if let Some(note) = job.payload["note"].as_str() {
                 text.push_str(&format!("\n>{}", escape(note)));
             }
-            web.post(&channel, blocks::text(&text), None).await.map_err(slack_failure)?;
+            web.post(&channel, blocks::text(&text), None)
+                .await
+                .map_err(slack_failure)?;
             Ok(Done::Finished)
         }
         other => Err((format!("unknown change job kind {other}"), false)),
@@ -888,7 +948,9 @@ mod tests {
         assert_eq!(parse("").unwrap(), ChangeCommand::New { title: String::new() });
         assert_eq!(
             parse("new payments-api v42").unwrap(),
-            ChangeCommand::New { title: "payments-api v42".into() }
+            ChangeCommand::New {
+                title: "payments-api v42".into()
+            }
         );
         assert_eq!(
             parse("rollback CHG-3 errors &amp; timeouts").unwrap(),

@@ -6,8 +6,8 @@
 //! the database, and return within [`ACK_BUDGET`]: `views.open` (which must happen within 3 s
 //! of the command) is spawned.
 
-use super::calendar::CHANGE_CALLBACK;
 use super::blocks::{self, DECLARE_CALLBACK, FOLLOW_UP_CALLBACK, IMPACT_CALLBACK, RESOLVE_CALLBACK, UPDATE_CALLBACK};
+use super::calendar::CHANGE_CALLBACK;
 use super::commands::{self, Command};
 use super::forms;
 use super::socket_mode::{Envelope, EnvelopeHandler, SocketModeClient};
