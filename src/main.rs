@@ -258,7 +258,7 @@ fn file_policy(config_file: Option<PathBuf>) -> Result<config::Policy, config::C
 
 /// `incident-bot export INC-42`: bad arguments exit 2, database errors 1.
 async fn export(config_file: Option<PathBuf>, args: ExportArgs) -> ExitCode {
-    use incident_bot::incident::{model::IncidentNumber, pir};
+    use incident_bot::incident::model::IncidentNumber;
     let policy = match file_policy(config_file) {
         Ok(policy) => policy,
         Err(e) => return config_error(e),
@@ -289,9 +289,9 @@ async fn export(config_file: Option<PathBuf>, args: ExportArgs) -> ExitCode {
         let names = Default::default();
         let input = record.input(&policy, &names, chrono::Utc::now());
         if json {
-            println!("{}", serde_json::to_string_pretty(&pir::json(&input))?);
+            println!("{}", serde_json::to_string_pretty(&record.json(&input))?);
         } else {
-            print!("{}", pir::markdown(&input));
+            print!("{}", record.markdown(&input));
         }
         db.close().await;
         anyhow::Ok(true)

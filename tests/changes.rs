@@ -562,6 +562,18 @@ async fn a_linked_change_is_on_both_timelines_and_its_rollback_is_recorded() {
         .contains(&"change_linked".to_string()));
     assert!(change_kinds(&stack, n).await.contains(&"linked".to_string()));
     assert_eq!(stack.db.linked_changes(incident.id).await.unwrap()[0].number, n);
+    // The review draft (and the export, which renders the same record) lists it.
+    let record = incident_bot::service::ReviewRecord::load(&stack.db, incident.id)
+        .await
+        .unwrap();
+    let names = Default::default();
+    let input = record.input(&stack.settings.policy, &names, Utc::now());
+    let draft = record.markdown(&input);
+    assert!(
+        draft.contains("## Linked changes") && draft.contains("**CHG-1** deployment: payments-api v42"),
+        "{draft}"
+    );
+    assert_eq!(record.json(&input)["linked_changes"][0]["number"], 1);
     // The rollback, while linked, is recorded on the incident and said in its channel.
     let said = stack
         .change("U0CAROL", "C0GENERAL", "rollback 1 reverting v42")

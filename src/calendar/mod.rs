@@ -618,6 +618,34 @@ pub fn window(spec: &str, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Result<(Date
     }
 }
 
+/// The review draft's section on the changes linked to the incident (empty when none).
+pub fn review_section(changes: &[PlannedChange], tz: chrono_tz::Tz) -> String {
+    if changes.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\n## Linked changes\n\nChanges linked to this incident as suspected causes:\n\n");
+    for c in changes {
+        let local = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string();
+        out.push_str(&format!(
+            "- **{}** {}: {} ({}; {} → {}; owner {}; {} risk; {})",
+            c.number,
+            c.kind,
+            c.title,
+            c.services.join(", "),
+            local(c.starts_at),
+            local(c.ends_at),
+            c.owner,
+            c.risk,
+            c.state
+        ));
+        if let Some(l) = &c.link {
+            out.push_str(&format!(" <{l}>"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
