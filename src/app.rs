@@ -34,6 +34,8 @@ pub struct BotOptions {
     pub report_lease: Option<std::time::Duration>,
     /// The triage channel's poster (issue 15): leases, pacing.
     pub alerts: crate::slack::alerts::PosterOptions,
+    /// The change calendar's loop (issue 12).
+    pub calendar: crate::slack::calendar::CalendarOptions,
 }
 
 /// A running bot.
@@ -49,6 +51,8 @@ pub struct Bot {
     schedules: JoinHandle<()>,
     stop_alerts: Arc<Notify>,
     alerts: JoinHandle<()>,
+    stop_calendar: Arc<Notify>,
+    calendar: JoinHandle<()>,
     http: Option<OpsServer>,
 }
 
@@ -101,6 +105,17 @@ impl Bot {
             opts.report_lease.unwrap_or(crate::slack::report::REPORT_LEASE),
             stop_schedules.clone(),
         ));
+        let wake_calendar = Arc::new(Notify::new());
+        let stop_calendar = Arc::new(Notify::new());
+        let calendar = tokio::spawn(crate::slack::calendar::run(
+            db.clone(),
+            web.clone(),
+            settings.policy.clone(),
+            wake_calendar.clone(),
+            wake_outbox.clone(),
+            stop_calendar.clone(),
+            opts.calendar.clone(),
+        ));
         let auth_failure = web.auth_failure();
         let wake_alerts = Arc::new(Notify::new());
         let stop_alerts = Arc::new(Notify::new());
@@ -111,7 +126,8 @@ impl Bot {
             wake_outbox,
             wake_reminders,
         )
-        .with_alert_wake(wake_alerts.clone());
+        .with_alert_wake(wake_alerts.clone())
+        .with_change_wake(wake_calendar);
         // The triage poster runs only when alerts can come in (issue 15).
         let alerts = if settings.policy.alerts.sources.is_empty() {
             tokio::spawn(async {})
@@ -125,7 +141,8 @@ impl Bot {
                 opts.alerts.clone(),
             ))
         };
-        let intake = (!settings.policy.alerts.sources.is_empty()).then(|| service.clone());
+        let intake = (!settings.policy.alerts.sources.is_empty()).then(|| Arc::new(service.clone()));
+        let feed = Arc::new(service.clone());
         let handler = Arc::new(Handler {
             app_id: settings.slack.app_token.app_id().map(str::to_string),
             service,
@@ -139,7 +156,16 @@ impl Bot {
         let socket = SocketMode::start(handler, &settings.slack.app_token, &socket_opts).await?;
         let http = match settings.http_listen.or(opts.http_listen) {
             Some(addr) => {
-                match OpsServer::start_with_alerts(addr, db.clone(), socket.connected(), auth_failure, intake).await {
+                match OpsServer::start_with_services(
+                    addr,
+                    db.clone(),
+                    socket.connected(),
+                    auth_failure,
+                    intake,
+                    Some(feed),
+                )
+                .await
+                {
                     Ok(server) => Some(server),
                     Err(e) => {
                         // Leave nothing running behind a failed start.
@@ -147,6 +173,7 @@ impl Bot {
                         stop_reminders.notify_one();
                         stop_schedules.notify_one();
                         stop_alerts.notify_one();
+                        stop_calendar.notify_one();
                         stop_outbox.notify_one();
                         return Err(e);
                     }
@@ -166,6 +193,8 @@ impl Bot {
             schedules,
             stop_alerts,
             alerts,
+            stop_calendar,
+            calendar,
             http,
         })
     }
@@ -188,6 +217,7 @@ impl Bot {
         self.reminders.abort();
         self.schedules.abort();
         self.alerts.abort();
+        self.calendar.abort();
         let _ = self.outbox.await;
         self.socket.shutdown().await;
         if let Some(http) = self.http {
@@ -209,6 +239,10 @@ impl Bot {
         self.stop_alerts.notify_one();
         if let Err(e) = self.alerts.await {
             tracing::error!(error = %e, "alert poster task ended abnormally");
+        }
+        self.stop_calendar.notify_one();
+        if let Err(e) = self.calendar.await {
+            tracing::error!(error = %e, "change calendar task ended abnormally");
         }
         self.stop_outbox.notify_one();
         if let Err(e) = self.outbox.await {

@@ -96,6 +96,8 @@ pub struct Policy {
     pub vendors: crate::vendor::Catalogue,
     /// Detection (issue 15): the triage channel, `[[alert_sources]]`, `[[alert_rules]]`.
     pub alerts: crate::alerts::AlertsConfig,
+    /// The change calendar (issue 12): channel, look-back, digest, feed token, freezes.
+    pub changes: crate::calendar::ChangeSettings,
 }
 
 impl Policy {
@@ -183,6 +185,7 @@ impl Default for Policy {
             pir: crate::incident::pir::PirRules::default(),
             vendors: crate::vendor::Catalogue::default(),
             alerts: crate::alerts::AlertsConfig::default(),
+            changes: crate::calendar::ChangeSettings::default(),
         }
     }
 }
@@ -238,6 +241,21 @@ struct FileConfig {
     alert_sources: Vec<crate::alerts::config::FileAlertSource>,
     #[serde(default)]
     alert_rules: Vec<crate::alerts::config::FileAlertRule>,
+    changes_channel: Option<String>,
+    change_lookback: Option<String>,
+    change_digest_cron: Option<String>,
+    calendar_token: Option<String>,
+    #[serde(default)]
+    freezes: Vec<FileFreeze>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFreeze {
+    name: String,
+    start: String,
+    end: String,
+    services: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -528,6 +546,14 @@ pub fn policy_from_toml(text: &str, env: &dyn Env) -> Result<(Policy, Option<Soc
     }
     policy.alerts.sources = crate::alerts::config::sources(file.alert_sources, &policy, env)?;
     policy.alerts.rules = crate::alerts::config::rules(file.alert_rules, &policy)?;
+    policy.changes = change_settings(
+        over("changes_channel").or(file.changes_channel),
+        over("change_lookback").or(file.change_lookback),
+        over("change_digest_cron").or(file.change_digest_cron),
+        over("calendar_token").or(file.calendar_token),
+        file.freezes,
+        &policy,
+    )?;
     let http_listen = match over("http_listen").or(file.http_listen) {
         Some(v) => Some(v.parse().map_err(|_| {
             ConfigError::new(
@@ -555,10 +581,12 @@ enum Shape {
     Vendors,
     /// `[[alert_sources]]` / `[[alert_rules]]` tables (checked by `alerts::config`).
     AlertTables,
+    /// `[[freezes]]` tables (keys checked by serde).
+    Freezes,
 }
 
 /// The file's top-level keys; every scalar one may be overridden as `INCIDENT_BOT_<KEY>`.
-const TOP_KEYS: [(&str, Shape); 18] = [
+const TOP_KEYS: [(&str, Shape); 23] = [
     ("announce_channel", Shape::Text),
     ("managers_group", Shape::Text),
     ("timezone", Shape::Text),
@@ -577,6 +605,11 @@ const TOP_KEYS: [(&str, Shape); 18] = [
     ("alerts_channel", Shape::Text),
     ("alert_sources", Shape::AlertTables),
     ("alert_rules", Shape::AlertTables),
+    ("changes_channel", Shape::Text),
+    ("change_lookback", Shape::Text),
+    ("change_digest_cron", Shape::Text),
+    ("calendar_token", Shape::Text),
+    ("freezes", Shape::Freezes),
 ];
 const SEVERITY_KEYS: [&str; 3] = ["description", "update_every", "escalate_after"];
 const REPORT_KEYS: [&str; 3] = ["cron", "period", "channel"];
@@ -624,7 +657,7 @@ fn check_env_names(env: &dyn Env) -> Result<(), ConfigError> {
                 .filter(|(_, shape)| {
                     !matches!(
                         shape,
-                        Shape::Severities | Shape::Reports | Shape::Vendors | Shape::AlertTables
+                        Shape::Severities | Shape::Reports | Shape::Vendors | Shape::AlertTables | Shape::Freezes
                     )
                 })
                 .map(|(k, _)| *k),
@@ -676,6 +709,11 @@ fn check_file_keys(text: &str) -> Result<(), ConfigError> {
                     check_table(&format!("{key}[{i}]"), report, &REPORT_KEYS, &REPORT_KEYS)?;
                 }
             }
+            Shape::Freezes => {
+                value
+                    .as_array()
+                    .ok_or_else(|| expected(key, "[[freezes]] tables", value))?;
+            }
             shape => check_leaf(key, *shape, value)?,
         }
     }
@@ -706,7 +744,7 @@ fn check_leaf(path: &str, shape: Shape, value: &toml::Value) -> Result<(), Confi
         Shape::Text => value.is_str(),
         Shape::Flag => value.is_bool(),
         Shape::Names => value.as_array().is_some_and(|a| a.iter().all(toml::Value::is_str)),
-        Shape::Severities | Shape::Reports | Shape::Vendors | Shape::AlertTables => true,
+        Shape::Severities | Shape::Reports | Shape::Vendors | Shape::AlertTables | Shape::Freezes => true,
     };
     if ok {
         return Ok(());
@@ -842,6 +880,90 @@ pub fn load(file: Option<&Path>, env: &dyn Env) -> Result<Settings, ConfigError>
         http_listen,
         policy,
     })
+}
+
+/// The change calendar's settings (issue 12): `changes_channel`, `change_lookback`,
+/// `change_digest_cron`, `calendar_token` and the `[[freezes]]`, whose service lines must be in
+/// the catalogue and which must not overlap one another.
+fn change_settings(
+    channel: Option<String>,
+    lookback: Option<String>,
+    digest_cron: Option<String>,
+    token: Option<String>,
+    freezes: Vec<FileFreeze>,
+    policy: &Policy,
+) -> Result<crate::calendar::ChangeSettings, ConfigError> {
+    let mut settings = crate::calendar::ChangeSettings::default();
+    if let Some(v) = channel {
+        settings.channel = Some(check_conversation_id("changes_channel", &v)?);
+    }
+    if let Some(v) = lookback {
+        let d = parse_duration(&v).map_err(|e| ConfigError::new("change_lookback", e))?;
+        settings.lookback = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    }
+    if let Some(v) = digest_cron {
+        v.parse::<cron::Schedule>().map_err(|e| {
+            ConfigError::new(
+                "change_digest_cron",
+                format!(
+                    "cannot read \"{v}\" as a cron schedule ({}); write 6 fields, seconds first, e.g. \"0 0 8 * * Mon-Fri\"",
+                    e.to_string().lines().last().unwrap_or_default().trim()
+                ),
+            )
+        })?;
+        settings.digest_cron = v;
+    }
+    if let Some(v) = token {
+        if v.len() < 16 {
+            return Err(ConfigError::new(
+                "calendar_token",
+                "use at least 16 characters (it is the only thing protecting the feed)",
+            ));
+        }
+        settings.calendar_token = Some(Secret::new(v));
+    }
+    for (i, f) in freezes.into_iter().enumerate() {
+        let key = format!("freezes[{i}]");
+        let start = crate::calendar::parse_local(&f.start, policy.timezone, false)
+            .map_err(|e| ConfigError::new(format!("{key}.start"), e))?;
+        let end = crate::calendar::parse_local(&f.end, policy.timezone, true)
+            .map_err(|e| ConfigError::new(format!("{key}.end"), e))?;
+        if end <= start {
+            return Err(ConfigError::new(
+                format!("{key}.end"),
+                "the freeze ends before it starts",
+            ));
+        }
+        let services = match f.services {
+            None => None,
+            Some(list) if list.iter().any(|s| s == "all") => None,
+            Some(list) => {
+                if let Some(unknown) = list.iter().find(|s| !policy.services.contains(s)) {
+                    return Err(ConfigError::new(
+                        format!("{key}.services"),
+                        format!("\"{unknown}\" is not in services ({})", policy.services.join(", ")),
+                    ));
+                }
+                Some(list)
+            }
+        };
+        settings.freezes.push(crate::calendar::Freeze {
+            name: f.name,
+            starts_at: start,
+            ends_at: end,
+            services,
+        });
+    }
+    if let Some((a, b)) = crate::calendar::overlapping_freezes(&settings.freezes) {
+        return Err(ConfigError::new(
+            format!("freezes[{b}]"),
+            format!(
+                "overlaps freezes[{a}] (\"{}\") on a common service line; merge them into one freeze",
+                settings.freezes[a].name
+            ),
+        ));
+    }
+    Ok(settings)
 }
 
 #[cfg(test)]

@@ -61,6 +61,12 @@ pub fn fast_options() -> BotOptions {
             lease: Duration::from_secs(5),
             ..Default::default()
         },
+        calendar: crate::slack::calendar::CalendarOptions {
+            max_sleep: Duration::from_millis(500),
+            base_backoff: Duration::from_millis(50),
+            lease: Duration::from_secs(5),
+            ..Default::default()
+        },
     }
 }
 
@@ -592,6 +598,7 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
     policy.severities[0].update_every = Duration::from_secs(2);
     policy.severities[0].escalate_after = Duration::from_secs(1);
     policy.vendors = demo_vendors(&policy.services)?;
+    policy.changes.channel = Some("C0CHANGES".into());
     let stack = LocalStack::start(None, policy, fast_options()).await?;
     let sb = &stack.sandbox;
     writeln!(
@@ -599,6 +606,41 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
         "incident-bot demo: a local Slack sandbox at {} and a throwaway SQLite database\n",
         sb.api_url()
     )?;
+    // Issue 12: a change goes out first; the incident then asks "what changed?".
+    writeln!(
+        out,
+        "▶ carol plans a change with `/change new card router config` (config change, payments, now → +1 h) and starts it"
+    )?;
+    let now = chrono::Utc::now().timestamp();
+    let planned = stack
+        .plan_change(
+            "U0CAROL",
+            "C0GENERAL",
+            "card router config",
+            change_values(
+                "card router config",
+                &["payments"],
+                now - 60,
+                now + 3600,
+                "U0CAROL",
+                &json!({ "kind": "config_change", "risk": "high" }),
+            ),
+        )
+        .await?;
+    if let Some(errors) = planned {
+        anyhow::bail!("the change form refused the demo's change: {errors}");
+    }
+    let said = stack.change("U0CAROL", "C0GENERAL", "start 1").await?;
+    writeln!(out, "  {said}")?;
+    if let Some(post) = wait_for(Duration::from_secs(3), || async {
+        sb.messages("C0CHANGES")
+            .into_iter()
+            .find(|m| m.text.contains("started"))
+    })
+    .await
+    {
+        writeln!(out, "  #changes: {}", post.text)?;
+    }
     writeln!(out, "▶ alice types `/incident declare Payments API 500s` in #general")?;
     let ack = sb
         .slash_command("U0ALICE", "C0GENERAL", "declare Payments API 500s")
@@ -642,6 +684,20 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
         .await?
         .ok_or_else(|| anyhow::anyhow!("INC-1 was not stored"))?;
 
+    let suspects = wait_for(Duration::from_secs(5), || async {
+        sb.messages(&channel)
+            .into_iter()
+            .find(|m| m.text.contains("What changed?"))
+    })
+    .await
+    .ok_or_else(|| anyhow::anyhow!("the incident was not told what changed"))?;
+    writeln!(out, "  the incident channel is told what changed:")?;
+    for line in suspects.text.lines() {
+        writeln!(out, "    {line}")?;
+    }
+    writeln!(out, "▶ bob links it as the suspected cause: `/incident change CHG-1`")?;
+    let said = stack.command("U0BOB", &channel, "change CHG-1").await?;
+    writeln!(out, "  {said}")?;
     writeln!(out, "▶ bob, the SPOC, presses Acknowledge on the pinned card")?;
     let card = incident.card_ts.clone().unwrap_or_default();
     sb.click_button(
@@ -680,6 +736,14 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
     )
     .await?;
     vendor_scene(out, &stack, &channel).await?;
+    writeln!(
+        out,
+        "▶ carol rolls the change back: `/change rollback 1 router config reverted`"
+    )?;
+    let said = stack
+        .change("U0CAROL", "C0GENERAL", "rollback 1 router config reverted")
+        .await?;
+    writeln!(out, "  {said}")?;
     writeln!(out, "▶ alice lowers the severity: `/incident severity SEV2`")?;
     stack.command("U0ALICE", &channel, "severity SEV2").await?;
     writeln!(
@@ -809,4 +873,81 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
     let mut stack = stack;
     stack.stop_bot().await;
     Ok(())
+}
+
+/// The `/change` form's state as Slack sends it: a deployment of `title` on `services` from
+/// `start` to `end` (unix seconds), owned by `owner`; `fields` overrides per block id.
+pub fn change_values(title: &str, services: &[&str], start: i64, end: i64, owner: &str, fields: &Value) -> Value {
+    let options: Vec<Value> = services
+        .iter()
+        .map(|s| json!({ "text": { "type": "plain_text", "text": s }, "value": s }))
+        .collect();
+    let select = |v: &str| json!({ "type": "static_select", "selected_option": { "text": { "type": "plain_text", "text": v }, "value": v } });
+    let mut values = json!({
+        "kind": { "kind": select("deployment") },
+        "title": { "title": { "type": "plain_text_input", "value": title } },
+        "services": { "services": { "type": "multi_static_select", "selected_options": options } },
+        "start": { "start": { "type": "datetimepicker", "selected_date_time": start } },
+        "end": { "end": { "type": "datetimepicker", "selected_date_time": end } },
+        "owner": { "owner": { "type": "users_select", "selected_user": owner } },
+        "risk": { "risk": select("medium") },
+        "customer_facing": { "customer_facing": { "type": "radio_buttons", "selected_option": { "text": { "type": "plain_text", "text": "No" }, "value": "no" } } },
+        "vendor": { "vendor": { "type": "plain_text_input", "value": null } },
+        "link": { "link": { "type": "url_text_input", "value": null } },
+        "override": { "override": { "type": "plain_text_input", "value": null } },
+        "go_ahead": { "go_ahead": { "type": "checkboxes", "selected_options": [] } },
+    });
+    if let Some(map) = fields.as_object() {
+        for (block, value) in map {
+            let element = &mut values[block.as_str()][block.as_str()];
+            match (block.as_str(), value) {
+                ("kind" | "risk", Value::String(v)) => *element = select(v),
+                ("go_ahead", Value::Bool(true)) => {
+                    element["selected_options"] =
+                        json!([{ "text": { "type": "plain_text", "text": "yes" }, "value": "yes" }])
+                }
+                ("customer_facing", Value::Bool(yes)) => {
+                    let v = if *yes { "yes" } else { "no" };
+                    element["selected_option"] = json!({ "text": { "type": "plain_text", "text": v }, "value": v })
+                }
+                (_, v) => element["value"] = v.clone(),
+            }
+        }
+    }
+    values
+}
+
+impl LocalStack {
+    /// Types `/change <text>` as `user` in `channel`; returns the ack's ephemeral text ("" when none).
+    pub async fn change(&self, user: &str, channel: &str, text: &str) -> anyhow::Result<String> {
+        let ack = self.sandbox.slash_command_named("/change", user, channel, text).await?;
+        Ok(ack
+            .payload
+            .as_ref()
+            .and_then(|p| p["text"].as_str())
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// Types `/change new <title>`, waits for the form and submits `values` (see
+    /// [`change_values`]). Returns the submission's ack payload (field errors, if any).
+    pub async fn plan_change(
+        &self,
+        user: &str,
+        channel: &str,
+        title: &str,
+        values: Value,
+    ) -> anyhow::Result<Option<Value>> {
+        let before = self.sandbox.views_opened().len();
+        let text = self.change(user, channel, &format!("new {title}")).await?;
+        if !text.is_empty() {
+            anyhow::bail!("`/change new` answered instead of opening the form: {text}");
+        }
+        let view = wait_for(Duration::from_secs(3), || async {
+            self.sandbox.views_opened().get(before).cloned()
+        })
+        .await
+        .ok_or_else(|| anyhow::anyhow!("the change form did not open"))?;
+        Ok(self.sandbox.submit_view(user, &view.id, values).await?.payload)
+    }
 }

@@ -1,5 +1,6 @@
 //! The operations HTTP endpoint (off unless `http_listen` is set): `/healthz`, `/readyz` and
-//! `/metrics` (Prometheus text format 0.0.4).
+//! `/metrics` (Prometheus text format 0.0.4), and the change calendar's `/calendar.ics` feed
+//! (issue 12) when `calendar_token` is set.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -42,24 +43,25 @@ impl OpsServer {
         connected: Arc<AtomicBool>,
         auth: AuthFailure,
     ) -> anyhow::Result<OpsServer> {
-        Self::start_with_alerts(addr, db, connected, auth, None).await
+        Self::start_with_services(addr, db, connected, auth, None, None).await
     }
 
     /// [`OpsServer::start_with_auth`], also taking alerts on `/alerts/…` through `alerts`
-    /// (issue 15; see [`crate::intake`]).
-    pub async fn start_with_alerts(
+    /// (issue 15; see [`crate::intake`]) and serving `/calendar.ics` from `feed` (issue 12).
+    pub async fn start_with_services(
         addr: SocketAddr,
         db: Db,
         connected: Arc<AtomicBool>,
         auth: AuthFailure,
-        alerts: Option<crate::service::Service>,
+        alerts: Option<Arc<crate::service::Service>>,
+        feed: Option<Arc<crate::service::Service>>,
     ) -> anyhow::Result<OpsServer> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on http_listen {addr}: {e}"))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "operations HTTP server listening (/healthz, /readyz, /metrics)");
-        let task = tokio::spawn(accept_loop(listener, db, connected, auth, alerts.map(Arc::new)));
+        let task = tokio::spawn(accept_loop(listener, db, connected, auth, alerts, feed));
         Ok(OpsServer { addr, task })
     }
 
@@ -81,6 +83,7 @@ async fn accept_loop(
     connected: Arc<AtomicBool>,
     auth: AuthFailure,
     alerts: Option<Arc<crate::service::Service>>,
+    feed: Option<Arc<crate::service::Service>>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -90,12 +93,19 @@ async fn accept_loop(
                 let connected = connected.clone();
                 let auth = auth.clone();
                 let alerts = alerts.clone();
-                let service = service_fn(move |request| {
+                let feed = feed.clone();
+                let service = service_fn(move |request: Request<Incoming>| {
                     let db = db.clone();
                     let connected = connected.clone();
                     let auth = auth.clone();
                     let alerts = alerts.clone();
-                    async move { Ok::<_, Infallible>(route(&db, &connected, &auth, alerts.as_deref(), request).await) }
+                    let feed = feed.clone();
+                    async move {
+                        if request.uri().path() == "/calendar.ics" {
+                            return Ok::<_, Infallible>(calendar_feed(feed.as_deref(), &request).await);
+                        }
+                        Ok::<_, Infallible>(route(&db, &connected, &auth, alerts.as_deref(), request).await)
+                    }
                 });
                 // Connections live in the JoinSet so aborting this task closes them too.
                 connections.spawn(async move {
@@ -155,6 +165,39 @@ async fn route(
         }
         _ => text(StatusCode::NOT_FOUND, PLAIN, "not found\n".into()),
     }
+}
+
+/// `GET /calendar.ics?token=…`: the change calendar as iCalendar. A missing or wrong token (or
+/// no `calendar_token` configured) is a 401 with no content.
+async fn calendar_feed(
+    service: Option<&crate::service::Service>,
+    request: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let given = request
+        .uri()
+        .query()
+        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token"))
+        .map(|(_, v)| v.into_owned());
+    let expected = service.and_then(|s| s.policy.changes.calendar_token.as_ref());
+    let authorized = match (given, expected) {
+        (Some(given), Some(expected)) => constant_time_eq(given.as_bytes(), expected.expose().as_bytes()),
+        _ => false,
+    };
+    let Some(service) = service.filter(|_| authorized) else {
+        return text(StatusCode::UNAUTHORIZED, PLAIN, String::new());
+    };
+    match service.calendar_feed(chrono::Utc::now()).await {
+        Ok(body) => text(StatusCode::OK, "text/calendar; charset=utf-8", body),
+        Err(e) => {
+            tracing::warn!(error = %e, "calendar feed: database unavailable");
+            text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "database unavailable\n".into())
+        }
+    }
+}
+
+/// Compares secrets without returning early at the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Ready when the database answers, a Socket Mode connection is live and Slack accepts the

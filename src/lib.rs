@@ -12,6 +12,11 @@
 //!   lifecycle state machine), [`incident::followup`] (follow-up actions: validation, who closes
 //!   them, overdue reminders) and [`incident::pir`] (which incidents need a post-incident review,
 //!   its reminders in working days, the Markdown / JSON draft).
+//! - [`calendar`]: the change calendar (issue 12), pure: `CHG-<n>` changes and their states,
+//!   validation, freezes, conflicts, which changes an incident may have been caused by
+//!   ([`calendar::suspects`]), the iCalendar feed ([`calendar::ics`]) and CSV import/export.
+//!   SQL in `db::calendar`, use-cases in [`service::calendar`], `/change`, its form and the
+//!   loop that posts announcements, reminders, digests and suspects in [`slack::calendar`].
 //! - [`db`]: the only module that knows SQL: incidents, timeline events, follow-ups, outbox
 //!   jobs, report aggregates, on SQLite or PostgreSQL with the same SQL text. Read-only
 //!   commands connect with `Db::connect_existing`, which checks the schema and never migrates.
@@ -70,6 +75,7 @@
 
 pub mod alerts;
 pub mod app;
+pub mod calendar;
 pub mod config;
 pub mod db;
 pub mod demo;

@@ -1,4 +1,5 @@
-//! `incident-bot` command line: serve (default) · demo · check-config · migrate · report · export.
+//! `incident-bot` command line: serve (default) · demo · check-config · migrate · report · export ·
+//! changes.
 
 use clap::{Parser, Subcommand};
 use incident_bot::app::{Bot, BotOptions};
@@ -35,6 +36,34 @@ enum Cmd {
     Report(ReportArgs),
     /// Print an incident's post-incident review draft (DATABASE_URL); needs no Slack tokens.
     Export(ExportArgs),
+    /// Print the change calendar (DATABASE_URL), or `changes import FILE.csv` to load changes.
+    Changes(ChangesArgs),
+}
+
+#[derive(clap::Args)]
+struct ChangesArgs {
+    #[command(subcommand)]
+    action: Option<ChangesAction>,
+    /// First day, YYYY-MM-DD (local); default 30 days ago.
+    #[arg(long)]
+    from: Option<String>,
+    /// Last day, YYYY-MM-DD, included; default 180 days ahead.
+    #[arg(long)]
+    to: Option<String>,
+    /// markdown, csv, json or ics.
+    #[arg(long, default_value = "markdown")]
+    format: String,
+}
+
+#[derive(Subcommand)]
+enum ChangesAction {
+    /// Load changes from a CSV file (header row, one change a line): all rows or none.
+    Import {
+        file: PathBuf,
+        /// Who the changes are recorded as planned by (a Slack user id, or a name).
+        #[arg(long, default_value = "import")]
+        actor: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -206,6 +235,10 @@ async fn main() -> ExitCode {
             init_logs(cli.json_logs, "warn");
             export(cli.config, args).await
         }
+        Cmd::Changes(args) => {
+            init_logs(cli.json_logs, "warn");
+            changes(cli.config, args).await
+        }
         Cmd::Serve => {
             let settings = match config::load(cli.config.as_deref(), &ProcessEnv) {
                 Ok(s) => s,
@@ -231,7 +264,7 @@ fn file_policy(config_file: Option<PathBuf>) -> Result<config::Policy, config::C
 
 /// `incident-bot export INC-42`: bad arguments exit 2, database errors 1.
 async fn export(config_file: Option<PathBuf>, args: ExportArgs) -> ExitCode {
-    use incident_bot::incident::{model::IncidentNumber, pir};
+    use incident_bot::incident::model::IncidentNumber;
     let policy = match file_policy(config_file) {
         Ok(policy) => policy,
         Err(e) => return config_error(e),
@@ -262,9 +295,9 @@ async fn export(config_file: Option<PathBuf>, args: ExportArgs) -> ExitCode {
         let names = Default::default();
         let input = record.input(&policy, &names, chrono::Utc::now());
         if json {
-            println!("{}", serde_json::to_string_pretty(&pir::json(&input))?);
+            println!("{}", serde_json::to_string_pretty(&record.json(&input))?);
         } else {
-            print!("{}", pir::markdown(&input));
+            print!("{}", record.markdown(&input));
         }
         db.close().await;
         anyhow::Ok(true)
@@ -332,6 +365,97 @@ async fn report(config_file: Option<PathBuf>, args: ReportArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("report failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `incident-bot changes [--from --to] [--format]` and `changes import FILE.csv`: bad
+/// arguments and bad rows exit 2 (each bad row said by line number, nothing stored), database
+/// errors 1.
+async fn changes(config_file: Option<PathBuf>, args: ChangesArgs) -> ExitCode {
+    use incident_bot::service::calendar::{export_changes, import_changes, ExportFormat};
+    let policy = match file_policy(config_file) {
+        Ok(policy) => policy,
+        Err(e) => return config_error(e),
+    };
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| config::DEFAULT_DATABASE_URL.into());
+    if let Some(ChangesAction::Import { file, actor }) = args.action {
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("changes import: cannot read {}: {e}", file.display());
+                return ExitCode::from(2);
+            }
+        };
+        let db = match Db::connect_existing(&url).await {
+            Ok(db) => db,
+            Err(e) => {
+                eprintln!("changes import failed: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let result = import_changes(&db, &policy, &text, &actor).await;
+        db.close().await;
+        return match result {
+            Ok(stored) => {
+                let first = stored.first().map(|c| c.number.to_string()).unwrap_or_default();
+                let last = stored.last().map(|c| c.number.to_string()).unwrap_or_default();
+                println!("imported {} changes ({first} … {last})", stored.len());
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                for p in &problems {
+                    eprintln!("{}: {p}", file.display());
+                }
+                eprintln!("changes import: nothing was imported");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let format: ExportFormat = match args.format.parse() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("changes: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let now = chrono::Utc::now();
+    let (default_from, default_to) = incident_bot::calendar::ics::feed_window(now);
+    let tz = policy.timezone;
+    let day = |raw: &Option<String>, end: bool, default: chrono::DateTime<chrono::Utc>| match raw {
+        None => Ok(default),
+        Some(d) if chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok() => {
+            incident_bot::calendar::parse_local(d, tz, end)
+        }
+        Some(d) => Err(format!("\"{d}\" is not a day (write it like 2026-12-01)")),
+    };
+    let window =
+        day(&args.from, false, default_from).and_then(|from| day(&args.to, true, default_to).map(|to| (from, to)));
+    let (from, to) = match window {
+        Ok((from, to)) if to > from => (from, to),
+        Ok(_) => {
+            eprintln!("changes: --to is before --from");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("changes: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let run = async {
+        let db = Db::connect_existing(&url).await?;
+        let out = export_changes(&db, &policy, from, to, format).await;
+        db.close().await;
+        out
+    };
+    match run.await {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("changes failed: {e:#}");
             ExitCode::FAILURE
         }
     }

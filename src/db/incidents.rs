@@ -214,6 +214,12 @@ impl Db {
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
+                // Issue 12: which changes may have caused it, posted once its card is up.
+                sqlx::query(super::calendar::ENQUEUE_CORRELATE)
+                    .bind(super::calendar::correlate_payload(id))
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
                 let (number,): (i64,) = sqlx::query_as(
                     "UPDATE counters SET value = value + 1 WHERE name = 'incident_number' RETURNING value",
                 )

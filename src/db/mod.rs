@@ -5,6 +5,7 @@
 //! identical on both backends; conversion to `DateTime<Utc>` happens here and nowhere else.
 
 mod alerts;
+mod calendar;
 mod changes;
 mod follow_ups;
 mod incidents;
@@ -15,6 +16,7 @@ mod reports;
 mod vendors;
 
 pub use alerts::{FixtureAlert, Ingested, SyncPolicy};
+pub use calendar::{CalendarRefused, ChangeFigures, ChangeJob, ChangeToStore, Moved};
 pub use changes::{jobs_for, Refused};
 pub use incidents::DeclareOutcome;
 pub use outbox::{JobUpdate, NewJob, BOT_ACTOR};

@@ -12,6 +12,7 @@
 //! and never named.
 
 pub mod alerts;
+pub mod changes;
 pub mod chart;
 pub mod metrics;
 pub mod period;
@@ -275,6 +276,9 @@ pub struct Report {
     pub previous: Figures,
     /// Per vendor (see [`crate::vendor::report`]): this period and the previous one.
     pub vendors: Vec<crate::vendor::report::VendorRow>,
+    /// The change calendar's figures (issue 12), this period and the previous one.
+    pub changes: crate::db::ChangeFigures,
+    pub previous_changes: crate::db::ChangeFigures,
 }
 
 fn scope(period: &Period, service: Option<&str>, now: DateTime<Utc>) -> ReportScope {
@@ -306,14 +310,24 @@ impl Report {
             db.vendor_figures(&before_scope)
         )?;
         let catalogue: Vec<String> = policy.vendors.vendors.iter().map(|v| v.name.clone()).collect();
+        let (changes_now, changes_before) = tokio::try_join!(
+            db.change_figures(period.from, period.to, service),
+            db.change_figures(previous_period.from, previous_period.to, service)
+        )?;
+        let mut current = Figures::from_raw(&current, &policy.services, service, period.days());
+        let mut previous = Figures::from_raw(&previous, &policy.services, service, previous_period.days());
+        changes::apply_grades(&mut current, &changes_now);
+        changes::apply_grades(&mut previous, &changes_before);
         Ok(Report {
             period,
             previous_period,
             service: service.map(String::from),
             generated_at: now,
-            current: Figures::from_raw(&current, &policy.services, service, period.days()),
-            previous: Figures::from_raw(&previous, &policy.services, service, previous_period.days()),
+            current,
+            previous,
             vendors: crate::vendor::report::rows(&catalogue, &vendors_now, &vendors_before),
+            changes: changes_now,
+            previous_changes: changes_before,
         })
     }
 
@@ -431,6 +445,7 @@ impl Report {
             ),
             Headline::count("noisy_alerts", "Noisy alerts (no incident)", ca.noisy, pa.noisy),
         ]);
+        out.extend(changes::headlines(&self.changes, &self.previous_changes));
         out
     }
 }

@@ -401,6 +401,21 @@ impl Sandbox {
     /// what the person typed; it is sent encoded as Slack encodes it (see `compose`: `&` → `&amp;`,
     /// `@bob` → `<@U0BOB|bob>`, URLs as `<https://…>`).
     pub async fn slash_command(&self, user: &str, channel: &str, text: &str) -> anyhow::Result<Ack> {
+        self.slash_command_named("/incident", user, channel, text).await
+    }
+
+    /// Sends slash command `command` (which `manifest.yml` must declare: Slack offers only the
+    /// app's own commands), as [`Sandbox::slash_command`] does.
+    pub async fn slash_command_named(
+        &self,
+        command: &str,
+        user: &str,
+        channel: &str,
+        text: &str,
+    ) -> anyhow::Result<Ack> {
+        if !scopes::manifest_commands().iter().any(|c| c == command) {
+            bail!("`{command}` is not a slash command of this app (manifest.yml declares none such)");
+        }
         let envelope = {
             let mut state = self.shared.state();
             let user_name = state.user_name(user).ok_or_else(|| anyhow!("unknown user {user}"))?;
@@ -419,7 +434,7 @@ impl Sandbox {
                     user_name: &user_name,
                     channel_id: channel,
                     channel_name: &channel_name,
-                    command: "/incident",
+                    command,
                     text: &compose::compose(&state, text, compose::Surface::Command),
                     response_url: &response_url,
                     trigger_id: &trigger_id,

@@ -241,6 +241,15 @@ pub(crate) fn use_scope(state: &mut State, scope: &str) -> bool {
     held
 }
 
+/// The slash commands `manifest.yml` declares (`features.slash_commands[].command`).
+pub fn manifest_commands() -> Vec<String> {
+    MANIFEST
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- command:"))
+        .map(|c| c.trim().trim_matches('"').to_string())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

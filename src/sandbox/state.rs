@@ -251,6 +251,7 @@ impl State {
                 true,
             ),
             ("C0ANNOUNCE", "incidents", "Incident announcements.", false),
+            ("C0CHANGES", "changes", "The change calendar.", false),
         ] {
             state.channels.push(ChannelRecord {
                 channel: Channel {

@@ -12,6 +12,7 @@
 //! `chrono::Utc::now()` for "now" and [`Service::today`] for local due days.
 
 mod alerts;
+pub mod calendar;
 mod follow_ups;
 mod review;
 mod vendors;
@@ -97,6 +98,8 @@ pub struct Service {
     wake_alerts: Arc<Notify>,
     /// Alert intake requests waiting to be stored together (one transaction per batch).
     intake: Arc<alerts::IntakeBatch>,
+    /// Wakes the change calendar's loop (see [`Service::with_change_wake`]).
+    wake_changes: Arc<Notify>,
 }
 
 impl Service {
@@ -115,12 +118,19 @@ impl Service {
             wake_reminders,
             wake_alerts: Arc::new(Notify::new()),
             intake: Arc::default(),
+            wake_changes: Arc::new(Notify::new()),
         }
     }
 
     /// The same service, waking `wake` after alerts are stored or triaged (the poster loop).
     pub fn with_alert_wake(mut self, wake: Arc<Notify>) -> Service {
         self.wake_alerts = wake;
+        self
+    }
+
+    /// Shares `wake` with the change calendar's loop, so new changes are announced at once.
+    pub fn with_change_wake(mut self, wake: Arc<Notify>) -> Service {
+        self.wake_changes = wake;
         self
     }
 
@@ -167,6 +177,10 @@ impl Service {
             .await
         {
             Ok(Ok(applied)) => {
+                // Issue 12: new service lines may bring other changes into question.
+                if let Change::Impact { .. } = change {
+                    self.correlate_again(&applied.incident).await;
+                }
                 tag_span(&applied.incident.number);
                 tracing::info!(incident = %applied.incident.number, change = ?std::mem::discriminant(change), "incident changed");
                 self.wake_outbox.notify_one();

@@ -18,6 +18,8 @@ pub struct ReviewRecord {
     pub timeline: Vec<TimelineEvent>,
     pub follow_ups: Vec<FollowUp>,
     pub vendor_tickets: Vec<crate::vendor::TicketHistory>,
+    /// Changes linked to it as suspected causes (issue 12).
+    pub linked_changes: Vec<crate::calendar::PlannedChange>,
 }
 
 impl ReviewRecord {
@@ -25,12 +27,33 @@ impl ReviewRecord {
         let incident = db.incident(id).await?;
         let (timeline, follow_ups) = (db.timeline(id).await?, db.follow_ups_of(id).await?);
         let vendor_tickets = db.vendor_histories(id).await?;
+        let linked_changes = db.linked_changes(id).await?;
         Ok(ReviewRecord {
             incident,
             timeline,
             follow_ups,
             vendor_tickets,
+            linked_changes,
         })
+    }
+
+    /// The draft as Markdown, with its linked changes (issue 12) after the generated sections.
+    pub fn markdown(&self, input: &ReviewInput<'_>) -> String {
+        let mut out = pir::markdown(input);
+        out.push_str(&crate::calendar::review_section(&self.linked_changes, input.timezone));
+        out
+    }
+
+    /// The draft as JSON, with `linked_changes`.
+    pub fn json(&self, input: &ReviewInput<'_>) -> serde_json::Value {
+        let mut value = pir::json(input);
+        if let Some(map) = value.as_object_mut() {
+            map.insert(
+                "linked_changes".into(),
+                serde_json::to_value(&self.linked_changes).unwrap_or_default(),
+            );
+        }
+        value
     }
 
     /// The people the draft names: actors, role holders, the declarer, follow-up owners.
@@ -81,7 +104,7 @@ impl Service {
                 names.insert(person.to_string(), name);
             }
         }
-        let markdown = pir::markdown(&record.input(&self.policy, &names, chrono::Utc::now()));
+        let markdown = record.markdown(&record.input(&self.policy, &names, chrono::Utc::now()));
         Ok((record, markdown))
     }
 }

@@ -54,6 +54,8 @@ pub enum Command {
     PirDone {
         link: Option<String>,
     },
+    /// `/incident change CHG-12`: link a change as a suspected cause (issue 12).
+    LinkChange(crate::calendar::ChangeNumber),
     /// `/incident report [weekly|monthly|YYYY-MM-DD..YYYY-MM-DD] [service:<name>] [public]`.
     Report {
         period: crate::report::PeriodSpec,
@@ -134,6 +136,7 @@ pub fn usage_of(word: &str) -> String {
         "followup" | "follow-up" | "follow_up" => FOLLOW_UP_USAGE.into(),
         "pir" | "review" => "`/incident pir`, `/incident pir done [link]`".into(),
         "vendor" | "vendors" => crate::slack::vendors::VENDOR_USAGE.into(),
+        "change" => "`/incident change CHG-N`".into(),
         "list" | "update" | "impact" | "ack" | "acknowledge" | "resolve" | "close" | "reopen" | "cancel" | "status"
         | "followups" | "follow-ups" | "follow_ups" => format!("`/incident {word}`"),
         _ => USAGE.into(),
@@ -226,6 +229,10 @@ fn parse_word(lower: &str, word: &str, rest: &str) -> Result<Command, String> {
                 "`pir {}`? Use `/incident pir` for the draft, `/incident pir done [link]` when it is filed.",
                 short(&other)
             )),
+        },
+        "change" => match (args.next(), args.next()) {
+            (Some(n), None) => crate::calendar::ChangeNumber::parse(n).map(Command::LinkChange),
+            _ => Err("Name one change, like `CHG-12`.".into()),
         },
         other => Err(format!("I don't know `{}`.\n{USAGE}", short(other))),
     }

@@ -291,6 +291,13 @@ impl SlackEffects {
     async fn card(&self, incident: &Incident) -> SlackMessageContent {
         let mut card = blocks::summary_card(incident, &self.policy);
         super::vendors::add_waiting_on(&self.db, incident, &mut card).await;
+        // Issue 12: how many changes may have caused it (a failed count only omits the line).
+        if let Ok((correlated, linked)) = self.db.change_counts(incident.id).await {
+            if let (Some(line), Some(list)) = (super::calendar::card_block(correlated, linked), card.as_array_mut()) {
+                let at = list.len().saturating_sub(1);
+                list.insert(at, line);
+            }
+        }
         blocks::content(&blocks::summary_text(incident), card)
     }
 

@@ -7,6 +7,7 @@
 //! of the command) is spawned.
 
 use super::blocks::{self, DECLARE_CALLBACK, FOLLOW_UP_CALLBACK, IMPACT_CALLBACK, RESOLVE_CALLBACK, UPDATE_CALLBACK};
+use super::calendar::CHANGE_CALLBACK;
 use super::commands::{self, Command};
 use super::forms;
 use super::socket_mode::{Envelope, EnvelopeHandler, SocketModeClient};
@@ -105,7 +106,9 @@ pub const HELP: &str = "*incident-bot* — run incidents in Slack.\n\
 *Vendor tickets*\n\
 • `/incident vendor` (a form) or `/incident vendor <vendor> <ref> [link] [what we asked]` — raise a vendor ticket; it is chased at the vendor's SLA\n\
 • `/incident vendor reply <V1|ref> <what they said>` · `escalate <V1|ref> [note]` · `close <V1|ref> [note]`\n\
-• `/incident vendors [vendor]` (anywhere) — open vendor tickets across incidents, oldest first";
+• `/incident vendors [vendor]` (anywhere) — open vendor tickets across incidents, oldest first\n\
+*Changes*\n\
+• `/incident change CHG-N` — link a change as a suspected cause · `/change help` — the change calendar";
 
 /// Counts an envelope as received when created and, with its handling time, as acked when
 /// dropped (the transport queues the ack right after).
@@ -280,6 +283,7 @@ impl TooSlow {
                     UPDATE_CALLBACK => TooSlow::Field("known"),
                     IMPACT_CALLBACK => TooSlow::Field("customers"),
                     RESOLVE_CALLBACK => TooSlow::Field("summary"),
+                    CHANGE_CALLBACK => TooSlow::Field("title"),
                     _ => TooSlow::Nothing,
                 }
             }
@@ -342,6 +346,9 @@ impl Handler {
     pub async fn command(&self, event: SlackCommandEvent) -> SlackCommandEventResponse {
         if self.foreign(event.team_id.as_ref()) {
             return ephemeral("This bot serves another workspace.");
+        }
+        if event.command.0 == super::calendar::COMMAND {
+            return self.change_command(&event).await;
         }
         let text = event.text.as_deref().unwrap_or_default();
         // What people type is only logged at debug level.
@@ -480,6 +487,17 @@ impl Handler {
             }
             Command::PirDone { link } => Change::PirDone { link },
             Command::Vendor(command) => return self.vendor_command(event, user, incident, command).await,
+            Command::LinkChange(number) => {
+                return match self.service.link_change(&incident, number, user).await {
+                    Ok(change) => ephemeral(&format!(
+                        "🔗 Linked {} to {} as a suspected cause (on both timelines). Its state: {}.",
+                        blocks::escape(&change.summary()),
+                        incident.number,
+                        change.state
+                    )),
+                    Err(refusal) => refused(refusal),
+                }
+            }
             Command::Declare { .. }
             | Command::Help
             | Command::List
@@ -685,6 +703,7 @@ impl Handler {
                 match view["callback_id"].as_str().unwrap_or_default() {
                     DECLARE_CALLBACK => self.submit_declare(user, &view).await,
                     super::alerts::LINK_CALLBACK => self.submit_alert_link(user, &view).await,
+                    CHANGE_CALLBACK => self.submit_change_form(user, &view).await,
                     UPDATE_CALLBACK | IMPACT_CALLBACK | RESOLVE_CALLBACK | FOLLOW_UP_CALLBACK => {
                         self.submit_change(user, &view).await
                     }

@@ -13,6 +13,7 @@
 
 pub mod alerts;
 pub mod blocks;
+pub mod calendar;
 pub mod commands;
 pub mod effects;
 pub mod forms;

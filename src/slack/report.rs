@@ -146,6 +146,19 @@ pub fn report_blocks(r: &Report) -> Value {
         mrkdwn(&format!("*By severity*\n{}", breakdown(&c.by_severity, &r.previous.by_severity))),
         mrkdwn(&format!("*By status*\n{}", breakdown(&c.by_status, &r.previous.by_status))),
     ] }));
+    // Issue 12: the change calendar's figures, when the period had changes.
+    if r.changes.finished > 0 || r.changes.by_kind.iter().any(|(_, n)| *n > 0) {
+        out.push(json!({ "type": "section", "fields": [
+            mrkdwn(&format!("*Changes*\n{} · done or rolled back {}", with_change(&h("changes")), with_change(&h("changes_finished")))),
+            mrkdwn(&format!("*Change failure rate*\n{}", with_change(&h("change_failure_rate")))),
+            mrkdwn(&format!("*Freeze overrides*\n{}", with_change(&h("freeze_overrides")))),
+            mrkdwn(&format!(
+                "*Incidents with a linked change*\n{} (without: {})",
+                with_change(&h("incidents_with_linked_change")),
+                with_change(&h("incidents_without_linked_change"))
+            )),
+        ] }));
+    }
     out.push(json!({ "type": "divider" }));
     out.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": service_table(r) } }));
     if let Some(vendors) = super::vendors::report_section(r) {
@@ -153,7 +166,7 @@ pub fn report_blocks(r: &Report) -> Value {
     }
     out.push(json!({ "type": "context", "elements": [mrkdwn(
         "Canceled incidents count only as canceled. Reports name no incident (private ones are counted, never named). \
-         Grades: worst of incidents, impact minutes and update-SLA compliance; definitions in the README, \"Reports\"."
+         Grades: worst of incidents, impact minutes, update-SLA compliance and change failure rate; definitions in the README, \"Reports\"."
     )] }));
     Value::Array(out)
 }
