@@ -14,7 +14,10 @@ fn write(name: &str, text: &str) -> std::path::PathBuf {
     path
 }
 
-#[tokio::test]
+// Multi-threaded: `run_cli` blocks the test's thread while the CLI waits for SQLite's write
+// lock, which a bot loop may hold for a moment; on a current-thread runtime that loop could not
+// run meanwhile to release it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csv_import_is_all_or_nothing_and_export_prints_every_format() {
     let stack = stack_with(demo_policy(), fast_options()).await;
     let url = stack.settings.database_url.clone();
