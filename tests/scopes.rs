@@ -174,8 +174,13 @@ async fn every_scope_requested_is_used_and_every_call_has_its_scope() {
     );
     let past = chrono::Utc::now() - chrono::Duration::milliseconds(100);
     stack.db.backdate_follow_up(overdue.id, past).await.unwrap();
+    // (Other steps read channel history too: wait for the DM's own look-up.)
     wait_for(Duration::from_secs(10), || async {
-        (!sb.calls_to("conversations.history").is_empty()).then_some(())
+        let dm = sb.dm_channel("U0CAROL")?;
+        sb.calls_to("conversations.history")
+            .iter()
+            .any(|c| c.params["channel"] == dm.as_str())
+            .then_some(())
     })
     .await
     .expect("the DM is looked up");
