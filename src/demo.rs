@@ -642,13 +642,17 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
         writeln!(out, "  #changes: {}", post.text)?;
     }
     writeln!(out, "▶ alice types `/incident declare Payments API 500s` in #general")?;
+    // The change form opened above is a view too: wait for the one this command opens.
+    let views_before = sb.views_opened().len();
     let ack = sb
         .slash_command("U0ALICE", "C0GENERAL", "declare Payments API 500s")
         .await?;
     writeln!(out, "  acked in {:.1} ms", ack.latency.as_secs_f64() * 1000.0)?;
-    let view = wait_for(Duration::from_secs(3), || async { sb.views_opened().last().cloned() })
-        .await
-        .ok_or_else(|| anyhow::anyhow!("the declare modal did not open"))?;
+    let view = wait_for(Duration::from_secs(3), || async {
+        sb.views_opened().get(views_before).cloned()
+    })
+    .await
+    .ok_or_else(|| anyhow::anyhow!("the declare modal did not open"))?;
     writeln!(out, "  modal \"{}\" opened with the title prefilled", view.title)?;
 
     writeln!(out, "▶ alice submits the form with an empty title")?;
