@@ -29,16 +29,29 @@ async fn scheduled_reports_post_each_slot_once_across_replicas() {
     stack.stop_bot().await;
     let key = incident_bot::slack::report::schedule_key(&schedule);
     let fired = stack.db.report_slots_fired(&key).await.unwrap();
-    let posted = stack
+    // Each posted report names its slot in its metadata: no slot may be there twice. (A report
+    // posted just as the bots stopped may not be recorded yet: the next start finds it by its
+    // tag, so it can count as posted and not yet as fired.)
+    let slots: Vec<String> = stack
         .sandbox
         .messages("C0GENERAL")
         .into_iter()
         .filter(|m| m.blocks.to_string().contains("Incident report"))
-        .count();
+        .map(|m| {
+            let metadata = stack.sandbox.message_metadata("C0GENERAL", &m.ts).expect("tagged");
+            metadata["event_payload"]["slot"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = slots.iter().collect();
     assert!(fired >= 2, "slots fired: {fired}");
-    assert_eq!(
-        posted as i64, fired,
-        "every slot posted exactly once by one of the two replicas"
+    assert_eq!(distinct.len(), slots.len(), "every slot posted once: {slots:?}");
+    assert!(
+        slots.len() as i64 - fired <= 1,
+        "at most the slot in flight at the stop is posted and not yet recorded: {} posted, {fired} recorded",
+        slots.len()
     );
     assert_slack_happy(&stack);
 }
