@@ -342,16 +342,7 @@ impl Db {
                     }
                 }
                 for id in &fresh {
-                    let (number,): (i64,) = sqlx::query_as(
-                        "UPDATE counters SET value = value + 1 WHERE name = 'change_number' RETURNING value",
-                    )
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    sqlx::query("UPDATE changes SET number = $1 WHERE id = $2")
-                        .bind(number)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
+                    super::assign_next_number!(tx, "change_number", "changes", id);
                 }
                 tx.commit().await?;
                 Ok(ids)

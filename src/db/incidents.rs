@@ -220,16 +220,7 @@ impl Db {
                     .bind(at)
                     .execute(&mut *tx)
                     .await?;
-                let (number,): (i64,) = sqlx::query_as(
-                    "UPDATE counters SET value = value + 1 WHERE name = 'incident_number' RETURNING value",
-                )
-                .fetch_one(&mut *tx)
-                .await?;
-                sqlx::query("UPDATE incidents SET number = $1 WHERE id = $2")
-                    .bind(number)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                super::assign_next_number!(tx, "incident_number", "incidents", id);
                 tx.commit().await?;
                 Ok(Some(id))
             }

@@ -53,6 +53,27 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+/// Takes the next number from counter `$name` (`incident_number`, `change_number`) inside
+/// transaction `$tx` and gives it to row `$id` of `$table`'s `number` column. Taken last, just
+/// before the commit, so concurrent writers queue on the counter row for one statement only.
+macro_rules! assign_next_number {
+    ($tx:ident, $name:literal, $table:literal, $id:expr) => {{
+        let (number,): (i64,) = sqlx::query_as(concat!(
+            "UPDATE counters SET value = value + 1 WHERE name = '",
+            $name,
+            "' RETURNING value"
+        ))
+        .fetch_one(&mut *$tx)
+        .await?;
+        sqlx::query(concat!("UPDATE ", $table, " SET number = $1 WHERE id = $2"))
+            .bind(number)
+            .bind($id)
+            .execute(&mut *$tx)
+            .await?;
+    }};
+}
+pub(crate) use assign_next_number;
+
 /// Appends a timeline event: `(incident_id, at, actor, kind, details)`.
 pub(crate) const INSERT_EVENT: &str =
     "INSERT INTO events (incident_id, at, actor, kind, details) VALUES ($1, $2, $3, $4, $5)";
