@@ -826,7 +826,8 @@ impl SlackWeb {
             ])
             .with_channel_id(channel.into())
             .with_initial_comment(comment.into());
-        for attempt in 1..=UPLOAD_ATTEMPTS {
+        let mut attempt = 1;
+        loop {
             match call!(self, "files.completeUploadExternal", |s| s
                 .files_complete_upload_external(&req))
             {
@@ -837,11 +838,11 @@ impl SlackWeb {
                         return Ok(file_id);
                     }
                     tracing::info!(file = %file_id, "reconciled: the file is not shared yet; completing again");
+                    attempt += 1;
                 }
                 Err(e) => return Err(e),
             }
         }
-        unreachable!("the last attempt returns")
     }
 
     /// Whether file `file_id` is shared in `channel` (`files.info`: its `channels`, `groups`,
