@@ -12,7 +12,8 @@
 //! the job would have created, by the job's identity — and repeats the call only when nothing is
 //! found. Leases are short and renewed by a heartbeat while the holder lives, so a dead
 //! replica's jobs are free again within one lease (10 s); on SQLite, where one process owns the
-//! database, a restart reclaims its own in-flight jobs at once.
+//! database, a restart reclaims at once the jobs of runs that are gone (never those of a run
+//! still alive beside it in the same process).
 
 use crate::db::{Db, JobUpdate};
 use crate::incident::model::IncidentId;
@@ -178,6 +179,38 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
     (base * factor).min(Duration::from_secs(300))
 }
 
+/// The outbox runs alive in this process, by lease owner: a run is registered while its
+/// [`run`] future lives, and leaves when it ends or is dropped (a crash, in tests).
+static LIVE_RUNS: Mutex<std::collections::BTreeSet<String>> = Mutex::new(std::collections::BTreeSet::new());
+
+struct LiveRun(String);
+
+impl LiveRun {
+    fn register() -> Self {
+        let owner = uuid::Uuid::new_v4().to_string();
+        LIVE_RUNS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(owner.clone());
+        LiveRun(owner)
+    }
+
+    fn owners() -> Vec<String> {
+        LIVE_RUNS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for LiveRun {
+    fn drop(&mut self) {
+        LIVE_RUNS.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.0);
+    }
+}
+
 /// Drives due jobs until `shutdown` is notified. `wake` is notified by flows after they
 /// enqueue, so new work starts at once instead of at the next poll.
 ///
@@ -190,12 +223,13 @@ pub async fn run<R: Runner>(db: Db, runner: Arc<R>, wake: Arc<Notify>, shutdown:
     let queues: Arc<Mutex<Queues>> = Arc::default();
     let mut tasks = tokio::task::JoinSet::new();
     // This run's identity on the leases it takes; the heartbeat renews exactly those.
-    let owner = uuid::Uuid::new_v4().to_string();
+    let live = LiveRun::register();
+    let owner = live.0.clone();
     if !db.is_postgres() {
-        // One process owns a SQLite database: whatever is still locked was held by this bot's
-        // previous run, which died mid-job. Free it now (as uncertain) instead of waiting out
-        // its lease.
-        match db.reclaim_in_flight_jobs().await {
+        // One process owns a SQLite database: a job locked by none of this process's live runs
+        // was held by the bot's previous run, which died mid-job. Free it now (as uncertain)
+        // instead of waiting out its lease.
+        match db.reclaim_in_flight_jobs(&LiveRun::owners()).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(jobs = n, "outbox: reclaimed jobs left in flight by a previous run"),
             Err(e) => tracing::warn!(error = %e, "outbox: cannot reclaim in-flight jobs"),

@@ -115,8 +115,8 @@ async fn a_scheduled_report_answered_late_is_posted_once() {
 }
 
 /// The bot dies right after Slack posted the report and before it recorded the slot: after
-/// the restart the slot is claimed again (at once on SQLite, after the short lease on
-/// PostgreSQL), the report is found by its tag, and nothing is posted twice.
+/// the restart the slot is claimed again once its short lease runs out, the report is found by
+/// its tag, and nothing is posted twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_posting_a_report_does_not_post_it_again() {
     let mut policy = demo_policy();

@@ -120,6 +120,32 @@ async fn a_job_is_claimed_by_one_replica_until_its_lease_expires() {
     );
 }
 
+/// A SQLite restart frees the jobs its dead previous run held, at once, but never those of a
+/// run still alive beside it (a replica started in the same process must not repeat them).
+#[tokio::test]
+async fn a_restart_reclaims_only_the_jobs_of_runs_that_are_gone() {
+    let (a, _b, _file) = two_pools().await;
+    let now = chrono::Utc::now();
+    for title in ["first", "second"] {
+        a.declare(&new_incident(title), &format!("view:{title}"), now, &slas())
+            .await
+            .unwrap();
+    }
+    let lease = Duration::from_secs(30);
+    let held_by_dead = a.claim_jobs("dead", now, lease, 1).await.unwrap();
+    let held_by_live = a.claim_jobs("live", now, lease, 1).await.unwrap();
+    assert_eq!((held_by_dead.len(), held_by_live.len()), (1, 1));
+    let freed = a.reclaim_in_flight_jobs(&["live".to_string()]).await.unwrap();
+    assert_eq!(freed, 1, "only the dead run's job is freed");
+    let retaken = a.claim_jobs("next", now, lease, 100).await.unwrap();
+    let dead_job = retaken.iter().find(|j| j.id == held_by_dead[0].id).expect("free again");
+    assert!(dead_job.uncertain, "a reclaimed job looks before repeating");
+    assert!(
+        retaken.iter().all(|j| j.id != held_by_live[0].id),
+        "the live run keeps its job"
+    );
+}
+
 fn slas() -> incident_bot::reminder::plan::Slas {
     incident_bot::config::Policy::default().slas()
 }

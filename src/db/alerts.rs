@@ -534,18 +534,6 @@ impl Db {
         Ok(())
     }
 
-    /// SQLite only (one process owns the file): frees syncs a previous run held when it died,
-    /// as uncertain.
-    pub async fn reclaim_alert_syncs(&self) -> anyhow::Result<u64> {
-        let n = with_pool!(self, |pool| {
-            sqlx::query("UPDATE alert_groups SET locked_until = NULL, uncertain = TRUE WHERE locked_until IS NOT NULL")
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
-        Ok(n)
-    }
-
     /// Groups an `[[alert_rules]]` entry asked to declare and nobody has yet.
     pub async fn alerts_to_declare(&self, limit: i64) -> anyhow::Result<Vec<StoredAlert>> {
         let sql = format!(

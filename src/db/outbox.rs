@@ -246,18 +246,30 @@ impl Db {
         Ok(n)
     }
 
-    /// Frees at once every job held by anyone, as uncertain. Only for SQLite, where one process
-    /// owns the database: a job still locked when it starts was held by its own previous run,
-    /// which died (crash, `kill -9`) somewhere between a Slack call and its commit.
-    pub async fn reclaim_in_flight_jobs(&self) -> anyhow::Result<u64> {
-        let n = with_pool!(self, |pool| {
-            sqlx::query(
-                "UPDATE outbox SET locked_until = NULL, locked_by = NULL, uncertain = TRUE \
-                 WHERE locked_until IS NOT NULL AND done_at IS NULL AND failed_at IS NULL",
+    /// Frees at once, as uncertain, every job held by an owner not in `live` (the runs alive in
+    /// this process). Only for SQLite, where one process owns the database: such a job was held
+    /// by the bot's previous run, which died (crash, `kill -9`) between a Slack call and its
+    /// commit.
+    pub async fn reclaim_in_flight_jobs(&self, live: &[String]) -> anyhow::Result<u64> {
+        let placeholders: Vec<String> = (1..=live.len()).map(|i| format!("${i}")).collect();
+        let not_live = if live.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " AND (locked_by IS NULL OR locked_by NOT IN ({}))",
+                placeholders.join(", ")
             )
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
+        };
+        let sql = format!(
+            "UPDATE outbox SET locked_until = NULL, locked_by = NULL, uncertain = TRUE \
+             WHERE locked_until IS NOT NULL AND done_at IS NULL AND failed_at IS NULL{not_live}"
+        );
+        let n = with_pool!(self, |pool| {
+            let mut query = sqlx::query(&sql);
+            for owner in live {
+                query = query.bind(owner);
+            }
+            query.execute(pool).await.map(|r| r.rows_affected())
         })?;
         Ok(n)
     }

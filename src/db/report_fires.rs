@@ -104,19 +104,6 @@ impl Db {
         Ok(())
     }
 
-    /// Frees every unposted claim at once. Only for SQLite, where one process owns the
-    /// database: a claim still held when it starts was its previous run's, which died between
-    /// claiming a slot and recording its post.
-    pub async fn reclaim_report_slots(&self) -> anyhow::Result<u64> {
-        let n = with_pool!(self, |pool| {
-            sqlx::query("UPDATE report_fires SET lease_until = 0 WHERE posted = FALSE AND lease_until > 0")
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
-        Ok(n)
-    }
-
     /// How many slots of `schedule` have been posted (for tests).
     pub async fn report_slots_fired(&self, schedule: &str) -> anyhow::Result<i64> {
         let (n,): (i64,) = with_pool!(self, |pool| {

@@ -325,11 +325,6 @@ pub async fn run_poster(
     opts: PosterOptions,
 ) {
     let db = service.db.clone();
-    if !db.is_postgres() {
-        if let Err(e) = db.reclaim_alert_syncs().await {
-            tracing::warn!(error = %e, "alerts: cannot reclaim triage messages left in flight");
-        }
-    }
     loop {
         let now = chrono::Utc::now();
         let claimed = match db.claim_alert_syncs(now, opts.lease, opts.batch).await {

@@ -422,17 +422,6 @@ pub async fn run_schedules(
     use crate::report::schedule::{next_slot, resume_after, retry_backoff, slot_key};
     use std::str::FromStr;
     let tz = policy.timezone;
-    if !db.is_postgres() {
-        // One process owns a SQLite database: an unposted claim is its previous run's.
-        match db.reclaim_report_slots().await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(
-                slots = n,
-                "scheduled reports: reclaimed slots left in flight by a previous run"
-            ),
-            Err(e) => tracing::warn!(error = %e, "scheduled reports: cannot reclaim in-flight slots"),
-        }
-    }
     let now = chrono::Utc::now();
     // Config validation already parsed every expression; a failure here cannot happen.
     let mut schedules: Vec<Scheduled> = policy
