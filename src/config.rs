@@ -98,6 +98,8 @@ pub struct Policy {
     pub alerts: crate::alerts::AlertsConfig,
     /// The change calendar (issue 12): channel, look-back, digest, feed token, freezes.
     pub changes: crate::calendar::ChangeSettings,
+    /// Customer communications and the public status page (issue 14); off when absent.
+    pub status_page: Option<crate::comms::StatusPage>,
 }
 
 impl Policy {
@@ -186,6 +188,7 @@ impl Default for Policy {
             vendors: crate::vendor::Catalogue::default(),
             alerts: crate::alerts::AlertsConfig::default(),
             changes: crate::calendar::ChangeSettings::default(),
+            status_page: None,
         }
     }
 }
@@ -247,6 +250,8 @@ struct FileConfig {
     calendar_token: Option<String>,
     #[serde(default)]
     freezes: Vec<FileFreeze>,
+    /// Checked by [`crate::comms::config::parse_status_page`], which names the whole path.
+    status_page: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -541,6 +546,12 @@ pub fn policy_from_toml(text: &str, env: &dyn Env) -> Result<(Policy, Option<Soc
         policy.vendors = crate::vendor::parse_catalogue(v, &policy.services)
             .map_err(|(key, problem)| ConfigError::new(key, problem))?;
     }
+    if let Some(v) = &file.status_page {
+        policy.status_page = Some(
+            crate::comms::config::parse_status_page(v, &policy.services, policy.timezone)
+                .map_err(|(key, problem)| ConfigError::new(key, problem))?,
+        );
+    }
     if let Some(v) = over("alerts_channel").or(file.alerts_channel) {
         policy.alerts.channel = Some(check_conversation_id("alerts_channel", &v)?);
     }
@@ -579,6 +590,8 @@ enum Shape {
     Reports,
     /// `[[vendors]]` tables (checked by `vendor::parse_catalogue`).
     Vendors,
+    /// `[status_page]` (checked by `comms::config`).
+    StatusPage,
     /// `[[alert_sources]]` / `[[alert_rules]]` tables (checked by `alerts::config`).
     AlertTables,
     /// `[[freezes]]` tables (keys checked by serde).
@@ -586,7 +599,7 @@ enum Shape {
 }
 
 /// The file's top-level keys; every scalar one may be overridden as `INCIDENT_BOT_<KEY>`.
-const TOP_KEYS: [(&str, Shape); 23] = [
+const TOP_KEYS: [(&str, Shape); 24] = [
     ("announce_channel", Shape::Text),
     ("managers_group", Shape::Text),
     ("timezone", Shape::Text),
@@ -610,6 +623,7 @@ const TOP_KEYS: [(&str, Shape); 23] = [
     ("change_digest_cron", Shape::Text),
     ("calendar_token", Shape::Text),
     ("freezes", Shape::Freezes),
+    ("status_page", Shape::StatusPage),
 ];
 const SEVERITY_KEYS: [&str; 3] = ["description", "update_every", "escalate_after"];
 const REPORT_KEYS: [&str; 3] = ["cron", "period", "channel"];
@@ -657,7 +671,12 @@ fn check_env_names(env: &dyn Env) -> Result<(), ConfigError> {
                 .filter(|(_, shape)| {
                     !matches!(
                         shape,
-                        Shape::Severities | Shape::Reports | Shape::Vendors | Shape::AlertTables | Shape::Freezes
+                        Shape::Severities
+                            | Shape::Reports
+                            | Shape::Vendors
+                            | Shape::StatusPage
+                            | Shape::AlertTables
+                            | Shape::Freezes
                     )
                 })
                 .map(|(k, _)| *k),
@@ -744,7 +763,12 @@ fn check_leaf(path: &str, shape: Shape, value: &toml::Value) -> Result<(), Confi
         Shape::Text => value.is_str(),
         Shape::Flag => value.is_bool(),
         Shape::Names => value.as_array().is_some_and(|a| a.iter().all(toml::Value::is_str)),
-        Shape::Severities | Shape::Reports | Shape::Vendors | Shape::AlertTables | Shape::Freezes => true,
+        Shape::Severities
+        | Shape::Reports
+        | Shape::Vendors
+        | Shape::StatusPage
+        | Shape::AlertTables
+        | Shape::Freezes => true,
     };
     if ok {
         return Ok(());

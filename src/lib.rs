@@ -76,6 +76,7 @@
 pub mod alerts;
 pub mod app;
 pub mod calendar;
+pub mod comms;
 pub mod config;
 pub mod db;
 pub mod demo;

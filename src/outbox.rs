@@ -42,10 +42,13 @@ pub enum JobKind {
     RemindPir,
     /// A vendor ticket's post, chase or question (payload `what`; see `slack::vendors`).
     Vendor,
+    /// A customer update's draft, publication or cadence reminder (payload `what`; see
+    /// `slack::comms`).
+    Customer,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 15] = [
+    pub const ALL: [JobKind; 16] = [
         JobKind::CreateChannel,
         JobKind::InviteMembers,
         JobKind::SetTopic,
@@ -61,6 +64,7 @@ impl JobKind {
         JobKind::RemindFollowUp,
         JobKind::RemindPir,
         JobKind::Vendor,
+        JobKind::Customer,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +84,7 @@ impl JobKind {
             JobKind::RemindFollowUp => "remind_follow_up",
             JobKind::RemindPir => "remind_pir",
             JobKind::Vendor => "vendor",
+            JobKind::Customer => "customer",
         }
     }
 
@@ -105,6 +110,7 @@ impl JobKind {
             JobKind::RemindFollowUp => "reminding a follow-up's owner",
             JobKind::RemindPir => "reminding the SPOC of the post-incident review",
             JobKind::Vendor => "posting about a vendor ticket",
+            JobKind::Customer => "posting about a customer update",
         }
     }
 }

@@ -7,6 +7,7 @@
 mod alerts;
 mod calendar;
 mod changes;
+mod comms;
 mod follow_ups;
 mod incidents;
 mod outbox;

@@ -347,6 +347,8 @@ pub enum EventKind {
     Vendor,
     /// Detection (issue 15): an alert linked, fired again, resolved; all linked alerts resolved.
     Alert,
+    /// Customer communications (issue 14): a draft written, approved and published, a reminder.
+    Customer,
 }
 
 impl EventKind {
@@ -371,6 +373,7 @@ impl EventKind {
             EventKind::SideEffectFailed => "side_effect_failed",
             EventKind::Vendor => "vendor",
             EventKind::Alert => "alert",
+            EventKind::Customer => "customer",
         }
     }
 }
@@ -434,6 +437,13 @@ impl TimelineEvent {
                 "resolved" => format!("alert resolved: {}", s("title")),
                 "all_resolved" => "all linked alerts resolved".into(),
                 "auto_declared" => format!("declared automatically by an alert rule: {}", s("title")),
+                other => other.to_string(),
+            },
+            "customer" => match s("action").as_str() {
+                "drafted" => format!("customer update drafted: {}", s("public_title")),
+                "published" if d["last"] == true => format!("last customer update published: {}", s("public_title")),
+                "published" => format!("customer update published: {}", s("public_title")),
+                "reminder" => "customer update due; comms reminded".into(),
                 other => other.to_string(),
             },
             _ => String::new(),

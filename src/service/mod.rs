@@ -13,11 +13,13 @@
 
 mod alerts;
 pub mod calendar;
+mod comms;
 mod follow_ups;
 mod review;
 mod vendors;
 
 pub use alerts::AlertTriage;
+pub use comms::{CustomerForm, CustomerUpdateRequest, WriteRefusal};
 pub use follow_ups::{FollowUpClosed, FollowUpListing, FollowUpRequest, FollowUpScope};
 pub use review::ReviewRecord;
 pub use vendors::{TicketChanged, TicketRequest};

@@ -23,11 +23,11 @@ fn quote(text: &str) -> String {
 pub use crate::config::humanize;
 pub use crate::incident::model::truncate;
 
-fn plain(text: &str, max: usize) -> Value {
+pub(super) fn plain(text: &str, max: usize) -> Value {
     json!({ "type": "plain_text", "text": truncate(text, max), "emoji": true })
 }
 
-fn mrkdwn(text: &str) -> Value {
+pub(super) fn mrkdwn(text: &str) -> Value {
     json!({ "type": "mrkdwn", "text": truncate(text, 3000) })
 }
 
@@ -117,6 +117,14 @@ pub fn summary_card(incident: &Incident, policy: &Policy) -> Value {
     }
     if !incident.was_canceled() {
         buttons.push(button("➕ Follow-up", ACTION_FOLLOW_UP, incident, None));
+    }
+    if policy.status_page.is_some() && !incident.is_private && !incident.was_canceled() {
+        buttons.push(button(
+            "📢 Customer update",
+            super::comms::ACTION_CUSTOMER,
+            incident,
+            None,
+        ));
     }
     if policy.pir.review_pending(incident) {
         buttons.push(button("📝 Draft review", ACTION_PIR_DRAFT, incident, None));
@@ -521,11 +529,11 @@ pub const ROOT_CAUSES: [&str; 8] = [
     "unknown",
 ];
 
-fn option(text: &str, value: &str) -> Value {
+pub(super) fn option(text: &str, value: &str) -> Value {
     json!({ "text": plain(text, 75), "value": value })
 }
 
-fn modal_shell(callback: &str, title: &str, submit: &str, incident: &Incident, blocks: Vec<Value>) -> Value {
+pub(super) fn modal_shell(callback: &str, title: &str, submit: &str, incident: &Incident, blocks: Vec<Value>) -> Value {
     json!({
         "type": "modal",
         "callback_id": callback,
@@ -537,7 +545,7 @@ fn modal_shell(callback: &str, title: &str, submit: &str, incident: &Incident, b
     })
 }
 
-fn text_input(block: &str, label: &str, multiline: bool, optional: bool, initial: &str) -> Value {
+pub(super) fn text_input(block: &str, label: &str, multiline: bool, optional: bool, initial: &str) -> Value {
     let mut element =
         json!({ "type": "plain_text_input", "action_id": block, "multiline": multiline, "max_length": 2900 });
     if !initial.is_empty() {

@@ -64,6 +64,8 @@ pub enum Command {
     },
     /// `/incident vendor …`: raise, answer, escalate or close a vendor ticket.
     Vendor(crate::slack::vendors::VendorCommand),
+    /// `/incident customer`: the customer-update form (issue 14).
+    Customer,
     /// `/incident vendors [vendor]` (anywhere): open vendor tickets across incidents.
     Vendors {
         vendor: Option<String>,
@@ -92,7 +94,7 @@ pub const USAGE: &str = "*Usage:* `/incident [declare <title>]` · `update` · `
 `role <role> @user` · `handover @user [note]` · `impact` · `note <text>` · `ack` · `resolve` · `close` · `reopen` · \
 `cancel` · `status` · `timeline [page]` · `followup <text> [@owner] [due YYYY-MM-DD]` · `followup done|wontdo N` · \
 `followups` · `pir` · `pir done [link]` · `vendor [<vendor> <ref>]` · `vendor reply|escalate|close <V1>` · \
-`vendors [vendor]` · `list` · `report [weekly|monthly|FROM..TO] [service:<name>] [public]` · `help`";
+`vendors [vendor]` · `customer` · `list` · `report [weekly|monthly|FROM..TO] [service:<name>] [public]` · `help`";
 
 pub const FOLLOW_UP_USAGE: &str = "`/incident followup <text> [@owner] [due YYYY-MM-DD] [link]`, \
 `/incident followup done N`, `/incident followup wontdo N`";
@@ -211,6 +213,7 @@ fn parse_word(lower: &str, word: &str, rest: &str) -> Result<Command, String> {
         "followup" | "follow-up" | "follow_up" => parse_follow_up(rest),
         "followups" | "follow-ups" | "follow_ups" => no_args(Command::FollowUps),
         "vendor" => crate::slack::vendors::parse_vendor(rest).map(Command::Vendor),
+        "customer" | "customers" => no_args(Command::Customer),
         "vendors" => crate::slack::vendors::parse_vendors(rest).map(|vendor| Command::Vendors { vendor }),
         "pir" | "review" => match args.next().map(|w| w.to_ascii_lowercase()) {
             None => Ok(Command::Pir),

@@ -29,7 +29,7 @@ const PERSON_REFUSALS: &[&str] = &[
 ];
 
 /// A failed call as the job's outcome: failed for good, try again, or unknown (reconcile first).
-fn outcome_of(e: SlackCallError) -> Outcome {
+pub(super) fn outcome_of(e: SlackCallError) -> Outcome {
     match e.failure() {
         Failure::Permanent => Outcome::GiveUp { error: e.to_string() },
         Failure::Temporary { retry_after } => Outcome::Retry {
@@ -248,6 +248,7 @@ impl SlackEffects {
                 Ok(JobUpdate::default())
             }
             JobKind::Vendor => super::vendors::run_job(self, job, incident).await,
+            JobKind::Customer => super::comms::run_job(self, job, incident).await,
             JobKind::RemindPir => {
                 // Marked done since the reminder was planned: nothing to say.
                 if incident.pir_done_at.is_some() {

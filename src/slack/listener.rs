@@ -487,6 +487,7 @@ impl Handler {
             }
             Command::PirDone { link } => Change::PirDone { link },
             Command::Vendor(command) => return self.vendor_command(event, user, incident, command).await,
+            Command::Customer => return self.customer_command(event, incident).await,
             Command::LinkChange(number) => {
                 return match self.service.link_change(&incident, number, user).await {
                     Ok(change) => ephemeral(&format!(
@@ -709,6 +710,7 @@ impl Handler {
                     }
                     super::vendors::VENDOR_CALLBACK => self.submit_vendor(user, &view).await,
                     super::vendors::REPLY_CALLBACK => self.submit_vendor_reply(user, &view).await,
+                    super::comms::CUSTOMER_CALLBACK => self.submit_customer_update(user, &view).await,
                     other => {
                         tracing::warn!(callback = other, "view submission for an unknown modal");
                         SlackInteractionResponse::Empty
@@ -740,6 +742,9 @@ impl Handler {
         if super::vendors::is_vendor_action(action.action_id.as_ref()) {
             return self.vendor_button(ev, action, &user, &channel).await;
         }
+        if super::comms::is_customer_update_action(action.action_id.as_ref()) {
+            return self.customer_update_button(ev, action, &user, &channel).await;
+        }
         if action.action_id.as_ref().starts_with("alert_") {
             return self.alert_button(ev, action.action_id.as_ref(), &user).await;
         }
@@ -762,6 +767,7 @@ impl Handler {
         let response_url = ev.response_url.as_ref().map(|u| u.0.to_string());
         let url = response_url.as_deref();
         match action.action_id.as_ref() {
+            super::comms::ACTION_CUSTOMER => self.customer_button(ev, incident, &user, &channel).await,
             blocks::ACTION_UPDATE if incident.status.is_open() => self.spawn_open(
                 trigger,
                 channel,

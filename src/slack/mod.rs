@@ -15,6 +15,7 @@ pub mod alerts;
 pub mod blocks;
 pub mod calendar;
 pub mod commands;
+pub mod comms;
 pub mod effects;
 pub mod forms;
 pub mod listener;
