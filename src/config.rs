@@ -111,6 +111,11 @@ impl Policy {
             crate::reminder::plan::Sla {
                 update_every: d(p.update_every),
                 escalate_after: d(p.escalate_after),
+                customer_every: self
+                    .status_page
+                    .as_ref()
+                    .and_then(|page| page.cadence(s))
+                    .unwrap_or_else(chrono::Duration::zero),
             }
         };
         crate::reminder::plan::Slas(Severity::ALL.map(sla))
@@ -125,6 +130,7 @@ impl Policy {
             follow_up_remind_every: chrono::Duration::from_std(self.follow_up_remind_every)
                 .unwrap_or(chrono::Duration::MAX),
             vendors: self.vendors.clone(),
+            status_page: self.status_page.clone(),
         }
     }
 

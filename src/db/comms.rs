@@ -281,17 +281,16 @@ impl Db {
     ) -> anyhow::Result<Result<CustomerUpdate, Refused>> {
         let at = to_ms(now);
         let select = format!("SELECT {UPDATE_COLUMNS} FROM customer_updates WHERE id = $1");
+        // Which incident, read before the transaction: it must write first (the incident's row
+        // lock), since on SQLite a transaction that reads first cannot take the write lock
+        // under contention.
+        let Some(found) = self.customer_update(update_id).await? else {
+            return Ok(Err(Refused::Rule("That customer update no longer exists.".into())));
+        };
+        let incident = found.incident_id.0;
         with_pool!(self, |pool| {
             async {
                 let mut tx = pool.begin().await?;
-                let Some(row) = sqlx::query_as::<_, UpdateRow>(&select)
-                    .bind(update_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                else {
-                    return Ok(Err(Refused::Rule("That customer update no longer exists.".into())));
-                };
-                let incident = row.incident_id;
                 let Some(owner) = lock_incident!(tx, incident) else {
                     return Ok(Err(Refused::Rule("That incident no longer exists.".into())));
                 };
@@ -355,37 +354,6 @@ impl Db {
         .execute(pool)
         .await
         .map(|_| ()))?;
-        Ok(())
-    }
-
-    /// Starts the customer-update cadence of a just-declared incident (the first update is due
-    /// a cadence after the declaration). Nothing for private incidents or without a cadence.
-    pub async fn start_customer_clock(
-        &self,
-        id: IncidentId,
-        declared_at: DateTime<Utc>,
-        page: &StatusPage,
-    ) -> anyhow::Result<()> {
-        let (severity, is_private): (String, bool) = with_pool!(self, |pool| {
-            sqlx::query_as("SELECT severity, is_private FROM incidents WHERE id = $1")
-                .bind(id.0)
-                .fetch_one(pool)
-                .await
-        })?;
-        let severity: Severity = severity.parse().map_err(anyhow::Error::msg)?;
-        let Some(due) = next_due(page, severity, declared_at, false).filter(|_| !is_private) else {
-            return Ok(());
-        };
-        with_pool!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO customer_clocks (incident_id, due_at, remind_at) VALUES ($1, $2, $2) ON CONFLICT (incident_id) DO NOTHING",
-            )
-            .bind(id.0)
-            .bind(to_ms(due))
-            .execute(pool)
-            .await
-            .map(|_| ())
-        })?;
         Ok(())
     }
 
@@ -656,6 +624,33 @@ impl Db {
             }
         }
         Ok((declared, public))
+    }
+
+    /// How many incidents are public (for tests).
+    pub async fn public_incident_count_for_tests(&self) -> anyhow::Result<i64> {
+        let (n,): (i64,) = with_pool!(self, |pool| {
+            sqlx::query_as("SELECT COUNT(*) FROM public_incidents")
+                .fetch_one(pool)
+                .await
+        })?;
+        Ok(n)
+    }
+
+    /// Moves an incident's customer update (and its reminder) to `at` (for tests).
+    pub async fn backdate_customer_clock_for_tests(
+        &self,
+        incident: IncidentId,
+        at: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        with_pool!(self, |pool| {
+            sqlx::query("UPDATE customer_clocks SET due_at = $2, remind_at = $2 WHERE incident_id = $1")
+                .bind(incident.0)
+                .bind(to_ms(at))
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })?;
+        Ok(())
     }
 }
 

@@ -214,6 +214,16 @@ impl Db {
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
+                // Issue 14: customers are owed their first update a customer cadence after the
+                // declaration (never for a private incident).
+                if sla.customer_every > chrono::Duration::zero() && !new.is_private {
+                    let due = to_ms(now + sla.customer_every);
+                    sqlx::query("INSERT INTO customer_clocks (incident_id, due_at, remind_at) VALUES ($1, $2, $2)")
+                        .bind(id)
+                        .bind(due)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 // Issue 12: which changes may have caused it, posted once its card is up.
                 sqlx::query(super::calendar::ENQUEUE_CORRELATE)
                     .bind(super::calendar::correlate_payload(id))

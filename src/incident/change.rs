@@ -170,6 +170,8 @@ pub struct Rules {
     pub follow_up_remind_every: chrono::Duration,
     /// The vendor catalogue: vendor tickets are aged against its SLAs.
     pub vendors: crate::vendor::Catalogue,
+    /// The status page (issue 14): its customer-update cadence is reminded like updates.
+    pub status_page: Option<crate::comms::StatusPage>,
 }
 
 /// Moves allowed by the lifecycle.
@@ -874,6 +876,7 @@ mod tests {
             crate::reminder::plan::Sla {
                 update_every: chrono::Duration::minutes(30),
                 escalate_after: chrono::Duration::minutes(10),
+                customer_every: chrono::Duration::zero(),
             },
         );
         let on_time = inc.apply(&update(Status::Identified), &bob, t(30)).unwrap();

@@ -35,7 +35,7 @@ impl Default for ReminderOptions {
 }
 
 /// Fires due reminders (stakeholder updates, overdue follow-ups, post-incident reviews, vendor
-/// ticket chases) until `shutdown` is notified.
+/// ticket chases, customer updates) until `shutdown` is notified.
 pub async fn run(
     db: Db,
     rules: Rules,
@@ -54,6 +54,10 @@ pub async fn run(
             db.fire_due_pir_reminders(now, &rules, late_after, opts.batch).await,
             db.fire_due_vendor_chases(now, &rules.vendors, late_after, opts.batch)
                 .await,
+            match &rules.status_page {
+                Some(page) => db.fire_due_customer_reminders(now, page, late_after, opts.batch).await,
+                None => Ok(0),
+            },
         ];
         let mut any = false;
         for result in fired {
@@ -70,13 +74,18 @@ pub async fn run(
             wake_outbox.notify_one();
             continue;
         }
+        let customer = match &rules.status_page {
+            Some(_) => db.next_customer_reminder_at().await,
+            None => Ok(None),
+        };
         let next = match (
             db.next_reminder_at().await,
             db.next_follow_up_or_pir_reminder_at().await,
             db.next_vendor_chase_at().await,
+            customer,
         ) {
-            (Ok(a), Ok(b), Ok(c)) => Ok(a.into_iter().chain(b).chain(c).min()),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
+            (Ok(a), Ok(b), Ok(c), Ok(d)) => Ok(a.into_iter().chain(b).chain(c).chain(d).min()),
+            (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => Err(e),
         };
         let sleep = match next {
             Ok(Some(at)) => (at - chrono::Utc::now())

@@ -19,6 +19,8 @@ pub struct Sla {
     pub update_every: Duration,
     /// Zero: never escalate.
     pub escalate_after: Duration,
+    /// The customer-update cadence (`[status_page].cadence`, issue 14); zero: none.
+    pub customer_every: Duration,
 }
 
 /// Service levels of every severity, worst first.
@@ -188,6 +190,7 @@ mod tests {
         Sla {
             update_every: Duration::minutes(every),
             escalate_after: Duration::minutes(escalate),
+            customer_every: Duration::zero(),
         }
     }
     fn at(min: i64) -> DateTime<Utc> {

@@ -279,6 +279,98 @@ pub struct Report {
     /// The change calendar's figures (issue 12), this period and the previous one.
     pub changes: crate::db::ChangeFigures,
     pub previous_changes: crate::db::ChangeFigures,
+    /// Customer communications (issue 14), when a status page is configured: this period and
+    /// the previous one, and the page's components `(id, name)` in page order.
+    pub comms: Option<CommsReport>,
+}
+
+/// The customer-comms part of a report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommsReport {
+    pub current: crate::comms::metrics::CommsFigures,
+    pub previous: crate::comms::metrics::CommsFigures,
+    pub components: Vec<(String, String)>,
+}
+
+impl CommsReport {
+    async fn build(
+        db: &Db,
+        page: &crate::comms::StatusPage,
+        period: &Period,
+        previous: &Period,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Self> {
+        let figures = |p: &Period, rows: (Vec<_>, Vec<_>)| {
+            crate::comms::metrics::figures(page, &rows.0, &rows.1, p.from, p.to.min(now))
+        };
+        let (now_rows, before_rows) = tokio::try_join!(
+            db.comms_rows(period.from, period.to),
+            db.comms_rows(previous.from, previous.to)
+        )?;
+        Ok(CommsReport {
+            current: figures(period, now_rows),
+            previous: figures(previous, before_rows),
+            components: page.components.iter().map(|c| (c.id.clone(), c.name.clone())).collect(),
+        })
+    }
+
+    fn headlines(&self) -> Vec<Headline> {
+        let (c, p) = (&self.current, &self.previous);
+        let mut out = Vec::new();
+        for (part, f) in [
+            (
+                "median",
+                (|s: DurationStats| s.median_ms) as fn(DurationStats) -> Option<i64>,
+            ),
+            ("p90", |s| s.p90_ms),
+            ("mean", |s| s.mean_ms()),
+        ] {
+            out.push(Headline {
+                key: format!("time_to_first_customer_update_{part}"),
+                label: format!("Time to first customer update, {part}"),
+                value: Value::Duration(f(c.first_update)),
+                previous: Value::Duration(f(p.first_update)),
+            });
+        }
+        out.push(Headline {
+            key: "customer_update_compliance".into(),
+            label: "Customer-update compliance".into(),
+            value: Value::Ratio(c.compliance.ratio()),
+            previous: Value::Ratio(p.compliance.ratio()),
+        });
+        out.push(Headline::count(
+            "customer_updates_due",
+            "Customer updates that fell due",
+            c.compliance.due(),
+            p.compliance.due(),
+        ));
+        for (id, name) in &self.components {
+            let (now, before) = (
+                c.component_minutes.get(id).copied().unwrap_or_default(),
+                p.component_minutes.get(id).copied().unwrap_or_default(),
+            );
+            for (status, n, b) in [
+                (
+                    "degraded_performance",
+                    now.degraded_performance,
+                    before.degraded_performance,
+                ),
+                ("partial_outage", now.partial_outage, before.partial_outage),
+                ("major_outage", now.major_outage, before.major_outage),
+            ] {
+                let label = crate::comms::ComponentStatus::parse(status)
+                    .map(|s| s.label())
+                    .unwrap_or(status);
+                out.push(Headline::count(
+                    &format!("component_{id}_{status}_minutes"),
+                    &format!("{name}: {label} minutes"),
+                    n,
+                    b,
+                ));
+            }
+        }
+        out
+    }
 }
 
 fn scope(period: &Period, service: Option<&str>, now: DateTime<Utc>) -> ReportScope {
@@ -314,6 +406,10 @@ impl Report {
             db.change_figures(period.from, period.to, service),
             db.change_figures(previous_period.from, previous_period.to, service)
         )?;
+        let comms = match &policy.status_page {
+            Some(page) => Some(CommsReport::build(db, page, &period, &previous_period, now).await?),
+            None => None,
+        };
         let mut current = Figures::from_raw(&current, &policy.services, service, period.days());
         let mut previous = Figures::from_raw(&previous, &policy.services, service, previous_period.days());
         changes::apply_grades(&mut current, &changes_now);
@@ -328,6 +424,7 @@ impl Report {
             vendors: crate::vendor::report::rows(&catalogue, &vendors_now, &vendors_before),
             changes: changes_now,
             previous_changes: changes_before,
+            comms,
         })
     }
 
@@ -446,6 +543,9 @@ impl Report {
             Headline::count("noisy_alerts", "Noisy alerts (no incident)", ca.noisy, pa.noisy),
         ]);
         out.extend(changes::headlines(&self.changes, &self.previous_changes));
+        if let Some(comms) = &self.comms {
+            out.extend(comms.headlines());
+        }
         out
     }
 }

@@ -159,6 +159,41 @@ pub fn report_blocks(r: &Report) -> Value {
             )),
         ] }));
     }
+    // Issue 14: customer communications, when a status page is configured.
+    if let Some(comms) = &r.comms {
+        let c = &comms.current;
+        let compliance = match c.compliance.ratio() {
+            Some(_) => format!(
+                "{} ({}/{} on time)",
+                with_change(&h("customer_update_compliance")),
+                c.compliance.on_time,
+                c.compliance.due()
+            ),
+            None => "n/a (no customer update fell due)".into(),
+        };
+        let mut worst: Vec<(&str, crate::comms::metrics::StatusMinutes)> = comms
+            .components
+            .iter()
+            .map(|(id, name)| (name.as_str(), c.component_minutes.get(id).copied().unwrap_or_default()))
+            .filter(|(_, m)| m.total() > 0)
+            .collect();
+        worst.sort_by_key(|(_, m)| std::cmp::Reverse(m.total()));
+        let worst = if worst.is_empty() {
+            "every component operational".to_string()
+        } else {
+            worst
+                .iter()
+                .take(3)
+                .map(|(name, m)| format!("{} {} min (major {})", blocks::escape(name), m.total(), m.major_outage))
+                .collect::<Vec<_>>()
+                .join(" · ")
+        };
+        out.push(json!({ "type": "section", "fields": [
+            mrkdwn(&format!("*Time to first customer update*\nmedian {}", with_change(&h("time_to_first_customer_update_median")))),
+            mrkdwn(&format!("*Customer-update compliance*\n{compliance}")),
+            mrkdwn(&format!("*Status page: minutes not operational*\n{worst}")),
+        ] }));
+    }
     out.push(json!({ "type": "divider" }));
     out.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": service_table(r) } }));
     if let Some(vendors) = super::vendors::report_section(r) {
