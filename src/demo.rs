@@ -503,6 +503,100 @@ fn demo_vendors(services: &[String]) -> anyhow::Result<crate::vendor::Catalogue>
     crate::vendor::parse_catalogue(&table["vendors"], services).map_err(|(k, p)| anyhow::anyhow!("{k}: {p}"))
 }
 
+/// The demo's status page: card payments and checkout, customers updated every 30 minutes
+/// at SEV1, drafts approved by the comms role.
+fn demo_status_page(policy: &Policy) -> anyhow::Result<crate::comms::StatusPage> {
+    let text = "[status_page]\ntitle = \"Acme Payments status\"\ncadence = { SEV1 = \"30m\", SEV2 = \"1h\" }\n\
+                [[status_page.components]]\nname = \"Card payments\"\nservices = [\"payments\"]\n\
+                [[status_page.components]]\nname = \"Checkout\"\nservices = [\"checkout\"]\n";
+    let table: toml::Table = text.parse()?;
+    crate::comms::config::parse_status_page(&table["status_page"], &policy.services, policy.timezone)
+        .map_err(|(k, p)| anyhow::anyhow!("{k}: {p}"))
+}
+
+/// carol takes the comms role; bob writes a customer update in the form; carol approves it and
+/// it is published (public words only).
+async fn customer_scene(out: &mut dyn Write, stack: &LocalStack, channel: &str) -> anyhow::Result<()> {
+    let sb = &stack.sandbox;
+    writeln!(out, "▶ bob makes carol the comms lead: `/incident role comms @carol`")?;
+    stack.command("U0BOB", channel, "role comms <@U0CAROL>").await?;
+    writeln!(out, "▶ bob writes to customers: `/incident customer`")?;
+    let form = stack.open_form("U0BOB", channel, "customer").await?;
+    let option = |v: &str| json!({ "text": { "type": "plain_text", "text": v }, "value": v });
+    let ack = sb
+        .submit_view(
+            "U0BOB",
+            &form.id,
+            json!({
+                "public_title": { "public_title": { "type": "plain_text_input", "value": "Card payments failing" } },
+                "components": { "components": { "type": "multi_static_select", "selected_options": [option("card-payments"), option("checkout")] } },
+                "status": { "status": { "type": "static_select", "selected_option": option("partial_outage") } },
+                "message": { "message": { "type": "plain_text_input", "value": "Some card payments are failing. We have found the cause and are rolling out a fix." } },
+                "last": { "last": { "type": "checkboxes", "selected_options": [] } },
+            }),
+        )
+        .await?;
+    if let Some(errors) = ack.payload {
+        anyhow::bail!("the customer-update form refused the demo's update: {errors}");
+    }
+    let draft = wait_for(Duration::from_secs(5), || async {
+        sb.messages(channel)
+            .into_iter()
+            .find(|m| m.blocks.to_string().contains(crate::slack::comms::ACTION_APPROVE))
+    })
+    .await
+    .ok_or_else(|| anyhow::anyhow!("the customer draft was not posted for approval"))?;
+    writeln!(out, "  the draft waits for approval: {}", draft.text)?;
+    let incident = stack
+        .db
+        .incident_by_number(crate::incident::model::IncidentNumber(1))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("INC-1 is gone"))?;
+    let update = stack
+        .db
+        .customer_updates_of(incident.id)
+        .await?
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("no customer update stored"))?;
+    writeln!(out, "▶ bob tries to approve his own draft; carol approves it")?;
+    for user in ["U0BOB", "U0CAROL"] {
+        sb.click_button(
+            user,
+            channel,
+            &draft.ts,
+            crate::slack::comms::ACTION_APPROVE,
+            &update.id.to_string(),
+        )
+        .await?;
+    }
+    let refused = wait_for(Duration::from_secs(3), || async {
+        sb.ephemerals("U0BOB")
+            .into_iter()
+            .find(|m| m.text.contains("can approve"))
+    })
+    .await
+    .ok_or_else(|| anyhow::anyhow!("the author's approval was not refused"))?;
+    writeln!(out, "  bob is told: {}", refused.text)?;
+    let public = wait_for(Duration::from_secs(5), || async {
+        stack
+            .db
+            .public_incidents_since(chrono::Utc::now() - chrono::Duration::days(1))
+            .await
+            .ok()?
+            .pop()
+    })
+    .await
+    .ok_or_else(|| anyhow::anyhow!("the approved update was not published"))?;
+    writeln!(
+        out,
+        "  published on the status page as incident {}: \"{}\" ({} update)",
+        public.public_id,
+        public.title,
+        public.updates.len()
+    )?;
+    Ok(())
+}
+
 /// bob raises a ticket with Adyen, the bot chases it at the SLA, then says to escalate; bob
 /// escalates from the reminder, Adyen answers, and the open tickets are listed.
 async fn vendor_scene(out: &mut dyn Write, stack: &LocalStack, channel: &str) -> anyhow::Result<()> {
@@ -599,6 +693,7 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
     policy.severities[0].escalate_after = Duration::from_secs(1);
     policy.vendors = demo_vendors(&policy.services)?;
     policy.changes.channel = Some("C0CHANGES".into());
+    policy.status_page = Some(demo_status_page(&policy)?);
     let stack = LocalStack::start(None, policy, fast_options()).await?;
     let sb = &stack.sandbox;
     writeln!(
@@ -740,6 +835,7 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
     )
     .await?;
     vendor_scene(out, &stack, &channel).await?;
+    customer_scene(out, &stack, &channel).await?;
     writeln!(
         out,
         "▶ carol rolls the change back: `/change rollback 1 router config reverted`"

@@ -17,6 +17,12 @@
 //!   ([`calendar::suspects`]), the iCalendar feed ([`calendar::ics`]) and CSV import/export.
 //!   SQL in `db::calendar`, use-cases in [`service::calendar`], `/change`, its form and the
 //!   loop that posts announcements, reminders, digests and suspects in [`slack::calendar`].
+//! - [`comms`]: customer communications (issue 14), pure: `[status_page]` settings
+//!   ([`comms::config`]), customer updates (draft → published, superseded by an edit), who may
+//!   approve, the public view of incidents ([`comms::page_view`]) and the report figures
+//!   ([`comms::metrics`]: time to first customer update, cadence compliance, minutes per
+//!   component status). SQL in `db/comms.rs`, use-cases in `service/comms.rs`, the form, the
+//!   Approve / Edit buttons and the outbox posts in `slack::comms`.
 //! - [`db`]: the only module that knows SQL: incidents, timeline events, follow-ups, outbox
 //!   jobs, report aggregates, on SQLite or PostgreSQL with the same SQL text. Read-only
 //!   commands connect with `Db::connect_existing`, which checks the schema and never migrates.

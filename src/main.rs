@@ -216,6 +216,9 @@ async fn run() -> ExitCode {
                 for v in &s.policy.vendors.vendors {
                     println!("  vendor {}", v.describe());
                 }
+                if let Some(page) = &s.policy.status_page {
+                    println!("  status page {}", page.describe());
+                }
                 let pir = &s.policy.pir;
                 println!(
                     "  post-incident reviews for {}: first reminder {} after resolving, then every {}; {}",

@@ -45,6 +45,23 @@ fn a_bad_config_file_names_the_key() {
         err.contains("severities.SEV1.update_every") && err.contains("soon"),
         "{err}"
     );
+    // The status page (issue 14): a mistake names its whole path; a good one is described.
+    let page = "[status_page]\ntitle = \"Acme status\"\ncadence = { SEV1 = \"30m\" }\n\
+                [[status_page.components]]\nname = \"Card payments\"\nservices = [\"crypto\"]\n";
+    std::fs::write(&file, page).unwrap();
+    let (code, _, err) = run(&["check-config", "--config", file.to_str().unwrap()], &tokens);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("status_page.components[0].services") && err.contains("crypto"),
+        "{err}"
+    );
+    std::fs::write(&file, page.replace("crypto", "payments")).unwrap();
+    let (code, out, err) = run(&["check-config", "--config", file.to_str().unwrap()], &tokens);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("status page \"Acme status\": 1 component(s) (Card payments); customer updates SEV1 every 30m"),
+        "{out}"
+    );
     let (code, out, err) = run(
         &[
             "check-config",

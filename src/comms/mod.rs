@@ -462,8 +462,8 @@ pub fn page_view(page: &StatusPage, incidents: Vec<PublicIncident>, now: DateTim
     let (mut active, mut recent): (Vec<PublicIncident>, Vec<PublicIncident>) =
         incidents.into_iter().partition(|i| i.resolved_at.is_none());
     recent.retain(|i| i.resolved_at.is_some_and(|at| at >= since));
-    active.sort_by(|a, b| b.started_at.cmp(&a.started_at));
-    recent.sort_by(|a, b| b.resolved_at.cmp(&a.resolved_at));
+    active.sort_by_key(|i| std::cmp::Reverse(i.started_at));
+    recent.sort_by_key(|i| std::cmp::Reverse(i.resolved_at));
     let mut status: BTreeMap<&str, ComponentStatus> = BTreeMap::new();
     for incident in &active {
         for impact in incident.current() {

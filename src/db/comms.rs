@@ -581,7 +581,7 @@ impl Db {
         to: DateTime<Utc>,
     ) -> anyhow::Result<(Vec<CommsIncident>, Vec<CommsIncident>)> {
         let (lo, hi) = (to_ms(from), to_ms(to));
-        let rows: Vec<(i64, i64, String, Option<i64>, Option<i64>, Option<i64>, bool)> = with_pool!(self, |pool| {
+        let rows: Vec<CommsRow> = with_pool!(self, |pool| {
             sqlx::query_as(
                 "SELECT i.id, i.declared_at, i.severity, COALESCE(i.resolved_at, i.closed_at, i.canceled_at), \
                         p.first_published_at, p.resolved_at, (i.declared_at >= $1 AND i.declared_at < $2) \
@@ -653,6 +653,9 @@ impl Db {
         Ok(())
     }
 }
+
+/// `(id, declared_at, severity, ended_at, first_published_at, public resolved_at, declared in the period)`.
+type CommsRow = (i64, i64, String, Option<i64>, Option<i64>, Option<i64>, bool);
 
 enum PublicKey {
     Since(i64),
