@@ -588,6 +588,30 @@ async fn a_linked_change_is_on_both_timelines_and_its_rollback_is_recorded() {
         .contains(&"rollback_while_linked".to_string()));
     let note = wait_text(&stack, &channel, "was rolled back by <@U0CAROL>").await;
     assert!(note.contains("reverting v42"), "{note}");
+    // The resolve form's root cause "change / deploy" offers the linked change.
+    let form = stack.open_form("U0BOB", &channel, "resolve").await.unwrap();
+    let offered = form.blocks.to_string();
+    assert!(
+        offered.contains("caused_by") && offered.contains("CHG-1 payments-api v42"),
+        "{offered}"
+    );
+    let mut values = incident_bot::demo::resolve_values("Rolled back v42", "infrastructure", None);
+    values["caused_by"] = json!({ "caused_by": { "type": "static_select",
+        "selected_option": { "text": { "type": "plain_text", "text": "CHG-1" }, "value": "CHG-1" } } });
+    let ack = stack
+        .sandbox
+        .submit_view("U0BOB", &form.id, values.clone())
+        .await
+        .unwrap();
+    let refused = ack.payload.expect("a field error")["errors"]["caused_by"].to_string();
+    assert!(refused.contains("change / deploy"), "{refused}");
+    values["root_cause"]["root_cause"]["selected_option"] =
+        json!({ "text": { "type": "plain_text", "text": "change / deploy" }, "value": "change / deploy" });
+    let ack = stack.sandbox.submit_view("U0BOB", &form.id, values).await.unwrap();
+    assert_eq!(ack.payload, None, "resolved: {:?}", ack.payload);
+    let kinds = common::event_kinds(&stack, incident.id).await;
+    assert!(kinds.contains(&"change_caused".to_string()), "{kinds:?}");
+    assert!(change_kinds(&stack, n).await.contains(&"caused_incident".to_string()));
     assert_slack_happy(&stack);
 }
 

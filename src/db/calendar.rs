@@ -540,6 +540,51 @@ impl Db {
         }
     }
 
+    /// Records linked change `number` as the cause of `incident`: an event on both timelines in
+    /// one transaction. `false` when the change is not linked to it.
+    pub async fn confirm_change_cause(
+        &self,
+        incident: IncidentId,
+        number: ChangeNumber,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        let Some(change) = self.change_by_number(number).await? else {
+            return Ok(false);
+        };
+        let at = to_ms(now);
+        let done: Result<bool, sqlx::Error> = with_pool!(self, |pool| {
+            async {
+                let mut tx = pool.begin().await?;
+                // A write first (see `declare`): the link's row, touched, proves it is linked.
+                let n = sqlx::query(
+                    "UPDATE change_links SET linked_at = linked_at WHERE change_id = $1 AND incident_id = $2",
+                )
+                .bind(change.id)
+                .bind(incident.0)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Ok(false);
+                }
+                let (incident_number, private): (i64, bool) =
+                    sqlx::query_as("SELECT number, is_private FROM incidents WHERE id = $1")
+                        .bind(incident.0)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let details = json!({ "change": change.number, "title": change.title });
+                insert_event!(tx, incident.0, at, actor, "change_caused", details.to_string())?;
+                let details = json!({ "incident": format!("INC-{incident_number}"), "private": private });
+                change_event!(tx, change.id, at, actor, "caused_incident", details.to_string())?;
+                tx.commit().await?;
+                Ok(true)
+            }
+            .await
+        });
+        done.context("cannot record a change as the cause")
+    }
+
     /// Links change `number` to incident `incident` as a suspected cause: on both timelines,
     /// with the incident's card refreshed, in one transaction.
     pub async fn link_change(

@@ -336,6 +336,25 @@ impl Service {
         }
     }
 
+    /// Records linked change `number` as the cause of resolved incident `incident` (the
+    /// resolve form's "change / deploy"), on both timelines.
+    pub async fn confirm_change_cause(
+        &self,
+        incident: IncidentId,
+        number: ChangeNumber,
+        actor: &UserId,
+    ) -> Result<(), Refusal> {
+        match self
+            .db
+            .confirm_change_cause(incident, number, actor.as_str(), Utc::now())
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Refusal::Rule(format!("{number} is not linked to this incident."))),
+            Err(e) => Err(Refusal::unavailable("record a change as the cause", e)),
+        }
+    }
+
     /// The changes linked to an incident.
     pub async fn linked_changes(&self, incident: IncidentId) -> Result<Vec<PlannedChange>, Refusal> {
         self.db

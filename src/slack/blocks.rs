@@ -640,17 +640,38 @@ pub fn impact_modal(incident: &Incident, policy: &Policy) -> Value {
 }
 
 /// The resolve form.
-pub fn resolve_modal(incident: &Incident, now: chrono::DateTime<chrono::Utc>) -> Value {
+/// The resolve form; with changes linked to the incident (issue 12), the root cause
+/// "change / deploy" offers them: which one caused it.
+pub fn resolve_modal(
+    incident: &Incident,
+    now: chrono::DateTime<chrono::Utc>,
+    linked: &[crate::calendar::PlannedChange],
+) -> Value {
     let causes: Vec<Value> = ROOT_CAUSES.iter().map(|c| option(c, c)).collect();
+    let mut cause_blocks = vec![
+        json!({ "type": "input", "block_id": "root_cause", "label": plain("Root cause category", 2000),
+            "element": { "type": "static_select", "action_id": "root_cause", "options": causes } }),
+    ];
+    if !linked.is_empty() {
+        let options: Vec<Value> = linked
+            .iter()
+            .take(100)
+            .map(|c| option(&format!("{} {}", c.number, c.title), &c.number.to_string()))
+            .collect();
+        cause_blocks.push(json!({ "type": "input", "block_id": "caused_by", "optional": true,
+            "label": plain("Which linked change caused it? (root cause change / deploy)", 2000),
+            "element": { "type": "static_select", "action_id": "caused_by", "options": options } }));
+    }
+    let mut fields = vec![text_input("summary", "Resolution summary", true, false, "")];
+    fields.extend(cause_blocks);
     modal_shell(
         RESOLVE_CALLBACK,
         "Resolve incident",
         "Resolve",
         incident,
-        vec![
-            text_input("summary", "Resolution summary", true, false, ""),
-            json!({ "type": "input", "block_id": "root_cause", "label": plain("Root cause category", 2000),
-                    "element": { "type": "static_select", "action_id": "root_cause", "options": causes } }),
+        [
+            fields,
+            vec![
             datetime_input(
                 "mitigated_at",
                 "Service restored at",
@@ -661,7 +682,9 @@ pub fn resolve_modal(incident: &Incident, now: chrono::DateTime<chrono::Utc>) ->
                     "element": { "type": "users_select", "action_id": "follow_ups_owner" } }),
             json!({ "type": "input", "block_id": "follow_ups_due", "optional": true, "label": plain("Follow-ups due by", 2000),
                     "element": { "type": "datepicker", "action_id": "follow_ups_due" } }),
-        ],
+            ],
+        ]
+        .concat(),
     )
 }
 
@@ -932,7 +955,7 @@ mod tests {
         for view in [
             update_modal(&inc),
             impact_modal(&inc, &policy),
-            resolve_modal(&inc, inc.declared_at),
+            resolve_modal(&inc, inc.declared_at, &[]),
         ] {
             modal(view).expect("modal fits slack-morphism's model");
         }

@@ -266,6 +266,22 @@ pub fn parse_resolve(values: &Value, today: chrono::NaiveDate) -> Result<Change,
     }
 }
 
+/// The resolve form's "which linked change caused it" (issue 12): only with the root cause
+/// "change / deploy", as a field error otherwise.
+pub fn parse_caused_by(values: &Value) -> Result<Option<crate::calendar::ChangeNumber>, FieldErrors> {
+    let Some(picked) = selected(values, "caused_by").filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let field = |m: &str| Err(FieldErrors::from([("caused_by".to_string(), m.to_string())]));
+    if selected(values, "root_cause").as_deref() != Some("change / deploy") {
+        return field("A change is the cause only with the root cause \"change / deploy\": pick that, or clear this.");
+    }
+    match crate::calendar::ChangeNumber::parse(&picked) {
+        Ok(n) => Ok(Some(n)),
+        Err(why) => field(&why),
+    }
+}
+
 /// What Slack's datetimepicker can express: people pick a minute (it sends whole seconds).
 pub const PICKER_PRECISION_SECS: i64 = 60;
 

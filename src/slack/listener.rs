@@ -418,7 +418,7 @@ impl Handler {
                 let view = match command {
                     Command::Update => blocks::update_modal(&incident),
                     Command::Impact => blocks::impact_modal(&incident, &self.service.policy),
-                    _ => blocks::resolve_modal(&incident, chrono::Utc::now()),
+                    _ => blocks::resolve_modal(&incident, chrono::Utc::now(), &self.linked_changes(&incident).await),
                 };
                 self.open_modal(event, view);
                 return SlackCommandEventResponse::new(SlackMessageContent::new());
@@ -775,13 +775,16 @@ impl Handler {
                 response_url,
                 blocks::update_modal(&incident),
             ),
-            blocks::ACTION_RESOLVE if incident.status.is_open() => self.spawn_open(
-                trigger,
-                channel,
-                user.to_string(),
-                response_url,
-                blocks::resolve_modal(&incident, chrono::Utc::now()),
-            ),
+            blocks::ACTION_RESOLVE if incident.status.is_open() => {
+                let linked = self.linked_changes(&incident).await;
+                self.spawn_open(
+                    trigger,
+                    channel,
+                    user.to_string(),
+                    response_url,
+                    blocks::resolve_modal(&incident, chrono::Utc::now(), &linked),
+                )
+            }
             blocks::ACTION_FOLLOW_UP if !incident.was_canceled() => self.spawn_open(
                 trigger,
                 channel,
@@ -957,6 +960,21 @@ impl Handler {
             Ok(c) => c,
             Err(field_errors) => return errors(field_errors),
         };
+        // Issue 12: the linked change named as the cause must be one of the incident's.
+        let caused_by = match forms::parse_caused_by(values) {
+            Ok(Some(number)) if callback == RESOLVE_CALLBACK => {
+                let incident = match self.service.incident(id).await {
+                    Ok(i) => i,
+                    Err(refusal) => return errors([("caused_by", refusal.to_string())]),
+                };
+                if !self.linked_changes(&incident).await.iter().any(|c| c.number == number) {
+                    return errors([("caused_by", format!("{number} is not linked to {}.", incident.number))]);
+                }
+                Some(number)
+            }
+            Ok(_) => None,
+            Err(field_errors) => return errors(field_errors),
+        };
         // "Service restored at" is checked against the incident here, so its errors (and the
         // clamp to the declaration) concern that field; if the read fails, `apply` still checks.
         let change = match change {
@@ -985,9 +1003,23 @@ impl Handler {
         }
         let key = format!("view:{}", view["id"].as_str().unwrap_or_default());
         match self.change(id, &change, &actor, &key).await {
-            Ok(_) => SlackInteractionResponse::Empty,
+            Ok(_) => {
+                if let Some(number) = caused_by {
+                    // Its own transaction after the resolution's: logged if the database refuses.
+                    if let Err(refusal) = self.service.confirm_change_cause(id, number, &actor).await {
+                        tracing::warn!(%number, error = %refusal, "could not record the change as the cause");
+                    }
+                }
+                SlackInteractionResponse::Empty
+            }
             Err(message) => errors([(field, message)]),
         }
+    }
+
+    /// The changes linked to `incident` (none when the database does not answer: the resolve
+    /// form then simply does not offer them).
+    async fn linked_changes(&self, incident: &Incident) -> Vec<crate::calendar::PlannedChange> {
+        self.service.linked_changes(incident.id).await.unwrap_or_default()
     }
 
     async fn submit_declare(&self, user: &str, view: &serde_json::Value) -> SlackInteractionResponse {
