@@ -37,7 +37,7 @@ pub(crate) fn correlate_payload(id: i64) -> String {
 const CHANGE_COLUMNS: &str = "id, number, kind, title, services, starts_at, ends_at, owner, risk, customer_facing, \
     vendor, link, override_reason, state, created_by, created_at, started_at, finished_at, sequence";
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 struct ChangeRow {
     id: i64,
     number: i64,
@@ -89,6 +89,43 @@ impl TryFrom<ChangeRow> for PlannedChange {
 
 fn rows_to_changes(rows: Vec<ChangeRow>) -> anyhow::Result<Vec<PlannedChange>> {
     rows.into_iter().map(PlannedChange::try_from).collect()
+}
+
+/// `inner` (a query of [`CHANGE_COLUMNS`]) as one row holding a JSON array of its rows.
+///
+/// Long lists (the calendar feed's 10,000 changes, a busy service line's candidates) are read
+/// this way because the SQLite driver hands rows over one at a time between threads (tens of
+/// microseconds a row); one row of JSON costs one hand-over and a fast parse. Order is not
+/// kept: callers sort.
+fn as_json_array(postgres: bool, inner: &str) -> String {
+    let fields: Vec<String> = CHANGE_COLUMNS
+        .split(", ")
+        .map(|c| match (c, postgres) {
+            // SQLite stores booleans as 0/1; the row type wants JSON true/false.
+            ("customer_facing", false) => {
+                "'customer_facing', json(CASE WHEN customer_facing THEN 'true' ELSE 'false' END)".to_string()
+            }
+            (c, _) => format!("'{c}', {c}"),
+        })
+        .collect();
+    if postgres {
+        format!(
+            "SELECT COALESCE(json_agg(json_build_object({}))::text, '[]') FROM ({inner}) j",
+            fields.join(", ")
+        )
+    } else {
+        format!(
+            "SELECT json_group_array(json_object({})) FROM ({inner}) j",
+            fields.join(", ")
+        )
+    }
+}
+
+fn changes_from_json(json: &str) -> anyhow::Result<Vec<PlannedChange>> {
+    let rows: Vec<ChangeRow> = serde_json::from_str(json).context("a list of changes read as JSON")?;
+    let mut changes = rows_to_changes(rows)?;
+    changes.sort_by_key(|c| (c.starts_at, c.number));
+    Ok(changes)
 }
 
 /// A change to store, with what its form found.
@@ -377,18 +414,17 @@ impl Db {
 
     /// Changes whose window overlaps `[from, to)` (any state), in time order.
     pub async fn changes_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> anyhow::Result<Vec<PlannedChange>> {
-        let sql = format!(
-            "SELECT {CHANGE_COLUMNS} FROM changes WHERE starts_at >= $3 AND starts_at < $2 AND ends_at > $1 \
-             ORDER BY starts_at, number"
-        );
+        let inner =
+            format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE starts_at >= $3 AND starts_at < $2 AND ends_at > $1");
+        let sql = as_json_array(self.is_postgres(), &inner);
         // A change lasts at most 30 days: the start's lower bound keeps this a range scan.
-        let rows: Vec<ChangeRow> = with_pool!(self, |pool| sqlx::query_as::<_, ChangeRow>(&sql)
+        let (json,): (String,) = with_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(to_ms(from))
             .bind(to_ms(to))
             .bind(to_ms(from) - MAX_SPAN_MS)
-            .fetch_all(pool)
+            .fetch_one(pool)
             .await)?;
-        rows_to_changes(rows)
+        changes_from_json(&json)
     }
 
     /// The changes the correlation considers for `services` at `reference`: indexed by service
@@ -407,7 +443,7 @@ impl Db {
         let lines_in = placeholders.join(", ");
         // Finished (or planned) changes by when they began, bounded below by the longest span;
         // changes in progress by their open end.
-        let sql = format!(
+        let inner = format!(
             "SELECT {} FROM changes c WHERE c.id IN (\
                SELECT s.change_id FROM change_services s WHERE s.service IN ({lines_in}) \
                  AND s.active_from >= $3 AND s.active_from <= $2 AND s.active_until >= $1 \
@@ -416,9 +452,10 @@ impl Db {
                  AND s.active_until = $4 AND s.active_from <= $2)",
             columns.join(", "),
         );
+        let sql = as_json_array(self.is_postgres(), &inner);
         let since = to_ms(reference - lookback);
-        let rows: Vec<ChangeRow> = with_pool!(self, |pool| {
-            let mut q = sqlx::query_as::<_, ChangeRow>(&sql)
+        let (json,): (String,) = with_pool!(self, |pool| {
+            let mut q = sqlx::query_as(&sql)
                 .bind(since)
                 .bind(to_ms(reference))
                 .bind(since - MAX_SPAN_MS)
@@ -426,9 +463,9 @@ impl Db {
             for line in &lines {
                 q = q.bind(*line);
             }
-            q.fetch_all(pool).await
+            q.fetch_one(pool).await
         })?;
-        rows_to_changes(rows)
+        changes_from_json(&json)
     }
 
     /// Applies a state move by `actor` (once per `key`), with its timeline event, its
