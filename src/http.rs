@@ -1,6 +1,7 @@
 //! The operations HTTP endpoint (off unless `http_listen` is set): `/healthz`, `/readyz` and
 //! `/metrics` (Prometheus text format 0.0.4), and the change calendar's `/calendar.ics` feed
-//! (issue 12) when `calendar_token` is set.
+//! (issue 12) when `calendar_token` is set, and the public status page (issue 14,
+//! [`crate::status_page`]) when `[status_page]` is.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -47,7 +48,8 @@ impl OpsServer {
     }
 
     /// [`OpsServer::start_with_auth`], also taking alerts on `/alerts/…` through `alerts`
-    /// (issue 15; see [`crate::intake`]) and serving `/calendar.ics` from `feed` (issue 12).
+    /// (issue 15; see [`crate::intake`]) and serving `/calendar.ics` (issue 12) and the public
+    /// status page (issue 14) from `feed`.
     pub async fn start_with_services(
         addr: SocketAddr,
         db: Db,
@@ -103,6 +105,9 @@ async fn accept_loop(
                     async move {
                         if request.uri().path() == "/calendar.ics" {
                             return Ok::<_, Infallible>(calendar_feed(feed.as_deref(), &request).await);
+                        }
+                        if crate::status_page::serves(request.uri().path()) {
+                            return Ok(crate::status_page::handle(feed.as_deref(), &request).await);
                         }
                         Ok::<_, Infallible>(route(&db, &connected, &auth, alerts.as_deref(), request).await)
                     }
