@@ -88,6 +88,7 @@ async fn accept_loop(
     feed: Option<Arc<crate::service::Service>>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
+    let status_cache = Arc::new(crate::status_page::Cache::default());
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
@@ -96,18 +97,20 @@ async fn accept_loop(
                 let auth = auth.clone();
                 let alerts = alerts.clone();
                 let feed = feed.clone();
+                let status_cache = status_cache.clone();
                 let service = service_fn(move |request: Request<Incoming>| {
                     let db = db.clone();
                     let connected = connected.clone();
                     let auth = auth.clone();
                     let alerts = alerts.clone();
                     let feed = feed.clone();
+                    let status_cache = status_cache.clone();
                     async move {
                         if request.uri().path() == "/calendar.ics" {
                             return Ok::<_, Infallible>(calendar_feed(feed.as_deref(), &request).await);
                         }
                         if crate::status_page::serves(request.uri().path()) {
-                            return Ok(crate::status_page::handle(feed.as_deref(), &request).await);
+                            return Ok(crate::status_page::handle(feed.as_deref(), &status_cache, &request).await);
                         }
                         Ok::<_, Infallible>(route(&db, &connected, &auth, alerts.as_deref(), request).await)
                     }

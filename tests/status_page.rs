@@ -503,6 +503,15 @@ async fn etags_give_304s_and_only_get_and_head_are_allowed() {
         Utc::now(),
     )
     .await;
+    // The server keeps a rendered page for a second: the new update shows within that.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let after = loop {
+        let after = get(addr, "/status").await;
+        if after.body.contains("Payouts are slow.") || std::time::Instant::now() > deadline {
+            break after;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     for path in ["/status", "/status.json", "/status/feed.atom"] {
         let full = get(addr, path).await;
         assert_eq!(full.status, 200, "{path}");
@@ -535,7 +544,7 @@ async fn etags_give_304s_and_only_get_and_head_are_allowed() {
             assert_eq!(refused.header("allow"), Some("GET, HEAD"));
         }
     }
-    let after = get(addr, "/status").await;
+    assert!(after.body.contains("Payouts are slow."), "the new update shows");
     assert_ne!(
         before.header("etag"),
         after.header("etag"),
@@ -634,4 +643,42 @@ async fn a_real_browser_renders_the_status_page() {
     std::fs::write(out.join("status-page.png"), &png).unwrap();
     drop(tab);
     drop(chromium);
+}
+
+#[tokio::test]
+async fn with_the_database_gone_the_last_page_rendered_is_still_served() {
+    let stack = started(Some(page(false))).await;
+    let (incident, _) = declared(&stack, "Internal: primary down", "SEV1").await;
+    write(
+        &stack,
+        &page(false),
+        incident.id,
+        update(
+            "Card payments failing",
+            "Card payments fail; we are on it.",
+            "card-payments",
+            ComponentStatus::MajorOutage,
+            false,
+        ),
+        Utc::now(),
+    )
+    .await;
+    let addr = addr(&stack);
+    let page_before = get(addr, "/status").await;
+    let json_before = get(addr, "/status.json").await;
+    assert!(page_before.body.contains("Card payments fail; we are on it."));
+    // Past the cache's freshness, with every connection of the (shared) pool closed.
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    match &stack.db {
+        Db::Sqlite(p) => p.close().await,
+        Db::Postgres(p) => p.close().await,
+    }
+    let page_after = get(addr, "/status").await;
+    assert_eq!(page_after.status, 200, "the last page, not an error");
+    assert_eq!(page_after.body, page_before.body);
+    assert_eq!(get(addr, "/status.json").await.body, json_before.body);
+    // Never rendered before: nothing to fall back on, and the error is not cacheable.
+    let feed = get(addr, "/status/feed.atom").await;
+    assert_eq!(feed.status, 503);
+    assert_eq!(feed.header("cache-control"), Some("no-store"));
 }

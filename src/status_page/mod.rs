@@ -15,10 +15,18 @@
 //! Every answer carries a strict Content-Security-Policy, `nosniff`, a short public cache
 //! lifetime and a strong `ETag` (a hash of the body); `If-None-Match` gets a 304. Only GET and
 //! HEAD are allowed. Without `[status_page]` every path here is a plain 404, as if unknown.
+//!
+//! A status page is read most when something is broken, often while the database is under
+//! strain too: each server keeps the page, the JSON and the feed for [`FRESH_FOR`] ([`Cache`]),
+//! and concurrent misses wait for one render, so the database sees about one read a second per
+//! endpoint and replica however many people reload.
 
 mod atom;
 mod html;
 mod json;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -39,6 +47,10 @@ pub const CSP: &str =
 /// Short, so a new update reaches readers within half a minute while bursts of readers during
 /// an outage are still absorbed by caches in front of the bot.
 pub const CACHE_CONTROL: &str = "public, max-age=30";
+
+/// How long a rendered page, JSON or feed is served from memory: short against the 30 s that
+/// readers' caches may keep it anyway.
+pub const FRESH_FOR: Duration = Duration::from_secs(1);
 
 /// How many published updates the Atom feed carries.
 pub const FEED_ENTRIES: i64 = 50;
@@ -74,19 +86,53 @@ impl<'a> Route<'a> {
     }
 }
 
+impl Route<'_> {
+    /// The [`Cache`] slot of the routes read by everyone (one incident's page is not cached:
+    /// it is read less and its ids are unbounded).
+    fn slot(self) -> Option<usize> {
+        match self {
+            Route::Page => Some(0),
+            Route::Json => Some(1),
+            Route::Feed => Some(2),
+            Route::Style | Route::Incident(_) => None,
+        }
+    }
+}
+
 /// A rendered answer before the conditional-request and header rules.
 struct Rendered {
     status: StatusCode,
     content_type: &'static str,
-    body: String,
+    body: Bytes,
+    etag: String,
+}
+
+impl Rendered {
+    fn new(status: StatusCode, content_type: &'static str, body: String) -> Rendered {
+        Rendered {
+            status,
+            content_type,
+            etag: etag(body.as_bytes()),
+            body: Bytes::from(body),
+        }
+    }
+}
+
+/// The page, the JSON and the feed as last rendered, one slot each. A slot's lock is held
+/// while it is rendered again, so concurrent misses wait for that render instead of each
+/// querying the database (a burst at expiry costs one read, not one per reader).
+#[derive(Default)]
+pub struct Cache {
+    slots: [tokio::sync::Mutex<Option<(Instant, Arc<Rendered>)>>; 3],
 }
 
 const HTML: &str = "text/html; charset=utf-8";
 const PLAIN: &str = "text/plain; charset=utf-8";
 
 /// Answers a request for one of the paths [`serves`] accepts. `service` is `None` when the
-/// server runs without one (then, as without `[status_page]`, everything is a 404).
-pub async fn handle<B>(service: Option<&Service>, request: &Request<B>) -> Response<Full<Bytes>> {
+/// server runs without one (then, as without `[status_page]`, everything is a 404); `cache` is
+/// the server's own.
+pub async fn handle<B>(service: Option<&Service>, cache: &Cache, request: &Request<B>) -> Response<Full<Bytes>> {
     let Some(route) = Route::parse(request.uri().path()) else {
         return plain(StatusCode::NOT_FOUND, "not found\n");
     };
@@ -100,8 +146,8 @@ pub async fn handle<B>(service: Option<&Service>, request: &Request<B>) -> Respo
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
-    match render(route, db, page, Utc::now()).await {
-        Ok(rendered) => respond(rendered, request.headers().get(header::IF_NONE_MATCH)),
+    match cached(cache, route, db, page).await {
+        Ok(rendered) => respond(&rendered, request.headers().get(header::IF_NONE_MATCH)),
         Err(e) => {
             tracing::warn!(error = %e, "status page: database unavailable");
             let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, "status page temporarily unavailable\n");
@@ -114,12 +160,38 @@ pub async fn handle<B>(service: Option<&Service>, request: &Request<B>) -> Respo
     }
 }
 
-async fn render(route: Route<'_>, db: &Db, page: &StatusPage, now: DateTime<Utc>) -> anyhow::Result<Rendered> {
-    let ok = |content_type, body| Rendered {
-        status: StatusCode::OK,
-        content_type,
-        body,
+/// `route` from its cache slot while fresh, else rendered and kept; if rendering fails, the
+/// slot's older answer.
+async fn cached(cache: &Cache, route: Route<'_>, db: &Db, page: &StatusPage) -> anyhow::Result<Arc<Rendered>> {
+    let Some(slot) = route.slot().and_then(|i| cache.slots.get(i)) else {
+        return Ok(Arc::new(render(route, db, page, Utc::now()).await?));
     };
+    let mut slot = slot.lock().await;
+    if let Some((at, rendered)) = slot.as_ref() {
+        if at.elapsed() < FRESH_FOR {
+            return Ok(rendered.clone());
+        }
+    }
+    match render(route, db, page, Utc::now()).await {
+        Ok(rendered) => {
+            let rendered = Arc::new(rendered);
+            *slot = Some((Instant::now(), rendered.clone()));
+            Ok(rendered)
+        }
+        // With the database away the last page rendered is still the best answer: readers
+        // keep seeing the incident instead of an error (and the next request tries again).
+        Err(e) => match slot.as_ref() {
+            Some((_, stale)) => {
+                tracing::warn!(error = %e, "status page: database unavailable, serving the last page rendered");
+                Ok(stale.clone())
+            }
+            None => Err(e),
+        },
+    }
+}
+
+async fn render(route: Route<'_>, db: &Db, page: &StatusPage, now: DateTime<Utc>) -> anyhow::Result<Rendered> {
+    let ok = |content_type, body| Rendered::new(StatusCode::OK, content_type, body);
     Ok(match route {
         Route::Style => ok("text/css; charset=utf-8", html::STYLE.to_string()),
         Route::Page => {
@@ -139,11 +211,7 @@ async fn render(route: Route<'_>, db: &Db, page: &StatusPage, now: DateTime<Utc>
             let incident = if valid { db.public_incident(id).await? } else { None };
             match incident {
                 Some(incident) => ok(HTML, html::incident(page, &incident)),
-                None => Rendered {
-                    status: StatusCode::NOT_FOUND,
-                    content_type: HTML,
-                    body: html::not_found(page),
-                },
+                None => Rendered::new(StatusCode::NOT_FOUND, HTML, html::not_found(page)),
             }
         }
     })
@@ -156,13 +224,14 @@ async fn view(db: &Db, page: &StatusPage, now: DateTime<Utc>) -> anyhow::Result<
 }
 
 /// Adds the status page's headers; a matching `If-None-Match` gets a 304 with no body.
-fn respond(rendered: Rendered, if_none_match: Option<&HeaderValue>) -> Response<Full<Bytes>> {
-    let tag = etag(rendered.body.as_bytes());
-    let not_modified = rendered.status == StatusCode::OK && if_none_match.is_some_and(|v| matches_etag(v, &tag));
+fn respond(rendered: &Rendered, if_none_match: Option<&HeaderValue>) -> Response<Full<Bytes>> {
+    let tag = &rendered.etag;
+    let not_modified = rendered.status == StatusCode::OK && if_none_match.is_some_and(|v| matches_etag(v, tag));
     let (status, body) = if not_modified {
         (StatusCode::NOT_MODIFIED, Bytes::new())
     } else {
-        (rendered.status, Bytes::from(rendered.body))
+        // A clone of `Bytes` shares the cached body: no copy per request.
+        (rendered.status, rendered.body.clone())
     };
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
@@ -173,7 +242,7 @@ fn respond(rendered: Rendered, if_none_match: Option<&HeaderValue>) -> Response<
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE_CONTROL));
-    if let Ok(value) = HeaderValue::from_str(&tag) {
+    if let Ok(value) = HeaderValue::from_str(tag) {
         headers.insert(header::ETAG, value);
     }
     response
@@ -247,15 +316,11 @@ mod tests {
 
     #[test]
     fn a_matching_tag_is_a_304_with_the_headers_and_no_body() {
-        let rendered = || Rendered {
-            status: StatusCode::OK,
-            content_type: HTML,
-            body: "<p>x</p>".into(),
-        };
-        let full = respond(rendered(), None);
+        let rendered = Rendered::new(StatusCode::OK, HTML, "<p>x</p>".into());
+        let full = respond(&rendered, None);
         assert_eq!(full.status(), StatusCode::OK);
         let tag = full.headers()[header::ETAG].clone();
-        let cached = respond(rendered(), Some(&tag));
+        let cached = respond(&rendered, Some(&tag));
         assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
         assert_eq!(cached.headers()[header::ETAG], tag);
         assert_eq!(cached.headers()[header::CONTENT_SECURITY_POLICY], CSP);
