@@ -179,11 +179,14 @@ async fn cached(cache: &Cache, route: Route<'_>, db: &Db, page: &StatusPage) -> 
             Ok(rendered)
         }
         // With the database away the last page rendered is still the best answer: readers
-        // keep seeing the incident instead of an error (and the next request tries again).
-        Err(e) => match slot.as_ref() {
+        // keep seeing the incident instead of an error. It is kept fresh for another
+        // `FRESH_FOR`, so a database that hangs is tried once a second, not once per reader
+        // queued behind the slot's lock.
+        Err(e) => match slot.take() {
             Some((_, stale)) => {
                 tracing::warn!(error = %e, "status page: database unavailable, serving the last page rendered");
-                Ok(stale.clone())
+                *slot = Some((Instant::now(), stale.clone()));
+                Ok(stale)
             }
             None => Err(e),
         },

@@ -45,6 +45,8 @@ impl Chromium {
                 "--remote-debugging-port=0",
             ])
             .args(["--no-first-run", "--no-default-browser-check", "--disable-extensions"])
+            // Containers often have a small /dev/shm; Chromium then crashes rendering large pages.
+            .arg("--disable-dev-shm-usage")
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
             .stdout(Stdio::null())
