@@ -1,6 +1,7 @@
 //! The operations HTTP endpoint (off unless `http_listen` is set): `/healthz`, `/readyz` and
 //! `/metrics` (Prometheus text format 0.0.4), and the change calendar's `/calendar.ics` feed
-//! (issue 12) when `calendar_token` is set.
+//! (issue 12) when `calendar_token` is set, and the public status page (issue 14,
+//! [`crate::status_page`]) when `[status_page]` is.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -47,7 +48,8 @@ impl OpsServer {
     }
 
     /// [`OpsServer::start_with_auth`], also taking alerts on `/alerts/…` through `alerts`
-    /// (issue 15; see [`crate::intake`]) and serving `/calendar.ics` from `feed` (issue 12).
+    /// (issue 15; see [`crate::intake`]) and serving `/calendar.ics` (issue 12) and the public
+    /// status page (issue 14) from `feed`.
     pub async fn start_with_services(
         addr: SocketAddr,
         db: Db,
@@ -86,6 +88,7 @@ async fn accept_loop(
     feed: Option<Arc<crate::service::Service>>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
+    let status_cache = Arc::new(crate::status_page::Cache::default());
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
@@ -94,15 +97,20 @@ async fn accept_loop(
                 let auth = auth.clone();
                 let alerts = alerts.clone();
                 let feed = feed.clone();
+                let status_cache = status_cache.clone();
                 let service = service_fn(move |request: Request<Incoming>| {
                     let db = db.clone();
                     let connected = connected.clone();
                     let auth = auth.clone();
                     let alerts = alerts.clone();
                     let feed = feed.clone();
+                    let status_cache = status_cache.clone();
                     async move {
                         if request.uri().path() == "/calendar.ics" {
                             return Ok::<_, Infallible>(calendar_feed(feed.as_deref(), &request).await);
+                        }
+                        if crate::status_page::serves(request.uri().path()) {
+                            return Ok(crate::status_page::handle(feed.as_deref(), &status_cache, &request).await);
                         }
                         Ok::<_, Infallible>(route(&db, &connected, &auth, alerts.as_deref(), request).await)
                     }

@@ -65,6 +65,9 @@
 //!   events, the triage message's leased sync, links), `service::alerts` (intake batches,
 //!   triage, linking, declaring from an alert), [`slack::alerts`] (the triage message and its
 //!   buttons, the poster loop, rule declarations); time to declare in [`report::alerts`].
+//! - [`status_page`]: the public status page (issue 14) on the [`http`] server: `/status` (HTML
+//!   via maud), `/status/incidents/<id>`, `/status.json` and `/status/feed.atom`, from the
+//!   public reads of `db::comms` only (domain in [`comms`]); CSP, ETag and 304s.
 //!
 //! ## Invariants
 //! - The domain (`incident::*`) imports neither sqlx nor slack_morphism and never reads the
@@ -96,4 +99,5 @@ pub mod report;
 pub mod sandbox;
 pub mod service;
 pub mod slack;
+pub mod status_page;
 pub mod vendor;
