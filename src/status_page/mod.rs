@@ -123,8 +123,11 @@ impl Rendered {
 /// querying the database (a burst at expiry costs one read, not one per reader).
 #[derive(Default)]
 pub struct Cache {
-    slots: [tokio::sync::Mutex<Option<(Instant, Arc<Rendered>)>>; 3],
+    slots: [tokio::sync::Mutex<Option<Kept>>; 3],
 }
+
+/// A rendered body and when it was rendered.
+type Kept = (Instant, Arc<Rendered>);
 
 const HTML: &str = "text/html; charset=utf-8";
 const PLAIN: &str = "text/plain; charset=utf-8";
