@@ -440,6 +440,17 @@ impl Db {
         self.change_list(&inner, &binds, &lines).await
     }
 
+    /// The newest change event's id: every write to a change records one, so the calendar feed
+    /// is unchanged while this is (one index look-up).
+    pub async fn calendar_version(&self) -> anyhow::Result<i64> {
+        let (v,): (Option<i64>,) = with_pool!(self, |pool| {
+            sqlx::query_as("SELECT MAX(id) FROM change_events")
+                .fetch_one(pool)
+                .await
+        })?;
+        Ok(v.unwrap_or(0))
+    }
+
     /// The changes `inner` (a query of [`CHANGE_COLUMNS`]) selects, bound to `ints` then `texts`,
     /// by start. On SQLite long lists (the calendar feed's 10,000 changes, a busy service
     /// line's candidates) are read as one row of JSON: its driver hands rows over one at a time

@@ -63,6 +63,16 @@ pub async fn import_changes(
         .map_err(|e| vec![format!("cannot store the changes: {e:#}")])
 }
 
+/// How long a rendered calendar feed is served unchanged at most.
+pub const FEED_KEPT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A rendered calendar feed and what it was rendered from.
+pub struct CachedFeed {
+    version: i64,
+    at: std::time::Instant,
+    body: std::sync::Arc<String>,
+}
+
 impl Service {
     /// Every freeze known between `from` and `to`: the configured ones and `/change freeze`'s.
     pub async fn freezes(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> anyhow::Result<Vec<Freeze>> {
@@ -364,11 +374,32 @@ impl Service {
     }
 
     /// The `/calendar.ics` feed, from 30 days back to 180 ahead.
+    ///
+    /// Calendar clients poll the same feed over and over, and it changes only when a change
+    /// does: the rendered feed is kept while the newest change event is the same (every write
+    /// to a change records one, on any replica) and for at most [`FEED_KEPT`] (the window
+    /// moves with time). Concurrent misses wait for one render.
     pub async fn calendar_feed(&self, now: DateTime<Utc>) -> anyhow::Result<String> {
+        let version = self.db.calendar_version().await?;
+        let mut kept = self.feed_cache.lock().await;
+        if let Some(feed) = kept
+            .as_ref()
+            .filter(|f| f.version == version && f.at.elapsed() < FEED_KEPT)
+        {
+            return Ok(feed.body.as_ref().clone());
+        }
         let (from, to) = calendar::ics::feed_window(now);
         let changes = self.db.changes_between(from, to).await?;
         let freezes = self.freezes(from, to).await?;
-        Ok(calendar::ics::feed(&changes, &freezes, now))
+        // Tens of milliseconds of rendering: off the runtime's workers.
+        let body = tokio::task::spawn_blocking(move || calendar::ics::feed(&changes, &freezes, now)).await?;
+        let body = std::sync::Arc::new(body);
+        *kept = Some(CachedFeed {
+            version,
+            at: std::time::Instant::now(),
+            body: body.clone(),
+        });
+        Ok(body.as_ref().clone())
     }
 
     /// `incident-bot changes import`: every row checked first; all stored in one transaction,

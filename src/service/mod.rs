@@ -102,6 +102,8 @@ pub struct Service {
     intake: Arc<alerts::IntakeBatch>,
     /// Wakes the change calendar's loop (see [`Service::with_change_wake`]).
     wake_changes: Arc<Notify>,
+    /// The calendar feed as last rendered (see [`Service::calendar_feed`]).
+    feed_cache: Arc<tokio::sync::Mutex<Option<calendar::CachedFeed>>>,
 }
 
 impl Service {
@@ -121,6 +123,7 @@ impl Service {
             wake_alerts: Arc::new(Notify::new()),
             intake: Arc::default(),
             wake_changes: Arc::new(Notify::new()),
+            feed_cache: Arc::default(),
         }
     }
 
