@@ -317,21 +317,12 @@ impl CommsReport {
     fn headlines(&self) -> Vec<Headline> {
         let (c, p) = (&self.current, &self.previous);
         let mut out = Vec::new();
-        for (part, f) in [
-            (
-                "median",
-                (|s: DurationStats| s.median_ms) as fn(DurationStats) -> Option<i64>,
-            ),
-            ("p90", |s| s.p90_ms),
-            ("mean", |s| s.mean_ms()),
-        ] {
-            out.push(Headline {
-                key: format!("time_to_first_customer_update_{part}"),
-                label: format!("Time to first customer update, {part}"),
-                value: Value::Duration(f(c.first_update)),
-                previous: Value::Duration(f(p.first_update)),
-            });
-        }
+        out.extend(Headline::durations(
+            "time_to_first_customer_update",
+            "Time to first customer update",
+            c.first_update,
+            p.first_update,
+        ));
         out.push(Headline {
             key: "customer_update_compliance".into(),
             label: "Customer-update compliance".into(),
@@ -468,21 +459,7 @@ impl Report {
             ("time_to_mitigate", "Time to mitigate", c.ttm, p.ttm),
             ("time_to_resolve", "Time to resolve", c.ttr, p.ttr),
         ] {
-            for (part, f) in [
-                (
-                    "median",
-                    (|s: DurationStats| s.median_ms) as fn(DurationStats) -> Option<i64>,
-                ),
-                ("p90", |s| s.p90_ms),
-                ("mean", |s| s.mean_ms()),
-            ] {
-                out.push(Headline {
-                    key: format!("{key}_{part}"),
-                    label: format!("{label}, {part}"),
-                    value: Value::Duration(f(now)),
-                    previous: Value::Duration(f(before)),
-                });
-            }
+            out.extend(Headline::durations(key, label, now, before));
         }
         out.push(Headline {
             key: "update_sla_compliance".into(),
@@ -517,21 +494,12 @@ impl Report {
             Headline::count("follow_ups_wont_do", "Won't-do follow-ups", cf.wont_do, pf.wont_do),
         ]);
         let (ca, pa) = (&c.alerts, &p.alerts);
-        for (part, f) in [
-            (
-                "median",
-                (|s: DurationStats| s.median_ms) as fn(DurationStats) -> Option<i64>,
-            ),
-            ("p90", |s| s.p90_ms),
-            ("mean", |s| s.mean_ms()),
-        ] {
-            out.push(Headline {
-                key: format!("time_to_declare_{part}"),
-                label: format!("Time to declare, {part}"),
-                value: Value::Duration(f(ca.time_to_declare)),
-                previous: Value::Duration(f(pa.time_to_declare)),
-            });
-        }
+        out.extend(Headline::durations(
+            "time_to_declare",
+            "Time to declare",
+            ca.time_to_declare,
+            pa.time_to_declare,
+        ));
         out.extend([
             Headline::count("alerts", "Alerts", ca.alerts, pa.alerts),
             Headline::count(
@@ -571,6 +539,21 @@ pub struct Headline {
 }
 
 impl Headline {
+    /// A duration figure's median, p90 and mean (`<key>_median`, …).
+    fn durations(key: &str, label: &str, now: DurationStats, before: DurationStats) -> [Headline; 3] {
+        let part = |name: &str, f: fn(DurationStats) -> Option<i64>| Headline {
+            key: format!("{key}_{name}"),
+            label: format!("{label}, {name}"),
+            value: Value::Duration(f(now)),
+            previous: Value::Duration(f(before)),
+        };
+        [
+            part("median", |s| s.median_ms),
+            part("p90", |s| s.p90_ms),
+            part("mean", |s| s.mean_ms()),
+        ]
+    }
+
     fn count(key: &str, label: &str, now: i64, before: i64) -> Headline {
         Headline {
             key: key.into(),

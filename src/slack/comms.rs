@@ -238,19 +238,21 @@ impl Handler {
         Ok(customer_modal(incident, page, &form))
     }
 
-    /// The card's or a reminder's **Customer update** button.
-    pub(super) async fn customer_button(
+    /// Opens the customer-update form from a click (the card's or a reminder's **Customer
+    /// update**: a new update; **Edit** on a draft: `edit`), or says why not to the clicker.
+    pub(super) async fn open_customer_form(
         &self,
         ev: &SlackInteractionBlockActionsEvent,
-        incident: Incident,
+        incident: &Incident,
+        edit: Option<i64>,
         user: &UserId,
         channel: &str,
     ) {
         let url = ev.response_url.as_ref().map(|u| u.0.to_string());
-        if let Some(refusal) = self.service.customer_refusal(&incident) {
+        if let Some(refusal) = self.service.customer_refusal(incident) {
             return self.tell_via(url.as_deref(), channel, user, &refusal.to_string());
         }
-        match self.customer_view(&incident, None).await {
+        match self.customer_view(incident, edit).await {
             Ok(view) => self.spawn_open(
                 ev.trigger_id.to_string(),
                 channel.to_string(),
@@ -284,19 +286,9 @@ impl Handler {
                 Ok(i) => i,
                 Err(refusal) => return self.tell_via(url.as_deref(), channel, user, &refusal.to_string()),
             };
-            if let Some(refusal) = self.service.customer_refusal(&incident) {
-                return self.tell_via(url.as_deref(), channel, user, &refusal.to_string());
-            }
-            return match self.customer_view(&incident, Some(update.id)).await {
-                Ok(view) => self.spawn_open(
-                    ev.trigger_id.to_string(),
-                    channel.to_string(),
-                    user.to_string(),
-                    url,
-                    view,
-                ),
-                Err(refusal) => self.tell_via(url.as_deref(), channel, user, &refusal.to_string()),
-            };
+            return self
+                .open_customer_form(ev, &incident, Some(update.id), user, channel)
+                .await;
         }
         let key = format!("trigger:{}", ev.trigger_id);
         let answer = match self.service.approve_customer_update(id, user, &key).await {

@@ -767,7 +767,7 @@ impl Handler {
         let response_url = ev.response_url.as_ref().map(|u| u.0.to_string());
         let url = response_url.as_deref();
         match action.action_id.as_ref() {
-            super::comms::ACTION_CUSTOMER => self.customer_button(ev, incident, &user, &channel).await,
+            super::comms::ACTION_CUSTOMER => self.open_customer_form(ev, &incident, None, &user, &channel).await,
             blocks::ACTION_UPDATE if incident.status.is_open() => self.spawn_open(
                 trigger,
                 channel,
