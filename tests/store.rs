@@ -235,3 +235,64 @@ async fn follow_up_and_review_reminders_fire_once_across_two_replicas() {
         let _ = std::fs::remove_file(f);
     }
 }
+
+/// Due customer-update reminders (issue 14) fire once even when two replicas fire them at the
+/// same moment; private incidents have no customer cadence.
+#[tokio::test]
+async fn customer_update_reminders_fire_once_across_two_replicas() {
+    let (a, b, file) = two_pools().await;
+    let table: toml::Table = "[status_page]\ntitle = \"S\"\ncadence = { SEV3 = \"30m\" }\n\
+                              [[status_page.components]]\nname = \"Card payments\"\nservices = [\"payments\"]\n"
+        .parse()
+        .unwrap();
+    let page = incident_bot::comms::config::parse_status_page(
+        &table["status_page"],
+        &["payments".to_string()],
+        chrono_tz::UTC,
+    )
+    .unwrap();
+    let mut slas = slas();
+    slas.0[2].customer_every = chrono::Duration::minutes(30);
+    let now = chrono::Utc::now();
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let mut new = new_incident(&format!("c{i}"));
+        new.is_private = i == 9;
+        let DeclareOutcome::Created(inc) = a.declare(&new, &format!("view:c{i}"), now, &slas).await.unwrap() else {
+            panic!("declared")
+        };
+        let due = a.customer_update_due(inc.id).await.unwrap();
+        assert_eq!(due.is_some(), i != 9, "a private incident owes customers nothing");
+        a.backdate_customer_clock_for_tests(inc.id, now).await.unwrap();
+        ids.push(inc.id);
+    }
+    let late = chrono::Duration::seconds(60);
+    let fire = |db: Db, page: incident_bot::comms::StatusPage| async move {
+        let at = chrono::Utc::now();
+        let mut fired = 0;
+        for _ in 0..10 {
+            fired += db.fire_due_customer_reminders(at, &page, late, 3).await.unwrap();
+        }
+        fired
+    };
+    let (x, y) = tokio::join!(
+        tokio::spawn(fire(a.clone(), page.clone())),
+        tokio::spawn(fire(b.clone(), page.clone()))
+    );
+    assert_eq!(x.unwrap() + y.unwrap(), 9, "each public incident reminded once");
+    for id in &ids[..9] {
+        let reminders = a
+            .timeline(*id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.kind == "customer" && e.details["action"] == "reminder")
+            .count();
+        assert_eq!(reminders, 1);
+    }
+    a.close().await;
+    b.close().await;
+    if let Some(f) = file {
+        let _ = std::fs::remove_file(f);
+    }
+}
