@@ -5,7 +5,7 @@
 //! across replicas and restarts).
 
 use super::blocks::{self, escape, slack_date, truncate};
-use super::listener::Handler;
+use super::listener::{ephemeral, errors, Handler};
 use super::text::{self, Lines};
 use super::web::{Failure, SlackWeb};
 use crate::calendar::{
@@ -18,7 +18,6 @@ use crate::service::calendar::PlanRefusal;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 use slack_morphism::prelude::*;
-use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -479,17 +478,6 @@ pub fn card_block(correlated: i64, linked: i64) -> Option<Value> {
         ));
     }
     Some(json!({ "type": "context", "elements": [ { "type": "mrkdwn", "text": parts.join(" · ") } ] }))
-}
-
-fn ephemeral(text: &str) -> SlackCommandEventResponse {
-    SlackCommandEventResponse::new(blocks::text(text)).with_response_type(SlackMessageResponseType::Ephemeral)
-}
-
-fn errors<K: Into<String>>(fields: impl IntoIterator<Item = (K, String)>) -> SlackInteractionResponse {
-    let map: HashMap<String, String> = fields.into_iter().map(|(k, v)| (k.into(), v)).collect();
-    SlackInteractionResponse::ViewSubmission(SlackViewSubmissionResponse::Errors(
-        SlackViewSubmissionErrorsResponse::new(map),
-    ))
 }
 
 impl Handler {

@@ -5,7 +5,7 @@
 
 use super::blocks::{self, escape, mrkdwn, plain, slack_date};
 use super::effects::SlackEffects;
-use super::listener::Handler;
+use super::listener::{ephemeral, errors, Handler};
 use super::text::{self, Lines};
 use crate::comms::{ComponentStatus, CustomerUpdate, StatusPage, UpdateState};
 use crate::db::JobUpdate;
@@ -202,17 +202,6 @@ pub fn reminder_message(
     (text, blocks)
 }
 
-fn ephemeral(text: &str) -> SlackCommandEventResponse {
-    SlackCommandEventResponse::new(blocks::text(text)).with_response_type(SlackMessageResponseType::Ephemeral)
-}
-
-fn errors(fields: &[(&str, String)]) -> SlackInteractionResponse {
-    let map = fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    SlackInteractionResponse::ViewSubmission(SlackViewSubmissionResponse::Errors(
-        SlackViewSubmissionErrorsResponse::new(map),
-    ))
-}
-
 impl Handler {
     /// `/incident customer` in an incident's channel: the form, or why not.
     pub(super) async fn customer_command(
@@ -310,7 +299,7 @@ impl Handler {
     /// The customer-update form, submitted.
     pub(super) async fn submit_customer_update(&self, user: &str, view: &Value) -> SlackInteractionResponse {
         let Ok(actor) = UserId::parse(user) else {
-            return errors(&[("message", format!("Slack sent an unexpected user id `{user}`."))]);
+            return errors([("message", format!("Slack sent an unexpected user id `{user}`."))]);
         };
         let Some(id) = super::forms::incident_of(view["private_metadata"].as_str().unwrap_or_default()) else {
             return SlackInteractionResponse::Empty;
@@ -328,7 +317,7 @@ impl Handler {
                 .unwrap_or_default(),
         ) {
             Ok(s) => s,
-            Err(why) => return errors(&[("status", why)]),
+            Err(why) => return errors([("status", why)]),
         };
         let last = values["last"]["last"]["selected_options"]
             .as_array()
@@ -343,8 +332,8 @@ impl Handler {
         let key = format!("view:{}", view["id"].as_str().unwrap_or_default());
         match self.service.write_customer_update(id, &request, &actor, &key).await {
             Ok(_) => SlackInteractionResponse::Empty,
-            Err(WriteRefusal::Field(e)) => errors(&[(e.field, e.problem)]),
-            Err(WriteRefusal::Refused(refusal)) => errors(&[("message", refusal.to_string())]),
+            Err(WriteRefusal::Field(e)) => errors([(e.field, e.problem)]),
+            Err(WriteRefusal::Refused(refusal)) => errors([("message", refusal.to_string())]),
         }
     }
 }

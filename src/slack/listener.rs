@@ -79,7 +79,8 @@ impl SocketMode {
     }
 }
 
-fn ephemeral(text: &str) -> SlackCommandEventResponse {
+/// An answer to a slash command only its author sees.
+pub(super) fn ephemeral(text: &str) -> SlackCommandEventResponse {
     SlackCommandEventResponse::new(blocks::text(text)).with_response_type(SlackMessageResponseType::Ephemeral)
 }
 
@@ -1094,7 +1095,8 @@ fn confirmation(change: &Change, incident: &Incident, applied: Option<&Applied>)
     }
 }
 
-fn errors<K: Into<String>>(fields: impl IntoIterator<Item = (K, String)>) -> SlackInteractionResponse {
+/// A form submission refused, each problem under its field.
+pub(super) fn errors<K: Into<String>>(fields: impl IntoIterator<Item = (K, String)>) -> SlackInteractionResponse {
     let map: HashMap<String, String> = fields.into_iter().map(|(k, v)| (k.into(), v)).collect();
     SlackInteractionResponse::ViewSubmission(SlackViewSubmissionResponse::Errors(
         SlackViewSubmissionErrorsResponse::new(map),

@@ -4,7 +4,7 @@
 
 use super::blocks::{self, escape, slack_date};
 use super::effects::SlackEffects;
-use super::listener::Handler;
+use super::listener::{ephemeral, errors, Handler};
 use super::text::{self, Entity, Lines};
 use crate::db::JobUpdate;
 use crate::incident::model::{Incident, UserId};
@@ -458,17 +458,6 @@ fn changed_text(result: Result<TicketChanged, Refusal>) -> String {
     }
 }
 
-fn ephemeral(text: &str) -> SlackCommandEventResponse {
-    SlackCommandEventResponse::new(blocks::text(text)).with_response_type(SlackMessageResponseType::Ephemeral)
-}
-
-fn errors(fields: &[(&str, String)]) -> SlackInteractionResponse {
-    let map = fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    SlackInteractionResponse::ViewSubmission(SlackViewSubmissionResponse::Errors(
-        SlackViewSubmissionErrorsResponse::new(map),
-    ))
-}
-
 impl Handler {
     /// `/incident vendor …` in an incident's channel.
     pub(super) async fn vendor_command(
@@ -564,7 +553,7 @@ impl Handler {
     /// "What did the vendor say", submitted: the reply is recorded.
     pub(super) async fn submit_vendor_reply(&self, user: &str, view: &Value) -> SlackInteractionResponse {
         let Ok(actor) = UserId::parse(user) else {
-            return errors(&[("said", format!("Slack sent an unexpected user id `{user}`."))]);
+            return errors([("said", format!("Slack sent an unexpected user id `{user}`."))]);
         };
         let Some(ticket) = serde_json::from_str::<Value>(view["private_metadata"].as_str().unwrap_or_default())
             .ok()
@@ -579,7 +568,7 @@ impl Handler {
             Lines::Many,
         );
         if said.trim().is_empty() {
-            return errors(&[("said", "Say what the vendor said.".to_string())]);
+            return errors([("said", "Say what the vendor said.".to_string())]);
         }
         let key = format!("view:{}", view["id"].as_str().unwrap_or_default());
         match self
@@ -588,14 +577,14 @@ impl Handler {
             .await
         {
             Ok(_) => SlackInteractionResponse::Empty,
-            Err(refusal) => errors(&[("said", refusal.to_string())]),
+            Err(refusal) => errors([("said", refusal.to_string())]),
         }
     }
 
     /// The vendor ticket form, submitted.
     pub(super) async fn submit_vendor(&self, user: &str, view: &Value) -> SlackInteractionResponse {
         let Ok(actor) = UserId::parse(user) else {
-            return errors(&[("reference", format!("Slack sent an unexpected user id `{user}`."))]);
+            return errors([("reference", format!("Slack sent an unexpected user id `{user}`."))]);
         };
         let Some(id) = super::forms::incident_of(view["private_metadata"].as_str().unwrap_or_default()) else {
             return SlackInteractionResponse::Empty;
@@ -614,14 +603,14 @@ impl Handler {
         );
         // Field by field, so each problem shows under its input.
         if let Err(why) = self.service.policy.vendors.find(vendor) {
-            return errors(&[("vendor", why)]);
+            return errors([("vendor", why)]);
         }
         if let Err(why) = crate::vendor::NewTicket::parse(&self.service.policy.vendors, vendor, &reference, None, "") {
-            return errors(&[("reference", why)]);
+            return errors([("reference", why)]);
         }
         if let Some(l) = &link {
             if !(l.starts_with("https://") || l.starts_with("http://")) {
-                return errors(&[("link", "Give a web link (https://…).".to_string())]);
+                return errors([("link", "Give a web link (https://…).".to_string())]);
             }
         }
         let key = format!("view:{}", view["id"].as_str().unwrap_or_default());
@@ -641,7 +630,7 @@ impl Handler {
             .await
         {
             Ok(_) => SlackInteractionResponse::Empty,
-            Err(refusal) => errors(&[("reference", refusal.to_string())]),
+            Err(refusal) => errors([("reference", refusal.to_string())]),
         }
     }
 
