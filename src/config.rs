@@ -792,7 +792,7 @@ fn expected(path: &str, wanted: &str, found: &toml::Value) -> ConfigError {
     ConfigError::new(path, format!("expected {wanted}, found {} {shown}", found.type_str()))
 }
 
-fn check_conversation_id(key: &str, v: &str) -> Result<String, ConfigError> {
+pub(crate) fn check_conversation_id(key: &str, v: &str) -> Result<String, ConfigError> {
     let ok = v.len() > 1
         && (v.starts_with('C') || v.starts_with('G'))
         && v.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());

@@ -45,19 +45,6 @@ fn flag(table: &toml::Table, path: &str, key: &str, default: bool) -> Result<boo
     }
 }
 
-/// An id from a name: `Card payments` → `card-payments`.
-fn slug(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('-') && !out.is_empty() {
-            out.push('-');
-        }
-    }
-    out.trim_end_matches('-').to_string()
-}
-
 /// Reads `[status_page]`; `services` are the configured service lines, `timezone` the policy's
 /// (the default display zone).
 pub fn parse_status_page(
@@ -121,7 +108,7 @@ pub fn parse_status_page(
         let Some(name) = text(c, &at, "name")?.filter(|n| !n.is_empty() && n.chars().count() <= 60) else {
             return problem(format!("{at}.name"), "every component needs a name of 1–60 characters");
         };
-        let id = text(c, &at, "id")?.unwrap_or_else(|| slug(&name));
+        let id = text(c, &at, "id")?.unwrap_or_else(|| crate::incident::model::slugify(&name));
         let id_ok = !id.is_empty()
             && id.len() <= 40
             && id
@@ -190,21 +177,10 @@ pub fn parse_status_page(
             cadence[i] = (!d.is_zero()).then(|| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX));
         }
     }
-    let channel = match text(table, path, "channel")? {
-        Some(c) => {
-            let ok = c.len() > 1
-                && (c.starts_with('C') || c.starts_with('G'))
-                && c.chars().all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit());
-            if !ok {
-                return problem(
-                    format!("{path}.channel"),
-                    format!("\"{c}\" is not a channel id (like C0123ABCD)"),
-                );
-            }
-            Some(c)
-        }
-        None => None,
-    };
+    let channel = text(table, path, "channel")?
+        .map(|c| crate::config::check_conversation_id(&format!("{path}.channel"), &c))
+        .transpose()
+        .map_err(|e| (e.key, e.problem))?;
     let mut templates = BTreeMap::new();
     if let Some(v) = table.get("templates") {
         let Some(t) = v.as_table() else {
