@@ -421,9 +421,8 @@ impl Db {
     ) -> anyhow::Result<Vec<PlannedChange>> {
         let mut lines: Vec<&str> = services.iter().map(String::as_str).collect();
         lines.push(VENDOR_LINE);
-        let placeholders: Vec<String> = (0..lines.len()).map(|i| format!("${}", i + 5)).collect();
         let columns: Vec<String> = CHANGE_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect();
-        let lines_in = placeholders.join(", ");
+        let lines_in = super::parameters(5, lines.len());
         // Finished (or planned) changes by when they began, bounded below by the longest span;
         // changes in progress by their open end.
         let inner = format!(

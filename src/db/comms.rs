@@ -514,11 +514,10 @@ impl Db {
     ) -> anyhow::Result<std::collections::HashMap<i64, Vec<PublicUpdate>>> {
         let mut out: std::collections::HashMap<i64, Vec<PublicUpdate>> = std::collections::HashMap::new();
         for chunk in incidents.chunks(500) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT incident_id, uuid, published_at, message, components, last_update FROM customer_updates \
                  WHERE state = 'published' AND incident_id IN ({}) ORDER BY published_at DESC, id DESC",
-                placeholders.join(", ")
+                super::parameters(1, chunk.len())
             );
             let rows: Vec<(i64, String, i64, String, String, bool)> = with_pool!(self, |pool| {
                 let mut q = sqlx::query_as(&sql);

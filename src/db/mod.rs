@@ -173,6 +173,14 @@ pub(crate) use insert_effect_jobs;
 
 /// The row-locking clause of a "claim due work" query: other replicas skip locked rows on
 /// PostgreSQL; SQLite has no such clause (its callers take the write lock first instead).
+/// `$first, $first+1, …` for `n` bind parameters (an `IN (…)` list).
+pub(crate) fn parameters(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(crate) fn skip_locked(db: &Db, of: &str) -> String {
     if db.is_postgres() {
         format!("FOR UPDATE {of} SKIP LOCKED")

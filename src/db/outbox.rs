@@ -251,13 +251,12 @@ impl Db {
     /// by the bot's previous run, which died (crash, `kill -9`) between a Slack call and its
     /// commit.
     pub async fn reclaim_in_flight_jobs(&self, live: &[String]) -> anyhow::Result<u64> {
-        let placeholders: Vec<String> = (1..=live.len()).map(|i| format!("${i}")).collect();
         let not_live = if live.is_empty() {
             String::new()
         } else {
             format!(
                 " AND (locked_by IS NULL OR locked_by NOT IN ({}))",
-                placeholders.join(", ")
+                super::parameters(1, live.len())
             )
         };
         let sql = format!(
