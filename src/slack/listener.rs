@@ -961,31 +961,36 @@ impl Handler {
             Ok(c) => c,
             Err(field_errors) => return errors(field_errors),
         };
-        // Issue 12: the linked change named as the cause must be one of the incident's.
-        let caused_by = match forms::parse_caused_by(values) {
-            Ok(Some(number)) if callback == RESOLVE_CALLBACK => {
-                let incident = match self.service.incident(id).await {
-                    Ok(i) => i,
-                    Err(refusal) => return errors([("caused_by", refusal.to_string())]),
-                };
-                if !self.linked_changes(&incident).await.iter().any(|c| c.number == number) {
-                    return errors([("caused_by", format!("{number} is not linked to {}.", incident.number))]);
-                }
-                Some(number)
-            }
-            Ok(_) => None,
-            Err(field_errors) => return errors(field_errors),
-        };
-        // "Service restored at" is checked against the incident here, so its errors (and the
-        // clamp to the declaration) concern that field; if the read fails, `apply` still checks.
+        // The resolve form is checked against the incident (one read): the linked change named
+        // as the cause (issue 12) must be one of its own, and "Service restored at" is checked
+        // here so its errors (and the clamp to the declaration) concern that field; if the read
+        // fails, `apply` still checks the time.
+        let mut caused_by = None;
         let change = match change {
-            Change::Resolve { .. } => match self.service.incident(id).await {
-                Ok(incident) => match forms::check_restored_at(change, &incident, chrono::Utc::now()) {
-                    Ok(c) => c,
+            Change::Resolve { .. } => {
+                let incident = self.service.incident(id).await;
+                match forms::parse_caused_by(values) {
+                    Ok(Some(number)) => {
+                        let incident = match &incident {
+                            Ok(i) => i,
+                            Err(refusal) => return errors([("caused_by", refusal.to_string())]),
+                        };
+                        if !self.linked_changes(incident).await.iter().any(|c| c.number == number) {
+                            return errors([("caused_by", format!("{number} is not linked to {}.", incident.number))]);
+                        }
+                        caused_by = Some(number);
+                    }
+                    Ok(None) => {}
                     Err(field_errors) => return errors(field_errors),
-                },
-                Err(_) => change,
-            },
+                }
+                match &incident {
+                    Ok(incident) => match forms::check_restored_at(change, incident, chrono::Utc::now()) {
+                        Ok(c) => c,
+                        Err(field_errors) => return errors(field_errors),
+                    },
+                    Err(_) => change,
+                }
+            }
             other => other,
         };
         // Owners must be people of this workspace (one users.info call; forms pick one owner).
