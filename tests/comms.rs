@@ -308,6 +308,15 @@ async fn refusals_leave_nothing_public() {
     .await
     .expect("the edit is a new draft");
     assert_eq!(second[0].state, UpdateState::Superseded);
+    // The replaced draft's message loses its buttons.
+    let retired = wait_for(Duration::from_secs(5), || async {
+        sb.messages(&ch)
+            .into_iter()
+            .find(|m| m.ts == draft.ts && m.blocks.to_string().contains("replaced by a newer draft"))
+    })
+    .await
+    .expect("the replaced draft is marked");
+    assert!(!retired.blocks.to_string().contains("customer_update_approve"));
     let page = stack.settings.policy.status_page.clone().unwrap();
     let bob = UserId::parse("U0BOB").unwrap();
     let now = chrono::Utc::now();

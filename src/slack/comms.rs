@@ -391,7 +391,7 @@ pub(super) async fn run_job(fx: &SlackEffects, job: &Job, incident: &Incident) -
                     .await?;
                 fx.db.set_customer_draft_ts(update.id, &ts).await.map_err(db_error)?;
             }
-            retire_superseded(fx, incident, page, &channel)
+            retire_superseded(fx, incident, page, &channel, update.id)
                 .await
                 .map_err(db_error)?;
         }
@@ -404,16 +404,18 @@ pub(super) async fn run_job(fx: &SlackEffects, job: &Job, incident: &Incident) -
                     .update(&channel, ts, blocks::content(&text, blocks))
                     .await
                     .map_err(super::effects::outcome_of)?,
+                // Published as written (approval off): like a draft, it replaced any draft
+                // left from before.
                 None => {
                     let ts = fx
                         .post_once(job, &channel, blocks::content(&text, blocks), None)
                         .await?;
                     fx.db.set_customer_draft_ts(update.id, &ts).await.map_err(db_error)?;
+                    retire_superseded(fx, incident, page, &channel, update.id)
+                        .await
+                        .map_err(db_error)?;
                 }
             }
-            retire_superseded(fx, incident, page, &channel)
-                .await
-                .map_err(db_error)?;
             if let Some(external) = &page.channel {
                 let (text, blocks) = external_message(page, &update);
                 fx.post_once(job, external, blocks::content(&text, blocks), None)
@@ -425,20 +427,24 @@ pub(super) async fn run_job(fx: &SlackEffects, job: &Job, incident: &Incident) -
     Ok(JobUpdate::default())
 }
 
-/// Earlier drafts' messages lose their buttons once a newer draft replaced them (best effort:
-/// approving one is refused anyway, by the database).
+/// The draft that update `written` replaced loses its buttons (best effort: approving it is
+/// refused anyway, by the database). A write supersedes every draft then waiting, and only the
+/// one before it can be waiting: older ones were replaced, and retired, by earlier writes.
 async fn retire_superseded(
     fx: &SlackEffects,
     incident: &Incident,
     page: &StatusPage,
     channel: &str,
+    written: i64,
 ) -> anyhow::Result<()> {
-    for older in fx.db.customer_updates_of(incident.id).await? {
-        if let (UpdateState::Superseded, Some(ts)) = (older.state, &older.draft_ts) {
-            let (text, blocks) = draft_message(incident, page, &older);
-            if let Err(e) = fx.web.update(channel, ts, blocks::content(&text, blocks)).await {
-                tracing::debug!(error = %e, "could not mark a replaced customer draft");
-            }
+    let updates = fx.db.customer_updates_of(incident.id).await?;
+    let Some(previous) = updates.iter().filter(|u| u.id < written).max_by_key(|u| u.id) else {
+        return Ok(());
+    };
+    if let (UpdateState::Superseded, Some(ts)) = (previous.state, &previous.draft_ts) {
+        let (text, blocks) = draft_message(incident, page, previous);
+        if let Err(e) = fx.web.update(channel, ts, blocks::content(&text, blocks)).await {
+            tracing::debug!(error = %e, "could not mark a replaced customer draft");
         }
     }
     Ok(())
