@@ -350,6 +350,15 @@ pub struct CustomerUpdate {
     pub draft_ts: Option<String>,
 }
 
+/// Why incident `number` takes no customer update, if it does not: a private incident never
+/// goes on the public page, a canceled one has nothing to say.
+pub fn refusal(number: crate::incident::model::IncidentNumber, is_private: bool, canceled: bool) -> Option<String> {
+    if is_private {
+        return Some(format!("{number} is private: it never goes on the public status page."));
+    }
+    canceled.then(|| format!("{number} was canceled: it takes no customer updates."))
+}
+
 /// Who approves drafts of an incident: the comms role, or the SPOC when nobody holds it.
 pub fn approver<'a>(roles: &'a BTreeMap<String, UserId>, spoc: &'a UserId) -> &'a UserId {
     roles.get(COMMS_ROLE).unwrap_or(spoc)

@@ -98,16 +98,7 @@ macro_rules! lock_incident {
 
 /// Why an incident takes no customer update, if it does not.
 fn refuse_for(owner: &Owner) -> Option<String> {
-    if owner.is_private {
-        return Some(format!(
-            "{} is private: it never goes on the public status page. Nothing was stored.",
-            owner.number
-        ));
-    }
-    if owner.status == Status::Canceled {
-        return Some(format!("{} was canceled: it takes no customer updates.", owner.number));
-    }
-    None
+    crate::comms::refusal(owner.number, owner.is_private, owner.status == Status::Canceled)
 }
 
 /// Publishes `update` inside `$tx`: the row, the public incident (created on the first

@@ -52,19 +52,7 @@ impl Service {
         if let Err(r) = self.status_page() {
             return Some(r);
         }
-        if incident.is_private {
-            return Some(Refusal::Rule(format!(
-                "{} is private: it never goes on the public status page.",
-                incident.number
-            )));
-        }
-        if incident.was_canceled() {
-            return Some(Refusal::Rule(format!(
-                "{} was canceled: it takes no customer updates.",
-                incident.number
-            )));
-        }
-        None
+        crate::comms::refusal(incident.number, incident.is_private, incident.was_canceled()).map(Refusal::Rule)
     }
 
     /// The form's starting point: the update being edited, or else the latest published title
