@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_slack_happy, stack_with, READY};
+use common::{assert_slack_happy, stack_with};
 use incident_bot::comms::{ComponentStatus, UpdateState};
 use incident_bot::config::Policy;
 use incident_bot::demo::{demo_policy, fast_options, wait_for, LocalStack};
@@ -40,24 +40,8 @@ fn policy(extra: &str) -> Policy {
 }
 
 async fn declared(stack: &LocalStack, severity: &str, private: bool) -> (Incident, String) {
-    let before = stack.db.incident_count().await.unwrap();
-    stack
-        .declare(
-            "U0ALICE",
-            "C0GENERAL",
-            "Acquirer BIN table corrupted on auth-7",
-            json!({ "spoc": "U0BOB", "severity": severity, "private": private }),
-        )
-        .await
-        .unwrap();
-    let channel = stack.wait_ready(before + 1, READY).await.unwrap();
-    let incident = stack
-        .db
-        .incident_by_number(IncidentNumber(before + 1))
-        .await
-        .unwrap()
-        .unwrap();
-    (incident, channel)
+    let fields = json!({ "spoc": "U0BOB", "severity": severity, "private": private });
+    common::declared_with(stack, "Acquirer BIN table corrupted on auth-7", fields).await
 }
 
 fn values(title: &str, message: &str, components: &[&str], status: &str, last: bool) -> Value {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_slack_happy, stack_with, READY};
+use common::{assert_slack_happy, stack_with};
 use incident_bot::app::Bot;
 use incident_bot::config::Policy;
 use incident_bot::db::Db;
@@ -44,24 +44,8 @@ fn policy(first: &str, update: &str) -> Policy {
 }
 
 async fn declared(stack: &LocalStack, severity: &str, private: bool) -> (Incident, String) {
-    let before = stack.db.incident_count().await.unwrap();
-    stack
-        .declare(
-            "U0ALICE",
-            "C0GENERAL",
-            "Card authorisations failing",
-            json!({ "spoc": "U0BOB", "severity": severity, "private": private }),
-        )
-        .await
-        .unwrap();
-    let channel = stack.wait_ready(before + 1, READY).await.unwrap();
-    let incident = stack
-        .db
-        .incident_by_number(IncidentNumber(before + 1))
-        .await
-        .unwrap()
-        .unwrap();
-    (incident, channel)
+    let fields = json!({ "spoc": "U0BOB", "severity": severity, "private": private });
+    common::declared_with(stack, "Card authorisations failing", fields).await
 }
 
 fn texts(stack: &LocalStack, channel: &str) -> Vec<String> {

@@ -36,16 +36,23 @@ pub async fn declared(
     title: &str,
     severity: &str,
 ) -> (incident_bot::incident::model::Incident, String) {
+    declared_with(
+        stack,
+        title,
+        serde_json::json!({ "spoc": "U0BOB", "severity": severity }),
+    )
+    .await
+}
+
+/// Declares `title` as alice with the declare form's `fields` (see [`LocalStack::declare`]);
+/// returns the incident and its channel once the channel is ready.
+pub async fn declared_with(
+    stack: &LocalStack,
+    title: &str,
+    fields: serde_json::Value,
+) -> (incident_bot::incident::model::Incident, String) {
     let before = stack.db.incident_count().await.unwrap();
-    stack
-        .declare(
-            "U0ALICE",
-            "C0GENERAL",
-            title,
-            serde_json::json!({ "spoc": "U0BOB", "severity": severity }),
-        )
-        .await
-        .unwrap();
+    stack.declare("U0ALICE", "C0GENERAL", title, fields).await.unwrap();
     let channel = stack.wait_ready(before + 1, READY).await.unwrap();
     let incident = stack
         .db
