@@ -24,8 +24,6 @@ pub struct CustomerForm {
     pub message: String,
     pub components: Vec<String>,
     pub status: ComponentStatus,
-    /// The draft this form edits, if any.
-    pub edits: Option<i64>,
 }
 
 /// Why a form field is refused.
@@ -79,7 +77,6 @@ impl Service {
                     .map(|c| c.status)
                     .max()
                     .unwrap_or(ComponentStatus::Operational),
-                edits: Some(u.id),
             });
         }
         let latest_public = updates.iter().rev().find(|u| u.state == UpdateState::Published);
@@ -111,7 +108,6 @@ impl Service {
             message,
             components: components.iter().map(|c| c.id.clone()).collect(),
             status,
-            edits: None,
         })
     }
 

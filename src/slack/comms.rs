@@ -66,7 +66,7 @@ pub fn customer_modal(incident: &Incident, page: &StatusPage, form: &CustomerFor
     } else {
         "It is published on the status page as soon as you send it."
     };
-    let mut view = blocks::modal_shell(
+    blocks::modal_shell(
         CUSTOMER_CALLBACK,
         "Customer update",
         if page.comms_approval {
@@ -91,11 +91,7 @@ pub fn customer_modal(incident: &Incident, page: &StatusPage, form: &CustomerFor
                         { "text": plain("This is the last update (the public incident is resolved)", 75), "value": "last" }
                     ] } }),
         ],
-    );
-    view["private_metadata"] = json!({ "incident": incident.id.0, "edits": form.edits })
-        .to_string()
-        .into();
-    view
+    )
 }
 
 fn statuses_line(page: &StatusPage, update: &CustomerUpdate) -> String {
