@@ -40,6 +40,16 @@ impl StatusMinutes {
         self.degraded_performance + self.partial_outage + self.major_outage
     }
 
+    /// The minutes in `status` (none in operational: it is not counted).
+    pub fn of(&self, status: ComponentStatus) -> i64 {
+        match status {
+            ComponentStatus::Operational => 0,
+            ComponentStatus::DegradedPerformance => self.degraded_performance,
+            ComponentStatus::PartialOutage => self.partial_outage,
+            ComponentStatus::MajorOutage => self.major_outage,
+        }
+    }
+
     fn add(&mut self, status: ComponentStatus, ms: i64) {
         match status {
             ComponentStatus::Operational => {}

@@ -340,23 +340,13 @@ impl CommsReport {
                 c.component_minutes.get(id).copied().unwrap_or_default(),
                 p.component_minutes.get(id).copied().unwrap_or_default(),
             );
-            for (status, n, b) in [
-                (
-                    "degraded_performance",
-                    now.degraded_performance,
-                    before.degraded_performance,
-                ),
-                ("partial_outage", now.partial_outage, before.partial_outage),
-                ("major_outage", now.major_outage, before.major_outage),
-            ] {
-                let label = crate::comms::ComponentStatus::parse(status)
-                    .map(|s| s.label())
-                    .unwrap_or(status);
+            // Every status but operational, mildest first.
+            for status in &crate::comms::ComponentStatus::ALL[1..] {
                 out.push(Headline::count(
-                    &format!("component_{id}_{status}_minutes"),
-                    &format!("{name}: {label} minutes"),
-                    n,
-                    b,
+                    &format!("component_{id}_{}_minutes", status.as_str()),
+                    &format!("{name}: {} minutes", status.label()),
+                    now.of(*status),
+                    before.of(*status),
                 ));
             }
         }
