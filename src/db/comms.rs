@@ -246,9 +246,11 @@ impl Db {
                         .bind(at)
                         .execute(&mut *tx)
                         .await?;
-                } else {
-                    publish_in_tx!(tx, &update, owner, author.as_str(), page, at);
+                    tx.commit().await?;
+                    return Ok(Ok(update));
                 }
+                publish_in_tx!(tx, &update, owner, author.as_str(), page, at);
+                // Read again: publishing set its state, approver and time.
                 let update = CustomerUpdate::try_from(
                     sqlx::query_as::<_, UpdateRow>(&select).bind(update_id).fetch_one(&mut *tx).await?,
                 )?;
