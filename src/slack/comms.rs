@@ -381,32 +381,26 @@ pub(super) async fn run_job(fx: &SlackEffects, job: &Job, incident: &Incident) -
             }
             // Already posted by an earlier run of this job, which recorded where.
             if update.draft_ts.is_none() {
-                let (text, blocks) = draft_message(incident, page, &update);
-                let ts = fx
-                    .post_once(job, &channel, blocks::content(&text, blocks), None)
-                    .await?;
-                fx.db.set_customer_draft_ts(update.id, &ts).await.map_err(db_error)?;
+                post_and_record(fx, job, &channel, incident, page, &update).await?;
             }
             retire_superseded(fx, incident, page, &channel, update.id)
                 .await
                 .map_err(db_error)?;
         }
         "published" => {
-            let (text, blocks) = draft_message(incident, page, &update);
             match &update.draft_ts {
                 // Editing the draft in place is idempotent: a repeat after a lost answer is harmless.
-                Some(ts) => fx
-                    .web
-                    .update(&channel, ts, blocks::content(&text, blocks))
-                    .await
-                    .map_err(super::effects::outcome_of)?,
+                Some(ts) => {
+                    let (text, blocks) = draft_message(incident, page, &update);
+                    fx.web
+                        .update(&channel, ts, blocks::content(&text, blocks))
+                        .await
+                        .map_err(super::effects::outcome_of)?
+                }
                 // Published as written (approval off): like a draft, it replaced any draft
                 // left from before.
                 None => {
-                    let ts = fx
-                        .post_once(job, &channel, blocks::content(&text, blocks), None)
-                        .await?;
-                    fx.db.set_customer_draft_ts(update.id, &ts).await.map_err(db_error)?;
+                    post_and_record(fx, job, &channel, incident, page, &update).await?;
                     retire_superseded(fx, incident, page, &channel, update.id)
                         .await
                         .map_err(db_error)?;
@@ -421,6 +415,27 @@ pub(super) async fn run_job(fx: &SlackEffects, job: &Job, incident: &Incident) -
         _ => {}
     }
     Ok(JobUpdate::default())
+}
+
+/// Posts `update`'s message in the incident channel (once, after a lost answer too) and records
+/// where it is, for the approval that edits it later.
+async fn post_and_record(
+    fx: &SlackEffects,
+    job: &Job,
+    channel: &str,
+    incident: &Incident,
+    page: &StatusPage,
+    update: &CustomerUpdate,
+) -> Result<(), Outcome> {
+    let (text, blocks) = draft_message(incident, page, update);
+    let ts = fx.post_once(job, channel, blocks::content(&text, blocks), None).await?;
+    fx.db
+        .set_customer_draft_ts(update.id, &ts)
+        .await
+        .map_err(|e| Outcome::Retry {
+            error: format!("cannot record a customer update's message: {e}"),
+            after: None,
+        })
 }
 
 /// The draft that update `written` replaced loses its buttons (best effort: approving it is
