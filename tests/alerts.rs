@@ -816,3 +816,39 @@ async fn a_crash_right_after_the_202_loses_nothing() {
     assert_eq!(group.fire_count, 1);
     assert_slack_happy(&stack);
 }
+
+#[tokio::test]
+async fn a_silence_that_ends_shows_on_the_message_with_the_repeats_it_held_back() {
+    let stack = alert_stack().await;
+    let fire = || generic("s-1", "firing", "Alert s-1");
+    assert_eq!(post(&stack, "/alerts/generic", GENERIC_TOKEN, &fire()).await.0, 202);
+    wait_message(&stack, &["Alert s-1", "1×"]).await;
+    let group = stack.db.alert_by_fingerprint("hooks/pingdom", "s-1").await.unwrap().unwrap();
+    // A short silence (the button's is an hour), stored as the button stores it.
+    let sync = incident_bot::db::SyncPolicy {
+        posting: true,
+        update_gap: Duration::from_millis(50),
+    };
+    let now = chrono::Utc::now();
+    let until = now + chrono::Duration::milliseconds(1500);
+    let done = stack
+        .db
+        .triage_alert(group.id, "U0CAROL", Some(until), "silence:s-1", now, sync)
+        .await
+        .unwrap();
+    assert_eq!(done, Some(true));
+    wait_message(&stack, &["Alert s-1", "Silenced until"]).await;
+    // Repeats while silenced are counted, not shown.
+    stack.settle().await;
+    for _ in 0..2 {
+        assert_eq!(post(&stack, "/alerts/generic", GENERIC_TOKEN, &fire()).await.0, 202);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, _, blocks) = wait_message(&stack, &["Alert s-1"]).await;
+    assert!(blocks.contains("Silenced until") && blocks.contains("1×"), "{blocks}");
+    // When the silence ends the message is synced once more, unprompted: no "silenced", three fires.
+    let (_, _, blocks) = wait_message(&stack, &["Alert s-1", "3×"]).await;
+    assert!(!blocks.contains("Silenced until"), "{blocks}");
+    assert!(chrono::Utc::now() >= until, "not before the silence ended");
+    assert_slack_happy(&stack);
+}

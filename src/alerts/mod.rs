@@ -260,6 +260,23 @@ pub fn plan(existing: Option<&GroupState>, status: AlertStatus, now: DateTime<Ut
     }
 }
 
+impl GroupState {
+    /// The state once `intake` (decided by [`plan`] on this state) is applied `now`: what the
+    /// next alert of the same group in one batch is decided on.
+    pub fn after(&self, intake: Intake, now: DateTime<Utc>) -> GroupState {
+        let (status, resolved_at) = match intake {
+            Intake::New | Intake::Repeat | Intake::Flap | Intake::Reopen => (AlertStatus::Firing, None),
+            Intake::Resolve => (AlertStatus::Resolved, Some(now)),
+            Intake::ResolvedAgain => (self.status, self.resolved_at),
+        };
+        GroupState {
+            status,
+            resolved_at,
+            silenced_until: self.silenced_until,
+        }
+    }
+}
+
 /// Whether the group's message is posted / updated now (not while silenced).
 pub fn silenced(g: &GroupState, now: DateTime<Utc>) -> bool {
     g.silenced_until.is_some_and(|until| until > now)
@@ -376,6 +393,40 @@ impl StoredAlert {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_batch_decides_each_alert_on_the_state_its_predecessors_left() {
+        let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let fresh = GroupState {
+            status: AlertStatus::Firing,
+            resolved_at: None,
+            silenced_until: Some(t0 + chrono::Duration::hours(1)),
+        };
+        // firing → resolved → firing again a minute later (a flap) → resolved twice.
+        let mut state = fresh.clone();
+        let mut seen = Vec::new();
+        for (status, secs) in [
+            (AlertStatus::Resolved, 0),
+            (AlertStatus::Firing, 60),
+            (AlertStatus::Resolved, 120),
+            (AlertStatus::Resolved, 180),
+        ] {
+            let now = t0 + chrono::Duration::seconds(secs);
+            let intake = plan(Some(&state), status, now);
+            state = state.after(intake, now);
+            seen.push(intake);
+        }
+        assert_eq!(
+            seen,
+            [Intake::Resolve, Intake::Flap, Intake::Resolve, Intake::ResolvedAgain]
+        );
+        // The last resolve that changed something dates the state; the silence holds throughout.
+        assert_eq!(state.resolved_at, Some(t0 + chrono::Duration::seconds(120)));
+        assert_eq!(state.silenced_until, fresh.silenced_until);
+        // Long after the resolve, a fire is a new episode.
+        let later = t0 + chrono::Duration::hours(2);
+        assert_eq!(plan(Some(&state), AlertStatus::Firing, later), Intake::Reopen);
+    }
+
     use super::*;
     use chrono::TimeZone;
 

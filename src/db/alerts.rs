@@ -192,10 +192,51 @@ fn labels_json(labels: &BTreeMap<String, String>) -> String {
     serde_json::to_string(labels).unwrap_or_else(|_| "{}".into())
 }
 
+/// Rows per multi-row statement of an intake batch (PostgreSQL takes at most 65,535
+/// parameters a statement, SQLite 32,766; a new group's row has 18).
+const INSERT_ROWS: usize = 500;
+
+/// One group of an intake batch.
+struct BatchKey {
+    /// Index of its first alert in the batch.
+    first: usize,
+    /// How many of the batch's alerts are of this group.
+    alerts: usize,
+    /// Its id, when the batch created it.
+    created: Option<i64>,
+}
+
+/// A group's stored state as intake reads it: (id, source, fingerprint, status, resolved at,
+/// silenced until, incident, the incident's status).
+type GroupRow = (
+    i64,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);
+
+/// A group as intake holds it while applying a batch.
+struct Group {
+    id: i64,
+    state: GroupState,
+    incident: Option<i64>,
+    /// Whether `incident` is open (only an open incident hears of its alerts).
+    open: bool,
+}
+
 impl Db {
-    /// Stores the alerts of one request (all or none, in one transaction), deduplicated by
-    /// source + fingerprint, with their `alert_events` rows, the triage message's next sync,
+    /// Stores the alerts of one request or batch (all or none, in one transaction), deduplicated
+    /// by source + fingerprint, with their `alert_events` rows, the triage message's next sync,
     /// and for groups linked to an open incident, its timeline events and notices.
+    ///
+    /// Set-based where it can be: the batch's new groups are one insert, the state of all its
+    /// groups one locked read, its events one insert; only an alert that changes an existing
+    /// group costs a statement of its own. Groups are inserted and locked in one order (by
+    /// key, then by id), so concurrent batches on PostgreSQL queue rather than deadlock.
     pub async fn ingest_alerts(
         &self,
         batch: &[Alert],
@@ -205,115 +246,162 @@ impl Db {
     ) -> anyhow::Result<Vec<Ingested>> {
         let at = to_ms(now);
         let gap = sync.update_gap.as_millis() as i64;
-        let select = format!(
-            "SELECT g.status, g.resolved_at, g.silenced_until, g.incident_id, i.status \
-             FROM alert_groups g LEFT JOIN incidents i ON i.id = g.incident_id \
-             WHERE g.source = $1 AND g.fingerprint = $2 {}",
-            if self.is_postgres() { "FOR UPDATE OF g" } else { "" }
-        );
+        let autos: Vec<Option<i64>> = batch
+            .iter()
+            .map(|a| {
+                alerts::first_rule(rules, a)
+                    .filter(|(_, r)| r.declare && a.status == AlertStatus::Firing)
+                    .map(|(i, _)| i as i64)
+            })
+            .collect();
+        // The batch's groups: where each first appears (what a new group is created from) and
+        // how many of its alerts the batch holds; `index` keeps them in key order.
+        let mut index: BTreeMap<(String, String), usize> = BTreeMap::new();
+        let mut slots: Vec<BatchKey> = Vec::new();
+        let mut slot_of: Vec<usize> = Vec::with_capacity(batch.len());
+        for (i, a) in batch.iter().enumerate() {
+            let next = slots.len();
+            let slot = *index.entry((a.source.clone(), a.fingerprint.clone())).or_insert(next);
+            if slot == next {
+                slots.push(BatchKey {
+                    first: i,
+                    alerts: 0,
+                    created: None,
+                });
+            }
+            slots[slot].alerts += 1;
+            slot_of.push(slot);
+        }
+        let firsts: Vec<usize> = index.values().map(|&slot| slots[slot].first).collect();
+        let lock = if self.is_postgres() { "FOR UPDATE OF g" } else { "" };
         let result: anyhow::Result<Vec<Ingested>> = with_pool!(self, |pool| {
             async {
                 let mut tx = pool.begin().await?;
-                let mut out = Vec::with_capacity(batch.len());
-                for a in batch {
-                    let rule = alerts::first_rule(rules, a);
-                    let auto = rule.filter(|(_, r)| r.declare && a.status == AlertStatus::Firing).map(|(i, _)| i as i64);
-                    let firing = a.status == AlertStatus::Firing;
-                    // A write first (SQLite: take the database's write lock before reading).
-                    let inserted: Option<(i64,)> = sqlx::query_as(
+                // 1. New groups (a write first: SQLite takes its write lock before reading).
+                for chunk in firsts.chunks(INSERT_ROWS) {
+                    let mut q = sqlx::QueryBuilder::new(
                         "INSERT INTO alert_groups (source, fingerprint, status, title, severity, raw_severity, service, \
                          labels, links, description, starts_at, first_seen, last_seen, resolved_at, fire_count, auto_rule, \
-                         version, sync_due_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15, 1, $16) \
-                         ON CONFLICT (source, fingerprint) DO NOTHING RETURNING id",
-                    )
-                    .bind(&a.source)
-                    .bind(&a.fingerprint)
-                    .bind(a.status.as_str())
-                    .bind(&a.title)
-                    .bind(a.severity.map(|s| s.as_str()))
-                    .bind(a.raw_severity.as_deref())
-                    .bind(a.service.as_deref())
-                    .bind(labels_json(&a.labels))
-                    .bind(links_json(&a.links))
-                    .bind(&a.description)
-                    .bind(a.starts_at.map(to_ms))
-                    .bind(at)
-                    .bind((!firing).then_some(at))
-                    .bind(i64::from(firing))
-                    .bind(auto)
-                    .bind(sync.posting.then_some(at))
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some((id,)) = inserted {
-                        alert_event!(tx, id, at, Intake::New.event(), "source", details(a))?;
-                        out.push(Ingested {
-                            group: id,
-                            intake: Intake::New,
-                            incident: None,
-                            auto_declare: auto.is_some(),
-                        });
+                         version, sync_due_at) ",
+                    );
+                    q.push_values(chunk, |mut row, &i| {
+                        let a = &batch[i];
+                        let firing = a.status == AlertStatus::Firing;
+                        row.push_bind(a.source.clone())
+                            .push_bind(a.fingerprint.clone())
+                            .push_bind(a.status.as_str())
+                            .push_bind(a.title.clone())
+                            .push_bind(a.severity.map(|s| s.as_str()))
+                            .push_bind(a.raw_severity.clone())
+                            .push_bind(a.service.clone())
+                            .push_bind(labels_json(&a.labels))
+                            .push_bind(links_json(&a.links))
+                            .push_bind(a.description.clone())
+                            .push_bind(a.starts_at.map(to_ms))
+                            .push_bind(at)
+                            .push_bind(at)
+                            .push_bind((!firing).then_some(at))
+                            .push_bind(i64::from(firing))
+                            .push_bind(autos[i])
+                            .push_bind(1i64)
+                            .push_bind(sync.posting.then_some(at));
+                    });
+                    q.push(" ON CONFLICT (source, fingerprint) DO NOTHING RETURNING id, source, fingerprint");
+                    let rows: Vec<(i64, String, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                    for (id, source, fingerprint) in rows {
+                        if let Some(&slot) = index.get(&(source, fingerprint)) {
+                            slots[slot].created = Some(id);
+                        }
+                    }
+                }
+                // 2. The state of every other group the batch touches, locked, in id order.
+                // (A group created above needs reading only for its later alerts.)
+                let wanted: Vec<usize> = index
+                    .values()
+                    .map(|&slot| &slots[slot])
+                    .filter(|k| k.created.is_none() || k.alerts > 1)
+                    .map(|k| k.first)
+                    .collect();
+                let mut groups: BTreeMap<usize, Group> = BTreeMap::new();
+                for chunk in wanted.chunks(INSERT_ROWS) {
+                    let mut q = sqlx::QueryBuilder::new(
+                        "SELECT g.id, g.source, g.fingerprint, g.status, g.resolved_at, g.silenced_until, g.incident_id, \
+                         i.status FROM alert_groups g LEFT JOIN incidents i ON i.id = g.incident_id \
+                         WHERE (g.source, g.fingerprint) IN (VALUES ",
+                    );
+                    let mut keys = q.separated(", ");
+                    for &i in chunk {
+                        keys.push("(");
+                        keys.push_bind_unseparated(batch[i].source.clone());
+                        keys.push_unseparated(", ");
+                        keys.push_bind_unseparated(batch[i].fingerprint.clone());
+                        keys.push_unseparated(")");
+                    }
+                    q.push(") ORDER BY g.id ");
+                    q.push(lock);
+                    let rows: Vec<GroupRow> = q.build_query_as().fetch_all(&mut *tx).await?;
+                    for (id, source, fingerprint, status, resolved_at, silenced_until, incident, incident_status) in rows {
+                        let state = GroupState {
+                            status: AlertStatus::parse(&status).unwrap_or(AlertStatus::Firing),
+                            resolved_at: resolved_at.map(from_ms),
+                            silenced_until: silenced_until.map(from_ms),
+                        };
+                        let open = incident_status.as_deref().and_then(|s| s.parse::<Status>().ok()).is_some_and(|s| s.is_open());
+                        let Some(&slot) = index.get(&(source, fingerprint)) else { continue };
+                        groups.insert(slot, Group { id, state, incident, open });
+                    }
+                }
+                // 3. Each alert in order, on the state its group's earlier alerts left.
+                let mut events: Vec<(i64, &'static str, String)> = Vec::with_capacity(batch.len());
+                let mut out = Vec::with_capacity(batch.len());
+                for (i, a) in batch.iter().enumerate() {
+                    let auto = autos[i];
+                    let key = &slots[slot_of[i]];
+                    if let Some(id) = key.created.filter(|_| key.first == i) {
+                        events.push((id, Intake::New.event(), details(a)));
+                        out.push(Ingested { group: id, intake: Intake::New, incident: None, auto_declare: auto.is_some() });
                         continue;
                     }
-                    let (status, resolved_at, silenced_until, incident, incident_status): (
-                        String,
-                        Option<i64>,
-                        Option<i64>,
-                        Option<i64>,
-                        Option<String>,
-                    ) = sqlx::query_as(&select)
-                        .bind(&a.source)
-                        .bind(&a.fingerprint)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    let state = GroupState {
-                        status: AlertStatus::parse(&status).unwrap_or(AlertStatus::Firing),
-                        resolved_at: resolved_at.map(from_ms),
-                        silenced_until: silenced_until.map(from_ms),
+                    let Some(group) = groups.get_mut(&slot_of[i]) else {
+                        anyhow::bail!("alert group {}/{} vanished during its intake", a.source, a.fingerprint);
                     };
-                    let intake = alerts::plan(Some(&state), a.status, now);
-                    let posting = sync.posting && !alerts::silenced(&state, now);
-                    let open_incident = incident.filter(|_| {
-                        incident_status
-                            .as_deref()
-                            .and_then(|s| s.parse::<Status>().ok())
-                            .is_some_and(|s| s.is_open())
-                    });
-                    let (id,): (i64,) = match intake {
+                    let intake = alerts::plan(Some(&group.state), a.status, now);
+                    let posting = sync.posting && !alerts::silenced(&group.state, now);
+                    let open_incident = group.incident.filter(|_| group.open);
+                    let id = group.id;
+                    match intake {
                         Intake::New => unreachable!("an existing group is never new"),
                         Intake::Repeat | Intake::Flap => {
-                            sqlx::query_as(&format!(
+                            sqlx::query(&format!(
                                 "UPDATE alert_groups SET status = 'firing', last_seen = $2, fire_count = fire_count + 1, \
-                                 flaps = flaps + $4, resolved_at = NULL, title = $7, labels = $8, links = $9, \
+                                 flaps = flaps + $4, resolved_at = NULL, title = $6, labels = $7, links = $8, \
                                  version = version + 1, sync_due_at = CASE WHEN $5 THEN {SCHEDULE_UPDATE} ELSE sync_due_at END \
-                                 WHERE source = $1 AND fingerprint = $6 RETURNING id"
+                                 WHERE id = $1"
                             ))
-                            .bind(&a.source)
+                            .bind(id)
                             .bind(at)
                             .bind(gap)
                             .bind(i64::from(intake == Intake::Flap))
                             .bind(posting)
-                            .bind(&a.fingerprint)
                             .bind(&a.title)
                             .bind(labels_json(&a.labels))
                             .bind(links_json(&a.links))
-                            .fetch_one(&mut *tx)
-                            .await?
+                            .execute(&mut *tx)
+                            .await?;
                         }
                         Intake::Reopen => {
                             // A new episode: a new message, counts from one, acknowledgement
                             // starts over (a silence holds); the incident link stays while the
                             // incident is open.
-                            sqlx::query_as(
+                            sqlx::query(
                                 "UPDATE alert_groups SET status = 'firing', episode = episode + 1, first_seen = $2, \
                                  last_seen = $2, resolved_at = NULL, fire_count = 1, flaps = 0, acked_by = NULL, \
                                  acked_at = NULL, title = $3, severity = $4, raw_severity = $5, service = $6, labels = $7, \
                                  links = $8, description = $9, starts_at = $10, incident_id = $11, auto_rule = $12, \
                                  message_ts = NULL, channel_id = NULL, uncertain = FALSE, version = version + 1, \
-                                 sync_due_at = CASE WHEN $13 THEN $2 ELSE NULL END \
-                                 WHERE source = $1 AND fingerprint = $14 RETURNING id",
+                                 sync_due_at = CASE WHEN $13 THEN $2 ELSE NULL END WHERE id = $1",
                             )
-                            .bind(&a.source)
+                            .bind(id)
                             .bind(at)
                             .bind(&a.title)
                             .bind(a.severity.map(|s| s.as_str()))
@@ -326,37 +414,33 @@ impl Db {
                             .bind(open_incident)
                             .bind(if open_incident.is_some() { None } else { auto })
                             .bind(posting)
-                            .bind(&a.fingerprint)
-                            .fetch_one(&mut *tx)
-                            .await?
+                            .execute(&mut *tx)
+                            .await?;
+                            group.incident = open_incident;
                         }
                         Intake::Resolve => {
-                            sqlx::query_as(&format!(
+                            sqlx::query(&format!(
                                 "UPDATE alert_groups SET status = 'resolved', last_seen = $2, resolved_at = $2, \
                                  auto_rule = NULL, version = version + 1, \
-                                 sync_due_at = CASE WHEN $4 THEN {SCHEDULE_UPDATE} ELSE sync_due_at END \
-                                 WHERE source = $1 AND fingerprint = $5 RETURNING id"
+                                 sync_due_at = CASE WHEN $4 THEN {SCHEDULE_UPDATE} ELSE sync_due_at END WHERE id = $1"
                             ))
-                            .bind(&a.source)
+                            .bind(id)
                             .bind(at)
                             .bind(gap)
                             .bind(posting)
-                            .bind(&a.fingerprint)
-                            .fetch_one(&mut *tx)
-                            .await?
+                            .execute(&mut *tx)
+                            .await?;
                         }
                         Intake::ResolvedAgain => {
-                            sqlx::query_as(
-                                "UPDATE alert_groups SET last_seen = $2 WHERE source = $1 AND fingerprint = $3 RETURNING id",
-                            )
-                            .bind(&a.source)
-                            .bind(at)
-                            .bind(&a.fingerprint)
-                            .fetch_one(&mut *tx)
-                            .await?
+                            sqlx::query("UPDATE alert_groups SET last_seen = $2 WHERE id = $1")
+                                .bind(id)
+                                .bind(at)
+                                .execute(&mut *tx)
+                                .await?;
                         }
-                    };
-                    alert_event!(tx, id, at, intake.event(), "source", details(a))?;
+                    }
+                    group.state = group.state.after(intake, now);
+                    events.push((id, intake.event(), details(a)));
                     // The incident it is linked to hears of fires after a resolve and of resolves.
                     let mut told = None;
                     if let Some(incident) = open_incident {
@@ -382,6 +466,14 @@ impl Db {
                         incident: told,
                         auto_declare: intake == Intake::Reopen && open_incident.is_none() && auto.is_some(),
                     });
+                }
+                // 4. Every alert's event, in order.
+                for chunk in events.chunks(INSERT_ROWS) {
+                    let mut q = sqlx::QueryBuilder::new("INSERT INTO alert_events (group_id, at, kind, actor, details) ");
+                    q.push_values(chunk, |mut row, (group, kind, d)| {
+                        row.push_bind(*group).push_bind(at).push_bind(*kind).push_bind("source").push_bind(d.clone());
+                    });
+                    q.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(out)
@@ -481,7 +573,8 @@ impl Db {
     }
 
     /// The message of `group` now shows `version`: records where it is, and plans the next
-    /// sync one gap later if the group changed meanwhile.
+    /// sync one gap later if the group changed meanwhile, else at the end of its silence (the
+    /// message then drops "silenced" and shows the repeats it held back).
     pub async fn alert_synced(
         &self,
         group: i64,
@@ -496,7 +589,8 @@ impl Db {
             sqlx::query(
                 "UPDATE alert_groups SET channel_id = $2, message_ts = $3, synced_version = $4, last_synced_at = $5, \
                  locked_until = NULL, uncertain = FALSE, sync_attempts = 0, last_error = NULL, \
-                 sync_due_at = CASE WHEN version > $4 THEN $5 + $6 ELSE NULL END WHERE id = $1",
+                 sync_due_at = CASE WHEN version > $4 THEN $5 + $6 WHEN silenced_until > $5 THEN silenced_until ELSE NULL END \
+                 WHERE id = $1",
             )
             .bind(group)
             .bind(channel)

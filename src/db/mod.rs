@@ -54,6 +54,15 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+/// Whether `e` is PostgreSQL's "deadlock detected" (SQLSTATE 40P01): the transaction was rolled
+/// back, and running it again is safe.
+pub fn is_deadlock(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<sqlx::Error>()
+        .and_then(|e| e.as_database_error())
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "40P01")
+}
+
 /// Takes the next number from counter `$name` (`incident_number`, `change_number`) inside
 /// transaction `$tx` and gives it to row `$id` of `$table`'s `number` column. Taken last, just
 /// before the commit, so concurrent writers queue on the counter row for one statement only.

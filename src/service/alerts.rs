@@ -9,11 +9,24 @@ use crate::incident::model::{Incident, IncidentId, NewIncident, UserId};
 /// One intake request waiting for its batch: its alerts, and where its answer goes.
 type Pending = (Vec<Alert>, tokio::sync::oneshot::Sender<Result<Vec<Ingested>, Refusal>>);
 
-/// Intake requests waiting to be stored, and the lock of the one writer.
-#[derive(Default)]
+/// Intake requests waiting to be stored, and the writers' permits.
 pub(super) struct IntakeBatch {
     pending: std::sync::Mutex<Vec<Pending>>,
-    writer: tokio::sync::Mutex<()>,
+    writers: tokio::sync::Semaphore,
+}
+
+/// Batches written at once on PostgreSQL: a commit waits for its WAL flush (milliseconds on
+/// a disk), and batches written side by side share flushes instead of queueing behind each
+/// other's. SQLite has one writer at a time anyway: one batch, never a busy wait.
+const POSTGRES_WRITERS: usize = 4;
+
+impl IntakeBatch {
+    pub(super) fn new(db: &crate::db::Db) -> IntakeBatch {
+        IntakeBatch {
+            pending: std::sync::Mutex::default(),
+            writers: tokio::sync::Semaphore::new(if db.is_postgres() { POSTGRES_WRITERS } else { 1 }),
+        }
+    }
 }
 
 /// What a triage click did.
@@ -40,9 +53,10 @@ impl Service {
 
     /// Stores the alerts of one request (all or none) before the sender hears 202.
     ///
-    /// Requests that arrive while a batch is being written are stored together in the next
-    /// transaction (group commit): one writer at a time, so SQLite never makes a writer wait
-    /// on its lock, and each request still answers only once its alerts are committed.
+    /// Requests that arrive while batches are being written are stored together in the next
+    /// transaction (group commit): one writer at a time on SQLite, so it never makes a writer
+    /// wait on its lock, a few on PostgreSQL; each request still answers only once its alerts
+    /// are committed.
     pub async fn ingest_alerts(&self, alerts: &[Alert]) -> Result<Vec<Ingested>, Refusal> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.intake
@@ -51,7 +65,7 @@ impl Service {
             .unwrap_or_else(|p| p.into_inner())
             .push((alerts.to_vec(), tx));
         {
-            let _writer = self.intake.writer.lock().await;
+            let _writer = self.intake.writers.acquire().await;
             let batch = std::mem::take(&mut *self.intake.pending.lock().unwrap_or_else(|p| p.into_inner()));
             if !batch.is_empty() {
                 // In its own task: a sender that hangs up mid-write must not cancel the batch
@@ -65,10 +79,21 @@ impl Service {
 
     async fn write_batch(&self, batch: Vec<Pending>) {
         let all: Vec<Alert> = batch.iter().flat_map(|(a, _)| a.iter().cloned()).collect();
-        let result = self
-            .db
-            .ingest_alerts(&all, &self.policy.alerts.rules, chrono::Utc::now(), self.alert_sync())
-            .await;
+        let mut result = Err(anyhow::anyhow!("not written"));
+        for _ in 0..3 {
+            result = self
+                .db
+                .ingest_alerts(&all, &self.policy.alerts.rules, chrono::Utc::now(), self.alert_sync())
+                .await;
+            // Batches lock their groups in one order, so PostgreSQL should never find a
+            // deadlock between them; if it does, it rolled one back, and writing it again is safe.
+            match &result {
+                Err(e) if crate::db::is_deadlock(e) => {
+                    tracing::warn!("alert intake: a batch met a deadlock; writing it again")
+                }
+                _ => break,
+            }
+        }
         match result {
             Ok(ingested) => {
                 self.wake_alerts.notify_one();

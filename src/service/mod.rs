@@ -114,6 +114,7 @@ impl Service {
         wake_outbox: Arc<Notify>,
         wake_reminders: Arc<Notify>,
     ) -> Service {
+        let intake = Arc::new(alerts::IntakeBatch::new(&db));
         Service {
             db,
             policy,
@@ -121,7 +122,7 @@ impl Service {
             wake_outbox,
             wake_reminders,
             wake_alerts: Arc::new(Notify::new()),
-            intake: Arc::default(),
+            intake,
             wake_changes: Arc::new(Notify::new()),
             feed_cache: Arc::default(),
         }

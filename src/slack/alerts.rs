@@ -17,6 +17,7 @@ use crate::alerts::{AlertStatus, StoredAlert};
 use crate::db::Db;
 use crate::incident::model::{IncidentId, IncidentNumber, Severity, UserId};
 use crate::service::{AlertTriage, Service};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use slack_morphism::prelude::{SlackInteractionBlockActionsEvent, SlackMessageContent};
 use std::sync::Arc;
@@ -103,8 +104,9 @@ pub struct LinkedIncident {
     pub private: bool,
 }
 
-/// The triage message of a group: text (notifications, search) and blocks.
-pub fn message(alert: &StoredAlert, linked: Option<&LinkedIncident>) -> (String, Value) {
+/// The triage message of a group at `now`: text (notifications, search) and blocks. A silence
+/// shows while it lasts (the message is synced again when it ends).
+pub fn message(alert: &StoredAlert, linked: Option<&LinkedIncident>, now: DateTime<Utc>) -> (String, Value) {
     let resolved = alert.status == AlertStatus::Resolved;
     let emoji = if resolved {
         "✅"
@@ -176,7 +178,7 @@ pub fn message(alert: &StoredAlert, linked: Option<&LinkedIncident>) -> (String,
     if let Some(user) = &alert.acked_by {
         status.push(format!("👀 Acknowledged by <@{user}>"));
     }
-    if let (Some(until), Some(by)) = (alert.silenced_until, &alert.silenced_by) {
+    if let (Some(until), Some(by)) = (alert.silenced_until.filter(|u| *u > now), &alert.silenced_by) {
         status.push(format!("🔕 Silenced until {} by <@{by}>", blocks::slack_date(until)));
     }
     match linked {
@@ -381,9 +383,9 @@ async fn sync_one(service: &Service, web: &SlackWeb, bot_user: &str, alert: Stor
         return;
     };
     let link = linked(db, &alert).await;
-    let (text, blocks) = message(&alert, link.as_ref());
+    let now = Utc::now();
+    let (text, blocks) = message(&alert, link.as_ref(), now);
     let content = blocks::content(&text, blocks);
-    let now = chrono::Utc::now();
     let result = match alert.message_ts.as_deref() {
         Some(ts) => {
             let where_ = alert.channel_id.clone().unwrap_or_else(|| channel.clone());
