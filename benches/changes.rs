@@ -204,6 +204,7 @@ async fn run(label: &str, db: Db) -> anyhow::Result<()> {
     let task = tokio::spawn(incident_bot::slack::calendar::run(
         db.clone(),
         web,
+        "U0BENCH".into(),
         policy,
         wake,
         wake_outbox,

@@ -110,6 +110,7 @@ impl Bot {
         let calendar = tokio::spawn(crate::slack::calendar::run(
             db.clone(),
             web.clone(),
+            identity.user_id.clone(),
             settings.policy.clone(),
             wake_calendar.clone(),
             wake_outbox.clone(),

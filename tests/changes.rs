@@ -938,3 +938,53 @@ async fn a_private_incident_is_never_named_on_a_change() {
     // The incident's own channel is told.
     wait_text(&stack, &channel, "was rolled back by <@U0CAROL>").await;
 }
+
+/// Slack posts the change's announcement but answers after the bot gave up: the retry finds
+/// the tagged message in the channel instead of announcing the change twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announcement_answered_late_is_posted_once() {
+    let opts = incident_bot::app::BotOptions {
+        web_timeout: Some(StdDuration::from_millis(800)),
+        ..fast_options()
+    };
+    let stack = stack_with(policy(), opts).await;
+    stack.sandbox.inject_fault(
+        "chat.postMessage",
+        incident_bot::sandbox::Fault::AppliedThenLate(StdDuration::from_millis(1_500)),
+        1,
+    );
+    let now = Utc::now();
+    let change = ChangeDraft {
+        kind: Some("deployment".into()),
+        title: "ledger v7".into(),
+        services: vec!["payments".into()],
+        starts_at: Some(now + Duration::hours(2)),
+        ends_at: Some(now + Duration::hours(3)),
+        owner: Some(UserId::parse("U0CAROL").unwrap()),
+        risk: Some("low".into()),
+        ..ChangeDraft::default()
+    }
+    .validate(&stack.settings.policy.services)
+    .unwrap();
+    let item = ChangeToStore {
+        change,
+        key: "test:late-announcement".into(),
+        freezes: vec![],
+        conflicts: vec![],
+    };
+    stack.db.create_changes(&[item], "U0CAROL", now, true).await.unwrap();
+    wait_text(&stack, CHANGES, "ledger v7").await;
+    // The retry looks, finds it, and is done.
+    let looked = wait_for(StdDuration::from_secs(10), || async {
+        (!stack.sandbox.calls_to("conversations.history").is_empty()).then_some(())
+    })
+    .await;
+    assert!(looked.is_some(), "the retry looked in the channel first");
+    stack.settle().await;
+    tokio::time::sleep(StdDuration::from_millis(500)).await;
+    let posted = texts(&stack, CHANGES)
+        .iter()
+        .filter(|t| t.contains("ledger v7"))
+        .count();
+    assert_eq!(posted, 1, "announced once: {:?}", texts(&stack, CHANGES));
+}

@@ -7,7 +7,7 @@
 use super::blocks::{self, escape, slack_date, truncate};
 use super::listener::{ephemeral, errors, Handler};
 use super::text::{self, Lines};
-use super::web::{Failure, SlackWeb};
+use super::web::{Failure, MessageTag, SlackWeb, JOB_EVENT_TYPE};
 use crate::calendar::{
     self, ChangeDraft, ChangeKind, ChangeNumber, ChangeState, Conflict, Freeze, Move, PlannedChange, Risk,
 };
@@ -670,9 +670,11 @@ impl Default for CalendarOptions {
 /// Performs the change calendar's scheduled Slack work until `shutdown`: it keeps the next
 /// digest slot enqueued (one row per slot, however many replicas), claims due jobs, runs them,
 /// and sleeps until the next one is due (or it is woken).
+#[allow(clippy::too_many_arguments)] // the loop's collaborators, each used on its own
 pub async fn run(
     db: Db,
     web: SlackWeb,
+    bot_user: String,
     policy: Policy,
     wake: Arc<Notify>,
     wake_outbox: Arc<Notify>,
@@ -717,7 +719,7 @@ pub async fn run(
         };
         let any = !jobs.is_empty();
         for job in jobs {
-            let outcome = perform(&db, &web, &policy, &job).await;
+            let outcome = perform(&db, &web, &bot_user, &policy, &job).await;
             let now = Utc::now();
             let result = match outcome {
                 Ok(Done::Finished) => db.finish_change_job(job.id, now).await,
@@ -785,7 +787,42 @@ fn db_failure(e: anyhow::Error) -> (String, bool) {
     (format!("database: {e:#}"), true)
 }
 
-async fn perform(db: &Db, web: &SlackWeb, policy: &Policy, job: &ChangeJob) -> JobResult {
+/// Posts a job's message once: tagged with the job's id, and on a retry (an earlier attempt may
+/// have posted before its answer was lost) looked for first. Direct messages (to a user id)
+/// are posted again instead: their conversation id is known only from the post's answer.
+async fn post_once(
+    web: &SlackWeb,
+    bot_user: &str,
+    job: &ChangeJob,
+    channel: &str,
+    content: SlackMessageContent,
+) -> Result<(), (String, bool)> {
+    let tag = MessageTag {
+        event_type: JOB_EVENT_TYPE,
+        key: "change_job",
+        value: job.id.to_string(),
+    };
+    let is_conversation = !channel.starts_with('U') && !channel.starts_with('W');
+    if job.attempts > 1 && is_conversation {
+        match web.find_tagged_message(channel, None, &tag, job.due_at, bot_user).await {
+            Ok(Some(ts)) => {
+                tracing::info!(job = job.id, %ts, "change calendar: the message was posted before; not again");
+                return Ok(());
+            }
+            Ok(None) => {}
+            Err(e) if e.failure() == Failure::Permanent => {
+                tracing::warn!(job = job.id, error = %e, "change calendar: cannot look for an earlier post; posting")
+            }
+            Err(e) => return Err(slack_failure(e)),
+        }
+    }
+    web.post(channel, tag.apply(content, &[]), None)
+        .await
+        .map(|_| ())
+        .map_err(slack_failure)
+}
+
+async fn perform(db: &Db, web: &SlackWeb, bot_user: &str, policy: &Policy, job: &ChangeJob) -> JobResult {
     let change = match job.change_id {
         Some(id) => db.change(id).await.map_err(db_failure)?,
         None => None,
@@ -795,9 +832,14 @@ async fn perform(db: &Db, web: &SlackWeb, policy: &Policy, job: &ChangeJob) -> J
             let (Some(channel), Some(c)) = (policy.changes.channel.as_deref(), change) else {
                 return Ok(Done::Finished);
             };
-            web.post(channel, blocks::text(&announcement(&c, &job.payload)), None)
-                .await
-                .map_err(slack_failure)?;
+            post_once(
+                web,
+                bot_user,
+                job,
+                channel,
+                blocks::text(&announcement(&c, &job.payload)),
+            )
+            .await?;
             Ok(Done::Finished)
         }
         "remind_start" => {
@@ -815,9 +857,7 @@ async fn perform(db: &Db, web: &SlackWeb, policy: &Policy, job: &ChangeJob) -> J
                 c.number.0,
                 c.number.0
             );
-            web.post(c.owner.as_str(), blocks::text(&text), None)
-                .await
-                .map_err(slack_failure)?;
+            post_once(web, bot_user, job, c.owner.as_str(), blocks::text(&text)).await?;
             Ok(Done::Finished)
         }
         "ask_done" => {
@@ -832,9 +872,7 @@ async fn perform(db: &Db, web: &SlackWeb, policy: &Policy, job: &ChangeJob) -> J
                 c.number.0,
                 c.number.0
             );
-            web.post(c.owner.as_str(), blocks::text(&escape(&text)), None)
-                .await
-                .map_err(slack_failure)?;
+            post_once(web, bot_user, job, c.owner.as_str(), blocks::text(&escape(&text))).await?;
             Ok(Done::Finished)
         }
         "digest" => {
@@ -865,9 +903,14 @@ async fn perform(db: &Db, web: &SlackWeb, policy: &Policy, job: &ChangeJob) -> J
                 .cloned()
                 .collect();
             freezes.extend(db.stored_freezes(from, to).await.map_err(db_failure)?);
-            web.post(channel, blocks::text(&digest_text(week, &changes, &freezes)), None)
-                .await
-                .map_err(slack_failure)?;
+            post_once(
+                web,
+                bot_user,
+                job,
+                channel,
+                blocks::text(&digest_text(week, &changes, &freezes)),
+            )
+            .await?;
             Ok(Done::Finished)
         }
         "correlate" => {
@@ -890,13 +933,8 @@ async fn perform(db: &Db, web: &SlackWeb, policy: &Policy, job: &ChangeJob) -> J
             if found.is_empty() {
                 return Ok(Done::Finished);
             }
-            web.post(
-                &channel,
-                blocks::text(&suspects_text(&found, policy.changes.lookback)),
-                None,
-            )
-            .await
-            .map_err(slack_failure)?;
+            let text = suspects_text(&found, policy.changes.lookback);
+            post_once(web, bot_user, job, &channel, blocks::text(&text)).await?;
             db.record_correlation(job.id, id, incident.number.0, incident.is_private, &found, Utc::now())
                 .await
                 .map_err(db_failure)?;
@@ -918,9 +956,7 @@ async fn perform(db: &Db, web: &SlackWeb, policy: &Policy, job: &ChangeJob) -> J
             if let Some(note) = job.payload["note"].as_str() {
                 text.push_str(&format!("\n>{}", escape(note)));
             }
-            web.post(&channel, blocks::text(&text), None)
-                .await
-                .map_err(slack_failure)?;
+            post_once(web, bot_user, job, &channel, blocks::text(&text)).await?;
             Ok(Done::Finished)
         }
         other => Err((format!("unknown change job kind {other}"), false)),
