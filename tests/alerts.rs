@@ -823,7 +823,12 @@ async fn a_silence_that_ends_shows_on_the_message_with_the_repeats_it_held_back(
     let fire = || generic("s-1", "firing", "Alert s-1");
     assert_eq!(post(&stack, "/alerts/generic", GENERIC_TOKEN, &fire()).await.0, 202);
     wait_message(&stack, &["Alert s-1", "1×"]).await;
-    let group = stack.db.alert_by_fingerprint("hooks/pingdom", "s-1").await.unwrap().unwrap();
+    let group = stack
+        .db
+        .alert_by_fingerprint("hooks/pingdom", "s-1")
+        .await
+        .unwrap()
+        .unwrap();
     // A short silence (the button's is an hour), stored as the button stores it.
     let sync = incident_bot::db::SyncPolicy {
         posting: true,

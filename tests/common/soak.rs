@@ -19,6 +19,7 @@ use incident_bot::demo::{
     declare_values, demo_policy, fast_options, update_values, wait_for, LocalStack, ANNOUNCE_CHANNEL,
 };
 use incident_bot::incident::model::{Incident, IncidentNumber};
+use incident_bot::sandbox::ApiCall;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -126,6 +127,35 @@ fn is_ready(stack: &LocalStack, incident: &Incident) -> bool {
     incident.card_ts.as_ref().is_some_and(|ts| channel.pins.contains(ts)) && incident.announce_ts.is_some()
 }
 
+/// Submission → ready of each incident: ready is when Slack took the last of its card's pin
+/// and its announcement (the sandbox's arrival time of each call).
+fn ready_times(stack: &LocalStack, incidents: &[Incident], submitted: &HashMap<String, Instant>) -> Vec<Duration> {
+    let calls = stack.sandbox.calls();
+    let answered = |method: &str, found: &dyn Fn(&ApiCall) -> bool| {
+        calls
+            .iter()
+            .filter(|c| c.method == method && c.response["ok"] == true && found(c))
+            .map(|c| c.at)
+            .min()
+    };
+    incidents
+        .iter()
+        .filter_map(|i| {
+            let at = *submitted.get(&i.title)?;
+            let (channel, card, announce) = (
+                i.channel_id.as_deref()?,
+                i.card_ts.as_deref()?,
+                i.announce_ts.as_deref()?,
+            );
+            let pinned = answered("pins.add", &|c| {
+                c.params["channel"] == channel && c.params["timestamp"] == card
+            })?;
+            let announced = answered("chat.postMessage", &|c| c.response["ts"] == announce)?;
+            Some(pinned.max(announced).saturating_duration_since(at))
+        })
+        .collect()
+}
+
 pub async fn run(stack: &LocalStack, size: Size) -> anyhow::Result<Report> {
     let started = Instant::now();
     let sb = &stack.sandbox;
@@ -134,38 +164,10 @@ pub async fn run(stack: &LocalStack, size: Size) -> anyhow::Result<Report> {
     }
     let report = Arc::new(Mutex::new(Report::default()));
 
-    // 1. Declares, `workers` at a time; a watcher notes when each incident is ready.
+    // 1. Declares, `workers` at a time. When each became ready is read afterwards from the
+    // sandbox's own timestamps: nothing polls the database meanwhile (a poller would take CPU
+    // and database time from the bot whose latency is being measured).
     let submitted: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let watcher = {
-        let (db, submitted, report) = (stack.db.clone(), submitted.clone(), report.clone());
-        let sandbox = stack.sandbox.clone();
-        tokio::spawn(async move {
-            let mut done: HashMap<String, ()> = HashMap::new();
-            while done.len() < size.declares {
-                if let Ok(open) = db.active_incidents().await {
-                    for incident in open {
-                        if done.contains_key(&incident.title) {
-                            continue;
-                        }
-                        let Some(at) = submitted.lock().unwrap().get(&incident.title).copied() else {
-                            continue;
-                        };
-                        let ready = incident
-                            .channel_id
-                            .as_deref()
-                            .and_then(|c| sandbox.channel(c))
-                            .is_some_and(|ch| incident.card_ts.as_ref().is_some_and(|ts| ch.pins.contains(ts)))
-                            && incident.announce_ts.is_some();
-                        if ready {
-                            report.lock().unwrap().ready.push(at.elapsed());
-                            done.insert(incident.title.clone(), ());
-                        }
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
     let next = AtomicUsize::new(1);
     let declare_worker = |i: usize| {
         let (next, submitted, report) = (&next, submitted.clone(), report.clone());
@@ -189,16 +191,24 @@ pub async fn run(stack: &LocalStack, size: Size) -> anyhow::Result<Report> {
         }
     };
     futures_util::future::try_join_all((0..size.workers).map(declare_worker)).await?;
-    let all_ready = wait_for(Duration::from_secs(120), || async {
-        let open = stack.db.active_incidents().await.ok()?;
-        (open.len() == size.declares && open.iter().all(|i| is_ready(stack, i))).then_some(open)
-    })
-    .await;
-    let Some(mut incidents) = all_ready else {
+    let all_ready = async {
+        let polling = Instant::now();
+        while polling.elapsed() < Duration::from_secs(120) {
+            if let Ok(open) = stack.db.active_incidents().await {
+                if open.len() == size.declares && open.iter().all(|i| is_ready(stack, i)) {
+                    return Some(open);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        None
+    };
+    let Some(mut incidents) = all_ready.await else {
         anyhow::bail!("not every incident was ready within 120 s of the last declare");
     };
-    let _ = tokio::time::timeout(Duration::from_secs(5), watcher).await;
     incidents.sort_by_key(|i| i.number.0);
+    let ready = ready_times(stack, &incidents, &submitted.lock().unwrap());
+    report.lock().unwrap().ready = ready;
 
     // 2. Reminders on the first incidents (about 10 s of them), updates on the rest.
     let reminded_count = size
