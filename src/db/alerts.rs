@@ -196,6 +196,10 @@ fn labels_json(labels: &BTreeMap<String, String>) -> String {
 /// parameters a statement, SQLite 32,766; a new group's row has 18).
 const INSERT_ROWS: usize = 500;
 
+/// Keys per locked read of an intake batch: an OR of this many terms stays well inside
+/// SQLite's expression depth (1,000).
+const LOOKUP_KEYS: usize = 200;
+
 /// One group of an intake batch.
 struct BatchKey {
     /// Index of its first alert in the batch.
@@ -323,21 +327,23 @@ impl Db {
                     .map(|k| k.first)
                     .collect();
                 let mut groups: BTreeMap<usize, Group> = BTreeMap::new();
-                for chunk in wanted.chunks(INSERT_ROWS) {
+                for chunk in wanted.chunks(LOOKUP_KEYS) {
                     let mut q = sqlx::QueryBuilder::new(
                         "SELECT g.id, g.source, g.fingerprint, g.status, g.resolved_at, g.silenced_until, g.incident_id, \
                          i.status FROM alert_groups g LEFT JOIN incidents i ON i.id = g.incident_id \
-                         WHERE (g.source, g.fingerprint) IN (VALUES ",
+                         WHERE ",
                     );
-                    let mut keys = q.separated(", ");
+                    // An OR of key look-ups: each an index search on both databases (SQLite
+                    // scans the table for a row-value `IN (VALUES …)`).
+                    let mut keys = q.separated(" OR ");
                     for &i in chunk {
-                        keys.push("(");
+                        keys.push("(g.source = ");
                         keys.push_bind_unseparated(batch[i].source.clone());
-                        keys.push_unseparated(", ");
+                        keys.push_unseparated(" AND g.fingerprint = ");
                         keys.push_bind_unseparated(batch[i].fingerprint.clone());
                         keys.push_unseparated(")");
                     }
-                    q.push(") ORDER BY g.id ");
+                    q.push(" ORDER BY g.id ");
                     q.push(lock);
                     let rows: Vec<GroupRow> = q.build_query_as().fetch_all(&mut *tx).await?;
                     for (id, source, fingerprint, status, resolved_at, silenced_until, incident, incident_status) in rows {
