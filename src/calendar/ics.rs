@@ -132,7 +132,8 @@ fn change_event(c: &PlannedChange, now: DateTime<Utc>) -> icalendar::Event {
     if let Some(l) = &c.link {
         event.url(l);
     }
-    event.done()
+    // The builder itself, not `done()`: that returns a copy (every property allocated twice).
+    event
 }
 
 fn render_events(changes: &[PlannedChange], now: DateTime<Utc>) -> String {
