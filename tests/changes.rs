@@ -761,6 +761,46 @@ async fn the_calendar_feed_needs_its_token_and_parses_back() {
     assert_eq!(prop(gone, "STATUS"), "CANCELLED");
     assert_eq!(prop(gone, "SEQUENCE"), "1", "bumped by the cancel");
     assert!(calendar.events.iter().any(|e| prop(e, "CATEGORIES") == "freeze"));
+
+    // The feed keeps each change's event: a move and a new change show at the next request;
+    // the other events are the same text as before.
+    // (A second later: an event rendered again would carry a new DTSTAMP.)
+    tokio::time::sleep(StdDuration::from_millis(1_100)).await;
+    moved(&stack, n, Move::Start, 0).await;
+    let added = stored(&stack, "ledger v8", &["payments"], 5, 6).await;
+    let (_, again) = get("/calendar.ics?token=feed-token-0123456789".into()).await;
+    let calendar = ical::IcalParser::new(std::io::BufReader::new(again.as_bytes()))
+        .next()
+        .expect("one calendar")
+        .expect("parses");
+    assert_eq!(calendar.events.len(), 4, "three changes and a freeze");
+    let started = calendar
+        .events
+        .iter()
+        .find(|e| prop(e, "UID") == format!("chg-{}@incident-bot", c.id))
+        .unwrap();
+    assert_eq!(
+        (prop(started, "STATUS"), prop(started, "SEQUENCE")),
+        ("CONFIRMED".into(), "1".into())
+    );
+    assert!(calendar
+        .events
+        .iter()
+        .any(|e| prop(e, "SUMMARY").starts_with(&format!("{added} "))));
+    let event_of = |feed: &str, uid: &str| {
+        let event = feed.split("BEGIN:VEVENT").find(|e| e.contains(uid))?;
+        event.split("END:VEVENT").next().map(str::to_string)
+    };
+    let uid = format!("UID:chg-{}@incident-bot", gone_id(&stack, canceled).await);
+    assert_eq!(
+        event_of(&body, &uid),
+        event_of(&again, &uid),
+        "an unchanged event is kept as it was"
+    );
+}
+
+async fn gone_id(stack: &LocalStack, number: ChangeNumber) -> i64 {
+    stack.db.change_by_number(number).await.unwrap().unwrap().id
 }
 
 #[tokio::test]

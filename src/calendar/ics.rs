@@ -54,6 +54,44 @@ pub fn description(c: &PlannedChange) -> String {
 /// The whole feed. `freezes` are listed as events too (`CATEGORIES:freeze`), `UID` from their
 /// name and start.
 pub fn feed(changes: &[PlannedChange], freezes: &[Freeze], now: DateTime<Utc>) -> String {
+    let events = change_events(changes, now);
+    assemble(freezes, events.iter().map(String::as_str), now).unwrap_or_else(|| whole_feed(changes, freezes, now))
+}
+
+/// Each change's `VEVENT`, in order, stamped `stamp`: rendered (by the crate) in parallel
+/// chunks, since 10,000 events take tens of milliseconds of allocation-heavy work.
+pub fn change_events(changes: &[PlannedChange], stamp: DateTime<Utc>) -> Vec<String> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    let chunk = changes.len().div_ceil(workers).max(512);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = changes
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(|c| event_text(c, stamp)).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    })
+}
+
+/// One change's `VEVENT` as the feed carries it, stamped `stamp`.
+pub fn event_text(c: &PlannedChange, stamp: DateTime<Utc>) -> String {
+    use icalendar::Component;
+    let mut out = String::with_capacity(400);
+    // Writing to a String cannot fail.
+    let _ = change_event(c, stamp).fmt_write(&mut out);
+    out
+}
+
+/// The feed from the freezes and the changes' rendered events (from [`event_text`]), spliced
+/// into the calendar the crate writes before its end. `None` if the crate's output is not of
+/// the shape spliced into (then render it whole).
+pub fn assemble<'a>(
+    freezes: &[Freeze],
+    events: impl Iterator<Item = &'a str> + Clone,
+    now: DateTime<Utc>,
+) -> Option<String> {
     let mut calendar = calendar_shell();
     for f in freezes {
         calendar.push(freeze_event(f, now));
@@ -61,30 +99,15 @@ pub fn feed(changes: &[PlannedChange], freezes: &[Freeze], now: DateTime<Utc>) -
     let mut out = calendar.done().to_string();
     const END: &str = "END:VCALENDAR\r\n";
     if !out.ends_with(END) {
-        // Not the shape the crate writes today: fall back to rendering everything in one go.
-        return whole_feed(changes, freezes, now);
+        return None;
     }
     out.truncate(out.len() - END.len());
-    // The changes' events are rendered (by the crate) in parallel chunks and spliced in before
-    // the calendar's end: 10,000 events take tens of milliseconds of allocation-heavy work.
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-    let chunk = changes.len().div_ceil(workers).max(512);
-    let parts: Vec<String> = std::thread::scope(|scope| {
-        let handles: Vec<_> = changes
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || render_events(part, now)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-            .collect()
-    });
-    out.reserve(parts.iter().map(String::len).sum::<usize>() + END.len());
-    for part in &parts {
-        out.push_str(part);
+    out.reserve(events.clone().map(str::len).sum::<usize>() + END.len());
+    for event in events {
+        out.push_str(event);
     }
     out.push_str(END);
-    out
+    Some(out)
 }
 
 fn calendar_shell() -> Calendar {
@@ -134,16 +157,6 @@ fn change_event(c: &PlannedChange, now: DateTime<Utc>) -> icalendar::Event {
     }
     // The builder itself, not `done()`: that returns a copy (every property allocated twice).
     event
-}
-
-fn render_events(changes: &[PlannedChange], now: DateTime<Utc>) -> String {
-    use icalendar::Component;
-    let mut out = String::with_capacity(changes.len() * 360);
-    for c in changes {
-        // Writing to a String cannot fail.
-        let _ = change_event(c, now).fmt_write(&mut out);
-    }
-    out
 }
 
 /// The feed as one calendar, rendered at once (the shape [`feed`] splices into).

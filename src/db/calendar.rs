@@ -454,6 +454,15 @@ impl Db {
         self.change_list(&inner, &binds, &lines).await
     }
 
+    /// The changes with an event after event `after` (by id), in time order: what changed since
+    /// a feed was rendered from the events up to `after`.
+    pub async fn changes_touched_since(&self, after: i64) -> anyhow::Result<Vec<PlannedChange>> {
+        let inner = format!(
+            "SELECT {CHANGE_COLUMNS} FROM changes WHERE id IN (SELECT change_id FROM change_events WHERE id > $1)"
+        );
+        self.change_list(&inner, &[after], &[]).await
+    }
+
     /// The newest change event's id: every write to a change records one, so the calendar feed
     /// is unchanged while this is (one index look-up).
     pub async fn calendar_version(&self) -> anyhow::Result<i64> {

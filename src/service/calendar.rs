@@ -63,14 +63,77 @@ pub async fn import_changes(
         .map_err(|e| vec![format!("cannot store the changes: {e:#}")])
 }
 
-/// How long a rendered calendar feed is served unchanged at most.
-pub const FEED_KEPT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often the kept feed looks again at the latest change events even when the newest is
+/// the one it saw (an event committed late, see [`LATE_EVENTS`]).
+pub const FEED_KEPT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a body is kept at most while nothing changed: the window moves with time.
+const BODY_KEPT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Change events re-read behind the newest one seen: on PostgreSQL ids are taken in insert
+/// order but become visible in commit order, so an event may appear behind the newest a
+/// look saw (by the few transactions in flight at that moment).
+const LATE_EVENTS: i64 = 64;
+/// How far past the window's end the kept events reach: the window moves a day before all
+/// changes are read again.
+const COVER_AHEAD: chrono::Duration = chrono::Duration::days(1);
 
-/// A rendered calendar feed and what it was rendered from.
+/// The calendar feed as kept between requests: each change's rendered event, so a change
+/// re-renders only itself, and the last body.
 pub struct CachedFeed {
+    /// The newest change event read.
     version: i64,
-    at: std::time::Instant,
+    /// When the database was last looked at.
+    looked: std::time::Instant,
+    /// Changes starting before this are all in `events`.
+    covered_to: DateTime<Utc>,
+    /// Change id → (start, end, number, sequence, rendered `VEVENT`).
+    events: std::collections::HashMap<i64, KeptEvent>,
+    freezes: Vec<Freeze>,
     body: std::sync::Arc<String>,
+    assembled: std::time::Instant,
+}
+
+struct KeptEvent {
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    number: i64,
+    sequence: i64,
+    text: String,
+}
+
+impl KeptEvent {
+    fn of(changes: &[PlannedChange], stamp: DateTime<Utc>) -> Vec<(i64, KeptEvent)> {
+        let texts = calendar::ics::change_events(changes, stamp);
+        changes
+            .iter()
+            .zip(texts)
+            .map(|(c, text)| {
+                let kept = KeptEvent {
+                    starts_at: c.starts_at,
+                    ends_at: c.ends_at,
+                    number: c.number.0,
+                    sequence: c.sequence,
+                    text,
+                };
+                (c.id, kept)
+            })
+            .collect()
+    }
+}
+
+impl CachedFeed {
+    /// The feed for the window `[from, to)` from the kept events.
+    fn assemble(&mut self, from: DateTime<Utc>, to: DateTime<Utc>, now: DateTime<Utc>) {
+        let mut shown: Vec<&KeptEvent> = self
+            .events
+            .values()
+            .filter(|e| e.ends_at > from && e.starts_at < to)
+            .collect();
+        shown.sort_by_key(|e| (e.starts_at, e.number));
+        let body = calendar::ics::assemble(&self.freezes, shown.iter().map(|e| e.text.as_str()), now)
+            .unwrap_or_else(|| "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n".into());
+        self.body = std::sync::Arc::new(body);
+        self.assembled = std::time::Instant::now();
+    }
 }
 
 impl Service {
@@ -376,30 +439,66 @@ impl Service {
     /// The `/calendar.ics` feed, from 30 days back to 180 ahead.
     ///
     /// Calendar clients poll the same feed over and over, and it changes only when a change
-    /// does: the rendered feed is kept while the newest change event is the same (every write
-    /// to a change records one, on any replica) and for at most [`FEED_KEPT`] (the window
-    /// moves with time). Concurrent misses wait for one render.
+    /// does. Each change's event is kept rendered; a request looks at the newest change event
+    /// (every write to a change records one, on any replica; one index look-up), and when it
+    /// moved, or every [`FEED_KEPT`], reads and renders again only the changes written since. All changes are read again when
+    /// the window's end passes what was read (daily) or after a restart. Concurrent requests
+    /// wait for one look.
     pub async fn calendar_feed(&self, now: DateTime<Utc>) -> anyhow::Result<String> {
-        let version = self.db.calendar_version().await?;
-        let mut kept = self.feed_cache.lock().await;
-        if let Some(feed) = kept
-            .as_ref()
-            .filter(|f| f.version == version && f.at.elapsed() < FEED_KEPT)
-        {
-            return Ok(feed.body.as_ref().clone());
-        }
         let (from, to) = calendar::ics::feed_window(now);
-        let changes = self.db.changes_between(from, to).await?;
+        let mut kept = self.feed_cache.lock().await;
+        match kept.as_mut() {
+            Some(feed) if feed.covered_to >= to => {
+                let version = self.db.calendar_version().await?;
+                if version != feed.version || feed.looked.elapsed() >= FEED_KEPT {
+                    let freezes = self.freezes(from, to).await?;
+                    let mut changed = freezes != feed.freezes;
+                    // Also when the newest event is the one seen: an event committed late
+                    // (see LATE_EVENTS) shows within FEED_KEPT.
+                    let touched = self.db.changes_touched_since(feed.version - LATE_EVENTS).await?;
+                    let fresh: Vec<PlannedChange> = touched
+                        .into_iter()
+                        .filter(|c| feed.events.get(&c.id).is_none_or(|e| e.sequence != c.sequence))
+                        .collect();
+                    changed |= !fresh.is_empty();
+                    let events = if fresh.len() > 256 {
+                        // A bulk import: render off the runtime's workers.
+                        tokio::task::spawn_blocking(move || KeptEvent::of(&fresh, now)).await?
+                    } else {
+                        KeptEvent::of(&fresh, now)
+                    };
+                    feed.events.extend(events);
+                    feed.version = version.max(feed.version);
+                    feed.freezes = freezes;
+                    feed.looked = std::time::Instant::now();
+                    if changed || feed.assembled.elapsed() >= BODY_KEPT {
+                        feed.assemble(from, to, now);
+                    }
+                }
+                return Ok(feed.body.as_ref().clone());
+            }
+            _ => {}
+        }
+        // Everything, read afresh: the version first, so a write meanwhile is read again.
+        let version = self.db.calendar_version().await?;
+        let covered_to = to + COVER_AHEAD;
+        let changes = self.db.changes_between(from, covered_to).await?;
         let freezes = self.freezes(from, to).await?;
         // Tens of milliseconds of rendering: off the runtime's workers.
-        let body = tokio::task::spawn_blocking(move || calendar::ics::feed(&changes, &freezes, now)).await?;
-        let body = std::sync::Arc::new(body);
-        *kept = Some(CachedFeed {
+        let events = tokio::task::spawn_blocking(move || KeptEvent::of(&changes, now)).await?;
+        let mut feed = CachedFeed {
             version,
-            at: std::time::Instant::now(),
-            body: body.clone(),
-        });
-        Ok(body.as_ref().clone())
+            looked: std::time::Instant::now(),
+            covered_to,
+            events: events.into_iter().collect(),
+            freezes,
+            body: std::sync::Arc::default(),
+            assembled: std::time::Instant::now(),
+        };
+        feed.assemble(from, to, now);
+        let body = feed.body.as_ref().clone();
+        *kept = Some(feed);
+        Ok(body)
     }
 
     /// `incident-bot changes import`: every row checked first; all stored in one transaction,
