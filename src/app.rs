@@ -144,6 +144,16 @@ impl Bot {
         };
         let intake = (!settings.policy.alerts.sources.is_empty()).then(|| Arc::new(service.clone()));
         let feed = Arc::new(service.clone());
+        if settings.policy.changes.calendar_token.is_some() && settings.http_listen.or(opts.http_listen).is_some() {
+            // The feed's first render reads and renders every change in its window (about a
+            // tenth of a second for 10,000): done now, so no calendar client waits for it.
+            let warm = feed.clone();
+            tokio::spawn(async move {
+                if let Err(e) = warm.calendar_feed(chrono::Utc::now()).await {
+                    tracing::warn!(error = %e, "cannot render the calendar feed ahead; the first request will");
+                }
+            });
+        }
         let handler = Arc::new(Handler {
             app_id: settings.slack.app_token.app_id().map(str::to_string),
             service,
