@@ -272,8 +272,7 @@ async fn run(label: &str, db: Db) -> anyhow::Result<()> {
         api_url: "http://127.0.0.1:9".into(),
         socket_connections: None,
     })?;
-    // What is due (the "is it done?" questions of the moves above) is asked before measuring;
-    // Slack is unreachable here, so a retry waits a minute.
+    // Slack is unreachable here, so a job that fails waits a minute before its retry.
     let (wake, wake_outbox, stop) = (
         Arc::new(Notify::new()),
         Arc::new(Notify::new()),
@@ -292,7 +291,16 @@ async fn run(label: &str, db: Db) -> anyhow::Result<()> {
             ..Default::default()
         },
     ));
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // The changes done in the past left their "is it done?" questions due: wait until the loop
+    // has worked through them (each finds its change done) and nothing is due.
+    let settling = Instant::now();
+    while settling.elapsed() < std::time::Duration::from_secs(120) {
+        match db.next_change_job_due().await? {
+            Some(due) if due <= Utc::now() => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            _ => break,
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     let before = cpu_time();
     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     let idle = cpu_time() - before;
