@@ -10,13 +10,15 @@
 //!
 //! `cargo bench --bench changes`
 
+#[path = "common/no_people.rs"]
+mod no_people;
 use chrono::{Duration, Utc};
-use futures_util::future::BoxFuture;
 use incident_bot::calendar::{self, ChangeKind, IncidentFacts, Move, NewChange, Risk};
 use incident_bot::config::{Policy, Secret, SlackSettings};
 use incident_bot::db::{ChangeToStore, Db};
 use incident_bot::incident::model::UserId;
-use incident_bot::service::{People, Service};
+use incident_bot::service::Service;
+use no_people::NoPeople;
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
 use std::time::Instant;
@@ -114,19 +116,6 @@ async fn service_feed(label: &str, db: &Db, now: chrono::DateTime<Utc>) -> anyho
         percentile(&polls, 99.0)
     );
     Ok(())
-}
-
-/// Nobody is looked up by the feed.
-struct NoPeople;
-
-impl People for NoPeople {
-    fn check_person<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, anyhow::Result<Result<String, String>>> {
-        Box::pin(async move { Ok(Err(format!("<@{user}> is unknown here"))) })
-    }
-
-    fn channel_members<'a>(&'a self, _channel: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<String>>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
 }
 
 async fn run(label: &str, db: Db) -> anyhow::Result<()> {

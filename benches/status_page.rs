@@ -23,14 +23,16 @@
 //! cargo bench --bench status_page -- --secs 5 --rate 1000
 //! ```
 
+#[path = "common/no_people.rs"]
+mod no_people;
 use chrono::Utc;
-use futures_util::future::BoxFuture;
 use incident_bot::comms::{Component, ComponentImpact, ComponentStatus, NewCustomerUpdate, StatusPage};
 use incident_bot::db::{Db, FixtureIncident};
 use incident_bot::demo::demo_policy;
 use incident_bot::http::OpsServer;
 use incident_bot::incident::model::{IncidentNumber, UserId};
-use incident_bot::service::{People, Service};
+use incident_bot::service::Service;
+use no_people::NoPeople;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -50,19 +52,6 @@ fn arg(name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
-}
-
-/// The status page reads nothing about people: this stand-in answers nobody.
-struct NoPeople;
-
-impl People for NoPeople {
-    fn check_person<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, anyhow::Result<Result<String, String>>> {
-        Box::pin(async move { Ok(Err(format!("<@{user}> is unknown here"))) })
-    }
-
-    fn channel_members<'a>(&'a self, _channel: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<String>>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
 }
 
 fn page() -> StatusPage {
