@@ -155,6 +155,8 @@ pub struct ChangeJob {
     pub payload: serde_json::Value,
     pub attempts: i64,
     pub due_at: DateTime<Utc>,
+    /// When it was enqueued: no attempt of it can have posted before.
+    pub created_at: DateTime<Utc>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -165,6 +167,7 @@ struct JobRow {
     payload: String,
     attempts: i64,
     due_at: i64,
+    created_at: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -916,7 +919,7 @@ impl Db {
             "UPDATE change_jobs SET locked_until = $1, attempts = attempts + 1 WHERE id IN (\
                SELECT id FROM change_jobs WHERE done_at IS NULL AND failed_at IS NULL AND due_at <= $2 \
                AND (locked_until IS NULL OR locked_until <= $2) ORDER BY due_at, id LIMIT $3 {lock}) \
-             RETURNING id, change_id, kind, payload, attempts, due_at"
+             RETURNING id, change_id, kind, payload, attempts, due_at, created_at"
         );
         let until = to_ms(now) + lease.as_millis() as i64;
         let rows: Vec<JobRow> = with_pool!(self, |pool| sqlx::query_as::<_, JobRow>(&sql)
@@ -934,6 +937,7 @@ impl Db {
                 payload: serde_json::from_str(&r.payload).unwrap_or_default(),
                 attempts: r.attempts,
                 due_at: from_ms(r.due_at),
+                created_at: from_ms(r.created_at),
             })
             .collect();
         jobs.sort_by_key(|j| (j.due_at, j.id));

@@ -804,7 +804,10 @@ async fn post_once(
     };
     let is_conversation = !channel.starts_with('U') && !channel.starts_with('W');
     if job.attempts > 1 && is_conversation {
-        match web.find_tagged_message(channel, None, &tag, job.due_at, bot_user).await {
+        match web
+            .find_tagged_message(channel, None, &tag, job.created_at, bot_user)
+            .await
+        {
             Ok(Some(ts)) => {
                 tracing::info!(job = job.id, %ts, "change calendar: the message was posted before; not again");
                 return Ok(());
