@@ -55,7 +55,7 @@ pub fn description(c: &PlannedChange) -> String {
 /// name and start.
 pub fn feed(changes: &[PlannedChange], freezes: &[Freeze], now: DateTime<Utc>) -> String {
     let events = change_events(changes, now);
-    assemble(freezes, events.iter().map(String::as_str), now).unwrap_or_else(|| whole_feed(changes, freezes, now))
+    assemble(freezes, events.iter().map(String::as_str), now)
 }
 
 /// Each change's `VEVENT`, in order, stamped `stamp`: rendered (by the crate) in parallel
@@ -85,29 +85,22 @@ pub fn event_text(c: &PlannedChange, stamp: DateTime<Utc>) -> String {
 }
 
 /// The feed from the freezes and the changes' rendered events (from [`event_text`]), spliced
-/// into the calendar the crate writes before its end. `None` if the crate's output is not of
-/// the shape spliced into (then render it whole).
-pub fn assemble<'a>(
-    freezes: &[Freeze],
-    events: impl Iterator<Item = &'a str> + Clone,
-    now: DateTime<Utc>,
-) -> Option<String> {
+/// into the calendar the crate writes, before its closing `END:VCALENDAR`.
+pub fn assemble<'a>(freezes: &[Freeze], events: impl Iterator<Item = &'a str> + Clone, now: DateTime<Utc>) -> String {
     let mut calendar = calendar_shell();
     for f in freezes {
         calendar.push(freeze_event(f, now));
     }
-    let mut out = calendar.done().to_string();
+    let shell = calendar.done().to_string();
     const END: &str = "END:VCALENDAR\r\n";
-    if !out.ends_with(END) {
-        return None;
-    }
-    out.truncate(out.len() - END.len());
-    out.reserve(events.clone().map(str::len).sum::<usize>() + END.len());
+    let head = shell.strip_suffix(END).unwrap_or(&shell);
+    let mut out = String::with_capacity(head.len() + events.clone().map(str::len).sum::<usize>() + END.len());
+    out.push_str(head);
     for event in events {
         out.push_str(event);
     }
     out.push_str(END);
-    Some(out)
+    out
 }
 
 fn calendar_shell() -> Calendar {
@@ -157,16 +150,4 @@ fn change_event(c: &PlannedChange, now: DateTime<Utc>) -> icalendar::Event {
     }
     // The builder itself, not `done()`: that returns a copy (every property allocated twice).
     event
-}
-
-/// The feed as one calendar, rendered at once (the shape [`feed`] splices into).
-fn whole_feed(changes: &[PlannedChange], freezes: &[Freeze], now: DateTime<Utc>) -> String {
-    let mut calendar = calendar_shell();
-    for f in freezes {
-        calendar.push(freeze_event(f, now));
-    }
-    for c in changes {
-        calendar.push(change_event(c, now));
-    }
-    calendar.done().to_string()
 }

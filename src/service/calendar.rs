@@ -129,8 +129,7 @@ impl CachedFeed {
             .filter(|e| e.ends_at > from && e.starts_at < to)
             .collect();
         shown.sort_by_key(|e| (e.starts_at, e.number));
-        let body = calendar::ics::assemble(&self.freezes, shown.iter().map(|e| e.text.as_str()), now)
-            .unwrap_or_else(|| "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n".into());
+        let body = calendar::ics::assemble(&self.freezes, shown.iter().map(|e| e.text.as_str()), now);
         self.body = std::sync::Arc::new(body);
         self.assembled = std::time::Instant::now();
     }
