@@ -227,9 +227,9 @@ type GroupRow = (
 struct Group {
     id: i64,
     state: GroupState,
-    incident: Option<i64>,
-    /// Whether `incident` is open (only an open incident hears of its alerts).
-    open: bool,
+    /// The incident it is linked to, while that is open (only an open incident hears of its
+    /// alerts; a new episode drops the link to a closed one).
+    open_incident: Option<i64>,
 }
 
 impl Db {
@@ -353,8 +353,9 @@ impl Db {
                             silenced_until: silenced_until.map(from_ms),
                         };
                         let open = incident_status.as_deref().and_then(|s| s.parse::<Status>().ok()).is_some_and(|s| s.is_open());
+                        let open_incident = incident.filter(|_| open);
                         let Some(&slot) = index.get(&(source, fingerprint)) else { continue };
-                        groups.insert(slot, Group { id, state, incident, open });
+                        groups.insert(slot, Group { id, state, open_incident });
                     }
                 }
                 // 3. Each alert in order, on the state its group's earlier alerts left.
@@ -373,7 +374,7 @@ impl Db {
                     };
                     let intake = alerts::plan(Some(&group.state), a.status, now);
                     let posting = sync.posting && !alerts::silenced(&group.state, now);
-                    let open_incident = group.incident.filter(|_| group.open);
+                    let open_incident = group.open_incident;
                     let id = group.id;
                     match intake {
                         Intake::New => unreachable!("an existing group is never new"),
@@ -422,7 +423,6 @@ impl Db {
                             .bind(posting)
                             .execute(&mut *tx)
                             .await?;
-                            group.incident = open_incident;
                         }
                         Intake::Resolve => {
                             sqlx::query(&format!(
