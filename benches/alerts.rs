@@ -16,6 +16,8 @@
 //! cargo bench --bench alerts -- --secs 10 --groups 50
 //! ```
 
+#[path = "common/http.rs"]
+mod http;
 use incident_bot::alerts::{AlertSource, SourceKind};
 use incident_bot::config::Secret;
 use incident_bot::db::Db;
@@ -25,7 +27,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 
 const TOKEN: &str = "bench-token-0123456789abcdef";
 const CHANNEL: &str = "C0GENERAL";
@@ -53,24 +55,7 @@ async fn send(stream: &mut BufReader<tokio::net::TcpStream>, addr: SocketAddr, b
         "POST /alerts/generic HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    stream.get_mut().write_all(req.as_bytes()).await?;
-    let mut line = String::new();
-    stream.read_line(&mut line).await?;
-    let status: u16 = line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let mut length = 0usize;
-    loop {
-        line.clear();
-        stream.read_line(&mut line).await?;
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body).await?;
-    Ok(status)
+    http::exchange(stream, &req).await
 }
 
 async fn count(db: &Db, sql: &str) -> i64 {

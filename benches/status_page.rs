@@ -23,6 +23,8 @@
 //! cargo bench --bench status_page -- --secs 5 --rate 1000
 //! ```
 
+#[path = "common/http.rs"]
+mod http;
 #[path = "common/no_people.rs"]
 mod no_people;
 use chrono::Utc;
@@ -38,7 +40,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 
 const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const COMPONENTS: usize = 50;
@@ -169,23 +171,7 @@ async fn load(db: &Db, page: &StatusPage) -> anyhow::Result<()> {
 /// One GET on a keep-alive connection; returns the status (the body is read whole).
 async fn get(stream: &mut BufReader<tokio::net::TcpStream>, addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
     let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
-    stream.get_mut().write_all(req.as_bytes()).await?;
-    let mut line = String::new();
-    stream.read_line(&mut line).await?;
-    let status: u16 = line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let mut length = 0usize;
-    loop {
-        line.clear();
-        if stream.read_line(&mut line).await? == 0 || line == "\r\n" {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body).await?;
-    Ok(status)
+    http::exchange(stream, &req).await
 }
 
 /// Sends `rate` GETs of `path` a second for `secs` seconds; returns the latencies and the
@@ -222,19 +208,25 @@ async fn run(addr: SocketAddr, path: &'static str, rate: u64, secs: u64) -> anyh
     Ok((times, failed))
 }
 
+/// The ops server on a free loopback port, serving the status page from `service`.
+async fn serve(db: &Db, service: Arc<Service>) -> anyhow::Result<OpsServer> {
+    let connected = Arc::new(AtomicBool::new(true));
+    OpsServer::start_with_services(
+        "127.0.0.1:0".parse()?,
+        db.clone(),
+        connected,
+        Default::default(),
+        None,
+        Some(service),
+    )
+    .await
+}
+
 /// Latencies of `n` requests of `path`, each the first one a new server answers (a cold cache).
 async fn cold(service: &Arc<Service>, db: &Db, path: &str, n: usize) -> anyhow::Result<Vec<Duration>> {
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
-        let server = OpsServer::start_with_services(
-            "127.0.0.1:0".parse()?,
-            db.clone(),
-            Arc::new(AtomicBool::new(true)),
-            Default::default(),
-            None,
-            Some(service.clone()),
-        )
-        .await?;
+        let server = serve(db, service.clone()).await?;
         let mut stream = BufReader::new(tokio::net::TcpStream::connect(server.addr()).await?);
         let sent = Instant::now();
         let status = get(&mut stream, server.addr(), path).await?;
@@ -290,15 +282,7 @@ async fn main() -> anyhow::Result<()> {
             ms(times.last().copied().unwrap_or_default()),
         );
     }
-    let server = OpsServer::start_with_services(
-        "127.0.0.1:0".parse()?,
-        db.clone(),
-        Arc::new(AtomicBool::new(true)),
-        Default::default(),
-        None,
-        Some(service),
-    )
-    .await?;
+    let server = serve(&db, service).await?;
     let addr = server.addr();
     for path in ["/status", "/status.json"] {
         // A short warm-up (pool connections, allocator arenas) before RSS is taken.
