@@ -1,5 +1,6 @@
 //! Wires the bot together: database, Slack Web API, outbox loop, Socket Mode transport.
 
+use crate::background::Background;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::http::OpsServer;
@@ -43,6 +44,10 @@ pub struct Bot {
     pub identity: BotIdentity,
     pub db: Db,
     socket: SocketMode,
+    /// The outbox, schedulers and pollers, with their pool (see [`crate::background`]);
+    /// dropped last, after their tasks ended.
+    _background: Background,
+    background_db: Db,
     stop_outbox: Arc<Notify>,
     outbox: JoinHandle<()>,
     stop_reminders: Arc<Notify>,
@@ -71,16 +76,20 @@ impl Bot {
             .context("Slack auth.test failed: check SLACK_BOT_TOKEN and SLACK_API_URL")?;
         tracing::info!(team = %identity.team, team_id = %identity.team_id, bot_user = %identity.user_id, "connected to Slack");
 
+        // Envelope handlers and the HTTP endpoints run here, on `db`; everything no person
+        // waits on runs on the background lane, on its own pool.
+        let background = Background::start().context("cannot start the background runtime")?;
+        let background_db = background.pool(&db).await?;
         let wake_outbox = Arc::new(Notify::new());
         let stop_outbox = Arc::new(Notify::new());
         let effects = Arc::new(SlackEffects {
-            db: db.clone(),
+            db: background_db.clone(),
             web: web.clone(),
             policy: settings.policy.clone(),
             bot_user_id: identity.user_id.clone(),
         });
-        let outbox = tokio::spawn(outbox::run(
-            db.clone(),
+        let outbox = background.spawn(outbox::run(
+            background_db.clone(),
             effects,
             wake_outbox.clone(),
             stop_outbox.clone(),
@@ -88,8 +97,8 @@ impl Bot {
         ));
         let wake_reminders = Arc::new(Notify::new());
         let stop_reminders = Arc::new(Notify::new());
-        let reminders = tokio::spawn(reminder::run(
-            db.clone(),
+        let reminders = background.spawn(reminder::run(
+            background_db.clone(),
             settings.policy.rules(),
             wake_reminders.clone(),
             wake_outbox.clone(),
@@ -97,8 +106,8 @@ impl Bot {
             opts.reminders,
         ));
         let stop_schedules = Arc::new(Notify::new());
-        let schedules = tokio::spawn(crate::slack::report::run_schedules(
-            db.clone(),
+        let schedules = background.spawn(crate::slack::report::run_schedules(
+            background_db.clone(),
             web.clone(),
             settings.policy.clone(),
             identity.user_id.clone(),
@@ -107,8 +116,8 @@ impl Bot {
         ));
         let wake_calendar = Arc::new(Notify::new());
         let stop_calendar = Arc::new(Notify::new());
-        let calendar = tokio::spawn(crate::slack::calendar::run(
-            db.clone(),
+        let calendar = background.spawn(crate::slack::calendar::run(
+            background_db.clone(),
             web.clone(),
             identity.user_id.clone(),
             settings.policy.clone(),
@@ -131,10 +140,10 @@ impl Bot {
         .with_change_wake(wake_calendar);
         // The triage poster runs only when alerts can come in (issue 15).
         let alerts = if settings.policy.alerts.sources.is_empty() {
-            tokio::spawn(async {})
+            background.spawn(async {})
         } else {
-            tokio::spawn(crate::slack::alerts::run_poster(
-                service.clone(),
+            background.spawn(crate::slack::alerts::run_poster(
+                service.on(background_db.clone()),
                 web.clone(),
                 identity.user_id.clone(),
                 wake_alerts,
@@ -147,8 +156,8 @@ impl Bot {
         if settings.policy.changes.calendar_token.is_some() && settings.http_listen.or(opts.http_listen).is_some() {
             // The feed's first render reads and renders every change in its window (about a
             // tenth of a second for 10,000): done now, so no calendar client waits for it.
-            let warm = feed.clone();
-            tokio::spawn(async move {
+            let warm = Arc::new(feed.on(background_db.clone()));
+            background.spawn(async move {
                 if let Err(e) = warm.calendar_feed(chrono::Utc::now()).await {
                     tracing::warn!(error = %e, "cannot render the calendar feed ahead; the first request will");
                 }
@@ -196,6 +205,8 @@ impl Bot {
             identity,
             db,
             socket,
+            _background: background,
+            background_db,
             stop_outbox,
             outbox,
             stop_reminders,
@@ -262,5 +273,6 @@ impl Bot {
         if let Some(http) = self.http {
             http.stop().await;
         }
+        self.background_db.close().await;
     }
 }

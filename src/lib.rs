@@ -51,7 +51,10 @@
 //! - [`vendor`]: vendor escalations, pure: the `[[vendors]]` catalogue, tickets `V<n>` and
 //!   their states, the aging clock the scheduler fires (`vendor::report`: per-vendor report
 //!   rows); SQL in `db/vendors.rs`, use-cases in `service/vendors.rs`, Slack in `slack::vendors`.
-//! - [`app`]: wires the above into a running [`app::Bot`].
+//! - [`app`]: wires the above into a running [`app::Bot`]; [`background`]: the lane the
+//!   outbox, schedulers and pollers run on (a runtime of its own at lower CPU priority, its own
+//!   pool), so that no background work queues ahead of an ack; on SQLite its writers line up
+//!   behind a person's ([`db::Db::writer`]).
 //! - [`sandbox`]: a local Slack (Web API over HTTP, Socket Mode over WebSocket) that enforces
 //!   Slack's rules (bot scopes from `manifest.yml`, entity-encoded text, Block Kit, membership
 //!   for ephemerals, per-user invite errors, `response_url` limits, rate tiers on request in
@@ -84,6 +87,7 @@
 
 pub mod alerts;
 pub mod app;
+pub mod background;
 pub mod calendar;
 pub mod comms;
 pub mod config;

@@ -369,3 +369,52 @@ async fn alert_batches_are_chunked_applied_in_order_and_written_side_by_side() {
         let _ = std::fs::remove_file(file);
     }
 }
+
+/// A person's change (an envelope handler, on the main runtime) waits on SQLite for the
+/// transaction under way and at most one background writer, not for every outbox job queued
+/// before it; PostgreSQL needs no turn (its row locks queue writers).
+#[tokio::test]
+async fn a_persons_write_waits_for_at_most_one_background_writer() {
+    let (db, _other, file) = two_pools().await;
+    if db.is_postgres() {
+        assert!(db.writer().await.is_none());
+        return;
+    }
+    let background = incident_bot::background::Background::start().unwrap();
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let held = db.writer().await.expect("SQLite has a write turn");
+    let mut queued = Vec::new();
+    for n in 0..4 {
+        let (db, order) = (db.clone(), order.clone());
+        queued.push(background.spawn(async move {
+            let _turn = db.writer().await;
+            order.lock().unwrap().push(format!("background {n}"));
+        }));
+        // Each in line before the next (and before the person below).
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let person = {
+        let (db, order) = (db.clone(), order.clone());
+        tokio::spawn(async move {
+            let _turn = db.writer().await;
+            order.lock().unwrap().push("person".to_string());
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(order.lock().unwrap().is_empty(), "nobody writes while the turn is held");
+    drop(held);
+    person.await.unwrap();
+    for q in queued {
+        q.await.unwrap();
+    }
+    let order = order.lock().unwrap().clone();
+    assert_eq!(order.len(), 5);
+    let person_at = order.iter().position(|w| w == "person").unwrap();
+    assert!(
+        person_at <= 1,
+        "the person waited behind {person_at} background writers: {order:?}"
+    );
+    if let Some(file) = file {
+        let _ = std::fs::remove_file(file);
+    }
+}

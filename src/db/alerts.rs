@@ -280,6 +280,7 @@ impl Db {
         let lock = if self.is_postgres() { "FOR UPDATE OF g" } else { "" };
         let result: anyhow::Result<Vec<Ingested>> = with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 // 1. New groups (a write first: SQLite takes its write lock before reading).
                 for chunk in firsts.chunks(INSERT_ROWS) {
@@ -690,6 +691,7 @@ impl Db {
         };
         let result: anyhow::Result<Option<bool>> = with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 let found = sqlx::query(&sql)
                     .bind(group)
@@ -736,6 +738,7 @@ impl Db {
         let result: anyhow::Result<bool> =
             with_pool!(self, |pool| {
                 async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 let changed = sqlx::query(&format!(
                     "UPDATE alert_groups SET incident_id = $4, auto_rule = NULL, version = version + 1, \
@@ -796,6 +799,7 @@ impl Db {
             .to_string();
         let result: anyhow::Result<()> = with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 if first_time_in!(tx, format!("alert-auto-declared:{}", incident.0), at)? {
                     insert_event!(tx, incident.0, at, "bot", EventKind::Alert.as_str(), d)?;
@@ -861,6 +865,7 @@ impl Db {
     pub async fn insert_alert_fixtures(&self, groups: &[FixtureAlert], detected: &[(i64, i64)]) -> anyhow::Result<()> {
         let result: anyhow::Result<()> = with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 for g in groups {
                     let first = g.fires.first().copied().unwrap_or_default();

@@ -306,6 +306,7 @@ impl Db {
         let at = to_ms(now);
         let ids: Result<Vec<i64>, sqlx::Error> = with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 let mut ids = Vec::new();
                 let mut fresh = Vec::new();
@@ -530,6 +531,7 @@ impl Db {
         let sql = format!("UPDATE changes SET sequence = sequence + 1 WHERE number = $1 RETURNING {CHANGE_COLUMNS}");
         let result: Result<Result<(i64, Vec<Linked>), CalendarRefused>, sqlx::Error> = with_pool!(self, |pool| {
             async {
+                    let _writer = self.writer().await;
                     let mut tx = pool.begin().await?;
                     // A write first takes the row's lock (and SQLite's write lock).
                     let row: Option<ChangeRow> = sqlx::query_as::<_, ChangeRow>(&sql)
@@ -636,6 +638,7 @@ impl Db {
         let at = to_ms(now);
         let done: Result<bool, sqlx::Error> = with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 // A write first (see `declare`): the link's row, touched, proves it is linked.
                 let n = sqlx::query(
@@ -685,6 +688,7 @@ impl Db {
         let at = to_ms(now);
         let result: Result<bool, sqlx::Error> = with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 let n = sqlx::query(
                     "INSERT INTO change_links (change_id, incident_id, linked_by, linked_at) VALUES ($1, $2, $3, $4) \
@@ -777,6 +781,7 @@ impl Db {
         let numbers: Vec<String> = changes.iter().map(|c| c.number.to_string()).collect();
         with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 for c in changes {
                     sqlx::query(

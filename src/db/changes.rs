@@ -56,31 +56,28 @@ impl Db {
         rules: &Rules,
     ) -> anyhow::Result<Result<Applied, Refused>> {
         let at = to_ms(now);
-        let select = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1");
+        // Takes the row's write lock first (on SQLite, the database's), so concurrent changes
+        // to one incident apply one after the other, and reads the row in the same statement.
+        let lock_and_read =
+            format!("UPDATE incidents SET version = version + 1 WHERE id = $1 RETURNING {INCIDENT_COLUMNS}");
         let result: anyhow::Result<Result<Applied, Refused>> = with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
-                // Take the row's write lock first (on SQLite, the database's), so concurrent
-                // changes to one incident apply one after the other.
-                let found = sqlx::query("UPDATE incidents SET version = version + 1 WHERE id = $1")
-                    .bind(id.0)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if found == 0 {
+                let found: Option<IncidentRow> = sqlx::query_as(&lock_and_read).bind(id.0).fetch_optional(&mut *tx).await?;
+                let Some(row) = found else {
                     // A form or button naming an incident that is gone (another database, a
                     // restored backup): the person's answer, not a database failure.
                     tracing::info!(incident_id = id.0, "change for an incident that does not exist");
                     return Ok(Err(Refused::Rule(
                         "That incident no longer exists; nothing was changed.".into(),
                     )));
-                }
+                };
                 if let Some(key) = key {
                     if !first_time_in!(tx, key, at)? {
                         return Ok(Err(Refused::AlreadyHandled));
                     }
                 }
-                let row: IncidentRow = sqlx::query_as(&select).bind(id.0).fetch_one(&mut *tx).await?;
                 let current = Incident::try_from(row)?;
                 let applied = match current.apply_under(change, actor, now, rules) {
                     Ok(applied) => applied,

@@ -198,6 +198,7 @@ impl Db {
         let select = format!("SELECT {UPDATE_COLUMNS} FROM customer_updates WHERE id = $1");
         with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 let Some(owner) = lock_incident!(tx, id.0) else {
                     return Ok(Err(Refused::Rule("That incident no longer exists; nothing was stored.".into())));
@@ -283,6 +284,7 @@ impl Db {
         let incident = found.incident_id.0;
         with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 let Some(owner) = lock_incident!(tx, incident) else {
                     return Ok(Err(Refused::Rule("That incident no longer exists.".into())));
@@ -370,6 +372,7 @@ impl Db {
         );
         with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 if !self.is_postgres() {
                     // Take SQLite's write lock before reading (see fire_due_reminders).

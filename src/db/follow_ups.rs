@@ -146,6 +146,7 @@ impl Db {
         let select_incident = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1");
         with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 let locked = sqlx::query(
                     "UPDATE incidents SET version = version + 1 WHERE id = (SELECT incident_id FROM follow_ups WHERE id = $1)",
@@ -222,6 +223,7 @@ impl Db {
         );
         with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 if !self.is_postgres() {
                     // Take SQLite's write lock before reading (see fire_due_reminders).
@@ -289,6 +291,7 @@ impl Db {
         );
         with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 if !self.is_postgres() {
                     sqlx::query("UPDATE incidents SET version = version WHERE pir_remind_at <= $1")

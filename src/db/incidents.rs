@@ -169,6 +169,7 @@ impl Db {
         let at = to_ms(now);
         let inserted: Result<Option<i64>, sqlx::Error> = with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 // The row goes in first (a write first: on SQLite a transaction that reads before
                 // writing cannot upgrade its lock under contention) with a provisional negative

@@ -158,6 +158,7 @@ impl Db {
         let id = job.incident_id.0;
         with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 if let Some((channel_id, name)) = &update.channel {
                     sqlx::query("UPDATE incidents SET channel_id = $1, channel_name = $2 WHERE id = $3")
@@ -278,6 +279,7 @@ impl Db {
         let details = serde_json::json!({ "step": job.kind.as_str(), "error": error }).to_string();
         with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 sqlx::query("UPDATE outbox SET failed_at = $1, locked_until = NULL, locked_by = NULL, last_error = $2 WHERE id = $3")
                     .bind(to_ms(now))

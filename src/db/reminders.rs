@@ -24,6 +24,7 @@ impl Db {
         let at = to_ms(now);
         let fired: anyhow::Result<usize> = with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 if !self.is_postgres() {
                     // Take SQLite's write lock before reading, so the read-then-write cannot

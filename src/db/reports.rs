@@ -234,6 +234,7 @@ impl Db {
         };
         let result: anyhow::Result<()> = with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 let mut ids = BTreeMap::new();
                 for chunk in incidents.chunks(FIXTURE_BATCH) {

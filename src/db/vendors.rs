@@ -239,6 +239,7 @@ impl Db {
         let select = format!("SELECT {TICKET_COLUMNS} {FROM} WHERE t.id = $1");
         with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 let found = sqlx::query("UPDATE incidents SET version = version + 1 WHERE id = $1")
                     .bind(id.0)
@@ -313,6 +314,7 @@ impl Db {
         let select = format!("SELECT {TICKET_COLUMNS} {FROM} WHERE t.id = $1");
         with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 let locked = sqlx::query(
                     "UPDATE incidents SET version = version + 1 WHERE id = (SELECT incident_id FROM vendor_tickets WHERE id = $1)",
@@ -383,6 +385,7 @@ impl Db {
         );
         with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 if !self.is_postgres() {
                     // Take SQLite's write lock before reading (see fire_due_reminders).
@@ -661,6 +664,7 @@ impl Db {
     ) -> anyhow::Result<i64> {
         with_pool!(self, |pool| {
             async {
+                let _writer = self.writer().await;
                 let mut tx = pool.begin().await?;
                 let (seq,): (i64,) =
                     sqlx::query_as("SELECT COALESCE(MAX(seq), 0) + 1 FROM vendor_tickets WHERE incident_id = $1")

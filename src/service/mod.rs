@@ -128,6 +128,12 @@ impl Service {
         }
     }
 
+    /// The same service on another pool of the same database (the background lane's, see
+    /// [`crate::background`]); caches and wake-ups stay shared.
+    pub fn on(&self, db: Db) -> Service {
+        Service { db, ..self.clone() }
+    }
+
     /// The same service, waking `wake` after alerts are stored or triaged (the poster loop).
     pub fn with_alert_wake(mut self, wake: Arc<Notify>) -> Service {
         self.wake_alerts = wake;
