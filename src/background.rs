@@ -19,8 +19,9 @@ use crate::db::Db;
 use std::future::Future;
 use tokio::task::JoinHandle;
 
-/// Worker threads of the background runtime: its work mostly waits on Slack and the database.
-const WORKERS: usize = 2;
+/// Worker threads of the background runtime: its work mostly waits on Slack and the database,
+/// and one thread leaves the other core to the envelopes even when it is busy.
+const WORKERS: usize = 1;
 
 /// The niceness of the background threads (Linux; elsewhere they run at normal priority).
 pub const NICENESS: i32 = 10;
