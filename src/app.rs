@@ -44,8 +44,9 @@ pub struct Bot {
     pub identity: BotIdentity,
     pub db: Db,
     socket: SocketMode,
-    /// The outbox, schedulers and pollers, with their pool (see [`crate::background`]);
-    /// dropped last, after their tasks ended.
+    /// The runtime the outbox, schedulers and pollers run on, and their pool (see
+    /// [`crate::background`]); [`Bot::stop`] ends those tasks first, and dropping it stops
+    /// whatever [`Bot::kill`] left behind.
     _background: Background,
     background_db: Db,
     stop_outbox: Arc<Notify>,

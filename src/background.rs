@@ -120,16 +120,16 @@ fn thread_id() -> libc::id_t {
     unsafe { libc::syscall(libc::SYS_gettid) as libc::id_t }
 }
 
-/// The calling thread's niceness.
-#[cfg(target_os = "linux")]
-pub fn niceness() -> i32 {
-    // SAFETY: reads the calling thread's scheduling priority.
-    unsafe { libc::getpriority(libc::PRIO_PROCESS, thread_id()) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The calling thread's niceness.
+    #[cfg(target_os = "linux")]
+    fn niceness() -> i32 {
+        // SAFETY: reads the calling thread's scheduling priority.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, thread_id()) }
+    }
 
     #[test]
     fn background_work_runs_on_its_own_threads_at_lower_priority() {

@@ -2,7 +2,7 @@
 //! HTTP answer), the triage message's sync state (claimed with a lease like outbox jobs), the
 //! triage actions, and links to incidents (with their timeline events and notices).
 
-use super::{first_time_in, from_ms, insert_event, skip_locked, to_ms, with_pool, Db, INSERT_JOB};
+use super::{begin_write, first_time_in, from_ms, insert_event, skip_locked, to_ms, with_pool, Db, INSERT_JOB};
 use crate::alerts::{self, Alert, AlertRule, AlertStatus, GroupState, Intake, Link, StoredAlert};
 use crate::incident::change::Notice;
 use crate::incident::model::{EventKind, IncidentId, Status};
@@ -280,8 +280,7 @@ impl Db {
         let lock = if self.is_postgres() { "FOR UPDATE OF g" } else { "" };
         let result: anyhow::Result<Vec<Ingested>> = with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 // 1. New groups (a write first: SQLite takes its write lock before reading).
                 for chunk in firsts.chunks(INSERT_ROWS) {
                     let mut q = sqlx::QueryBuilder::new(
@@ -691,8 +690,7 @@ impl Db {
         };
         let result: anyhow::Result<Option<bool>> = with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 let found = sqlx::query(&sql)
                     .bind(group)
                     .bind(at)
@@ -738,8 +736,7 @@ impl Db {
         let result: anyhow::Result<bool> =
             with_pool!(self, |pool| {
                 async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 let changed = sqlx::query(&format!(
                     "UPDATE alert_groups SET incident_id = $4, auto_rule = NULL, version = version + 1, \
                      sync_due_at = CASE WHEN $5 THEN {SCHEDULE_UPDATE} ELSE sync_due_at END \
@@ -799,8 +796,7 @@ impl Db {
             .to_string();
         let result: anyhow::Result<()> = with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 if first_time_in!(tx, format!("alert-auto-declared:{}", incident.0), at)? {
                     insert_event!(tx, incident.0, at, "bot", EventKind::Alert.as_str(), d)?;
                     tx.commit().await?;
@@ -865,8 +861,7 @@ impl Db {
     pub async fn insert_alert_fixtures(&self, groups: &[FixtureAlert], detected: &[(i64, i64)]) -> anyhow::Result<()> {
         let result: anyhow::Result<()> = with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 for g in groups {
                     let first = g.fires.first().copied().unwrap_or_default();
                     let last = g.fires.last().copied().unwrap_or_default();

@@ -3,7 +3,7 @@
 //! (`change_jobs`). Every state move is stored with its timeline event and its jobs in one
 //! transaction.
 
-use super::{first_time_in, from_ms, insert_event, skip_locked, to_ms, with_pool, Db, INSERT_JOB};
+use super::{begin_write, first_time_in, from_ms, insert_event, skip_locked, to_ms, with_pool, Db, INSERT_JOB};
 use crate::calendar::{
     ChangeKind, ChangeNumber, ChangeState, Conflict, Freeze, Move, NewChange, PlannedChange, Risk,
     REMIND_BEFORE_MINUTES,
@@ -306,8 +306,7 @@ impl Db {
         let at = to_ms(now);
         let ids: Result<Vec<i64>, sqlx::Error> = with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 let mut ids = Vec::new();
                 let mut fresh = Vec::new();
                 for item in items {
@@ -531,8 +530,7 @@ impl Db {
         let sql = format!("UPDATE changes SET sequence = sequence + 1 WHERE number = $1 RETURNING {CHANGE_COLUMNS}");
         let result: Result<Result<(i64, Vec<Linked>), CalendarRefused>, sqlx::Error> = with_pool!(self, |pool| {
             async {
-                    let _writer = self.writer().await;
-                    let mut tx = pool.begin().await?;
+                    let (_writer, mut tx) = begin_write!(self, pool);
                     // A write first takes the row's lock (and SQLite's write lock).
                     let row: Option<ChangeRow> = sqlx::query_as::<_, ChangeRow>(&sql)
                         .bind(number.0)
@@ -638,8 +636,7 @@ impl Db {
         let at = to_ms(now);
         let done: Result<bool, sqlx::Error> = with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 // A write first (see `declare`): the link's row, touched, proves it is linked.
                 let n = sqlx::query(
                     "UPDATE change_links SET linked_at = linked_at WHERE change_id = $1 AND incident_id = $2",
@@ -688,8 +685,7 @@ impl Db {
         let at = to_ms(now);
         let result: Result<bool, sqlx::Error> = with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 let n = sqlx::query(
                     "INSERT INTO change_links (change_id, incident_id, linked_by, linked_at) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (change_id, incident_id) DO NOTHING",
@@ -781,8 +777,7 @@ impl Db {
         let numbers: Vec<String> = changes.iter().map(|c| c.number.to_string()).collect();
         with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 for c in changes {
                     sqlx::query(
                         "INSERT INTO change_correlations (incident_id, change_id, posted_at) VALUES ($1, $2, $3) \

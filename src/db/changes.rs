@@ -2,7 +2,7 @@
 //! its timeline events and its outbox jobs, all in one transaction.
 
 use super::incidents::{IncidentRow, INCIDENT_COLUMNS};
-use super::{first_time_in, insert_effect_jobs, insert_event, insert_follow_up, to_ms, with_pool, Db};
+use super::{begin_write, first_time_in, insert_effect_jobs, insert_event, insert_follow_up, to_ms, with_pool, Db};
 use crate::incident::change::{Applied, Change, Effect, Rules};
 use crate::incident::model::*;
 use crate::outbox::JobKind;
@@ -62,8 +62,7 @@ impl Db {
             format!("UPDATE incidents SET version = version + 1 WHERE id = $1 RETURNING {INCIDENT_COLUMNS}");
         let result: anyhow::Result<Result<Applied, Refused>> = with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 let found: Option<IncidentRow> = sqlx::query_as(&lock_and_read).bind(id.0).fetch_optional(&mut *tx).await?;
                 let Some(row) = found else {
                     // A form or button naming an incident that is gone (another database, a

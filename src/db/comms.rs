@@ -3,7 +3,10 @@
 //! status page's reads and the report's rows. Each change is stored with its timeline event and
 //! its outbox job in one transaction.
 
-use super::{first_time_in, from_ms, insert_event, skip_locked, to_ms, with_pool, Db, Refused, BOT_ACTOR, INSERT_JOB};
+use super::{
+    begin_write, first_time_in, from_ms, insert_event, skip_locked, to_ms, with_pool, Db, Refused, BOT_ACTOR,
+    INSERT_JOB,
+};
 use crate::comms::metrics::{CommsIncident, Published};
 use crate::comms::{
     may_approve, new_public_id, next_due, ComponentImpact, CustomerUpdate, NewCustomerUpdate, PublicIncident,
@@ -198,8 +201,7 @@ impl Db {
         let select = format!("SELECT {UPDATE_COLUMNS} FROM customer_updates WHERE id = $1");
         with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 let Some(owner) = lock_incident!(tx, id.0) else {
                     return Ok(Err(Refused::Rule("That incident no longer exists; nothing was stored.".into())));
                 };
@@ -284,8 +286,7 @@ impl Db {
         let incident = found.incident_id.0;
         with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 let Some(owner) = lock_incident!(tx, incident) else {
                     return Ok(Err(Refused::Rule("That incident no longer exists.".into())));
                 };
@@ -372,8 +373,7 @@ impl Db {
         );
         with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 if !self.is_postgres() {
                     // Take SQLite's write lock before reading (see fire_due_reminders).
                     sqlx::query("UPDATE customer_clocks SET remind_at = remind_at WHERE remind_at <= $1")

@@ -4,7 +4,10 @@
 use super::changes::Refused;
 use super::incidents::{IncidentRow, INCIDENT_COLUMNS};
 use super::outbox::BOT_ACTOR;
-use super::{first_time_in, from_ms, insert_effect_jobs, insert_event, skip_locked, to_ms, with_pool, Db, INSERT_JOB};
+use super::{
+    begin_write, first_time_in, from_ms, insert_effect_jobs, insert_event, skip_locked, to_ms, with_pool, Db,
+    INSERT_JOB,
+};
 use crate::incident::change::{Effect, Notice, Rules};
 use crate::incident::followup::{self, FollowUp, FollowUpState};
 use crate::incident::model::*;
@@ -146,8 +149,7 @@ impl Db {
         let select_incident = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1");
         with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 let locked = sqlx::query(
                     "UPDATE incidents SET version = version + 1 WHERE id = (SELECT incident_id FROM follow_ups WHERE id = $1)",
                 )
@@ -223,8 +225,7 @@ impl Db {
         );
         with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 if !self.is_postgres() {
                     // Take SQLite's write lock before reading (see fire_due_reminders).
                     sqlx::query("UPDATE follow_ups SET remind_at = remind_at WHERE remind_at <= $1")
@@ -291,8 +292,7 @@ impl Db {
         );
         with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 if !self.is_postgres() {
                     sqlx::query("UPDATE incidents SET version = version WHERE pir_remind_at <= $1")
                         .bind(at)

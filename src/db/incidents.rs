@@ -1,6 +1,6 @@
 //! Incidents and their timeline.
 
-use super::{from_ms, insert_event, to_ms, with_pool, Db};
+use super::{begin_write, from_ms, insert_event, to_ms, with_pool, Db};
 use crate::incident::model::*;
 use crate::outbox::JobKind;
 use crate::reminder::plan::{Clock, Slas, Stage};
@@ -169,8 +169,7 @@ impl Db {
         let at = to_ms(now);
         let inserted: Result<Option<i64>, sqlx::Error> = with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 // The row goes in first (a write first: on SQLite a transaction that reads before
                 // writing cannot upgrade its lock under contention) with a provisional negative
                 // number no committed row has; the real number is taken from the counter last,

@@ -56,6 +56,17 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+/// Begins a write transaction on `$pool` in a method of [`Db`], after taking the process's
+/// write turn on SQLite ([`Db::writer`]): `let (_writer, mut tx) = begin_write!(self, pool);`
+/// (the turn is released after the transaction ends, committed or dropped).
+macro_rules! begin_write {
+    ($db:expr, $pool:ident) => {{
+        let turn = $db.writer().await;
+        (turn, $pool.begin().await?)
+    }};
+}
+pub(crate) use begin_write;
+
 /// One SQLite database file's write turn (see [`Db::writer`]).
 #[derive(Default)]
 struct WriteTurns {
@@ -77,6 +88,9 @@ fn sqlite_write_turns(file: &std::path::Path) -> Arc<WriteTurns> {
     static TURNS: std::sync::LazyLock<std::sync::Mutex<HashMap<std::path::PathBuf, Arc<WriteTurns>>>> =
         std::sync::LazyLock::new(Default::default);
     let mut turns = TURNS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(known) = turns.get(file) {
+        return known.clone();
+    }
     turns.entry(file.to_path_buf()).or_default().clone()
 }
 

@@ -1,6 +1,6 @@
 //! Outbox jobs: claim with a lease, complete atomically with their incident changes.
 
-use super::{from_ms, insert_event, skip_locked, to_ms, with_pool, Db, INSERT_JOB};
+use super::{begin_write, from_ms, insert_event, skip_locked, to_ms, with_pool, Db, INSERT_JOB};
 use crate::incident::model::{EventKind, IncidentId};
 use crate::outbox::{Job, JobKind};
 use chrono::{DateTime, Utc};
@@ -158,8 +158,7 @@ impl Db {
         let id = job.incident_id.0;
         with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 if let Some((channel_id, name)) = &update.channel {
                     sqlx::query("UPDATE incidents SET channel_id = $1, channel_name = $2 WHERE id = $3")
                         .bind(channel_id)
@@ -279,8 +278,7 @@ impl Db {
         let details = serde_json::json!({ "step": job.kind.as_str(), "error": error }).to_string();
         with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 sqlx::query("UPDATE outbox SET failed_at = $1, locked_until = NULL, locked_by = NULL, last_error = $2 WHERE id = $3")
                     .bind(to_ms(now))
                     .bind(error)

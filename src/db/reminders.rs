@@ -2,7 +2,7 @@
 
 use super::incidents::{IncidentRow, INCIDENT_COLUMNS};
 use super::outbox::BOT_ACTOR;
-use super::{from_ms, insert_event, skip_locked, to_ms, with_pool, Db, INSERT_JOB};
+use super::{begin_write, from_ms, insert_event, skip_locked, to_ms, with_pool, Db, INSERT_JOB};
 use crate::incident::model::{EventKind, Incident};
 use crate::outbox::JobKind;
 use crate::reminder::plan::{self, Action, Slas};
@@ -24,8 +24,7 @@ impl Db {
         let at = to_ms(now);
         let fired: anyhow::Result<usize> = with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 if !self.is_postgres() {
                     // Take SQLite's write lock before reading, so the read-then-write cannot
                     // fail to upgrade under a concurrent writer.

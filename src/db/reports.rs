@@ -7,7 +7,7 @@
 //! (which on PostgreSQL also carries the id, migration 0007), and the follow-up counts join
 //! `follow_ups` through its `follow_ups_report` covering index.
 
-use super::{with_pool, Db};
+use super::{begin_write, with_pool, Db};
 use crate::report::metrics::{rank, Compliance, DurationStats};
 use crate::report::{Daily, FixtureFollowUp, FollowUps, RawFigures, ServiceGroup, OPEN_STATUSES, SEVERITIES, STATUSES};
 use futures_util::TryStreamExt;
@@ -234,8 +234,7 @@ impl Db {
         };
         let result: anyhow::Result<()> = with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 let mut ids = BTreeMap::new();
                 for chunk in incidents.chunks(FIXTURE_BATCH) {
                     let sql = insert_incidents(chunk.len());

@@ -5,7 +5,7 @@
 use super::changes::Refused;
 use super::outbox::BOT_ACTOR;
 use super::ReportScope;
-use super::{first_time_in, from_ms, insert_event, skip_locked, to_ms, with_pool, Db, INSERT_JOB};
+use super::{begin_write, first_time_in, from_ms, insert_event, skip_locked, to_ms, with_pool, Db, INSERT_JOB};
 use crate::incident::model::*;
 use crate::outbox::JobKind;
 use crate::vendor::report::VendorRaw;
@@ -239,8 +239,7 @@ impl Db {
         let select = format!("SELECT {TICKET_COLUMNS} {FROM} WHERE t.id = $1");
         with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 let found = sqlx::query("UPDATE incidents SET version = version + 1 WHERE id = $1")
                     .bind(id.0)
                     .execute(&mut *tx)
@@ -314,8 +313,7 @@ impl Db {
         let select = format!("SELECT {TICKET_COLUMNS} {FROM} WHERE t.id = $1");
         with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 let locked = sqlx::query(
                     "UPDATE incidents SET version = version + 1 WHERE id = (SELECT incident_id FROM vendor_tickets WHERE id = $1)",
                 )
@@ -385,8 +383,7 @@ impl Db {
         );
         with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 if !self.is_postgres() {
                     // Take SQLite's write lock before reading (see fire_due_reminders).
                     sqlx::query("UPDATE vendor_tickets SET chase_at = chase_at WHERE chase_at <= $1")
@@ -664,8 +661,7 @@ impl Db {
     ) -> anyhow::Result<i64> {
         with_pool!(self, |pool| {
             async {
-                let _writer = self.writer().await;
-                let mut tx = pool.begin().await?;
+                let (_writer, mut tx) = begin_write!(self, pool);
                 let (seq,): (i64,) =
                     sqlx::query_as("SELECT COALESCE(MAX(seq), 0) + 1 FROM vendor_tickets WHERE incident_id = $1")
                         .bind(incident.0)
