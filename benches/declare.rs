@@ -783,11 +783,14 @@ async fn fault_mode(backend: &mut Backend) -> anyhow::Result<()> {
     println!("── summary ({}, {size:?}) ──", backend.label());
     for (label, r) in &rows {
         println!(
-            "{label:>10}: ack p50 {}  p99 {}  max {} (n={}) · declare → ready p50 {}  p99 {}  max {} (n={}) · wall {:.0} s",
+            "{label:>10}: ack p50 {}  p99 {}  max {} (n={}; submissions p50 {}  p99 {}, n={}) · declare → ready p50 {}  p99 {}  max {} (n={}) · wall {:.0} s",
             ms(soak::percentile(&r.acks, 50.0)),
             ms(soak::percentile(&r.acks, 99.0)),
             ms(soak::percentile(&r.acks, 100.0)),
             r.acks.len(),
+            ms(soak::percentile(&r.submission_acks, 50.0)),
+            ms(soak::percentile(&r.submission_acks, 99.0)),
+            r.submission_acks.len(),
             ms(soak::percentile(&r.ready, 50.0)),
             ms(soak::percentile(&r.ready, 99.0)),
             ms(soak::percentile(&r.ready, 100.0)),

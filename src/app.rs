@@ -16,6 +16,9 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+/// How often the background lane checkpoints SQLite's write-ahead log ([`Db::checkpoint_every`]).
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Tuning knobs; tests and the demo shorten the timings.
 #[derive(Debug, Clone, Default)]
 pub struct BotOptions {
@@ -81,6 +84,12 @@ impl Bot {
         // waits on runs on the background lane, on its own pool.
         let background = Background::start().context("cannot start the background runtime")?;
         let background_db = background.pool(&db).await?;
+        // SQLite's log is copied into the database file here, not by whichever commit
+        // crosses the threshold (ends when the pool closes, in [`Bot::stop`]).
+        background.spawn({
+            let db = background_db.clone();
+            async move { db.checkpoint_every(CHECKPOINT_EVERY).await }
+        });
         let wake_outbox = Arc::new(Notify::new());
         let stop_outbox = Arc::new(Notify::new());
         let effects = Arc::new(SlackEffects {

@@ -418,3 +418,41 @@ async fn a_persons_write_waits_for_at_most_one_background_writer() {
         let _ = std::fs::remove_file(file);
     }
 }
+
+/// SQLite's write-ahead log is copied into the database file by the bot's background lane, not
+/// by whichever commit crosses SQLite's default 1,000 pages (a checkpoint fsyncs twice: inside
+/// a person's change, or before an alert's 202, that was the latency tail). Commits checkpoint
+/// only past the backstop, and the running bot brings the database file up to date within
+/// seconds. PostgreSQL checkpoints in its own processes: nothing to test there.
+#[tokio::test]
+async fn the_bot_checkpoints_sqlites_log_off_the_writers_path() {
+    if common::database().is_some() {
+        return;
+    }
+    let stack = common::stack().await;
+    let Db::Sqlite(pool) = &stack.db else {
+        unreachable!("the stack runs on SQLite when TEST_DATABASE_URL is unset")
+    };
+    let backstop: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        backstop, 10_000,
+        "commits must not checkpoint at SQLite's default 1,000 pages"
+    );
+    common::declared(&stack, "Checkpointed", "SEV3").await;
+
+    let file = pool.connect_options().get_filename().to_path_buf();
+    let checkpointed = incident_bot::demo::wait_for(Duration::from_secs(5), || async {
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count").fetch_one(pool).await.ok()?;
+        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(pool).await.ok()?;
+        let on_disk = std::fs::metadata(&file).ok()?.len() as i64;
+        (on_disk == pages * page_size).then_some(on_disk)
+    })
+    .await;
+    assert!(
+        checkpointed.is_some(),
+        "the database file never caught up with its log: nothing checkpointed it"
+    );
+}

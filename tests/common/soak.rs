@@ -71,6 +71,8 @@ pub struct Report {
     pub wall: Duration,
     /// Every Socket Mode ack (commands and submissions), as the sandbox measured it.
     pub acks: Vec<Duration>,
+    /// The form submissions' acks among them (each waits for its change to be stored).
+    pub submission_acks: Vec<Duration>,
     /// Declare submission → channel, pinned card and announcement (polled every 20 ms).
     pub ready: Vec<Duration>,
     pub updates_posted: usize,
@@ -79,6 +81,13 @@ pub struct Report {
     pub form_retries: usize,
     /// Everything the audit found wrong; empty when the run was perfect.
     pub problems: Vec<String>,
+}
+
+impl Report {
+    fn submitted(&mut self, ack: Duration) {
+        self.acks.push(ack);
+        self.submission_acks.push(ack);
+    }
 }
 
 fn title(n: usize) -> String {
@@ -183,7 +192,7 @@ pub async fn run(stack: &LocalStack, size: Size) -> anyhow::Result<Report> {
                 let values = declare_values(&title, &user, &json!({ "severity": "SEV3" }));
                 submitted.lock().unwrap().insert(title.clone(), Instant::now());
                 let ack = sb.submit_view(&user, &view, values).await?;
-                report.lock().unwrap().acks.push(ack.latency);
+                report.lock().unwrap().submitted(ack.latency);
                 if let Some(p) = ack.payload {
                     anyhow::bail!("declaring {title} was refused: {p}");
                 }
@@ -261,7 +270,7 @@ pub async fn run(stack: &LocalStack, size: Size) -> anyhow::Result<Report> {
                 let ack = sb
                     .submit_view(&user, &view, update_values("identified", &known, "", ""))
                     .await?;
-                report.lock().unwrap().acks.push(ack.latency);
+                report.lock().unwrap().submitted(ack.latency);
                 if let Some(p) = ack.payload {
                     anyhow::bail!("update {k} was refused: {p}");
                 }
