@@ -21,6 +21,8 @@ fn main() {
     let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     if probe_runs(Path::new(&out)) {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+        // tests/binary.rs then checks that the binary really came out packed.
+        println!("cargo:rustc-env=INCIDENT_BOT_PACKED_RELOCS=1");
     }
 }
 
