@@ -54,7 +54,8 @@
 //! - [`app`]: wires the above into a running [`app::Bot`]; [`background`]: the lane the
 //!   outbox, schedulers and pollers run on (a runtime of its own at lower CPU priority, its own
 //!   pool), so that no background work queues ahead of an ack; on SQLite its writers line up
-//!   behind a person's ([`db::Db::writer`]).
+//!   behind a person's ([`db::Db::writer`]) and it checkpoints the write-ahead log
+//!   ([`db::Db::checkpoint_every`]), which no commit does.
 //! - [`sandbox`]: a local Slack (Web API over HTTP, Socket Mode over WebSocket) that enforces
 //!   Slack's rules (bot scopes from `manifest.yml`, entity-encoded text, Block Kit, membership
 //!   for ephemerals, per-user invite errors, `response_url` limits, rate tiers on request in
