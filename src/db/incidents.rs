@@ -1,6 +1,6 @@
 //! Incidents and their timeline.
 
-use super::{begin_write, from_ms, insert_event, to_ms, with_pool, Db};
+use super::{begin_write, from_ms, insert_event, to_ms, with_pool, Db, INSERT_JOB};
 use crate::incident::model::*;
 use crate::outbox::JobKind;
 use crate::reminder::plan::{Clock, Slas, Stage};
@@ -206,14 +206,13 @@ impl Db {
                     EventKind::Declared.as_str(),
                     &details
                 )?;
-                sqlx::query(
-                    "INSERT INTO outbox (incident_id, kind, payload, due_at, created_at) VALUES ($1, $2, '{}', $3, $3)",
-                )
-                .bind(id)
-                .bind(JobKind::CreateChannel.as_str())
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(INSERT_JOB)
+                    .bind(id)
+                    .bind(JobKind::CreateChannel.as_str())
+                    .bind("{}")
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
                 // Issue 14: customers are owed their first update a customer cadence after the
                 // declaration (never for a private incident).
                 if sla.customer_every > chrono::Duration::zero() && !new.is_private {

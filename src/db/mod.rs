@@ -98,6 +98,27 @@ fn sqlite_write_turns(file: &std::path::Path) -> Arc<WriteTurns> {
     turns.entry(file.to_path_buf()).or_default().clone()
 }
 
+/// A pool of `connections` on an SQLite database (the main pool and the background lane's).
+async fn sqlite_pool(options: SqliteConnectOptions, connections: u32) -> anyhow::Result<Db> {
+    let pool = SqlitePoolOptions::new()
+        .max_connections(connections)
+        .connect_with(options)
+        .await
+        .context("cannot open the SQLite database")?;
+    Ok(Db::Sqlite(pool))
+}
+
+/// A pool of `connections` on a PostgreSQL database (the main pool and the background lane's).
+async fn postgres_pool(options: PgConnectOptions, connections: u32) -> anyhow::Result<Db> {
+    let pool = PgPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    Ok(Db::Postgres(pool))
+}
+
 /// Whether `e` is PostgreSQL's "deadlock detected" (SQLSTATE 40P01): the transaction was rolled
 /// back, and running it again is safe.
 pub fn is_deadlock(e: &anyhow::Error) -> bool {
@@ -198,9 +219,17 @@ macro_rules! first_time_in {
 }
 pub(crate) use first_time_in;
 
+/// The head of every insert into the outbox: `INSERT_JOB` for one job, `insert_effect_jobs!`
+/// for a change's jobs in one statement (the values follow, one row per job).
+macro_rules! insert_jobs_into {
+    () => {
+        "INSERT INTO outbox (incident_id, kind, payload, due_at, created_at) "
+    };
+}
+pub(crate) use insert_jobs_into;
+
 /// Enqueues an outbox job: `(incident_id, kind, payload, due_at)`; created now = due.
-pub(crate) const INSERT_JOB: &str =
-    "INSERT INTO outbox (incident_id, kind, payload, due_at, created_at) VALUES ($1, $2, $3, $4, $4)";
+pub(crate) const INSERT_JOB: &str = concat!(insert_jobs_into!(), "VALUES ($1, $2, $3, $4, $4)");
 
 /// Enqueues the outbox jobs for `$effects` by `$actor` inside transaction `$tx`.
 macro_rules! insert_effect_jobs {
@@ -212,7 +241,7 @@ macro_rules! insert_effect_jobs {
         if jobs.is_empty() {
             Ok(())
         } else {
-            let mut q = sqlx::QueryBuilder::new("INSERT INTO outbox (incident_id, kind, payload, due_at, created_at) ");
+            let mut q = sqlx::QueryBuilder::new($crate::db::insert_jobs_into!());
             q.push_values(&jobs, |mut row, (kind, payload)| {
                 row.push_bind($incident)
                     .push_bind(kind.as_str())
@@ -328,12 +357,7 @@ impl Db {
                 // (about 40 MB of log) is only the backstop for processes that do not.
                 .pragma("wal_autocheckpoint", WAL_BACKSTOP_PAGES.to_string())
                 .foreign_keys(true);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(4)
-                .connect_with(opts)
-                .await
-                .context("cannot open the SQLite database")?;
-            Db::Sqlite(pool)
+            sqlite_pool(opts, 4).await?
         } else {
             let mut opts = PgConnectOptions::from_str(url).context("DATABASE_URL is not a valid postgres URL")?;
             if let Some(schema) = schema {
@@ -351,13 +375,7 @@ impl Db {
                 admin.close().await;
                 opts = opts.options([("search_path", schema)]);
             }
-            let pool = PgPoolOptions::new()
-                .max_connections(10)
-                .acquire_timeout(Duration::from_secs(5))
-                .connect_with(opts)
-                .await
-                .context("cannot connect to PostgreSQL")?;
-            Db::Postgres(pool)
+            postgres_pool(opts, 10).await?
         };
         Ok(db)
     }
@@ -397,23 +415,10 @@ impl Db {
     /// A second pool of `connections` on the same database, with the same options (the
     /// background lane's, see [`crate::background`]).
     pub async fn second_pool(&self, connections: u32) -> anyhow::Result<Db> {
-        Ok(match self {
-            Db::Sqlite(pool) => Db::Sqlite(
-                SqlitePoolOptions::new()
-                    .max_connections(connections)
-                    .connect_with((*pool.connect_options()).clone())
-                    .await
-                    .context("cannot open the SQLite database")?,
-            ),
-            Db::Postgres(pool) => Db::Postgres(
-                PgPoolOptions::new()
-                    .max_connections(connections)
-                    .acquire_timeout(Duration::from_secs(5))
-                    .connect_with((*pool.connect_options()).clone())
-                    .await
-                    .context("cannot connect to PostgreSQL")?,
-            ),
-        })
+        match self {
+            Db::Sqlite(pool) => sqlite_pool((*pool.connect_options()).clone(), connections).await,
+            Db::Postgres(pool) => postgres_pool((*pool.connect_options()).clone(), connections).await,
+        }
     }
 
     /// On SQLite, copies the write-ahead log into the database file every `every`, off every
@@ -426,27 +431,13 @@ impl Db {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if pool.is_closed() {
-                return;
-            }
-            if let Err(e) = self.checkpoint().await {
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(pool).await {
                 if pool.is_closed() {
                     return;
                 }
                 tracing::warn!(error = %e, "cannot checkpoint the SQLite log; trying again");
             }
         }
-    }
-
-    /// One PASSIVE checkpoint (see [`Db::checkpoint_every`]); returns the log's frames and how
-    /// many of them are now in the database file (both 0 when there was nothing to do).
-    pub async fn checkpoint(&self) -> anyhow::Result<(i64, i64)> {
-        let Db::Sqlite(pool) = self else { return Ok((0, 0)) };
-        let (_busy, log, copied): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_one(pool)
-            .await
-            .context("PRAGMA wal_checkpoint failed")?;
-        Ok((log.max(0), copied.max(0)))
     }
 
     pub fn is_postgres(&self) -> bool {

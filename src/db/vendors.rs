@@ -27,11 +27,11 @@ const INSERT_VENDOR_EVENT: &str =
 /// an open ticket. `(tx, incident id, at ms)`.
 macro_rules! enqueue_vendor_resolve_ask {
     ($tx:ident, $incident:expr, $at:expr) => {
-        sqlx::query(
-            "INSERT INTO outbox (incident_id, kind, payload, due_at, created_at) \
-             SELECT $1, $2, $3, $4, $4 WHERE EXISTS \
+        sqlx::query(concat!(
+            $crate::db::insert_jobs_into!(),
+            "SELECT $1, $2, $3, $4, $4 WHERE EXISTS \
              (SELECT 1 FROM vendor_tickets WHERE incident_id = $1 AND state <> 'closed')",
-        )
+        ))
         .bind($incident)
         .bind($crate::outbox::JobKind::Vendor.as_str())
         .bind(serde_json::json!({ "what": "resolve_ask" }).to_string())
