@@ -370,6 +370,124 @@ async fn alert_batches_are_chunked_applied_in_order_and_written_side_by_side() {
     }
 }
 
+/// While a group is silenced its message does not change: repeats that arrive while the
+/// silence's own update is under way do not make that sync follow up (the message would show
+/// them, silenced), and a new episode is posted when the silence ends, not never.
+#[tokio::test]
+async fn a_silence_holds_repeats_and_a_new_episode_back_until_it_ends() {
+    use incident_bot::alerts::{AlertStatus, Intake};
+    let (db, _other, file) = two_pools().await;
+    let gap = Duration::from_secs(10);
+    let sync = incident_bot::db::SyncPolicy {
+        posting: true,
+        update_gap: gap,
+    };
+    let t0 = chrono::Utc::now();
+    let at = |ms: i64| t0 + chrono::Duration::milliseconds(ms);
+    let fired = db
+        .ingest_alerts(&[alert("s-1", AlertStatus::Firing)], &[], t0, sync)
+        .await
+        .unwrap();
+    let id = fired[0].group;
+    db.alert_synced(id, 1, "C0ALERTS", "1.000001", t0, gap).await.unwrap();
+    let until = at(2 * 3_600_000);
+    let due_at_the_end = Some(until.timestamp_millis());
+    let next_sync = || async { db.next_alert_sync().await.unwrap().map(|t| t.timestamp_millis()) };
+    assert_eq!(
+        db.triage_alert(id, "U0CAROL", Some(until), "silence:s-1", t0, sync)
+            .await
+            .unwrap(),
+        Some(true)
+    );
+    // The poster takes the silenced version; two repeats land before its update is answered.
+    let shown = db.alert(id).await.unwrap().unwrap();
+    let twice = [alert("s-1", AlertStatus::Firing), alert("s-1", AlertStatus::Firing)];
+    let repeats = db.ingest_alerts(&twice, &[], at(1_000), sync).await.unwrap();
+    assert!(repeats.iter().all(|r| r.intake == Intake::Repeat));
+    db.alert_synced(id, shown.version, "C0ALERTS", "1.000001", at(1_100), gap)
+        .await
+        .unwrap();
+    assert_eq!(
+        next_sync().await,
+        due_at_the_end,
+        "the next sync is the silence's end, not a gap later"
+    );
+    assert_eq!(
+        db.alert(id).await.unwrap().unwrap().fire_count,
+        3,
+        "the repeats are counted"
+    );
+    // Resolved, and firing again an hour later, still silenced: a new episode, posted when
+    // the silence ends.
+    let resolved = db
+        .ingest_alerts(&[alert("s-1", AlertStatus::Resolved)], &[], at(2_000), sync)
+        .await
+        .unwrap();
+    assert_eq!(resolved[0].intake, Intake::Resolve);
+    let again = db
+        .ingest_alerts(&[alert("s-1", AlertStatus::Firing)], &[], at(3_600_000), sync)
+        .await
+        .unwrap();
+    assert_eq!(again[0].intake, Intake::Reopen);
+    let group = db.alert(id).await.unwrap().unwrap();
+    assert_eq!((group.episode, group.message_ts.as_deref()), (2, None));
+    assert_eq!(
+        next_sync().await,
+        due_at_the_end,
+        "the new episode's message waits for the silence's end"
+    );
+    if let Some(file) = file {
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+/// "Link to incident" reads the group before it writes; the poster may post the group's
+/// message in between. The link's own update must still be scheduled, or the message never
+/// says "Linked to INC-1".
+#[tokio::test]
+async fn a_link_read_before_the_post_landed_still_updates_the_message() {
+    use incident_bot::alerts::AlertStatus;
+    let (db, _other, file) = two_pools().await;
+    let gap = Duration::from_millis(50);
+    let sync = incident_bot::db::SyncPolicy {
+        posting: true,
+        update_gap: gap,
+    };
+    let now = chrono::Utc::now();
+    let fired = db
+        .ingest_alerts(&[alert("l-1", AlertStatus::Firing)], &[], now, sync)
+        .await
+        .unwrap();
+    let id = fired[0].group;
+    let read_by_the_link = db.alert(id).await.unwrap().unwrap();
+    assert_eq!(
+        read_by_the_link.message_ts, None,
+        "not posted yet when the link reads it"
+    );
+    db.alert_synced(id, read_by_the_link.version, "C0ALERTS", "1.000001", now, gap)
+        .await
+        .unwrap();
+    assert_eq!(db.next_alert_sync().await.unwrap(), None, "posted: nothing more to do");
+    let incident = match db
+        .declare(&new_incident("Checkout errors"), "view:link", now, &slas())
+        .await
+        .unwrap()
+    {
+        DeclareOutcome::Created(i) | DeclareOutcome::Duplicate(i) => i,
+    };
+    assert!(db
+        .link_alert(&read_by_the_link, incident.id, "U0BOB", false, now, sync)
+        .await
+        .unwrap());
+    assert!(
+        db.next_alert_sync().await.unwrap().is_some(),
+        "the posted message is updated to show the link"
+    );
+    if let Some(file) = file {
+        let _ = std::fs::remove_file(file);
+    }
+}
+
 /// A person's change (an envelope handler, on the main runtime) waits on SQLite for the
 /// transaction under way and at most one background writer, not for every outbox job queued
 /// before it; PostgreSQL needs no turn (its row locks queue writers).

@@ -129,6 +129,58 @@ const SCHEDULE_UPDATE: &str =
     "COALESCE(sync_due_at, CASE WHEN last_synced_at IS NOT NULL AND last_synced_at + $3 > $2 \
     THEN last_synced_at + $3 ELSE $2 END)";
 
+/// A group's run of repeats (and flaps) within one batch: written as one row of one
+/// statement ([`write_repeats`]) rather than a statement per alert.
+struct Repeats {
+    id: i64,
+    fires: i64,
+    flaps: i64,
+    title: String,
+    labels: String,
+    links: String,
+    /// Held back by a silence: the message does not change (no new version, no sync), so a
+    /// sync already under way does not follow up with the repeats; the sync at the silence's
+    /// end shows them.
+    held: bool,
+    /// Schedules the message's update (there is a triage channel and it is not held).
+    posting: bool,
+}
+
+/// Groups' repeats per statement: 10 bound values a row, well under either database's limit.
+const REPEAT_ROWS: usize = 500;
+
+/// Applies `$runs` (an iterator of [`Repeats`]) inside `$tx` at `$at` (ms), with update gap
+/// `$gap` (ms): one `UPDATE … FROM (VALUES …)` per [`REPEAT_ROWS`] groups. The rows are already
+/// locked in id order (PostgreSQL), so the join's order cannot deadlock.
+macro_rules! write_repeats {
+    ($tx:ident, $runs:expr, $at:expr, $gap:expr) => {{
+        let runs: Vec<Repeats> = $runs.collect();
+        for chunk in runs.chunks(REPEAT_ROWS) {
+            let mut q = sqlx::QueryBuilder::new(format!(
+                "UPDATE alert_groups SET status = 'firing', last_seen = v.column2, fire_count = fire_count + v.column4, \
+                 flaps = flaps + v.column5, resolved_at = NULL, title = v.column6, labels = v.column7, links = v.column8, \
+                 version = version + CASE WHEN v.column9 THEN 0 ELSE 1 END, \
+                 sync_due_at = CASE WHEN v.column10 THEN {} ELSE sync_due_at END FROM (",
+                SCHEDULE_UPDATE.replace("$2", "v.column2").replace("$3", "v.column3")
+            ));
+            q.push_values(chunk, |mut row, r| {
+                row.push_bind(r.id)
+                    .push_bind($at)
+                    .push_bind($gap)
+                    .push_bind(r.fires)
+                    .push_bind(r.flaps)
+                    .push_bind(r.title.clone())
+                    .push_bind(r.labels.clone())
+                    .push_bind(r.links.clone())
+                    .push_bind(r.held)
+                    .push_bind(r.posting);
+            });
+            q.push(") AS v WHERE alert_groups.id = v.column1");
+            q.build().execute(&mut *$tx).await?;
+        }
+    }};
+}
+
 /// Appends an `alert_events` row inside `$tx`: (group, at ms, kind, actor, details).
 macro_rules! alert_event {
     ($tx:ident, $group:expr, $at:expr, $kind:expr, $actor:expr, $details:expr) => {
@@ -238,8 +290,8 @@ impl Db {
     /// and for groups linked to an open incident, its timeline events and notices.
     ///
     /// Set-based where it can be: the batch's new groups are one insert, the state of all its
-    /// groups one locked read, its events one insert; only an alert that changes an existing
-    /// group costs a statement of its own. Groups are inserted and locked in one order (by
+    /// groups one locked read, their repeats one update, its events one insert; only an alert
+    /// that changes an existing group otherwise (resolves, reopens) costs a statement of its own. Groups are inserted and locked in one order (by
     /// key, then by id), so concurrent batches on PostgreSQL queue rather than deadlock.
     pub async fn ingest_alerts(
         &self,
@@ -361,6 +413,8 @@ impl Db {
                 // 3. Each alert in order, on the state its group's earlier alerts left.
                 let mut events: Vec<(i64, &'static str, String)> = Vec::with_capacity(batch.len());
                 let mut out = Vec::with_capacity(batch.len());
+                // Each group's repeats since its last other change, written together.
+                let mut repeats: BTreeMap<usize, Repeats> = BTreeMap::new();
                 for (i, a) in batch.iter().enumerate() {
                     let auto = autos[i];
                     let key = &slots[slot_of[i]];
@@ -373,40 +427,51 @@ impl Db {
                         anyhow::bail!("alert group {}/{} vanished during its intake", a.source, a.fingerprint);
                     };
                     let intake = alerts::plan(Some(&group.state), a.status, now);
-                    let posting = sync.posting && !alerts::silenced(&group.state, now);
+                    let held = alerts::silenced(&group.state, now);
+                    let posting = sync.posting && !held;
                     let open_incident = group.open_incident;
                     let id = group.id;
+                    if !matches!(intake, Intake::Repeat | Intake::Flap) {
+                        // Another kind of change comes after the group's repeats so far.
+                        if let Some(run) = repeats.remove(&slot_of[i]) {
+                            write_repeats!(tx, std::iter::once(run), at, gap);
+                        }
+                    }
                     match intake {
                         Intake::New => unreachable!("an existing group is never new"),
                         Intake::Repeat | Intake::Flap => {
-                            sqlx::query(&format!(
-                                "UPDATE alert_groups SET status = 'firing', last_seen = $2, fire_count = fire_count + 1, \
-                                 flaps = flaps + $4, resolved_at = NULL, title = $6, labels = $7, links = $8, \
-                                 version = version + 1, sync_due_at = CASE WHEN $5 THEN {SCHEDULE_UPDATE} ELSE sync_due_at END \
-                                 WHERE id = $1"
-                            ))
-                            .bind(id)
-                            .bind(at)
-                            .bind(gap)
-                            .bind(i64::from(intake == Intake::Flap))
-                            .bind(posting)
-                            .bind(&a.title)
-                            .bind(labels_json(&a.labels))
-                            .bind(links_json(&a.links))
-                            .execute(&mut *tx)
-                            .await?;
+                            let run = repeats.entry(slot_of[i]).or_insert_with(|| Repeats {
+                                id,
+                                fires: 0,
+                                flaps: 0,
+                                title: String::new(),
+                                labels: String::new(),
+                                links: String::new(),
+                                held,
+                                posting,
+                            });
+                            run.fires += 1;
+                            run.flaps += i64::from(intake == Intake::Flap);
+                            a.title.clone_into(&mut run.title);
+                            run.labels = labels_json(&a.labels);
+                            run.links = links_json(&a.links);
                         }
                         Intake::Reopen => {
                             // A new episode: a new message, counts from one, acknowledgement
-                            // starts over (a silence holds); the incident link stays while the
-                            // incident is open.
+                            // starts over (a silence holds, and the message waits for its end);
+                            // the incident link stays while the incident is open.
+                            let due = if posting {
+                                Some(at)
+                            } else {
+                                group.state.silenced_until.filter(|_| sync.posting).map(to_ms)
+                            };
                             sqlx::query(
                                 "UPDATE alert_groups SET status = 'firing', episode = episode + 1, first_seen = $2, \
                                  last_seen = $2, resolved_at = NULL, fire_count = 1, flaps = 0, acked_by = NULL, \
                                  acked_at = NULL, title = $3, severity = $4, raw_severity = $5, service = $6, labels = $7, \
                                  links = $8, description = $9, starts_at = $10, incident_id = $11, auto_rule = $12, \
                                  message_ts = NULL, channel_id = NULL, uncertain = FALSE, version = version + 1, \
-                                 sync_due_at = CASE WHEN $13 THEN $2 ELSE NULL END WHERE id = $1",
+                                 sync_due_at = $13 WHERE id = $1",
                             )
                             .bind(id)
                             .bind(at)
@@ -420,20 +485,21 @@ impl Db {
                             .bind(a.starts_at.map(to_ms))
                             .bind(open_incident)
                             .bind(if open_incident.is_some() { None } else { auto })
-                            .bind(posting)
+                            .bind(due)
                             .execute(&mut *tx)
                             .await?;
                         }
                         Intake::Resolve => {
                             sqlx::query(&format!(
                                 "UPDATE alert_groups SET status = 'resolved', last_seen = $2, resolved_at = $2, \
-                                 auto_rule = NULL, version = version + 1, \
+                                 auto_rule = NULL, version = version + CASE WHEN $5 THEN 0 ELSE 1 END, \
                                  sync_due_at = CASE WHEN $4 THEN {SCHEDULE_UPDATE} ELSE sync_due_at END WHERE id = $1"
                             ))
                             .bind(id)
                             .bind(at)
                             .bind(gap)
                             .bind(posting)
+                            .bind(held)
                             .execute(&mut *tx)
                             .await?;
                         }
@@ -473,7 +539,9 @@ impl Db {
                         auto_declare: intake == Intake::Reopen && open_incident.is_none() && auto.is_some(),
                     });
                 }
-                // 4. Every alert's event, in order.
+                // 4. The repeats not yet written: one statement for all their groups.
+                write_repeats!(tx, std::mem::take(&mut repeats).into_values(), at, gap);
+                // 5. Every alert's event, in order.
                 for chunk in events.chunks(INSERT_ROWS) {
                     let mut q = sqlx::QueryBuilder::new("INSERT INTO alert_events (group_id, at, kind, actor, details) ");
                     q.push_values(chunk, |mut row, (group, kind, d)| {
@@ -739,14 +807,17 @@ impl Db {
                 let (_writer, mut tx) = begin_write!(self, pool);
                 let changed = sqlx::query(&format!(
                     "UPDATE alert_groups SET incident_id = $4, auto_rule = NULL, version = version + 1, \
-                     sync_due_at = CASE WHEN $5 THEN {SCHEDULE_UPDATE} ELSE sync_due_at END \
+                     sync_due_at = CASE WHEN $5 AND message_ts IS NOT NULL THEN {SCHEDULE_UPDATE} ELSE sync_due_at END \
                      WHERE id = $1 AND (incident_id IS NULL OR incident_id <> $4)"
                 ))
                 .bind(group.id)
                 .bind(at)
                 .bind(gap)
                 .bind(incident.0)
-                .bind(sync.posting && group.message_ts.is_some())
+                // Whether the message is posted is read from the row, not from `group`: the
+                // poster may have posted it since `group` was read (then its sync already ran,
+                // and only this update shows the link).
+                .bind(sync.posting)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
