@@ -537,6 +537,35 @@ async fn a_persons_write_waits_for_at_most_one_background_writer() {
     }
 }
 
+/// The outbox's claims and lease renewals are single statements outside a transaction; on
+/// SQLite they take the write turn as well, so they never hold the file's lock while a
+/// person's transaction sleeps in the busy handler.
+#[tokio::test]
+async fn single_statement_writes_wait_for_the_write_turn() {
+    let (db, _other, file) = two_pools().await;
+    let Some(held) = db.writer().await else { return };
+    let now = chrono::Utc::now();
+    let claim = {
+        let db = db.clone();
+        tokio::spawn(async move { db.claim_jobs("replica-a", now, Duration::from_secs(30), 10).await })
+    };
+    let renew = {
+        let db = db.clone();
+        tokio::spawn(async move { db.renew_leases("replica-a", now).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !claim.is_finished() && !renew.is_finished(),
+        "a claim or a lease renewal wrote while another writer had the turn"
+    );
+    drop(held);
+    assert!(claim.await.unwrap().unwrap().is_empty());
+    assert_eq!(renew.await.unwrap().unwrap(), 0);
+    if let Some(file) = file {
+        let _ = std::fs::remove_file(file);
+    }
+}
+
 /// SQLite's write-ahead log is copied into the database file by the bot's background lane, not
 /// by whichever commit crosses SQLite's default 1,000 pages (a checkpoint fsyncs twice: inside
 /// a person's change, or before an alert's 202, that was the latency tail). Commits checkpoint

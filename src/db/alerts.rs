@@ -2,7 +2,9 @@
 //! HTTP answer), the triage message's sync state (claimed with a lease like outbox jobs), the
 //! triage actions, and links to incidents (with their timeline events and notices).
 
-use super::{begin_write, first_time_in, from_ms, insert_event, skip_locked, to_ms, with_pool, Db, INSERT_JOB};
+use super::{
+    begin_write, first_time_in, from_ms, insert_event, skip_locked, to_ms, with_pool, write_alone, Db, INSERT_JOB,
+};
 use crate::alerts::{self, Alert, AlertRule, AlertStatus, GroupState, Intake, Link, StoredAlert};
 use crate::incident::change::Notice;
 use crate::incident::model::{EventKind, IncidentId, Status};
@@ -621,7 +623,7 @@ impl Db {
              RETURNING {ALERT_COLUMNS}"
         );
         let until = to_ms(now) + lease.as_millis() as i64;
-        let mut rows: Vec<AlertRow> = with_pool!(self, |pool| {
+        let mut rows: Vec<AlertRow> = write_alone!(self, |pool| {
             sqlx::query_as::<_, AlertRow>(&sql)
                 .bind(until)
                 .bind(to_ms(now))
@@ -659,7 +661,7 @@ impl Db {
         gap: Duration,
     ) -> anyhow::Result<()> {
         let at = to_ms(now);
-        with_pool!(self, |pool| {
+        write_alone!(self, |pool| {
             sqlx::query(
                 "UPDATE alert_groups SET channel_id = $2, message_ts = $3, synced_version = $4, last_synced_at = $5, \
                  locked_until = NULL, uncertain = FALSE, sync_attempts = 0, last_error = NULL, \
@@ -687,7 +689,7 @@ impl Db {
         error: &str,
         uncertain: bool,
     ) -> anyhow::Result<()> {
-        with_pool!(self, |pool| {
+        write_alone!(self, |pool| {
             sqlx::query(
                 "UPDATE alert_groups SET locked_until = NULL, sync_due_at = $2, last_error = $3, uncertain = $4 WHERE id = $1",
             )
@@ -717,7 +719,7 @@ impl Db {
 
     /// Drops a group's pending automatic declaration (it cannot be done: said in the log).
     pub async fn clear_auto_rule(&self, group: i64) -> anyhow::Result<()> {
-        with_pool!(self, |pool| {
+        write_alone!(self, |pool| {
             sqlx::query("UPDATE alert_groups SET auto_rule = NULL WHERE id = $1")
                 .bind(group)
                 .execute(pool)

@@ -3,7 +3,9 @@
 //! (`change_jobs`). Every state move is stored with its timeline event and its jobs in one
 //! transaction.
 
-use super::{begin_write, first_time_in, from_ms, insert_event, skip_locked, to_ms, with_pool, Db, INSERT_JOB};
+use super::{
+    begin_write, first_time_in, from_ms, insert_event, skip_locked, to_ms, with_pool, write_alone, Db, INSERT_JOB,
+};
 use crate::calendar::{
     ChangeKind, ChangeNumber, ChangeState, Conflict, Freeze, Move, NewChange, PlannedChange, Risk,
     REMIND_BEFORE_MINUTES,
@@ -839,7 +841,7 @@ impl Db {
             .services
             .as_ref()
             .map(|s| serde_json::to_string(s).unwrap_or_default());
-        with_pool!(self, |pool| sqlx::query(
+        write_alone!(self, |pool| sqlx::query(
             "INSERT INTO change_freezes (name, starts_at, ends_at, services, created_by, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)"
         )
@@ -888,7 +890,7 @@ impl Db {
         dedupe: Option<&str>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<bool> {
-        let n = with_pool!(self, |pool| {
+        let n = write_alone!(self, |pool| {
             sqlx::query(
             "INSERT INTO change_jobs (change_id, kind, payload, due_at, created_at, dedupe) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (dedupe) DO NOTHING"
@@ -922,7 +924,7 @@ impl Db {
              RETURNING id, change_id, kind, payload, attempts, due_at, created_at"
         );
         let until = to_ms(now) + lease.as_millis() as i64;
-        let rows: Vec<JobRow> = with_pool!(self, |pool| sqlx::query_as::<_, JobRow>(&sql)
+        let rows: Vec<JobRow> = write_alone!(self, |pool| sqlx::query_as::<_, JobRow>(&sql)
             .bind(until)
             .bind(to_ms(now))
             .bind(limit)
@@ -946,7 +948,7 @@ impl Db {
 
     /// Marks a change job done.
     pub async fn finish_change_job(&self, id: i64, now: DateTime<Utc>) -> anyhow::Result<()> {
-        with_pool!(self, |pool| sqlx::query(
+        write_alone!(self, |pool| sqlx::query(
             "UPDATE change_jobs SET done_at = $1, locked_until = NULL WHERE id = $2"
         )
         .bind(to_ms(now))
@@ -970,7 +972,7 @@ impl Db {
             None => "UPDATE change_jobs SET failed_at = $1, last_error = $2, locked_until = NULL WHERE id = $3",
         };
         let at = to_ms(due.unwrap_or(now));
-        with_pool!(self, |pool| sqlx::query(sql)
+        write_alone!(self, |pool| sqlx::query(sql)
             .bind(at)
             .bind(error)
             .bind(id)

@@ -4,8 +4,8 @@
 //! its outbox job in one transaction.
 
 use super::{
-    begin_write, first_time_in, from_ms, insert_event, skip_locked, to_ms, with_pool, Db, Refused, BOT_ACTOR,
-    INSERT_JOB,
+    begin_write, first_time_in, from_ms, insert_event, skip_locked, to_ms, with_pool, write_alone, Db, Refused,
+    BOT_ACTOR, INSERT_JOB,
 };
 use crate::comms::metrics::{CommsIncident, Published};
 use crate::comms::{
@@ -342,7 +342,7 @@ impl Db {
 
     /// Records where a draft's Approve / Edit message is.
     pub async fn set_customer_draft_ts(&self, update_id: i64, ts: &str) -> anyhow::Result<()> {
-        with_pool!(self, |pool| sqlx::query(
+        write_alone!(self, |pool| sqlx::query(
             "UPDATE customer_updates SET draft_ts = $2 WHERE id = $1"
         )
         .bind(update_id)

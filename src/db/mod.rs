@@ -60,6 +60,17 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+/// [`with_pool!`] for a write that is one statement outside a transaction (a claim, a lease, a
+/// sync's bookkeeping): it takes the SQLite write turn for that statement too, so it never
+/// holds the file's lock while a person's transaction sleeps in the busy handler behind it.
+macro_rules! write_alone {
+    ($db:expr, |$pool:ident| $body:expr) => {{
+        let _turn = $db.writer().await;
+        $crate::db::with_pool!($db, |$pool| $body)
+    }};
+}
+pub(crate) use write_alone;
+
 /// Begins a write transaction on `$pool` in a method of [`Db`], after taking the process's
 /// write turn on SQLite ([`Db::writer`]): `let (_writer, mut tx) = begin_write!(self, pool);`
 /// (the turn is released after the transaction ends, committed or dropped).

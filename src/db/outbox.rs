@@ -1,6 +1,6 @@
 //! Outbox jobs: claim with a lease, complete atomically with their incident changes.
 
-use super::{begin_write, from_ms, insert_event, skip_locked, to_ms, with_pool, Db, INSERT_JOB};
+use super::{begin_write, from_ms, insert_event, skip_locked, to_ms, with_pool, write_alone, Db, INSERT_JOB};
 use crate::incident::model::{EventKind, IncidentId};
 use crate::outbox::{Job, JobKind};
 use chrono::{DateTime, Utc};
@@ -73,7 +73,7 @@ impl Db {
              RETURNING id, incident_id, kind, payload, attempts, uncertain, created_at"
         );
         let until = to_ms(now) + lease.as_millis() as i64;
-        let rows: Vec<JobRow> = with_pool!(self, |pool| {
+        let rows: Vec<JobRow> = write_alone!(self, |pool| {
             sqlx::query_as::<_, JobRow>(&sql)
                 .bind(until)
                 .bind(to_ms(now))
@@ -212,7 +212,7 @@ impl Db {
     }
 
     async fn retry_job_id(&self, job_id: i64, due: DateTime<Utc>, error: &str, uncertain: bool) -> anyhow::Result<()> {
-        with_pool!(self, |pool| {
+        write_alone!(self, |pool| {
             sqlx::query(
                 "UPDATE outbox SET due_at = $1, locked_until = NULL, locked_by = NULL, last_error = $2, uncertain = $3 \
                  WHERE id = $4",
@@ -232,7 +232,7 @@ impl Db {
     /// that runs longer than one lease (a `Retry-After`, a slow Slack) is never taken over by
     /// another replica, while a dead holder's jobs are free again one short lease later.
     pub async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> anyhow::Result<u64> {
-        let n = with_pool!(self, |pool| {
+        let n = write_alone!(self, |pool| {
             sqlx::query(
                 "UPDATE outbox SET locked_until = $1 WHERE locked_by = $2 AND locked_until IS NOT NULL \
                  AND done_at IS NULL AND failed_at IS NULL",
@@ -263,7 +263,7 @@ impl Db {
             "UPDATE outbox SET locked_until = NULL, locked_by = NULL, uncertain = TRUE \
              WHERE locked_until IS NOT NULL AND done_at IS NULL AND failed_at IS NULL{not_live}"
         );
-        let n = with_pool!(self, |pool| {
+        let n = write_alone!(self, |pool| {
             let mut query = sqlx::query(&sql);
             for owner in live {
                 query = query.bind(owner);

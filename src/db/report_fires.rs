@@ -5,7 +5,7 @@
 //! answer runs out and the slot is claimed again as [`SlotClaim::Again`], whose holder looks for
 //! the earlier attempt's post before posting (see `slack::report`).
 
-use super::{to_ms, with_pool, Db};
+use super::{to_ms, with_pool, write_alone, Db};
 use chrono::{DateTime, Utc};
 
 /// The answer to a claim of a report slot.
@@ -32,7 +32,7 @@ impl Db {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> anyhow::Result<SlotClaim> {
-        let attempts: Option<(i64,)> = with_pool!(self, |pool| {
+        let attempts: Option<(i64,)> = write_alone!(self, |pool| {
             sqlx::query_as(
                 "INSERT INTO report_fires (schedule_key, slot, fired_at, posted, lease_until, attempts) \
                  VALUES ($1, $2, $3, FALSE, $4, 1) \
@@ -54,7 +54,7 @@ impl Db {
             Some(_) => return Ok(SlotClaim::Again),
             None => {}
         }
-        let (posted, lease_until): (bool, i64) = with_pool!(self, |pool| {
+        let (posted, lease_until): (bool, i64) = write_alone!(self, |pool| {
             sqlx::query_as("SELECT posted, lease_until FROM report_fires WHERE schedule_key = $1 AND slot = $2")
                 .bind(schedule)
                 .bind(slot)
@@ -73,7 +73,7 @@ impl Db {
     /// Records that the slot is done (its report is in the channel, or it was given up): no
     /// claim takes it again.
     pub async fn mark_report_posted(&self, schedule: &str, slot: &str) -> anyhow::Result<()> {
-        with_pool!(self, |pool| {
+        write_alone!(self, |pool| {
             sqlx::query("UPDATE report_fires SET posted = TRUE WHERE schedule_key = $1 AND slot = $2")
                 .bind(schedule)
                 .bind(slot)
@@ -93,7 +93,7 @@ impl Db {
         } else {
             "DELETE FROM report_fires WHERE schedule_key = $1 AND slot = $2 AND posted = FALSE"
         };
-        with_pool!(self, |pool| {
+        write_alone!(self, |pool| {
             sqlx::query(sql)
                 .bind(schedule)
                 .bind(slot)
