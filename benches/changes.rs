@@ -59,7 +59,7 @@ async fn service_feed(label: &str, db: &Db, now: chrono::DateTime<Utc>) -> anyho
     for _ in 0..5 {
         let fresh = service();
         let t = Instant::now();
-        let body = fresh.calendar_feed(at).await?;
+        let body = String::from_utf8(fresh.calendar_feed(at).await?.to_vec())?;
         firsts.push(t.elapsed().as_secs_f64() * 1000.0);
         events = body.matches("BEGIN:VEVENT").count();
     }
@@ -80,7 +80,7 @@ async fn service_feed(label: &str, db: &Db, now: chrono::DateTime<Utc>) -> anyho
             .await?
             .ok();
         let t = Instant::now();
-        let body = kept.calendar_feed(at).await?;
+        let body = String::from_utf8(kept.calendar_feed(at).await?.to_vec())?;
         after_write.push(t.elapsed().as_secs_f64() * 1000.0);
         let uid = format!("UID:chg-{}@incident-bot", c.id);
         let event = body.split("BEGIN:VEVENT").find(|e| e.contains(&uid));

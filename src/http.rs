@@ -134,8 +134,8 @@ async fn accept_loop(
     }
 }
 
-fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -158,9 +158,9 @@ async fn route(
             let path = path.to_string();
             crate::intake::handle(alerts, &path, request).await
         }
-        "/healthz" => text(StatusCode::OK, PLAIN, "ok\n".into()),
+        "/healthz" => text(StatusCode::OK, PLAIN, "ok\n"),
         "/readyz" => match readiness(db, connected, auth).await {
-            Ok(()) => text(StatusCode::OK, PLAIN, "ready\n".into()),
+            Ok(()) => text(StatusCode::OK, PLAIN, "ready\n"),
             Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, format!("{reason}\n")),
         },
         "/metrics" => {
@@ -171,7 +171,7 @@ async fn route(
                 METRICS.render(&gauges),
             )
         }
-        _ => text(StatusCode::NOT_FOUND, PLAIN, "not found\n".into()),
+        _ => text(StatusCode::NOT_FOUND, PLAIN, "not found\n"),
     }
 }
 
@@ -198,7 +198,7 @@ async fn calendar_feed(
         Ok(body) => text(StatusCode::OK, "text/calendar; charset=utf-8", body),
         Err(e) => {
             tracing::warn!(error = %e, "calendar feed: database unavailable");
-            text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "database unavailable\n".into())
+            text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "database unavailable\n")
         }
     }
 }

@@ -88,7 +88,8 @@ pub struct CachedFeed {
     /// Change id → (start, end, number, sequence, rendered `VEVENT`).
     events: std::collections::HashMap<i64, KeptEvent>,
     freezes: Vec<Freeze>,
-    body: std::sync::Arc<String>,
+    /// Shared with every response that serves it (a poll copies no bytes).
+    body: bytes::Bytes,
     assembled: std::time::Instant,
 }
 
@@ -130,7 +131,7 @@ impl CachedFeed {
             .collect();
         shown.sort_by_key(|e| (e.starts_at, e.number));
         let body = calendar::ics::assemble(&self.freezes, shown.iter().map(|e| e.text.as_str()), now);
-        self.body = std::sync::Arc::new(body);
+        self.body = bytes::Bytes::from(body);
         self.assembled = std::time::Instant::now();
     }
 }
@@ -443,7 +444,7 @@ impl Service {
     /// moved, or every [`FEED_KEPT`], reads and renders again only the changes written since. All changes are read again when
     /// the window's end passes what was read (daily) or after a restart. Concurrent requests
     /// wait for one look.
-    pub async fn calendar_feed(&self, now: DateTime<Utc>) -> anyhow::Result<String> {
+    pub async fn calendar_feed(&self, now: DateTime<Utc>) -> anyhow::Result<bytes::Bytes> {
         let (from, to) = calendar::ics::feed_window(now);
         let mut kept = self.feed_cache.lock().await;
         match kept.as_mut() {
@@ -474,7 +475,7 @@ impl Service {
                         feed.assemble(from, to, now);
                     }
                 }
-                return Ok(feed.body.as_ref().clone());
+                return Ok(feed.body.clone());
             }
             _ => {}
         }
@@ -491,11 +492,11 @@ impl Service {
             covered_to,
             events: events.into_iter().collect(),
             freezes,
-            body: std::sync::Arc::default(),
+            body: bytes::Bytes::new(),
             assembled: std::time::Instant::now(),
         };
         feed.assemble(from, to, now);
-        let body = feed.body.as_ref().clone();
+        let body = feed.body.clone();
         *kept = Some(feed);
         Ok(body)
     }
