@@ -849,11 +849,25 @@ async fn a_silence_that_ends_shows_on_the_message_with_the_repeats_it_held_back(
         assert_eq!(post(&stack, "/alerts/generic", GENERIC_TOKEN, &fire()).await.0, 202);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (_, _, blocks) = wait_message(&stack, &["Alert s-1"]).await;
-    assert!(blocks.contains("Silenced until") && blocks.contains("1×"), "{blocks}");
     // When the silence ends the message is synced once more, unprompted: no "silenced", three fires.
     let (_, _, blocks) = wait_message(&stack, &["Alert s-1", "3×"]).await;
     assert!(!blocks.contains("Silenced until"), "{blocks}");
     assert!(chrono::Utc::now() >= until, "not before the silence ended");
+    // And no update before that showed the repeats (however slow this machine was meanwhile).
+    let updates: Vec<String> = stack
+        .sandbox
+        .calls_to("chat.update")
+        .iter()
+        .map(|c| c.params.to_string())
+        .collect();
+    assert!(updates.iter().any(|p| p.contains("Silenced until") && p.contains("1×")));
+    let shown_silenced: Vec<&String> = updates
+        .iter()
+        .filter(|p| p.contains("Silenced until") && !p.contains("1×"))
+        .collect();
+    assert!(
+        shown_silenced.is_empty(),
+        "a silenced message showed its repeats: {shown_silenced:?}"
+    );
     assert_slack_happy(&stack);
 }
