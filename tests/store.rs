@@ -8,6 +8,14 @@ use incident_bot::incident::model::*;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+/// The triage poster's policy: posting, with `update_gap` between a message's updates.
+fn posting_every(update_gap: Duration) -> incident_bot::db::SyncPolicy {
+    incident_bot::db::SyncPolicy {
+        posting: true,
+        update_gap,
+    }
+}
+
 async fn two_pools() -> (Db, Db, Option<std::path::PathBuf>) {
     match common::database() {
         Some((url, schema)) => (
@@ -320,10 +328,7 @@ fn alert(fingerprint: &str, status: incident_bot::alerts::AlertStatus) -> incide
 async fn alert_batches_are_chunked_applied_in_order_and_written_side_by_side() {
     use incident_bot::alerts::{AlertStatus, Intake};
     let (a, b, file) = two_pools().await;
-    let sync = incident_bot::db::SyncPolicy {
-        posting: true,
-        update_gap: Duration::from_secs(10),
-    };
+    let sync = posting_every(Duration::from_secs(10));
     let now = chrono::Utc::now();
     // 700 groups, each firing, then firing again, then resolved, in one batch.
     let keys: Vec<String> = (0..700).map(|i| format!("fp-{i:04}")).collect();
@@ -378,10 +383,7 @@ async fn a_silence_holds_repeats_and_a_new_episode_back_until_it_ends() {
     use incident_bot::alerts::{AlertStatus, Intake};
     let (db, _other, file) = two_pools().await;
     let gap = Duration::from_secs(10);
-    let sync = incident_bot::db::SyncPolicy {
-        posting: true,
-        update_gap: gap,
-    };
+    let sync = posting_every(gap);
     let t0 = chrono::Utc::now();
     let at = |ms: i64| t0 + chrono::Duration::milliseconds(ms);
     let fired = db
@@ -449,10 +451,7 @@ async fn a_link_read_before_the_post_landed_still_updates_the_message() {
     use incident_bot::alerts::AlertStatus;
     let (db, _other, file) = two_pools().await;
     let gap = Duration::from_millis(50);
-    let sync = incident_bot::db::SyncPolicy {
-        posting: true,
-        update_gap: gap,
-    };
+    let sync = posting_every(gap);
     let now = chrono::Utc::now();
     let fired = db
         .ingest_alerts(&[alert("l-1", AlertStatus::Firing)], &[], now, sync)
