@@ -373,7 +373,7 @@ impl Db {
                     }
                 }
                 for id in &fresh {
-                    super::assign_next_number!(tx, "change_number", "changes", id);
+                    super::assign_next_number!(self, tx, "change_number", "changes", id);
                 }
                 tx.commit().await?;
                 Ok(ids)

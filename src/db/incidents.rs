@@ -229,7 +229,7 @@ impl Db {
                     .bind(at)
                     .execute(&mut *tx)
                     .await?;
-                super::assign_next_number!(tx, "incident_number", "incidents", id);
+                super::assign_next_number!(self, tx, "incident_number", "incidents", id);
                 tx.commit().await?;
                 Ok(Some(id))
             }

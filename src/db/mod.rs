@@ -140,14 +140,14 @@ pub fn is_deadlock(e: &anyhow::Error) -> bool {
 }
 
 /// Takes the next number from counter `$name` (`incident_number`, `change_number`) inside
-/// transaction `$tx` and gives it to row `$id` of `$table`'s `number` column. Taken last, just
+/// transaction `$tx` of [`Db`] `$db` and gives it to row `$id` of `$table`'s `number` column. Taken last, just
 /// before the commit, so concurrent writers queue on the counter row for as little as possible:
 /// on PostgreSQL the row stays locked until the commit's WAL flush, so take and give are one
 /// statement (one round trip fewer while every other declaration waits); SQLite has one writer
 /// at a time anyway and cannot update inside a `WITH`.
 macro_rules! assign_next_number {
-    ($tx:ident, $name:literal, $table:literal, $id:expr) => {{
-        if $crate::db::is_postgres_tx(&$tx) {
+    ($db:expr, $tx:ident, $name:literal, $table:literal, $id:expr) => {{
+        if $db.is_postgres() {
             sqlx::query(concat!(
                 "WITH next AS (UPDATE counters SET value = value + 1 WHERE name = '",
                 $name,
@@ -177,11 +177,6 @@ macro_rules! assign_next_number {
     }};
 }
 pub(crate) use assign_next_number;
-
-/// Whether `tx` is a PostgreSQL transaction (for the few statements whose best form differs).
-pub(crate) fn is_postgres_tx<DB: sqlx::Database>(_tx: &sqlx::Transaction<'_, DB>) -> bool {
-    DB::NAME == <sqlx::Postgres as sqlx::Database>::NAME
-}
 
 /// Appends a timeline event: `(incident_id, at, actor, kind, details)`.
 pub(crate) const INSERT_EVENT: &str =
