@@ -74,6 +74,10 @@ pub struct SandboxOptions {
     pub ack_deadline: Duration,
     /// How long a `trigger_id` stays usable for `views.open`/`views.push` (Slack: 3 s).
     pub trigger_ttl: Duration,
+    /// The runtime that serves the Web API and the Socket Mode connections; `None`: the one
+    /// that calls [`Sandbox::start`]. A benchmark gives it one of its own, so that the bot's
+    /// tasks never wait behind Slack's in one run queue (Slack runs on machines of its own).
+    pub runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Default for SandboxOptions {
@@ -81,6 +85,7 @@ impl Default for SandboxOptions {
         Self {
             ack_deadline: Duration::from_secs(3),
             trigger_ttl: Duration::from_secs(3),
+            runtime: None,
         }
     }
 }
@@ -342,11 +347,13 @@ impl std::fmt::Debug for Sandbox {
 impl Sandbox {
     /// Binds 127.0.0.1 on a free port and starts serving the Web API and Socket Mode.
     pub async fn start(opts: SandboxOptions) -> anyhow::Result<Sandbox> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .context("binding the Slack sandbox on 127.0.0.1")?;
+        // Bound here, registered with the serving runtime's reactor in its accept loop.
+        let listener =
+            std::net::TcpListener::bind(("127.0.0.1", 0)).context("binding the Slack sandbox on 127.0.0.1")?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let (shutdown, _) = watch::channel(false);
+        let runtime = opts.runtime.clone().unwrap_or_else(tokio::runtime::Handle::current);
         let shared = Arc::new(Shared {
             opts,
             addr,
@@ -354,7 +361,14 @@ impl Sandbox {
             hub: Hub::new(),
             shutdown,
         });
-        tokio::spawn(server::accept_loop(listener, shared.clone()));
+        // Each connection's task is spawned from the accept loop, so it runs there too.
+        let serving = shared.clone();
+        runtime.spawn(async move {
+            match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => server::accept_loop(listener, serving).await,
+                Err(error) => tracing::error!(%error, "the Slack sandbox cannot listen"),
+            }
+        });
         tracing::debug!(%addr, "Slack sandbox listening");
         Ok(Sandbox {
             _owner: Arc::new(Owner(shared.clone())),

@@ -620,6 +620,9 @@ where
 
 /// Handles a frame from the app: an ack `{"envelope_id": .., "payload": ..?}`.
 fn on_client_frame(shared: &Arc<Shared>, connection: u64, text: &str) {
+    // The ack's latency ends when its frame arrives, as Slack measures it: not after the
+    // sandbox has parsed it and applied its payload under the state's lock.
+    let received = Instant::now();
     let Ok(frame) = serde_json::from_str::<Value>(text) else {
         tracing::warn!(connection, frame = text, "Socket Mode frame is not JSON");
         return;
@@ -641,7 +644,7 @@ fn on_client_frame(shared: &Arc<Shared>, connection: u64, text: &str) {
     let ack = Ack {
         envelope_id: pending.envelope_id,
         payload,
-        latency: pending.first_sent.elapsed(),
+        latency: received.saturating_duration_since(pending.first_sent),
         connection,
         delivered_on: pending.connection,
     };
