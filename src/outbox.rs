@@ -15,12 +15,12 @@
 //! database, a restart reclaims at once the jobs of runs that are gone (never those of a run
 //! still alive beside it in the same process).
 
-use crate::db::{Db, JobUpdate};
+use crate::db::{Db, DoneJob, JobUpdate};
 use crate::incident::model::IncidentId;
 use chrono::{DateTime, Utc};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::Instrument;
 
 /// Which side effect a job performs. Stored as its snake_case name.
@@ -256,6 +256,9 @@ pub async fn run<R: Runner>(db: Db, runner: Arc<R>, wake: Arc<Notify>, shutdown:
             }
         });
     }
+    let (results, written) = mpsc::unbounded_channel();
+    let mut writer = tokio::task::JoinSet::new();
+    writer.spawn(write_results(db.clone(), written));
     loop {
         while tasks.try_join_next().is_some() {}
         let now = Utc::now();
@@ -284,8 +287,14 @@ pub async fn run<R: Runner>(db: Db, runner: Arc<R>, wake: Arc<Notify>, shutdown:
             }
             q.incidents.insert(incident, std::collections::VecDeque::from([job]));
             drop(q);
-            let (db, runner, opts, queues, wake) =
-                (db.clone(), runner.clone(), opts.clone(), queues.clone(), wake.clone());
+            let (db, runner, opts, queues, wake, results) = (
+                db.clone(),
+                runner.clone(),
+                opts.clone(),
+                queues.clone(),
+                wake.clone(),
+                results.clone(),
+            );
             tasks.spawn(async move {
                 loop {
                     let job = {
@@ -307,7 +316,9 @@ pub async fn run<R: Runner>(db: Db, runner: Arc<R>, wake: Arc<Notify>, shutdown:
                         incident_id = incident.0,
                         incident = tracing::field::Empty
                     );
-                    finish(&db, &*runner, job, &opts, &queues).instrument(span).await;
+                    finish(&db, &*runner, job, &opts, &queues, &results)
+                        .instrument(span)
+                        .await;
                     // Its follow-on jobs (or its retry) may be due now.
                     wake.notify_one();
                 }
@@ -330,7 +341,49 @@ pub async fn run<R: Runner>(db: Db, runner: Arc<R>, wake: Arc<Notify>, shutdown:
         }
     }
     while tasks.join_next().await.is_some() {}
+    // Every job has its result written (or failed to): the writer ends once its queue does.
+    drop(results);
+    while writer.join_next().await.is_some() {}
     heartbeat.abort_all();
+}
+
+/// A finished job on its way to [`write_results`], and where its write's outcome goes.
+type PendingResult = (DoneJob, oneshot::Sender<anyhow::Result<()>>);
+
+/// Marks finished jobs done, group-committed: every job that finished while the previous batch
+/// was being written goes into the next one transaction. A major incident finishes hundreds of
+/// jobs at once; one transaction each took SQLite's one write turn hundreds of times (and
+/// PostgreSQL's WAL flush), each time ahead of a person's change waiting for it.
+async fn write_results(db: Db, mut queue: mpsc::UnboundedReceiver<PendingResult>) {
+    /// Enough to drain a burst in few transactions, few enough that a person's change waiting
+    /// behind one (for SQLite's write turn, or an incident's row) waits a millisecond or two.
+    const MOST_AT_ONCE: usize = 16;
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MOST_AT_ONCE {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        // Incidents' rows in one order, so that two replicas' batches never deadlock.
+        batch.sort_by_key(|(done, _)| (done.job.incident_id.0, done.job.id));
+        let (done, waiting): (Vec<DoneJob>, Vec<_>) = batch.into_iter().unzip();
+        for (result, waiting) in db.complete_jobs(&done).await.into_iter().zip(waiting) {
+            let _ = waiting.send(result);
+        }
+    }
+}
+
+/// Hands `done` to the results writer and waits until it is written.
+async fn complete(results: &mpsc::UnboundedSender<PendingResult>, done: DoneJob) -> anyhow::Result<()> {
+    let (written, outcome) = oneshot::channel();
+    results
+        .send((done, written))
+        .map_err(|_| anyhow::anyhow!("the outbox's results writer has stopped"))?;
+    outcome
+        .await
+        .map_err(|_| anyhow::anyhow!("the outbox's results writer stopped before writing"))?
 }
 
 /// The jobs claimed and not yet finished: per incident in claim order, and all their ids.
@@ -340,7 +393,14 @@ struct Queues {
     jobs: std::collections::HashSet<i64>,
 }
 
-async fn finish<R: Runner>(db: &Db, runner: &R, job: Job, opts: &OutboxOptions, queues: &Mutex<Queues>) {
+async fn finish<R: Runner>(
+    db: &Db,
+    runner: &R,
+    job: Job,
+    opts: &OutboxOptions,
+    queues: &Mutex<Queues>,
+    results: &mpsc::UnboundedSender<PendingResult>,
+) {
     let started = std::time::Instant::now();
     let outcome = runner.run(job.clone()).await;
     // No longer queued here, before its result is written: once the write releases the job, a
@@ -357,7 +417,15 @@ async fn finish<R: Runner>(db: &Db, runner: &R, job: Job, opts: &OutboxOptions, 
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "outbox job done"
             );
-            db.complete_job(&job, update, now).await
+            complete(
+                results,
+                DoneJob {
+                    job: job.clone(),
+                    update,
+                    at: now,
+                },
+            )
+            .await
         }
         Outcome::Retry { error, after } if job.attempt < opts.max_attempts => {
             let delay = after.unwrap_or_else(|| backoff(opts.base_backoff, job.attempt));

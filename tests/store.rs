@@ -128,6 +128,67 @@ async fn a_job_is_claimed_by_one_replica_until_its_lease_expires() {
     );
 }
 
+/// Jobs that finish together are written in one transaction (group commit), each with its own
+/// changes; when the database refuses the batch, each job is written alone, so that one job's
+/// failure (here a channel id another incident already has) is its own.
+#[tokio::test]
+async fn jobs_finished_together_are_written_together_and_fail_alone() {
+    use incident_bot::db::{DoneJob, JobUpdate, NewJob};
+    use incident_bot::outbox::JobKind;
+    let (db, _b, _file) = two_pools().await;
+    let now = chrono::Utc::now();
+    for n in 0..4 {
+        db.declare(
+            &new_incident(&format!("batch {n}")),
+            &format!("view:batch{n}"),
+            now,
+            &slas(),
+        )
+        .await
+        .unwrap();
+    }
+    let jobs = db.claim_jobs("a", now, Duration::from_secs(30), 100).await.unwrap();
+    assert_eq!(jobs.len(), 4, "one provisioning job per incident");
+    let done = |job: &incident_bot::outbox::Job, channel: &str| DoneJob {
+        job: job.clone(),
+        update: JobUpdate {
+            channel: Some((channel.into(), format!("inc-{}", job.incident_id.0))),
+            card_ts: Some(format!("{}.000100", job.incident_id.0)),
+            event: Some((EventKind::Note, serde_json::json!({ "text": "provisioned" }))),
+            then: vec![NewJob::new(JobKind::PinCard)],
+            ..JobUpdate::default()
+        },
+        at: now,
+    };
+    // Two together: both written, each with its own channel, card, event and next job.
+    let results = db
+        .complete_jobs(&[done(&jobs[0], "C0BATCH0"), done(&jobs[1], "C0BATCH1")])
+        .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    for (job, channel) in [(&jobs[0], "C0BATCH0"), (&jobs[1], "C0BATCH1")] {
+        let incident = db.incident(job.incident_id).await.unwrap();
+        assert_eq!(incident.channel_id.as_deref(), Some(channel));
+        assert_eq!(incident.card_ts, Some(format!("{}.000100", job.incident_id.0)));
+        let timeline = db.timeline(job.incident_id).await.unwrap();
+        assert!(
+            timeline.iter().any(|e| e.kind == EventKind::Note.as_str()),
+            "{timeline:?}"
+        );
+    }
+    // The other two: the second names a channel incident 1 already has. The first is still
+    // written; only the second fails, and stays pending.
+    let results = db
+        .complete_jobs(&[done(&jobs[2], "C0BATCH2"), done(&jobs[3], "C0BATCH0")])
+        .await;
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert!(results[1].is_err(), "a channel id cannot be given twice");
+    let third = db.incident(jobs[2].incident_id).await.unwrap();
+    assert_eq!(third.channel_id.as_deref(), Some("C0BATCH2"));
+    assert_eq!(db.incident(jobs[3].incident_id).await.unwrap().channel_id, None);
+    // Pending: the fourth's job and the three follow-on pins.
+    assert_eq!(db.pending_jobs().await.unwrap(), 4);
+}
+
 /// A SQLite restart frees the jobs its dead previous run held, at once, but never those of a
 /// run still alive beside it (a replica started in the same process must not repeat them).
 #[tokio::test]

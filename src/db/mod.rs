@@ -20,7 +20,7 @@ pub use alerts::{FixtureAlert, Ingested, SyncPolicy};
 pub use calendar::{CalendarRefused, ChangeFigures, ChangeJob, ChangeToStore, Moved};
 pub use changes::{jobs_for, Refused};
 pub use incidents::DeclareOutcome;
-pub use outbox::{JobUpdate, NewJob, BOT_ACTOR};
+pub use outbox::{DoneJob, JobUpdate, NewJob, BOT_ACTOR};
 pub use report_fires::SlotClaim;
 pub use reports::{FixtureEvent, FixtureIncident, ReportScope};
 pub use vendors::VendorEvent;

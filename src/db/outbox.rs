@@ -46,6 +46,15 @@ struct JobRow {
     created_at: i64,
 }
 
+/// A job that finished, with what it changes, to be marked done ([`Db::complete_jobs`]).
+#[derive(Debug, Clone)]
+pub struct DoneJob {
+    pub job: Job,
+    pub update: JobUpdate,
+    /// When it finished (its `done_at`, and the time of its timeline event).
+    pub at: DateTime<Utc>,
+}
+
 pub const BOT_ACTOR: &str = "bot";
 
 impl Db {
@@ -152,52 +161,72 @@ impl Db {
         Ok(n)
     }
 
-    /// Marks `job` done and applies `update`, in one transaction.
-    pub async fn complete_job(&self, job: &Job, update: JobUpdate, now: DateTime<Utc>) -> anyhow::Result<()> {
-        let at = to_ms(now);
-        let id = job.incident_id.0;
+    /// Marks each job of `done` done and applies what it changes (channel, card, announcement,
+    /// timeline event, follow-on jobs), all in one transaction: one write turn and one commit
+    /// for every job that finished while the previous batch was being written (group commit,
+    /// see `outbox::write_results`). When the database refuses the batch, each job is written
+    /// in a transaction of its own, so that one job's failure is its own: one result per job.
+    pub async fn complete_jobs(&self, done: &[DoneJob]) -> Vec<anyhow::Result<()>> {
+        match self.complete_together(done).await {
+            Ok(()) => done.iter().map(|_| Ok(())).collect(),
+            Err(e) if done.len() == 1 => vec![Err(e)],
+            Err(_) => {
+                let mut results = Vec::with_capacity(done.len());
+                for one in done {
+                    results.push(self.complete_together(std::slice::from_ref(one)).await);
+                }
+                results
+            }
+        }
+    }
+
+    /// [`Db::complete_jobs`]' one transaction.
+    async fn complete_together(&self, done: &[DoneJob]) -> anyhow::Result<()> {
         with_pool!(self, |pool| {
             async {
                 let (_writer, mut tx) = begin_write!(self, pool);
-                if let Some((channel_id, name)) = &update.channel {
-                    sqlx::query("UPDATE incidents SET channel_id = $1, channel_name = $2 WHERE id = $3")
-                        .bind(channel_id)
-                        .bind(name)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                if let Some(ts) = &update.card_ts {
-                    sqlx::query("UPDATE incidents SET card_ts = $1 WHERE id = $2")
-                        .bind(ts)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                if let Some(ts) = &update.announce_ts {
-                    sqlx::query("UPDATE incidents SET announce_ts = $1 WHERE id = $2")
-                        .bind(ts)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                if let Some((kind, details)) = &update.event {
-                    insert_event!(tx, id, at, BOT_ACTOR, kind.as_str(), details.to_string())?;
-                }
-                for next in &update.then {
-                    sqlx::query(INSERT_JOB)
-                        .bind(id)
-                        .bind(next.kind.as_str())
-                        .bind(next.payload.to_string())
+                for DoneJob { job, update, at } in done {
+                    let (id, at) = (job.incident_id.0, to_ms(*at));
+                    if let Some((channel_id, name)) = &update.channel {
+                        sqlx::query("UPDATE incidents SET channel_id = $1, channel_name = $2 WHERE id = $3")
+                            .bind(channel_id)
+                            .bind(name)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    if let Some(ts) = &update.card_ts {
+                        sqlx::query("UPDATE incidents SET card_ts = $1 WHERE id = $2")
+                            .bind(ts)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    if let Some(ts) = &update.announce_ts {
+                        sqlx::query("UPDATE incidents SET announce_ts = $1 WHERE id = $2")
+                            .bind(ts)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    if let Some((kind, details)) = &update.event {
+                        insert_event!(tx, id, at, BOT_ACTOR, kind.as_str(), details.to_string())?;
+                    }
+                    for next in &update.then {
+                        sqlx::query(INSERT_JOB)
+                            .bind(id)
+                            .bind(next.kind.as_str())
+                            .bind(next.payload.to_string())
+                            .bind(at)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    sqlx::query("UPDATE outbox SET done_at = $1, locked_until = NULL, locked_by = NULL WHERE id = $2")
                         .bind(at)
+                        .bind(job.id)
                         .execute(&mut *tx)
                         .await?;
                 }
-                sqlx::query("UPDATE outbox SET done_at = $1, locked_until = NULL, locked_by = NULL WHERE id = $2")
-                    .bind(at)
-                    .bind(job.id)
-                    .execute(&mut *tx)
-                    .await?;
                 tx.commit().await
             }
             .await
