@@ -128,6 +128,52 @@ async fn a_job_is_claimed_by_one_replica_until_its_lease_expires() {
     );
 }
 
+/// One interaction (a form, a click) applies its change once even when two replicas receive
+/// it at the same moment: on PostgreSQL the second waits on the first's key and then finds it.
+#[tokio::test]
+async fn a_change_with_one_key_applies_once_across_two_replicas() {
+    use incident_bot::db::Refused;
+    use incident_bot::incident::change::Change;
+    let (a, b, _file) = two_pools().await;
+    let rules = incident_bot::config::Policy::default().rules();
+    let alice = UserId::parse("U0ALICE").unwrap();
+    let now = chrono::Utc::now();
+    for round in 0..10 {
+        let DeclareOutcome::Created(inc) = a
+            .declare(
+                &new_incident(&format!("key {round}")),
+                &format!("view:key{round}"),
+                now,
+                &slas(),
+            )
+            .await
+            .unwrap()
+        else {
+            panic!("declared")
+        };
+        let change = Change::Severity(Severity::Sev1);
+        let key = format!("view:change{round}");
+        let (x, y) = tokio::join!(
+            a.apply_change(inc.id, &change, &alice, now, Some(&key), &rules),
+            b.apply_change(inc.id, &change, &alice, now, Some(&key), &rules)
+        );
+        let outcomes = [x.unwrap(), y.unwrap()];
+        assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1, "{outcomes:?}");
+        assert!(
+            outcomes.iter().any(|o| o == &Err(Refused::AlreadyHandled)),
+            "the other one is the same interaction again: {outcomes:?}"
+        );
+        let severity_events = a
+            .timeline(inc.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == EventKind::Severity.as_str())
+            .count();
+        assert_eq!(severity_events, 1);
+    }
+}
+
 /// Jobs that finish together are written in one transaction (group commit), each with its own
 /// changes; when the database refuses the batch, each job is written alone, so that one job's
 /// failure (here a channel id another incident already has) is its own.
