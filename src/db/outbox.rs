@@ -187,27 +187,21 @@ impl Db {
                 let (_writer, mut tx) = begin_write!(self, pool);
                 for DoneJob { job, update, at } in done {
                     let (id, at) = (job.incident_id.0, to_ms(*at));
-                    if let Some((channel_id, name)) = &update.channel {
-                        sqlx::query("UPDATE incidents SET channel_id = $1, channel_name = $2 WHERE id = $3")
-                            .bind(channel_id)
-                            .bind(name)
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    if let Some(ts) = &update.card_ts {
-                        sqlx::query("UPDATE incidents SET card_ts = $1 WHERE id = $2")
-                            .bind(ts)
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    if let Some(ts) = &update.announce_ts {
-                        sqlx::query("UPDATE incidents SET announce_ts = $1 WHERE id = $2")
-                            .bind(ts)
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
+                    // What provisioning learnt (channel, card, announcement), in one statement.
+                    if update.channel.is_some() || update.card_ts.is_some() || update.announce_ts.is_some() {
+                        let (channel_id, name) = update.channel.clone().unzip();
+                        sqlx::query(
+                            "UPDATE incidents SET channel_id = COALESCE($1, channel_id), \
+                             channel_name = COALESCE($2, channel_name), card_ts = COALESCE($3, card_ts), \
+                             announce_ts = COALESCE($4, announce_ts) WHERE id = $5",
+                        )
+                        .bind(channel_id)
+                        .bind(name)
+                        .bind(update.card_ts.as_deref())
+                        .bind(update.announce_ts.as_deref())
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
                     }
                     if let Some((kind, details)) = &update.event {
                         insert_event!(tx, id, at, BOT_ACTOR, kind.as_str(), details.to_string())?;
