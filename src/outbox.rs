@@ -353,12 +353,25 @@ type PendingResult = (DoneJob, oneshot::Sender<anyhow::Result<()>>);
 /// Marks finished jobs done, group-committed: every job that finished while the previous batch
 /// was being written goes into the next one transaction. A major incident finishes hundreds of
 /// jobs at once; one transaction each took SQLite's one write turn hundreds of times (and
-/// PostgreSQL's WAL flush), each time ahead of a person's change waiting for it.
+/// PostgreSQL's WAL flush), each time ahead of a person's change waiting for it. SQLite has one
+/// writer, so one batch is written at a time; PostgreSQL writes side by side, so batches are
+/// written two at a time there (half the background lane's pool, which the schedulers share).
+/// Batches never share an incident: each incident's jobs run one at a time.
 async fn write_results(db: Db, mut queue: mpsc::UnboundedReceiver<PendingResult>) {
     /// Enough to drain a burst in few transactions, few enough that a person's change waiting
     /// behind one (for SQLite's write turn, or an incident's row) waits a millisecond or two.
     const MOST_AT_ONCE: usize = 16;
+    let side_by_side = match db.is_postgres() {
+        true => (crate::background::CONNECTIONS as usize / 2).max(1),
+        false => 1,
+    };
+    let turns = Arc::new(tokio::sync::Semaphore::new(side_by_side));
+    let mut writing = tokio::task::JoinSet::new();
     while let Some(first) = queue.recv().await {
+        let Ok(turn) = turns.clone().acquire_owned().await else {
+            break;
+        };
+        // Formed once a writer is free: what finished meanwhile joins this batch.
         let mut batch = vec![first];
         while batch.len() < MOST_AT_ONCE {
             match queue.try_recv() {
@@ -368,11 +381,17 @@ async fn write_results(db: Db, mut queue: mpsc::UnboundedReceiver<PendingResult>
         }
         // Incidents' rows in one order, so that two replicas' batches never deadlock.
         batch.sort_by_key(|(done, _)| (done.job.incident_id.0, done.job.id));
-        let (done, waiting): (Vec<DoneJob>, Vec<_>) = batch.into_iter().unzip();
-        for (result, waiting) in db.complete_jobs(&done).await.into_iter().zip(waiting) {
-            let _ = waiting.send(result);
-        }
+        let db = db.clone();
+        writing.spawn(async move {
+            let _turn = turn;
+            let (done, waiting): (Vec<DoneJob>, Vec<_>) = batch.into_iter().unzip();
+            for (result, waiting) in db.complete_jobs(&done).await.into_iter().zip(waiting) {
+                let _ = waiting.send(result);
+            }
+        });
+        while writing.try_join_next().is_some() {}
     }
+    while writing.join_next().await.is_some() {}
 }
 
 /// Hands `done` to the results writer and waits until it is written.
