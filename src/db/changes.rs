@@ -53,7 +53,7 @@ struct Locked {
 
 /// Takes the incident's write lock (on SQLite, the database's), so concurrent changes to one
 /// incident apply one after the other, and reads the row in the same statement, with whether
-/// the interaction's key (`$2`; on PostgreSQL recorded at `$3`) is new. On PostgreSQL the key is recorded here, in a
+/// the interaction's key (`$2`) is new. On PostgreSQL the key is recorded here (at `$3`), in a
 /// data-modifying CTE: a second submission with the same key waits on the first one's row in
 /// the key's index and then finds it. On SQLite the process's write turn already orders every
 /// writer, so the key is only looked up here and recorded with the change's other writes.
