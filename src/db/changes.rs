@@ -205,7 +205,7 @@ impl Db {
                 }
                 if !applied.events.is_empty() {
                     parts.next(&mut q);
-                    q.push("INSERT INTO events (incident_id, at, actor, kind, details) ");
+                    q.push(super::insert_events_into!());
                     q.push_values(&applied.events, |mut row, (kind, details)| {
                         row.push_bind(id.0)
                             .push_bind(at)
@@ -215,16 +215,8 @@ impl Db {
                     });
                 }
                 if !jobs.is_empty() {
-                    // Rows take their ids, so their run order, in the order listed.
                     parts.next(&mut q);
-                    q.push(super::insert_jobs_into!());
-                    q.push_values(&jobs, |mut row, (kind, payload)| {
-                        row.push_bind(id.0)
-                            .push_bind(kind.as_str())
-                            .push_bind(payload.to_string())
-                            .push_bind(at)
-                            .push_bind(at);
-                    });
+                    super::push_job_rows!(q, id.0, &jobs, at);
                 }
                 parts.end(&mut q);
                 q.build().execute(&mut *tx).await?;

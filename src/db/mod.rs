@@ -140,11 +140,11 @@ pub fn is_deadlock(e: &anyhow::Error) -> bool {
 }
 
 /// Takes the next number from counter `$name` (`incident_number`, `change_number`) inside
-/// transaction `$tx` of [`Db`] `$db` and gives it to row `$id` of `$table`'s `number` column. Taken last, just
-/// before the commit, so concurrent writers queue on the counter row for as little as possible:
-/// on PostgreSQL the row stays locked until the commit's WAL flush, so take and give are one
-/// statement (one round trip fewer while every other declaration waits); SQLite has one writer
-/// at a time anyway and cannot update inside a `WITH`.
+/// transaction `$tx` of [`Db`] `$db` and gives it to row `$id` of `$table`'s `number` column.
+/// Taken last, just before the commit, so concurrent writers queue on the counter row for as
+/// little as possible: on PostgreSQL the row stays locked until the commit's WAL flush, so take
+/// and give are one statement (one round trip fewer while every other declaration waits);
+/// SQLite has one writer at a time anyway and cannot update inside a `WITH`.
 macro_rules! assign_next_number {
     ($db:expr, $tx:ident, $name:literal, $table:literal, $id:expr) => {{
         if $db.is_postgres() {
@@ -178,9 +178,17 @@ macro_rules! assign_next_number {
 }
 pub(crate) use assign_next_number;
 
+/// The head of every insert into the timeline: `INSERT_EVENT` for one event, a change's writes
+/// (`db/changes.rs`) for all of its events in one statement.
+macro_rules! insert_events_into {
+    () => {
+        "INSERT INTO events (incident_id, at, actor, kind, details) "
+    };
+}
+pub(crate) use insert_events_into;
+
 /// Appends a timeline event: `(incident_id, at, actor, kind, details)`.
-pub(crate) const INSERT_EVENT: &str =
-    "INSERT INTO events (incident_id, at, actor, kind, details) VALUES ($1, $2, $3, $4, $5)";
+pub(crate) const INSERT_EVENT: &str = concat!(insert_events_into!(), "VALUES ($1, $2, $3, $4, $5)");
 
 /// Appends a timeline event inside transaction `$tx` (incident id, at ms, actor, kind, details).
 macro_rules! insert_event {
@@ -248,8 +256,8 @@ macro_rules! first_time_in {
 }
 pub(crate) use first_time_in;
 
-/// The head of every insert into the outbox: `INSERT_JOB` for one job, `insert_effect_jobs!`
-/// for a change's jobs in one statement (the values follow, one row per job).
+/// The head of every insert into the outbox: `INSERT_JOB` for one job, [`push_job_rows!`] for a
+/// change's jobs in one statement (the values follow, one row per job).
 macro_rules! insert_jobs_into {
     () => {
         "INSERT INTO outbox (incident_id, kind, payload, due_at, created_at) "
@@ -260,24 +268,34 @@ pub(crate) use insert_jobs_into;
 /// Enqueues an outbox job: `(incident_id, kind, payload, due_at)`; created now = due.
 pub(crate) const INSERT_JOB: &str = concat!(insert_jobs_into!(), "VALUES ($1, $2, $3, $4, $4)");
 
+/// Pushes onto query builder `$q` the insert of `$jobs` (`(JobKind, payload)`, as
+/// [`jobs_for`] gives them) for incident `$incident`, due and created at `$at` ms. Rows take
+/// their ids, so their run order, in the order listed.
+macro_rules! push_job_rows {
+    ($q:ident, $incident:expr, $jobs:expr, $at:expr) => {
+        $q.push($crate::db::insert_jobs_into!());
+        $q.push_values($jobs, |mut row, (kind, payload)| {
+            row.push_bind($incident)
+                .push_bind(kind.as_str())
+                .push_bind(payload.to_string())
+                .push_bind($at)
+                .push_bind($at);
+        });
+    };
+}
+pub(crate) use push_job_rows;
+
 /// Enqueues the outbox jobs for `$effects` by `$actor` inside transaction `$tx`.
 macro_rules! insert_effect_jobs {
     ($tx:ident, $incident:expr, $effects:expr, $actor:expr, $at:expr) => {{
         // One statement for all of them: each statement is a round trip (a thread hop on
-        // SQLite) on a person's ack path. Rows take their ids, so their run order, in the
-        // order listed.
+        // SQLite) on a person's ack path.
         let jobs = $crate::db::jobs_for($effects, $actor);
         if jobs.is_empty() {
             Ok(())
         } else {
-            let mut q = sqlx::QueryBuilder::new($crate::db::insert_jobs_into!());
-            q.push_values(&jobs, |mut row, (kind, payload)| {
-                row.push_bind($incident)
-                    .push_bind(kind.as_str())
-                    .push_bind(payload.to_string())
-                    .push_bind($at)
-                    .push_bind($at);
-            });
+            let mut q = sqlx::QueryBuilder::new("");
+            $crate::db::push_job_rows!(q, $incident, &jobs, $at);
             q.build().execute(&mut *$tx).await.map(|_| ())
         }
     }};
