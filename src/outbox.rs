@@ -427,7 +427,7 @@ async fn finish<R: Runner>(
     // and leave it locked (renewed by the heartbeat) with nobody to run it.
     queues.lock().unwrap_or_else(|p| p.into_inner()).jobs.remove(&job.id);
     let now: DateTime<Utc> = Utc::now();
-    let kind = job.kind.as_str();
+    let (job_id, kind) = (job.id, job.kind.as_str());
     let result = match outcome {
         Outcome::Done(update) => {
             tracing::debug!(
@@ -436,15 +436,7 @@ async fn finish<R: Runner>(
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "outbox job done"
             );
-            complete(
-                results,
-                DoneJob {
-                    job: job.clone(),
-                    update,
-                    at: now,
-                },
-            )
-            .await
+            complete(results, DoneJob { job, update, at: now }).await
         }
         Outcome::Retry { error, after } if job.attempt < opts.max_attempts => {
             let delay = after.unwrap_or_else(|| backoff(opts.base_backoff, job.attempt));
@@ -472,7 +464,7 @@ async fn finish<R: Runner>(
     };
     if let Err(e) = result {
         // The lease expires and the job runs again: a side effect may repeat, never vanish.
-        tracing::error!(job = job.id, kind, error = %e, "outbox: cannot record job result");
+        tracing::error!(job = job_id, kind, error = %e, "outbox: cannot record job result");
     }
 }
 

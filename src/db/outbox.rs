@@ -47,7 +47,7 @@ struct JobRow {
 }
 
 /// A job that finished, with what it changes, to be marked done ([`Db::complete_jobs`]).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DoneJob {
     pub job: Job,
     pub update: JobUpdate,
@@ -189,7 +189,7 @@ impl Db {
                     let (id, at) = (job.incident_id.0, to_ms(*at));
                     // What provisioning learnt (channel, card, announcement), in one statement.
                     if update.channel.is_some() || update.card_ts.is_some() || update.announce_ts.is_some() {
-                        let (channel_id, name) = update.channel.clone().unzip();
+                        let (channel_id, name) = update.channel.as_ref().map(|(c, n)| (c.as_str(), n.as_str())).unzip();
                         sqlx::query(
                             "UPDATE incidents SET channel_id = COALESCE($1, channel_id), \
                              channel_name = COALESCE($2, channel_name), card_ts = COALESCE($3, card_ts), \
