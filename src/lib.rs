@@ -33,8 +33,9 @@
 //!   Markdown / CSV / JSON and a PNG chart; Block Kit in `slack::report`.
 //! - [`outbox`]: Slack side effects stored with the change that caused them, then driven to
 //!   done with retries and short leases renewed by a heartbeat (survives restarts, runs once
-//!   across replicas); the results of jobs that finish together are written in one transaction. A call whose outcome is unknown (timeout, 5xx, crash) is reconciled
-//!   before it is repeated: `slack::web` classifies outcomes, `slack::effects` tags what it
+//!   across replicas); the results of jobs that finish together are written in one
+//!   transaction. A call whose outcome is unknown (timeout, 5xx, crash) is reconciled before
+//!   it is repeated: `slack::web` classifies outcomes, `slack::effects` tags what it
 //!   creates with the job (message metadata, channel purpose) and looks for it first.
 //! - [`service`]: the application layer, the one home of the use-cases (declare, apply a
 //!   change, list incidents, follow-ups, review drafts, reports). It knows neither Slack nor
