@@ -36,6 +36,14 @@ impl Default for ReminderOptions {
 
 /// Fires due reminders (stakeholder updates, overdue follow-ups, post-incident reviews, vendor
 /// ticket chases, customer updates) until `shutdown` is notified.
+/// Fires with `fire` when `due`; else nothing fired.
+async fn fire_if(due: bool, fire: impl std::future::Future<Output = anyhow::Result<usize>>) -> anyhow::Result<usize> {
+    match due {
+        true => fire.await,
+        false => Ok(0),
+    }
+}
+
 pub async fn run(
     db: Db,
     rules: Rules,
@@ -46,16 +54,56 @@ pub async fn run(
 ) {
     let late_after = chrono::Duration::from_std(opts.late_after).unwrap_or(chrono::Duration::seconds(60));
     loop {
+        // When each kind is next due, read first: a firing takes the write turn (on SQLite, the
+        // database's one writer), and this loop wakes after every change to an incident, so
+        // only the kinds that are due now are fired.
+        let customer = match &rules.status_page {
+            Some(_) => db.next_customer_reminder_at().await,
+            None => Ok(None),
+        };
+        let next = match (
+            db.next_reminder_at().await,
+            db.next_follow_up_or_pir_reminder_at().await,
+            db.next_vendor_chase_at().await,
+            customer,
+        ) {
+            (Ok(a), Ok(b), Ok(c), Ok(d)) => Ok([a, b, c, d]),
+            (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => Err(e),
+        };
         let now = chrono::Utc::now();
+        let due = |at: &Option<chrono::DateTime<chrono::Utc>>| at.is_some_and(|at| at <= now);
+        let [updates, follow_ups, vendors, customers] = match &next {
+            Ok(next) => next.each_ref().map(due),
+            Err(e) => {
+                tracing::warn!(error = %e, "reminders: cannot read when reminders are due; firing all");
+                [true; 4]
+            }
+        };
         let fired = [
-            db.fire_due_reminders(now, &rules.slas, late_after, opts.batch).await,
-            db.fire_due_follow_up_reminders(now, &rules, late_after, opts.batch)
-                .await,
-            db.fire_due_pir_reminders(now, &rules, late_after, opts.batch).await,
-            db.fire_due_vendor_chases(now, &rules.vendors, late_after, opts.batch)
-                .await,
+            fire_if(updates, db.fire_due_reminders(now, &rules.slas, late_after, opts.batch)).await,
+            fire_if(
+                follow_ups,
+                db.fire_due_follow_up_reminders(now, &rules, late_after, opts.batch),
+            )
+            .await,
+            fire_if(
+                follow_ups,
+                db.fire_due_pir_reminders(now, &rules, late_after, opts.batch),
+            )
+            .await,
+            fire_if(
+                vendors,
+                db.fire_due_vendor_chases(now, &rules.vendors, late_after, opts.batch),
+            )
+            .await,
             match &rules.status_page {
-                Some(page) => db.fire_due_customer_reminders(now, page, late_after, opts.batch).await,
+                Some(page) => {
+                    fire_if(
+                        customers,
+                        db.fire_due_customer_reminders(now, page, late_after, opts.batch),
+                    )
+                    .await
+                }
                 None => Ok(0),
             },
         ];
@@ -74,25 +122,14 @@ pub async fn run(
             wake_outbox.notify_one();
             continue;
         }
-        let customer = match &rules.status_page {
-            Some(_) => db.next_customer_reminder_at().await,
-            None => Ok(None),
-        };
-        let next = match (
-            db.next_reminder_at().await,
-            db.next_follow_up_or_pir_reminder_at().await,
-            db.next_vendor_chase_at().await,
-            customer,
-        ) {
-            (Ok(a), Ok(b), Ok(c), Ok(d)) => Ok(a.into_iter().chain(b).chain(c).chain(d).min()),
-            (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => Err(e),
-        };
         let sleep = match next {
-            Ok(Some(at)) => (at - chrono::Utc::now())
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .min(opts.max_sleep),
-            Ok(None) => opts.max_sleep,
+            Ok(next) => match next.into_iter().flatten().min() {
+                Some(at) => (at - chrono::Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .min(opts.max_sleep),
+                None => opts.max_sleep,
+            },
             Err(_) => Duration::from_secs(1),
         };
         tokio::select! {
