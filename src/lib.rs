@@ -26,6 +26,8 @@
 //! - [`db`]: the only module that knows SQL: incidents, timeline events, follow-ups, outbox
 //!   jobs, report aggregates, on SQLite or PostgreSQL with the same SQL text. Read-only
 //!   commands connect with `Db::connect_existing`, which checks the schema and never migrates.
+//!   On SQLite, writers take turns (`Db::writer`) and people's changes are committed in
+//!   groups (`db/changes.rs`).
 //! - [`reminder`]: the SLA clock: pure planning (`reminder::plan`) and the scheduler loop that
 //!   reminds the SPOC, escalates breaches and repeats, and reminds owners of overdue
 //!   follow-ups and SPOCs of due reviews, once across restarts and replicas.

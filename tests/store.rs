@@ -174,6 +174,123 @@ async fn a_change_with_one_key_applies_once_across_two_replicas() {
     }
 }
 
+/// Declares `n` SEV3 incidents on `db`; their ids.
+async fn declared(db: &Db, prefix: &str, n: usize) -> Vec<IncidentId> {
+    let mut ids = Vec::new();
+    for k in 0..n {
+        let title = format!("{prefix} {k}");
+        let DeclareOutcome::Created(inc) = db
+            .declare(
+                &new_incident(&title),
+                &format!("view:{title}"),
+                chrono::Utc::now(),
+                &slas(),
+            )
+            .await
+            .unwrap()
+        else {
+            panic!("{title} declared")
+        };
+        ids.push(inc.id);
+    }
+    ids
+}
+
+/// Changes that arrive while another writer holds SQLite's write turn are committed together
+/// (one group) when it is free, and each gets its own answer: a second change to the same
+/// incident waits for the next group and reads the first one's result, and when the database
+/// refuses the group (two changes with one key), each change is committed alone, so that the
+/// refusal is one change's. PostgreSQL has no write turn; the outcomes are the same.
+#[tokio::test]
+async fn changes_queued_together_are_committed_together_and_fail_alone() {
+    use incident_bot::db::Refused;
+    use incident_bot::incident::change::Change;
+    let (db, _b, _file) = two_pools().await;
+    let ids = declared(&db, "group", 4).await;
+    let rules = incident_bot::config::Policy::default().rules();
+    let alice = UserId::parse("U0ALICE").unwrap();
+    let sev1 = Change::Severity(Severity::Sev1);
+    // Queued behind a write turn held here, then let go together.
+    let queued_together = |changes: Vec<(IncidentId, &'static str)>| {
+        let (db, rules, alice, sev1) = (db.clone(), rules.clone(), alice.clone(), sev1.clone());
+        async move {
+            let turn = db.writer().await;
+            let pending: Vec<_> = changes
+                .into_iter()
+                .map(|(id, key)| {
+                    let (db, rules, alice, change) = (db.clone(), rules.clone(), alice.clone(), sev1.clone());
+                    tokio::spawn(async move {
+                        db.apply_change(id, &change, &alice, chrono::Utc::now(), Some(key), &rules)
+                            .await
+                    })
+                })
+                .collect();
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            drop(turn);
+            let mut outcomes = Vec::new();
+            for p in pending {
+                outcomes.push(p.await.unwrap().expect("no database failure"));
+            }
+            outcomes
+        }
+    };
+    let mut outcomes = queued_together(vec![(ids[0], "view:g1"), (ids[1], "view:g2"), (ids[0], "view:g3")]).await;
+    outcomes.extend(queued_together(vec![(ids[2], "view:same"), (ids[3], "view:same")]).await);
+    assert!(outcomes[0].is_ok() && outcomes[1].is_ok(), "{outcomes:?}");
+    let same_key = [&outcomes[3], &outcomes[4]];
+    assert_eq!(same_key.iter().filter(|o| o.is_ok()).count(), 1, "{outcomes:?}");
+    assert!(same_key.contains(&&Err(Refused::AlreadyHandled)), "{outcomes:?}");
+    let already = format!("{} is already SEV1.", db.incident(ids[0]).await.unwrap().number);
+    assert_eq!(
+        outcomes[2],
+        Err(Refused::Rule(already)),
+        "the second change read the first's result"
+    );
+    let mut severity_events = Vec::new();
+    for id in &ids {
+        let events = db.timeline(*id).await.unwrap();
+        severity_events.push(events.iter().filter(|e| e.kind == EventKind::Severity.as_str()).count());
+    }
+    // The two changes with one key are one interaction: it changed one of the two incidents.
+    assert_eq!(severity_events[..2], [1, 1]);
+    assert_eq!(severity_events[2] + severity_events[3], 1, "{severity_events:?}");
+}
+
+/// A change whose caller gives up (the ack's time bound) while it waits for the write turn is
+/// left out of the next group: the person was told it failed, so it must not apply later.
+#[tokio::test]
+async fn a_change_given_up_while_queued_is_not_applied() {
+    use incident_bot::incident::change::Change;
+    let (db, _b, _file) = two_pools().await;
+    if db.is_postgres() {
+        // No write turn to queue behind: a change applies at once.
+        return;
+    }
+    let ids = declared(&db, "given up", 2).await;
+    let rules = incident_bot::config::Policy::default().rules();
+    let alice = UserId::parse("U0ALICE").unwrap();
+    let sev1 = Change::Severity(Severity::Sev1);
+    let turn = db.writer().await;
+    let given_up = {
+        let (db, rules, alice, change, id) = (db.clone(), rules.clone(), alice.clone(), sev1.clone(), ids[0]);
+        tokio::spawn(async move {
+            db.apply_change(id, &change, &alice, chrono::Utc::now(), Some("view:given-up"), &rules)
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    given_up.abort();
+    assert!(given_up.await.unwrap_err().is_cancelled());
+    drop(turn);
+    let next = db
+        .apply_change(ids[1], &sev1, &alice, chrono::Utc::now(), Some("view:next"), &rules)
+        .await
+        .unwrap();
+    assert!(next.is_ok(), "{next:?}");
+    assert_eq!(db.incident(ids[0]).await.unwrap().severity, Severity::Sev3);
+    assert_eq!(db.incident(ids[1]).await.unwrap().severity, Severity::Sev1);
+}
+
 /// Jobs that finish together are written in one transaction (group commit), each with its own
 /// changes; when the database refuses the batch, each job is written alone, so that one job's
 /// failure (here a channel id another incident already has) is its own.

@@ -2,12 +2,13 @@
 //! its timeline events and its outbox jobs, all in one transaction.
 
 use super::incidents::{IncidentRow, INCIDENT_COLUMNS};
-use super::{begin_write, insert_follow_up, to_ms, with_pool, Db};
+use super::{insert_follow_up, to_ms, with_pool, Db};
 use crate::incident::change::{Applied, Change, Effect, Rules};
 use crate::incident::model::*;
 use crate::outbox::JobKind;
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use std::collections::HashMap;
 
 /// Why a change was not applied (shown to the user as is).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,31 +52,41 @@ struct Locked {
     fresh: bool,
 }
 
-/// Takes the incident's write lock (on SQLite, the database's), so concurrent changes to one
-/// incident apply one after the other, and reads the row in the same statement, with whether
-/// the interaction's key (`$2`) is new. On PostgreSQL the key is recorded here (at `$3`), in a
-/// data-modifying CTE: a second submission with the same key waits on the first one's row in
-/// the key's index and then finds it. On SQLite the process's write turn already orders every
-/// writer, so the key is only looked up here and recorded with the change's other writes.
-fn lock_and_read_sql(postgres: bool, keyed: bool) -> String {
+/// PostgreSQL: takes the incident's row lock, so concurrent changes to one incident apply one
+/// after the other, and reads the row in the same statement, with whether the interaction's
+/// key (`$2`) is new. The key is recorded here (at `$3`), in a data-modifying CTE: a second
+/// submission with the same key, on this replica or another, waits on the first one's row in
+/// the key's index and then finds it.
+fn postgres_lock_and_read_sql(keyed: bool) -> String {
     let bump = "UPDATE incidents SET version = version + 1 WHERE id = $1";
-    match (keyed, postgres) {
-        (false, _) => format!("{bump} RETURNING {INCIDENT_COLUMNS}, TRUE AS fresh"),
-        (true, true) => format!(
+    match keyed {
+        false => format!("{bump} RETURNING {INCIDENT_COLUMNS}, TRUE AS fresh"),
+        true => format!(
             "WITH recorded AS (INSERT INTO handled_interactions (key, at) VALUES ($2, $3) \
              ON CONFLICT (key) DO NOTHING RETURNING 1) \
              {bump} RETURNING {INCIDENT_COLUMNS}, (SELECT COUNT(*) FROM recorded) > 0 AS fresh"
         ),
-        (true, false) => format!(
-            "{bump} RETURNING {INCIDENT_COLUMNS}, \
-             NOT EXISTS (SELECT 1 FROM handled_interactions WHERE key = $2) AS fresh"
-        ),
     }
 }
 
-/// Joins a change's writes into one statement: on SQLite, statements of one text (sqlx runs
-/// them in turn, in one hop to the connection's thread); on PostgreSQL, which prepares one
-/// statement at a time, data-modifying CTEs of one `WITH … SELECT 1`.
+/// SQLite: reads the `n` incidents of a group of changes in one statement (`$1, $2` the first
+/// one's id and key, `$3, $4` the second's, …), each with whether its key is new. The process's
+/// write turn already orders every writer, so the keys are only looked up here and recorded
+/// with the group's other writes.
+fn sqlite_read_group_sql(n: usize) -> String {
+    let wanted: Vec<String> = (0..n).map(|k| format!("(${}, ${})", 2 * k + 1, 2 * k + 2)).collect();
+    format!(
+        "WITH wanted (id, key) AS (VALUES {}) \
+         UPDATE incidents SET version = version + 1 WHERE id IN (SELECT id FROM wanted) \
+         RETURNING {INCIDENT_COLUMNS}, NOT EXISTS (SELECT 1 FROM handled_interactions h, wanted w \
+         WHERE w.id = incidents.id AND h.key = w.key) AS fresh",
+        wanted.join(", ")
+    )
+}
+
+/// Joins writes into one statement: on SQLite, statements of one text (sqlx runs them in turn,
+/// in one hop to the connection's thread); on PostgreSQL, which prepares one statement at a
+/// time, data-modifying CTEs of one `WITH … SELECT 1`.
 struct Parts {
     postgres: bool,
     count: usize,
@@ -99,9 +110,165 @@ impl Parts {
 
     /// After the last write.
     fn end<DB: sqlx::Database>(&self, q: &mut sqlx::QueryBuilder<'_, DB>) {
-        if self.postgres {
+        if self.postgres && self.count > 0 {
             q.push(") SELECT 1");
         }
+    }
+}
+
+/// Pushes an applied change's writes onto QueryBuilder `$q`, each a part of `$parts`: the new
+/// state, the key `$key` when it is recorded here (SQLite), the timeline events and the outbox
+/// jobs. Slack effects need the channel; before it exists, provisioning renders the current
+/// state anyway.
+macro_rules! push_change_writes {
+    ($q:ident, $parts:ident, $id:expr, $applied:expr, $actor:expr, $at:expr, $key:expr) => {{
+        let (id, applied, actor, at): (i64, &Applied, &UserId, i64) = ($id, $applied, $actor, $at);
+        let i = &applied.incident;
+        let jobs = match i.channel_id {
+            Some(_) => jobs_for(&applied.effects, actor),
+            None => Vec::new(),
+        };
+        let ms = |t: Option<DateTime<Utc>>| t.map(to_ms);
+        $parts.next(&mut $q);
+        $q.push("UPDATE incidents SET status = ").push_bind(i.status.as_str());
+        $q.push(", severity = ").push_bind(i.severity.as_str());
+        $q.push(", spoc = ").push_bind(i.spoc.as_str().to_string());
+        $q.push(", services = ").push_bind(serde_json::to_string(&i.services)?);
+        $q.push(", roles = ").push_bind(serde_json::to_string(&i.roles)?);
+        $q.push(", regions = ")
+            .push_bind(serde_json::to_string(&i.footprint.regions)?);
+        $q.push(", customers = ").push_bind(i.footprint.customers);
+        $q.push(", merchants = ").push_bind(i.footprint.merchants);
+        $q.push(", transactions = ").push_bind(i.footprint.transactions);
+        $q.push(", impact_start = ").push_bind(ms(i.footprint.impact_start));
+        $q.push(", impact_end = ").push_bind(ms(i.footprint.impact_end));
+        $q.push(", resolution = ").push_bind(i.resolution.clone());
+        $q.push(", root_cause = ").push_bind(i.root_cause.clone());
+        $q.push(", last_update_at = ").push_bind(ms(i.last_update_at));
+        $q.push(", acknowledged_at = ").push_bind(ms(i.acknowledged_at));
+        $q.push(", identified_at = ").push_bind(ms(i.identified_at));
+        $q.push(", mitigated_at = ").push_bind(ms(i.mitigated_at));
+        $q.push(", resolved_at = ").push_bind(ms(i.resolved_at));
+        $q.push(", closed_at = ").push_bind(ms(i.closed_at));
+        $q.push(", canceled_at = ").push_bind(ms(i.canceled_at));
+        $q.push(", update_due_at = ")
+            .push_bind(i.clock.map(|c| to_ms(c.due_at)));
+        $q.push(", reminder_at = ").push_bind(i.clock.map(|c| to_ms(c.next_at)));
+        $q.push(", reminder_stage = ")
+            .push_bind(i.clock.map_or("due", |c| c.stage.as_str()));
+        $q.push(", snoozed = ").push_bind(i.clock.is_some_and(|c| c.snoozed));
+        $q.push(", follow_up_seq = ").push_bind(i.follow_up_seq);
+        $q.push(", pir_remind_at = ").push_bind(ms(i.pir_remind_at));
+        $q.push(", pir_done_at = ").push_bind(ms(i.pir_done_at));
+        $q.push(", pir_link = ").push_bind(i.pir_link.clone());
+        $q.push(" WHERE id = ").push_bind(id);
+        if let Some(key) = $key {
+            $parts.next(&mut $q);
+            $q.push("INSERT INTO handled_interactions (key, at) VALUES (")
+                .push_bind(key.to_string())
+                .push(", ")
+                .push_bind(at)
+                .push(")");
+        }
+        if !applied.events.is_empty() {
+            $parts.next(&mut $q);
+            $q.push(super::insert_events_into!());
+            $q.push_values(&applied.events, |mut row, (kind, details)| {
+                row.push_bind(id)
+                    .push_bind(at)
+                    .push_bind(actor.as_str().to_string())
+                    .push_bind(kind.as_str())
+                    .push_bind(details.to_string());
+            });
+        }
+        if !jobs.is_empty() {
+            $parts.next(&mut $q);
+            super::push_job_rows!($q, id, &jobs, at);
+        }
+    }};
+}
+
+/// The writes a change rarely needs, each a statement of its own inside transaction `$tx`:
+/// its new follow-ups, and its vendor tickets' chases.
+macro_rules! change_side_writes {
+    ($tx:ident, $id:expr, $applied:expr, $before:expr, $actor:expr, $now:expr, $rules:expr) => {{
+        let (id, applied, before, now): (i64, &Applied, &Incident, DateTime<Utc>) = ($id, $applied, $before, $now);
+        let at = to_ms(now);
+        for f in &applied.follow_ups {
+            insert_follow_up!($tx, id, f, $actor, at, $rules)?;
+        }
+        let i = &applied.incident;
+        // Vendor tickets are aged against the SLA of the incident's severity, while it is open.
+        let reopened = i.status.is_open() && !before.status.is_open();
+        if reopened || (i.status.is_open() && i.severity != before.severity) {
+            super::replan_vendor_chases!($tx, id, i.severity, now, $rules, reopened)?;
+        }
+        // Just resolved: ask whether its open vendor tickets should be closed.
+        if i.channel_id.is_some() && i.status == Status::Resolved && before.status != Status::Resolved {
+            super::enqueue_vendor_resolve_ask!($tx, id, at)?;
+        }
+    }};
+}
+
+/// What a change is asked to do, kept whole so that it can be queued for a group commit and
+/// queued again when its group was abandoned.
+struct Request {
+    id: IncidentId,
+    change: Change,
+    actor: UserId,
+    now: DateTime<Utc>,
+    key: Option<String>,
+    rules: Rules,
+}
+
+type ChangeOutcome = anyhow::Result<Result<Applied, Refused>>;
+
+/// A change waiting in its database file's queue for the next group commit.
+struct Queued {
+    request: std::sync::Arc<Request>,
+    answer: tokio::sync::oneshot::Sender<ChangeOutcome>,
+}
+
+/// An SQLite database file's changes waiting for a group commit.
+#[derive(Default)]
+pub(super) struct ChangeQueue {
+    queued: std::sync::Mutex<Vec<Queued>>,
+}
+
+/// At most this many changes are committed together: enough for every person of a busy
+/// incident room at once, few enough that one group's transaction stays short.
+const GROUP_MAX: usize = 16;
+
+impl ChangeQueue {
+    fn enqueue(&self, request: &std::sync::Arc<Request>) -> tokio::sync::oneshot::Receiver<ChangeOutcome> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.queued.lock().unwrap_or_else(|p| p.into_inner()).push(Queued {
+            request: request.clone(),
+            answer,
+        });
+        answered
+    }
+
+    /// Takes the next group: the changes, oldest first, of at most [`GROUP_MAX`] distinct
+    /// incidents (a second change to an incident waits for the next group, so that it reads
+    /// the first one's result), leaving out those whose caller is gone (timed out: it has
+    /// answered the person already).
+    fn take_group(&self) -> Vec<Queued> {
+        let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+        let mut group: Vec<Queued> = Vec::new();
+        let mut waiting = Vec::with_capacity(queued.len());
+        for q in queued.drain(..) {
+            if q.answer.is_closed() {
+                continue;
+            }
+            if group.len() < GROUP_MAX && group.iter().all(|g| g.request.id != q.request.id) {
+                group.push(q);
+            } else {
+                waiting.push(q);
+            }
+        }
+        *queued = waiting;
+        group
     }
 }
 
@@ -116,128 +283,56 @@ impl Db {
         now: DateTime<Utc>,
         key: Option<&str>,
         rules: &Rules,
-    ) -> anyhow::Result<Result<Applied, Refused>> {
-        let at = to_ms(now);
-        let postgres = self.is_postgres();
-        let lock_and_read = lock_and_read_sql(postgres, key.is_some());
-        let result: anyhow::Result<Result<Applied, Refused>> = with_pool!(self, |pool| {
-            async {
-                let (_writer, mut tx) = begin_write!(self, pool);
-                let mut read = sqlx::query_as::<_, Locked>(&lock_and_read).bind(id.0);
-                if let Some(key) = key {
-                    read = read.bind(key);
-                    if postgres {
-                        read = read.bind(at);
-                    }
-                }
-                let Some(Locked { row, fresh }) = read.fetch_optional(&mut *tx).await? else {
-                    // A form or button naming an incident that is gone (another database, a
-                    // restored backup): the person's answer, not a database failure.
-                    tracing::info!(incident_id = id.0, "change for an incident that does not exist");
-                    return Ok(Err(Refused::Rule(
-                        "That incident no longer exists; nothing was changed.".into(),
-                    )));
+    ) -> ChangeOutcome {
+        match self {
+            Db::Sqlite(pool) => {
+                let request = Request {
+                    id,
+                    change: change.clone(),
+                    actor: actor.clone(),
+                    now,
+                    key: key.map(str::to_string),
+                    rules: rules.clone(),
                 };
-                if !fresh {
-                    return Ok(Err(Refused::AlreadyHandled));
-                }
-                let current = Incident::try_from(row)?;
-                let applied = match current.apply_under(change, actor, now, rules) {
-                    Ok(applied) => applied,
-                    Err(reason) => return Ok(Err(Refused::Rule(reason))),
-                };
-                let i = &applied.incident;
-                // Slack effects need the channel; before it exists, provisioning renders the
-                // current state anyway.
-                let jobs = match i.channel_id {
-                    Some(_) => jobs_for(&applied.effects, actor),
-                    None => Vec::new(),
-                };
-                let (services, roles, regions) = (
-                    serde_json::to_string(&i.services)?,
-                    serde_json::to_string(&i.roles)?,
-                    serde_json::to_string(&i.footprint.regions)?,
-                );
-                // The new state, the key (SQLite: checked in the read, recorded here), the
-                // timeline events and the outbox jobs in one statement: one round trip (a hop
-                // to the connection's thread on SQLite) instead of one each, on the ack path.
-                let mut q = sqlx::QueryBuilder::new("");
-                let mut parts = Parts::new(postgres);
-                parts.next(&mut q);
-                let ms = |t: Option<DateTime<Utc>>| t.map(to_ms);
-                q.push("UPDATE incidents SET status = ").push_bind(i.status.as_str());
-                q.push(", severity = ").push_bind(i.severity.as_str());
-                q.push(", spoc = ").push_bind(i.spoc.as_str());
-                q.push(", services = ").push_bind(services);
-                q.push(", roles = ").push_bind(roles);
-                q.push(", regions = ").push_bind(regions);
-                q.push(", customers = ").push_bind(i.footprint.customers);
-                q.push(", merchants = ").push_bind(i.footprint.merchants);
-                q.push(", transactions = ").push_bind(i.footprint.transactions);
-                q.push(", impact_start = ").push_bind(ms(i.footprint.impact_start));
-                q.push(", impact_end = ").push_bind(ms(i.footprint.impact_end));
-                q.push(", resolution = ").push_bind(i.resolution.clone());
-                q.push(", root_cause = ").push_bind(i.root_cause.clone());
-                q.push(", last_update_at = ").push_bind(ms(i.last_update_at));
-                q.push(", acknowledged_at = ").push_bind(ms(i.acknowledged_at));
-                q.push(", identified_at = ").push_bind(ms(i.identified_at));
-                q.push(", mitigated_at = ").push_bind(ms(i.mitigated_at));
-                q.push(", resolved_at = ").push_bind(ms(i.resolved_at));
-                q.push(", closed_at = ").push_bind(ms(i.closed_at));
-                q.push(", canceled_at = ").push_bind(ms(i.canceled_at));
-                q.push(", update_due_at = ").push_bind(i.clock.map(|c| to_ms(c.due_at)));
-                q.push(", reminder_at = ").push_bind(i.clock.map(|c| to_ms(c.next_at)));
-                q.push(", reminder_stage = ")
-                    .push_bind(i.clock.map_or("due", |c| c.stage.as_str()));
-                q.push(", snoozed = ").push_bind(i.clock.is_some_and(|c| c.snoozed));
-                q.push(", follow_up_seq = ").push_bind(i.follow_up_seq);
-                q.push(", pir_remind_at = ").push_bind(ms(i.pir_remind_at));
-                q.push(", pir_done_at = ").push_bind(ms(i.pir_done_at));
-                q.push(", pir_link = ").push_bind(i.pir_link.clone());
-                q.push(" WHERE id = ").push_bind(id.0);
-                if let (Some(key), false) = (key, postgres) {
-                    parts.next(&mut q);
-                    q.push("INSERT INTO handled_interactions (key, at) VALUES (")
-                        .push_bind(key.to_string())
-                        .push(", ")
-                        .push_bind(at)
-                        .push(")");
-                }
-                if !applied.events.is_empty() {
-                    parts.next(&mut q);
-                    q.push(super::insert_events_into!());
-                    q.push_values(&applied.events, |mut row, (kind, details)| {
-                        row.push_bind(id.0)
-                            .push_bind(at)
-                            .push_bind(actor.as_str().to_string())
-                            .push_bind(kind.as_str())
-                            .push_bind(details.to_string());
-                    });
-                }
-                if !jobs.is_empty() {
-                    parts.next(&mut q);
-                    super::push_job_rows!(q, id.0, &jobs, at);
-                }
-                parts.end(&mut q);
-                q.build().execute(&mut *tx).await?;
-                for f in &applied.follow_ups {
-                    insert_follow_up!(tx, id.0, f, actor, at, rules)?;
-                }
-                // Vendor tickets are aged against the SLA of the incident's severity, while it is open.
-                let reopened = i.status.is_open() && !current.status.is_open();
-                if reopened || (i.status.is_open() && i.severity != current.severity) {
-                    super::replan_vendor_chases!(tx, id.0, i.severity, now, rules, reopened)?;
-                }
-                // Just resolved: ask whether its open vendor tickets should be closed.
-                if i.channel_id.is_some() && i.status == Status::Resolved && current.status != Status::Resolved {
-                    super::enqueue_vendor_resolve_ask!(tx, id.0, at)?;
-                }
-                tx.commit().await?;
-                Ok(Ok(applied))
+                self.apply_in_group(pool, std::sync::Arc::new(request)).await
             }
-            .await
-        });
-        result
+            Db::Postgres(pool) => postgres_apply_change(pool, id, change, actor, now, key, rules).await,
+        }
+    }
+
+    /// SQLite: a change waits in its file's queue; whoever gets the write turn next commits
+    /// every change queued by then in one transaction (a group commit), and answers each.
+    /// SQLite takes one writer at a time, so with many people at once changes used to wait in
+    /// line for each other's round trips; a group takes four for all of them.
+    ///
+    /// Cancellation-safe: a caller that gives up while queued is left out of the next group;
+    /// one that gives up while committing a group rolls the whole group back, and the others
+    /// queue again.
+    async fn apply_in_group(&self, pool: &sqlx::SqlitePool, request: std::sync::Arc<Request>) -> ChangeOutcome {
+        let turns = self.sqlite_turns().expect("an SQLite database has write turns");
+        let queue = &turns.changes;
+        let mut answer = queue.enqueue(&request);
+        loop {
+            let turn = tokio::select! {
+                biased;
+                answered = &mut answer => match answered {
+                    Ok(outcome) => return outcome,
+                    // The group it was in was abandoned (its committer gave up): queue again.
+                    Err(_) => {
+                        answer = queue.enqueue(&request);
+                        continue;
+                    }
+                },
+                turn = self.writer() => turn,
+            };
+            let group = queue.take_group();
+            if !group.is_empty() {
+                commit_group(pool, group).await;
+            }
+            // Answers are sent before the turn is passed on: a caller whose change was taken
+            // by another group finds its answer when it next looks.
+            drop(turn);
+        }
     }
 
     /// Open incidents (and resolved ones), worst severity first, then oldest first.
@@ -251,4 +346,137 @@ impl Db {
             .await)?;
         rows.into_iter().map(Incident::try_from).collect()
     }
+}
+
+/// Commits `group` in one transaction and answers each change. When the database refuses the
+/// group, each change is committed alone (under the same write turn), so that one change's
+/// failure stays its own.
+async fn commit_group(pool: &sqlx::SqlitePool, group: Vec<Queued>) {
+    let requests: Vec<&Request> = group.iter().map(|q| &*q.request).collect();
+    match sqlite_apply_group(pool, &requests).await {
+        Ok(outcomes) => {
+            for (queued, outcome) in group.into_iter().zip(outcomes) {
+                let _ = queued.answer.send(Ok(outcome));
+            }
+        }
+        Err(e) if group.len() == 1 => {
+            if let Some(alone) = group.into_iter().next() {
+                // Not sent: its caller gave up meanwhile.
+                let _ = alone.answer.send(Err(e));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, changes = group.len(), "a group of changes failed together; committing each alone");
+            for queued in group {
+                let outcome = sqlite_apply_group(pool, &[&*queued.request])
+                    .await
+                    .map(|mut one| one.remove(0));
+                let _ = queued.answer.send(outcome);
+            }
+        }
+    }
+}
+
+/// One transaction for `requests` (distinct incidents) on SQLite, under the caller's write
+/// turn: `BEGIN`, one statement reading every incident, the pure domain rule for each, one
+/// statement for all their writes, `COMMIT`. An outcome per request, in order.
+async fn sqlite_apply_group(
+    pool: &sqlx::SqlitePool,
+    requests: &[&Request],
+) -> anyhow::Result<Vec<Result<Applied, Refused>>> {
+    let mut tx = pool.begin().await?;
+    let read_sql = sqlite_read_group_sql(requests.len());
+    let mut read = sqlx::query_as::<_, Locked>(&read_sql);
+    for r in requests {
+        read = read.bind(r.id.0).bind(r.key.as_deref());
+    }
+    let mut found: HashMap<i64, Locked> = read
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|locked| (locked.row.id, locked))
+        .collect();
+    let mut outcomes = Vec::with_capacity(requests.len());
+    let mut befores = Vec::with_capacity(requests.len());
+    let mut q = sqlx::QueryBuilder::new("");
+    let mut parts = Parts::new(false);
+    for r in requests {
+        let Some(Locked { row, fresh }) = found.remove(&r.id.0) else {
+            // A form or button naming an incident that is gone (another database, a restored
+            // backup): the person's answer, not a database failure.
+            tracing::info!(incident_id = r.id.0, "change for an incident that does not exist");
+            outcomes.push(Err(gone()));
+            continue;
+        };
+        if !fresh {
+            outcomes.push(Err(Refused::AlreadyHandled));
+            continue;
+        }
+        let before = Incident::try_from(row)?;
+        match before.apply_under(&r.change, &r.actor, r.now, &r.rules) {
+            Ok(applied) => {
+                push_change_writes!(q, parts, r.id.0, &applied, &r.actor, to_ms(r.now), r.key.as_deref());
+                outcomes.push(Ok(applied));
+                befores.push(before);
+            }
+            Err(reason) => outcomes.push(Err(Refused::Rule(reason))),
+        }
+    }
+    if parts.count > 0 {
+        q.build().execute(&mut *tx).await?;
+    }
+    let applied = requests
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|(r, o)| Some((r, o.as_ref().ok()?)));
+    for ((r, applied), before) in applied.zip(&befores) {
+        change_side_writes!(tx, r.id.0, applied, before, &r.actor, r.now, &r.rules);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+fn gone() -> Refused {
+    Refused::Rule("That incident no longer exists; nothing was changed.".into())
+}
+
+/// PostgreSQL: one transaction for one change (its row locks order concurrent writers), in 4
+/// round trips: `BEGIN`, lock and read (recording the key), all the writes, `COMMIT`.
+async fn postgres_apply_change(
+    pool: &sqlx::PgPool,
+    id: IncidentId,
+    change: &Change,
+    actor: &UserId,
+    now: DateTime<Utc>,
+    key: Option<&str>,
+    rules: &Rules,
+) -> ChangeOutcome {
+    let at = to_ms(now);
+    let lock_and_read = postgres_lock_and_read_sql(key.is_some());
+    let mut tx = pool.begin().await?;
+    let mut read = sqlx::query_as::<_, Locked>(&lock_and_read).bind(id.0);
+    if let Some(key) = key {
+        read = read.bind(key).bind(at);
+    }
+    let Some(Locked { row, fresh }) = read.fetch_optional(&mut *tx).await? else {
+        tracing::info!(incident_id = id.0, "change for an incident that does not exist");
+        return Ok(Err(gone()));
+    };
+    if !fresh {
+        return Ok(Err(Refused::AlreadyHandled));
+    }
+    let before = Incident::try_from(row)?;
+    let applied = match before.apply_under(change, actor, now, rules) {
+        Ok(applied) => applied,
+        Err(reason) => return Ok(Err(Refused::Rule(reason))),
+    };
+    // The new state, the timeline events and the outbox jobs in one statement: one round trip
+    // instead of one each, on the ack path. (The key was recorded by the read.)
+    let mut q = sqlx::QueryBuilder::new("");
+    let mut parts = Parts::new(true);
+    push_change_writes!(q, parts, id.0, &applied, actor, at, None::<&str>);
+    parts.end(&mut q);
+    q.build().execute(&mut *tx).await?;
+    change_side_writes!(tx, id.0, &applied, &before, actor, now, rules);
+    tx.commit().await?;
+    Ok(Ok(applied))
 }

@@ -32,7 +32,7 @@ pub(super) const INCIDENT_COLUMNS: &str = "id, number, title, description, sever
 
 #[derive(sqlx::FromRow)]
 pub(super) struct IncidentRow {
-    id: i64,
+    pub(super) id: i64,
     number: i64,
     title: String,
     description: String,
