@@ -805,7 +805,7 @@ async fn fault_mode(backend: &mut Backend) -> anyhow::Result<()> {
     println!("── summary ({}, {size:?}) ──", backend.label());
     for (label, r) in &rows {
         println!(
-            "{label:>10}: ack p50 {}  p99 {}  max {} (n={}; submissions p50 {}  p99 {}, n={}) · declare → ready p50 {}  p99 {}  max {} (n={}) · wall {:.0} s",
+            "{label:>10}: ack p50 {}  p99 {}  max {} (n={}; submissions p50 {}  p99 {}, n={}, of which declares p50 {}  p99 {}; commands p50 {}  p99 {}, n={}) · declare → ready p50 {}  p99 {}  max {} (n={}) · wall {:.0} s",
             ms(soak::percentile(&r.acks, 50.0)),
             ms(soak::percentile(&r.acks, 99.0)),
             ms(soak::percentile(&r.acks, 100.0)),
@@ -813,6 +813,11 @@ async fn fault_mode(backend: &mut Backend) -> anyhow::Result<()> {
             ms(soak::percentile(&r.submission_acks, 50.0)),
             ms(soak::percentile(&r.submission_acks, 99.0)),
             r.submission_acks.len(),
+            ms(soak::percentile(&r.declare_acks, 50.0)),
+            ms(soak::percentile(&r.declare_acks, 99.0)),
+            ms(soak::percentile(&r.command_acks, 50.0)),
+            ms(soak::percentile(&r.command_acks, 99.0)),
+            r.command_acks.len(),
             ms(soak::percentile(&r.ready, 50.0)),
             ms(soak::percentile(&r.ready, 99.0)),
             ms(soak::percentile(&r.ready, 100.0)),

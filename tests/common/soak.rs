@@ -73,6 +73,10 @@ pub struct Report {
     pub acks: Vec<Duration>,
     /// The form submissions' acks among them (each waits for its change to be stored).
     pub submission_acks: Vec<Duration>,
+    /// The declare forms' acks among the submissions.
+    pub declare_acks: Vec<Duration>,
+    /// The slash commands' acks among them.
+    pub command_acks: Vec<Duration>,
     /// Declare submission → channel, pinned card and announcement (polled every 20 ms).
     pub ready: Vec<Duration>,
     pub updates_posted: usize,
@@ -84,6 +88,11 @@ pub struct Report {
 }
 
 impl Report {
+    fn commanded(&mut self, ack: Duration) {
+        self.acks.push(ack);
+        self.command_acks.push(ack);
+    }
+
     fn submitted(&mut self, ack: Duration) {
         self.acks.push(ack);
         self.submission_acks.push(ack);
@@ -115,7 +124,7 @@ async fn open_form(
     for _ in 0..20 {
         let before = stack.sandbox.view_ids_for(user).len();
         let ack = stack.sandbox.slash_command(user, channel, text).await?;
-        report.lock().unwrap().acks.push(ack.latency);
+        report.lock().unwrap().commanded(ack.latency);
         let opened = wait_for(Duration::from_millis(3_500), || async {
             stack.sandbox.view_ids_for(user).into_iter().nth(before)
         })
@@ -192,7 +201,11 @@ pub async fn run(stack: &LocalStack, size: Size) -> anyhow::Result<Report> {
                 let values = declare_values(&title, &user, &json!({ "severity": "SEV3" }));
                 submitted.lock().unwrap().insert(title.clone(), Instant::now());
                 let ack = sb.submit_view(&user, &view, values).await?;
-                report.lock().unwrap().submitted(ack.latency);
+                {
+                    let mut r = report.lock().unwrap();
+                    r.submitted(ack.latency);
+                    r.declare_acks.push(ack.latency);
+                }
                 if let Some(p) = ack.payload {
                     anyhow::bail!("declaring {title} was refused: {p}");
                 }
@@ -230,7 +243,7 @@ pub async fn run(stack: &LocalStack, size: Size) -> anyhow::Result<Report> {
         let ack = sb
             .slash_command(&worker(i % size.workers), &channel, "severity SEV2")
             .await?;
-        report.lock().unwrap().acks.push(ack.latency);
+        report.lock().unwrap().commanded(ack.latency);
     }
     let reminders_fired = async {
         // Polled every 100 ms: the query reads every reminder event.
@@ -245,7 +258,7 @@ pub async fn run(stack: &LocalStack, size: Size) -> anyhow::Result<Report> {
         for (i, incident) in reminded.iter().enumerate() {
             let channel = incident.channel_id.clone().unwrap_or_default();
             let ack = sb.slash_command(&worker(i % size.workers), &channel, "cancel").await?;
-            report.lock().unwrap().acks.push(ack.latency);
+            report.lock().unwrap().commanded(ack.latency);
             if let Some(text) = ack.payload.as_ref().and_then(|p| p["text"].as_str()) {
                 anyhow::bail!("canceling {} was refused: {text}", incident.number);
             }
