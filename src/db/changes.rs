@@ -284,19 +284,17 @@ impl Db {
         key: Option<&str>,
         rules: &Rules,
     ) -> ChangeOutcome {
+        let request = Request {
+            id,
+            change: change.clone(),
+            actor: actor.clone(),
+            now,
+            key: key.map(str::to_string),
+            rules: rules.clone(),
+        };
         match self {
-            Db::Sqlite(pool) => {
-                let request = Request {
-                    id,
-                    change: change.clone(),
-                    actor: actor.clone(),
-                    now,
-                    key: key.map(str::to_string),
-                    rules: rules.clone(),
-                };
-                self.apply_in_group(pool, std::sync::Arc::new(request)).await
-            }
-            Db::Postgres(pool) => postgres_apply_change(pool, id, change, actor, now, key, rules).await,
+            Db::Sqlite(pool) => self.apply_in_group(pool, std::sync::Arc::new(request)).await,
+            Db::Postgres(pool) => postgres_apply_change(pool, &request).await,
         }
     }
 
@@ -402,8 +400,6 @@ async fn sqlite_apply_group(
     let mut parts = Parts::new(false);
     for r in requests {
         let Some(Locked { row, fresh }) = found.remove(&r.id.0) else {
-            // A form or button naming an incident that is gone (another database, a restored
-            // backup): the person's answer, not a database failure.
             tracing::info!(incident_id = r.id.0, "change for an incident that does not exist");
             outcomes.push(Err(gone()));
             continue;
@@ -435,22 +431,25 @@ async fn sqlite_apply_group(
     tx.commit().await?;
     Ok(outcomes)
 }
+
+/// The answer to a change naming an incident that is gone (another database, a restored
+/// backup): the person's answer, not a database failure.
 fn gone() -> Refused {
     Refused::Rule("That incident no longer exists; nothing was changed.".into())
 }
 
 /// PostgreSQL: one transaction for one change (its row locks order concurrent writers), in 4
 /// round trips: `BEGIN`, lock and read (recording the key), all the writes, `COMMIT`.
-async fn postgres_apply_change(
-    pool: &sqlx::PgPool,
-    id: IncidentId,
-    change: &Change,
-    actor: &UserId,
-    now: DateTime<Utc>,
-    key: Option<&str>,
-    rules: &Rules,
-) -> ChangeOutcome {
-    let at = to_ms(now);
+async fn postgres_apply_change(pool: &sqlx::PgPool, request: &Request) -> ChangeOutcome {
+    let Request {
+        id,
+        change,
+        actor,
+        now,
+        key,
+        rules,
+    } = request;
+    let (id, now, at) = (*id, *now, to_ms(*now));
     let lock_and_read = postgres_lock_and_read_sql(key.is_some());
     let mut tx = pool.begin().await?;
     let mut read = sqlx::query_as::<_, Locked>(&lock_and_read).bind(id.0);
