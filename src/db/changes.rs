@@ -110,7 +110,7 @@ impl Parts {
 
     /// After the last write.
     fn end<DB: sqlx::Database>(&self, q: &mut sqlx::QueryBuilder<'_, DB>) {
-        if self.postgres && self.count > 0 {
+        if self.postgres {
             q.push(") SELECT 1");
         }
     }
@@ -307,7 +307,7 @@ impl Db {
     /// one that gives up while committing a group rolls the whole group back, and the others
     /// queue again.
     async fn apply_in_group(&self, pool: &sqlx::SqlitePool, request: std::sync::Arc<Request>) -> ChangeOutcome {
-        let turns = self.sqlite_turns().expect("an SQLite database has write turns");
+        let turns = super::sqlite_write_turns(pool.connect_options().get_filename());
         let queue = &turns.changes;
         let mut answer = queue.enqueue(&request);
         loop {
@@ -394,14 +394,13 @@ async fn sqlite_apply_group(
         .into_iter()
         .map(|locked| (locked.row.id, locked))
         .collect();
-    let mut outcomes = Vec::with_capacity(requests.len());
-    let mut befores = Vec::with_capacity(requests.len());
+    // Each applied change with the incident as it was, which its side writes compare against.
+    let mut outcomes: Vec<Result<(Incident, Applied), Refused>> = Vec::with_capacity(requests.len());
     let mut q = sqlx::QueryBuilder::new("");
     let mut parts = Parts::new(false);
     for r in requests {
         let Some(Locked { row, fresh }) = found.remove(&r.id.0) else {
-            tracing::info!(incident_id = r.id.0, "change for an incident that does not exist");
-            outcomes.push(Err(gone()));
+            outcomes.push(Err(gone(r.id)));
             continue;
         };
         if !fresh {
@@ -412,8 +411,7 @@ async fn sqlite_apply_group(
         match before.apply_under(&r.change, &r.actor, r.now, &r.rules) {
             Ok(applied) => {
                 push_change_writes!(q, parts, r.id.0, &applied, &r.actor, to_ms(r.now), r.key.as_deref());
-                outcomes.push(Ok(applied));
-                befores.push(before);
+                outcomes.push(Ok((before, applied)));
             }
             Err(reason) => outcomes.push(Err(Refused::Rule(reason))),
         }
@@ -421,20 +419,19 @@ async fn sqlite_apply_group(
     if parts.count > 0 {
         q.build().execute(&mut *tx).await?;
     }
-    let applied = requests
-        .iter()
-        .zip(&outcomes)
-        .filter_map(|(r, o)| Some((r, o.as_ref().ok()?)));
-    for ((r, applied), before) in applied.zip(&befores) {
-        change_side_writes!(tx, r.id.0, applied, before, &r.actor, r.now, &r.rules);
+    for (r, outcome) in requests.iter().zip(&outcomes) {
+        if let Ok((before, applied)) = outcome {
+            change_side_writes!(tx, r.id.0, applied, before, &r.actor, r.now, &r.rules);
+        }
     }
     tx.commit().await?;
-    Ok(outcomes)
+    Ok(outcomes.into_iter().map(|o| o.map(|(_, applied)| applied)).collect())
 }
 
-/// The answer to a change naming an incident that is gone (another database, a restored
+/// The answer to a change naming incident `id` that is gone (another database, a restored
 /// backup): the person's answer, not a database failure.
-fn gone() -> Refused {
+fn gone(id: IncidentId) -> Refused {
+    tracing::info!(incident_id = id.0, "change for an incident that does not exist");
     Refused::Rule("That incident no longer exists; nothing was changed.".into())
 }
 
@@ -457,8 +454,7 @@ async fn postgres_apply_change(pool: &sqlx::PgPool, request: &Request) -> Change
         read = read.bind(key).bind(at);
     }
     let Some(Locked { row, fresh }) = read.fetch_optional(&mut *tx).await? else {
-        tracing::info!(incident_id = id.0, "change for an incident that does not exist");
-        return Ok(Err(gone()));
+        return Ok(Err(gone(id)));
     };
     if !fresh {
         return Ok(Err(Refused::AlreadyHandled));

@@ -98,6 +98,7 @@ pub struct WriteTurn {
     _turn: tokio::sync::OwnedMutexGuard<()>,
     _background: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
+
 /// The write turns of each SQLite database file this process has open: one per file, whichever
 /// pools it has.
 fn sqlite_write_turns(file: &std::path::Path) -> Arc<WriteTurns> {
@@ -448,7 +449,8 @@ impl Db {
     /// change waits for at most the transaction under way and one background one, never for
     /// the hundreds of outbox jobs a major incident queues.
     pub async fn writer(&self) -> Option<WriteTurn> {
-        let turns = self.sqlite_turns()?;
+        let Db::Sqlite(pool) = self else { return None };
+        let turns = sqlite_write_turns(pool.connect_options().get_filename());
         let background = match crate::background::on_background_thread() {
             true => Some(turns.background.clone().lock_owned().await),
             false => None,
@@ -457,12 +459,6 @@ impl Db {
             _turn: turns.turn.clone().lock_owned().await,
             _background: background,
         })
-    }
-
-    /// On SQLite, the write turns (and change queue) of the database file.
-    fn sqlite_turns(&self) -> Option<Arc<WriteTurns>> {
-        let Db::Sqlite(pool) = self else { return None };
-        Some(sqlite_write_turns(pool.connect_options().get_filename()))
     }
 
     /// A second pool of `connections` on the same database, with the same options (the

@@ -34,8 +34,6 @@ impl Default for ReminderOptions {
     }
 }
 
-/// Fires due reminders (stakeholder updates, overdue follow-ups, post-incident reviews, vendor
-/// ticket chases, customer updates) until `shutdown` is notified.
 /// Fires with `fire` when `due`; else nothing fired.
 async fn fire_if(due: bool, fire: impl std::future::Future<Output = anyhow::Result<usize>>) -> anyhow::Result<usize> {
     match due {
@@ -44,6 +42,8 @@ async fn fire_if(due: bool, fire: impl std::future::Future<Output = anyhow::Resu
     }
 }
 
+/// Fires due reminders (stakeholder updates, overdue follow-ups, post-incident reviews, vendor
+/// ticket chases, customer updates) until `shutdown` is notified.
 pub async fn run(
     db: Db,
     rules: Rules,

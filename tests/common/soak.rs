@@ -97,6 +97,11 @@ impl Report {
         self.acks.push(ack);
         self.submission_acks.push(ack);
     }
+
+    fn declared(&mut self, ack: Duration) {
+        self.submitted(ack);
+        self.declare_acks.push(ack);
+    }
 }
 
 fn title(n: usize) -> String {
@@ -201,11 +206,7 @@ pub async fn run(stack: &LocalStack, size: Size) -> anyhow::Result<Report> {
                 let values = declare_values(&title, &user, &json!({ "severity": "SEV3" }));
                 submitted.lock().unwrap().insert(title.clone(), Instant::now());
                 let ack = sb.submit_view(&user, &view, values).await?;
-                {
-                    let mut r = report.lock().unwrap();
-                    r.submitted(ack.latency);
-                    r.declare_acks.push(ack.latency);
-                }
+                report.lock().unwrap().declared(ack.latency);
                 if let Some(p) = ack.payload {
                     anyhow::bail!("declaring {title} was refused: {p}");
                 }
