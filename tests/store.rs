@@ -262,6 +262,104 @@ async fn changes_queued_together_are_committed_together_and_fail_alone() {
     assert_eq!(severity_events[2] + severity_events[3], 1, "{severity_events:?}");
 }
 
+/// Declarations queued behind the write turn (SQLite) are committed together when it is free,
+/// each whole: its number (gap-free, one each), its `declared` event, its channel job, its
+/// customer clock and its change correlation. When the database refuses the group (a
+/// declaration stored before), each is committed alone, so that only that one is a duplicate;
+/// the same declaration twice in one queue waits for the next group and finds the first.
+/// PostgreSQL has no write turn; the outcomes are the same.
+#[tokio::test]
+async fn declarations_queued_together_are_committed_together_and_fail_alone() {
+    let (db, _b, _file) = two_pools().await;
+    let mut slas = slas();
+    for sla in slas.0.iter_mut() {
+        sla.customer_every = chrono::Duration::minutes(30);
+    }
+    let before = declared(&db, "stored before", 1).await[0];
+    let queued_together = |titles: Vec<&'static str>| {
+        let (db, slas) = (db.clone(), slas);
+        async move {
+            let turn = db.writer().await;
+            let pending: Vec<_> = titles
+                .into_iter()
+                .map(|title| {
+                    let db = db.clone();
+                    tokio::spawn(async move {
+                        let new = new_incident(title);
+                        db.declare(&new, &format!("view:{title}"), chrono::Utc::now(), &slas)
+                            .await
+                    })
+                })
+                .collect();
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            drop(turn);
+            let mut outcomes = Vec::new();
+            for p in pending {
+                outcomes.push(p.await.unwrap().expect("no database failure"));
+            }
+            outcomes
+        }
+    };
+    let created = |o: &DeclareOutcome| match o {
+        DeclareOutcome::Created(i) => Some(i.clone()),
+        DeclareOutcome::Duplicate(_) => None,
+    };
+    // One group of three.
+    let first = queued_together(vec!["grouped a", "grouped b", "grouped c"]).await;
+    let mut incidents: Vec<Incident> = first.iter().filter_map(created).collect();
+    assert_eq!(incidents.len(), 3, "{first:?}");
+    // A group the database refuses, with one declaration twice.
+    let second = queued_together(vec!["grouped d", "stored before 0", "grouped e", "grouped d"]).await;
+    assert!(
+        matches!(&second[1], DeclareOutcome::Duplicate(i) if i.id == before),
+        "{second:?}"
+    );
+    // On PostgreSQL, with no write turn to queue behind, the two run side by side: either wins.
+    let mut twice = [&second[0], &second[3]];
+    if db.is_postgres() {
+        twice.sort_by_key(|o| created(o).is_none());
+    }
+    let d = created(twice[0]).expect("the first `grouped d` is new");
+    assert!(
+        matches!(twice[1], DeclareOutcome::Duplicate(i) if i.id == d.id),
+        "{second:?}"
+    );
+    incidents.push(d);
+    incidents.push(created(&second[2]).expect("`grouped e` is new"));
+    let mut numbers: Vec<i64> = incidents.iter().map(|i| i.number.0).collect();
+    numbers.sort();
+    let first_number = db.incident(before).await.unwrap().number.0 + 1;
+    assert_eq!(
+        numbers,
+        (first_number..first_number + 5).collect::<Vec<_>>(),
+        "one number each, no gaps"
+    );
+    let correlations = db
+        .claim_change_jobs(
+            chrono::Utc::now() + chrono::Duration::hours(1),
+            std::time::Duration::from_secs(60),
+            100,
+        )
+        .await
+        .unwrap();
+    for incident in &incidents {
+        let stored = db.incident(incident.id).await.unwrap();
+        assert_eq!(&stored, incident, "the answer is the stored row");
+        let events = db.timeline(incident.id).await.unwrap();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].kind, EventKind::Declared.as_str());
+        assert_eq!(events[0].details["title"], incident.title.as_str());
+        assert!(db.customer_update_due(incident.id).await.unwrap().is_some());
+        let correlating = correlations
+            .iter()
+            .filter(|j| j.kind == "correlate" && j.payload["incident"] == incident.id.0)
+            .count();
+        assert_eq!(correlating, 1, "{correlations:?}");
+    }
+    // The one stored before had its own channel job; each new one has one.
+    assert_eq!(db.pending_jobs().await.unwrap(), 6);
+}
+
 /// A change whose caller gives up (the ack's time bound) while it waits for the write turn is
 /// left out of the next group: the person was told it failed, so it must not apply later.
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Applying a change to an incident: lock, apply the pure domain rule, write the new state,
 //! its timeline events and its outbox jobs, all in one transaction.
 
+use super::group::{in_group, GroupQueue, Queued};
 use super::incidents::{IncidentRow, INCIDENT_COLUMNS};
 use super::{insert_follow_up, to_ms, with_pool, Db};
 use crate::incident::change::{Applied, Change, Effect, Rules};
@@ -212,7 +213,7 @@ macro_rules! change_side_writes {
 
 /// What a change is asked to do, kept whole so that it can be queued for a group commit and
 /// queued again when its group was abandoned.
-struct Request {
+pub(super) struct Request {
     id: IncidentId,
     change: Change,
     actor: UserId,
@@ -223,54 +224,8 @@ struct Request {
 
 type ChangeOutcome = anyhow::Result<Result<Applied, Refused>>;
 
-/// A change waiting in its database file's queue for the next group commit.
-struct Queued {
-    request: std::sync::Arc<Request>,
-    answer: tokio::sync::oneshot::Sender<ChangeOutcome>,
-}
-
-/// An SQLite database file's changes waiting for a group commit.
-#[derive(Default)]
-pub(super) struct ChangeQueue {
-    queued: std::sync::Mutex<Vec<Queued>>,
-}
-
-/// At most this many changes are committed together: enough for every person of a busy
-/// incident room at once, few enough that one group's transaction stays short.
-const GROUP_MAX: usize = 16;
-
-impl ChangeQueue {
-    fn enqueue(&self, request: &std::sync::Arc<Request>) -> tokio::sync::oneshot::Receiver<ChangeOutcome> {
-        let (answer, answered) = tokio::sync::oneshot::channel();
-        self.queued.lock().unwrap_or_else(|p| p.into_inner()).push(Queued {
-            request: request.clone(),
-            answer,
-        });
-        answered
-    }
-
-    /// Takes the next group: the changes, oldest first, of at most [`GROUP_MAX`] distinct
-    /// incidents (a second change to an incident waits for the next group, so that it reads
-    /// the first one's result), leaving out those whose caller is gone (timed out: it has
-    /// answered the person already).
-    fn take_group(&self) -> Vec<Queued> {
-        let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
-        let mut group: Vec<Queued> = Vec::new();
-        let mut waiting = Vec::with_capacity(queued.len());
-        for q in queued.drain(..) {
-            if q.answer.is_closed() {
-                continue;
-            }
-            if group.len() < GROUP_MAX && group.iter().all(|g| g.request.id != q.request.id) {
-                group.push(q);
-            } else {
-                waiting.push(q);
-            }
-        }
-        *queued = waiting;
-        group
-    }
-}
+/// The changes waiting for a group commit ([`super::group`]).
+pub(super) type ChangeQueue = GroupQueue<Request, ChangeOutcome>;
 
 impl Db {
     /// Applies `change` to incident `id` as `actor`. `key` (a trigger id, or a button click id)
@@ -298,39 +253,15 @@ impl Db {
         }
     }
 
-    /// SQLite: a change waits in its file's queue; whoever gets the write turn next commits
-    /// every change queued by then in one transaction (a group commit), and answers each.
-    /// SQLite takes one writer at a time, so with many people at once changes used to wait in
-    /// line for each other's round trips; a group takes four for all of them.
-    ///
-    /// Cancellation-safe: a caller that gives up while queued is left out of the next group;
-    /// one that gives up while committing a group rolls the whole group back, and the others
-    /// queue again.
+    /// SQLite: a change waits in its file's queue for a group commit ([`super::group`]), which
+    /// takes four round trips for all the changes queued at once.
     async fn apply_in_group(&self, pool: &sqlx::SqlitePool, request: std::sync::Arc<Request>) -> ChangeOutcome {
         let turns = super::sqlite_write_turns(pool.connect_options().get_filename());
-        let queue = &turns.changes;
-        let mut answer = queue.enqueue(&request);
-        loop {
-            let turn = tokio::select! {
-                biased;
-                answered = &mut answer => match answered {
-                    Ok(outcome) => return outcome,
-                    // The group it was in was abandoned (its committer gave up): queue again.
-                    Err(_) => {
-                        answer = queue.enqueue(&request);
-                        continue;
-                    }
-                },
-                turn = self.writer() => turn,
-            };
-            let group = queue.take_group();
-            if !group.is_empty() {
-                commit_group(pool, group).await;
-            }
-            // Answers are sent before the turn is passed on: a caller whose change was taken
-            // by another group finds its answer when it next looks.
-            drop(turn);
-        }
+        let same_incident = |a: &Request, b: &Request| a.id == b.id;
+        in_group(self, &turns.changes, request, same_incident, |group| {
+            commit_group(pool, group)
+        })
+        .await
     }
 
     /// Open incidents (and resolved ones), worst severity first, then oldest first.
@@ -349,7 +280,7 @@ impl Db {
 /// Commits `group` in one transaction and answers each change. When the database refuses the
 /// group, each change is committed alone (under the same write turn), so that one change's
 /// failure stays its own.
-async fn commit_group(pool: &sqlx::SqlitePool, group: Vec<Queued>) {
+async fn commit_group(pool: &sqlx::SqlitePool, group: Vec<Queued<Request, ChangeOutcome>>) {
     let requests: Vec<&Request> = group.iter().map(|q| &*q.request).collect();
     match sqlite_apply_group(pool, &requests).await {
         Ok(outcomes) => {

@@ -1,6 +1,7 @@
 //! Incidents and their timeline.
 
-use super::{begin_write, from_ms, insert_event, to_ms, with_pool, Db, INSERT_JOB};
+use super::group::{in_group, GroupQueue, Queued};
+use super::{from_ms, insert_event, to_ms, with_pool, Db, INSERT_JOB};
 use crate::incident::model::*;
 use crate::outbox::JobKind;
 use crate::reminder::plan::{Clock, Slas, Stage};
@@ -138,6 +139,201 @@ struct EventRow {
     details: String,
 }
 
+/// A declaration ready to be stored, as [`Db::declare`] prepared it (owned: on SQLite it waits
+/// in a queue for its group commit).
+pub(super) struct Declaring {
+    new: NewIncident,
+    key: String,
+    at: i64,
+    services: String,
+    details: String,
+    update_due_at: Option<i64>,
+    reminder_at: Option<i64>,
+    /// When customers are owed their first update, if they are.
+    customer_due: Option<i64>,
+}
+
+/// What a declaration's commit answers: the stored row, or the database's refusal.
+type Stored = Result<IncidentRow, sqlx::Error>;
+
+/// The declarations waiting for a group commit ([`super::group`]).
+pub(super) type DeclareQueue = GroupQueue<Declaring, Stored>;
+
+/// The values each declaration of a group binds, after the group's two shared ones.
+const DECLARING_VALUES: usize = 15;
+
+/// SQLite: the writes of `n` declarations and their stored rows in one statement text. `$1` and
+/// `$2` are the event's and the job's kinds; declaration `k`'s values follow from
+/// `$(3 + 15k)`, as [`declaring_query`] binds them, then its event details and customer due
+/// time. Each number is the counter's next (one writer at a time, nothing to queue on); the rows
+/// that need the incident's id find it by its declaration key. The rows come back in the
+/// group's order (ids are given in insertion order).
+fn sqlite_declare_group_sql(n: usize) -> String {
+    let mut sql = String::new();
+    let mut keys = Vec::with_capacity(n);
+    for k in 0..n {
+        let p = |i: usize| format!("${}", 2 + DECLARING_VALUES * k + i);
+        let this = format!("(SELECT id FROM incidents WHERE declare_key = {})", p(1));
+        let row: Vec<String> = (1..=13).map(p).collect();
+        let (at, actor, details, customer_due) = (p(11), p(8), p(14), p(15));
+        sql.push_str(&format!(
+            "UPDATE counters SET value = value + 1 WHERE name = 'incident_number'; \
+             INSERT INTO incidents (number, declare_key, title, description, severity, status, services, \
+             is_private, declared_by, spoc, origin_channel, declared_at, update_due_at, reminder_at) \
+             VALUES ((SELECT value FROM counters WHERE name = 'incident_number'), {row}); \
+             INSERT INTO events (incident_id, at, actor, kind, details) VALUES ({this}, {at}, {actor}, $1, {details}); \
+             INSERT INTO outbox (incident_id, kind, payload, due_at, created_at) VALUES ({this}, $2, '{{}}', {at}, {at}); \
+             INSERT INTO customer_clocks (incident_id, due_at, remind_at) \
+             SELECT {this}, {customer_due}, {customer_due} WHERE {customer_due} IS NOT NULL; \
+             INSERT INTO change_jobs (change_id, kind, payload, due_at, created_at) \
+             VALUES (NULL, 'correlate', json_object('incident', {this}), {at}, {at}); ",
+            row = row.join(", "),
+        ));
+        keys.push(p(1));
+    }
+    sql.push_str(&format!(
+        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE declare_key IN ({}) ORDER BY id",
+        keys.join(", ")
+    ));
+    sql
+}
+
+/// One transaction for a group of declarations on SQLite, under the caller's write turn:
+/// `BEGIN`, one statement text for every write and the stored rows, `COMMIT`.
+async fn sqlite_declare_group(pool: &sqlx::SqlitePool, group: &[&Declaring]) -> Result<Vec<IncidentRow>, sqlx::Error> {
+    let sql = sqlite_declare_group_sql(group.len());
+    let mut q = sqlx::query_as::<_, IncidentRow>(&sql)
+        .bind(EventKind::Declared.as_str())
+        .bind(JobKind::CreateChannel.as_str());
+    for d in group {
+        q = declaring_query(q, d).bind(d.details.as_str()).bind(d.customer_due);
+    }
+    let mut tx = pool.begin().await?;
+    let rows = q.fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    if rows.len() != group.len() {
+        // Cannot happen: every insert succeeded, and each row is found by its unique key.
+        return Err(sqlx::Error::RowNotFound);
+    }
+    Ok(rows)
+}
+
+/// Commits a group of declarations and answers each. When the database refuses the group (a
+/// declaration stored before, whose key is taken), each is committed alone, so that the
+/// refusal is that one's only.
+async fn commit_declarations(pool: &sqlx::SqlitePool, group: Vec<Queued<Declaring, Stored>>) {
+    let declarations: Vec<&Declaring> = group.iter().map(|q| &*q.request).collect();
+    match sqlite_declare_group(pool, &declarations).await {
+        Ok(rows) => {
+            for (queued, row) in group.into_iter().zip(rows) {
+                let _ = queued.answer.send(Ok(row));
+            }
+        }
+        Err(e) if group.len() == 1 => {
+            if let Some(alone) = group.into_iter().next() {
+                // Not sent: its caller gave up meanwhile.
+                let _ = alone.answer.send(Err(e));
+            }
+        }
+        Err(_) => {
+            for queued in group {
+                let stored = sqlite_declare_group(pool, &[&*queued.request])
+                    .await
+                    .map(|mut one| one.remove(0));
+                let _ = queued.answer.send(stored);
+            }
+        }
+    }
+}
+
+/// Binds the incident row's values (thirteen, from the declaration key to the first reminder), in
+/// the column order [`sqlite_declare_group_sql`] and [`postgres_declare`] write them in.
+fn declaring_query<'q, DB: sqlx::Database, O>(
+    q: sqlx::query::QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments<'q>>,
+    d: &'q Declaring,
+) -> sqlx::query::QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments<'q>>
+where
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    q.bind(d.key.as_str())
+        .bind(d.new.title.as_str())
+        .bind(d.new.description.as_str())
+        .bind(d.new.severity.as_str())
+        .bind(Status::Investigating.as_str())
+        .bind(d.services.as_str())
+        .bind(d.new.is_private)
+        .bind(d.new.declared_by.as_str())
+        .bind(d.new.spoc.as_str())
+        .bind(d.new.origin_channel.as_deref())
+        .bind(d.at)
+        .bind(d.update_due_at)
+        .bind(d.reminder_at)
+}
+
+/// A declaration on PostgreSQL: the row goes in first with a provisional negative number no
+/// committed row has; the real number is taken from the counter last, just before the commit,
+/// so declarations handled side by side (one replica's or several) queue on the counter row
+/// for one statement rather than the whole transaction. A duplicate key fails the insert
+/// (unique), which rolls everything back.
+async fn postgres_declare(pool: &sqlx::PgPool, d: &Declaring) -> Result<IncidentRow, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let provisional = -1 - (rand::random::<i64>() & (i64::MAX >> 1));
+    let (id,): (i64,) = declaring_query(
+        sqlx::query_as::<_, (i64,)>(
+            "INSERT INTO incidents (declare_key, title, description, severity, status, services, \
+             is_private, declared_by, spoc, origin_channel, declared_at, update_due_at, reminder_at, number) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+        ),
+        d,
+    )
+    .bind(provisional)
+    .fetch_one(&mut *tx)
+    .await?;
+    insert_event!(
+        tx,
+        id,
+        d.at,
+        d.new.declared_by.as_str(),
+        EventKind::Declared.as_str(),
+        &d.details
+    )?;
+    sqlx::query(INSERT_JOB)
+        .bind(id)
+        .bind(JobKind::CreateChannel.as_str())
+        .bind("{}")
+        .bind(d.at)
+        .execute(&mut *tx)
+        .await?;
+    if let Some(due) = d.customer_due {
+        sqlx::query("INSERT INTO customer_clocks (incident_id, due_at, remind_at) VALUES ($1, $2, $2)")
+            .bind(id)
+            .bind(due)
+            .execute(&mut *tx)
+            .await?;
+    }
+    // Issue 12: which changes may have caused it, posted once its card is up.
+    sqlx::query(super::calendar::ENQUEUE_CORRELATE)
+        .bind(super::calendar::correlate_payload(id))
+        .bind(d.at)
+        .execute(&mut *tx)
+        .await?;
+    // The number, given and read back with the row in one statement: the counter row stays
+    // locked until the commit, and every other declaration waits on it (no round trip more).
+    let row = sqlx::query_as(&format!(
+        "WITH next AS (UPDATE counters SET value = value + 1 WHERE name = 'incident_number' RETURNING value) \
+         UPDATE incidents SET number = next.value FROM next WHERE incidents.id = $1 RETURNING {INCIDENT_COLUMNS}"
+    ))
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
 impl Db {
     /// Stores a declaration with its `declared` event and its first side effect (create the
     /// channel), all in one transaction. `key` identifies the declaration (the modal's view id):
@@ -167,84 +363,43 @@ impl Db {
         })
         .to_string();
         let at = to_ms(now);
-        let inserted: Result<Option<i64>, sqlx::Error> = with_pool!(self, |pool| {
-            async {
-                let (_writer, mut tx) = begin_write!(self, pool);
-                // The row goes in first (a write first: on SQLite a transaction that reads before
-                // writing cannot upgrade its lock under contention) with a provisional negative
-                // number no committed row has; the real number is taken from the counter last,
-                // just before the commit, so declarations handled side by side queue on the
-                // counter row for one statement rather than the whole transaction. A duplicate
-                // key fails the insert (unique), which rolls everything back: see below.
-                let provisional = -1 - (rand::random::<i64>() & (i64::MAX >> 1));
-                let (id,): (i64,) = sqlx::query_as(
-                    "INSERT INTO incidents (number, declare_key, title, description, severity, status, services, \
-                     is_private, declared_by, spoc, origin_channel, declared_at, update_due_at, reminder_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+        // Issue 14: customers are owed their first update a customer cadence after the
+        // declaration (never for a private incident).
+        let customer_due =
+            (sla.customer_every > chrono::Duration::zero() && !new.is_private).then(|| to_ms(now + sla.customer_every));
+        let declaring = Declaring {
+            new: new.clone(),
+            key: key.to_owned(),
+            at,
+            services,
+            details,
+            update_due_at,
+            reminder_at,
+            customer_due,
+        };
+        let stored = match self {
+            Db::Sqlite(pool) => {
+                let turns = super::sqlite_write_turns(pool.connect_options().get_filename());
+                let same_key = |a: &Declaring, b: &Declaring| a.key == b.key;
+                let group = |group| commit_declarations(pool, group);
+                in_group(
+                    self,
+                    &turns.declarations,
+                    std::sync::Arc::new(declaring),
+                    same_key,
+                    group,
                 )
-                .bind(provisional)
-                .bind(key)
-                .bind(new.title.as_str())
-                .bind(&new.description)
-                .bind(new.severity.as_str())
-                .bind(Status::Investigating.as_str())
-                .bind(&services)
-                .bind(new.is_private)
-                .bind(new.declared_by.as_str())
-                .bind(new.spoc.as_str())
-                .bind(new.origin_channel.as_deref())
-                .bind(at)
-                .bind(update_due_at)
-                .bind(reminder_at)
-                .fetch_one(&mut *tx)
-                .await?;
-                insert_event!(
-                    tx,
-                    id,
-                    at,
-                    new.declared_by.as_str(),
-                    EventKind::Declared.as_str(),
-                    &details
-                )?;
-                sqlx::query(INSERT_JOB)
-                    .bind(id)
-                    .bind(JobKind::CreateChannel.as_str())
-                    .bind("{}")
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
-                // Issue 14: customers are owed their first update a customer cadence after the
-                // declaration (never for a private incident).
-                if sla.customer_every > chrono::Duration::zero() && !new.is_private {
-                    let due = to_ms(now + sla.customer_every);
-                    sqlx::query("INSERT INTO customer_clocks (incident_id, due_at, remind_at) VALUES ($1, $2, $2)")
-                        .bind(id)
-                        .bind(due)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                // Issue 12: which changes may have caused it, posted once its card is up.
-                sqlx::query(super::calendar::ENQUEUE_CORRELATE)
-                    .bind(super::calendar::correlate_payload(id))
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
-                super::assign_next_number!(self, tx, "incident_number", "incidents", id);
-                tx.commit().await?;
-                Ok(Some(id))
+                .await
             }
-            .await
-        });
-        match inserted {
-            Ok(Some(id)) => Ok(DeclareOutcome::Created(self.incident(IncidentId(id)).await?)),
-            // Either seen before, or a concurrent delivery of the same declaration won the race
-            // (unique violation on declare_key): report the stored incident.
-            Ok(None) | Err(sqlx::Error::Database(_)) => match self.find(Lookup::DeclareKey(key)).await? {
+            Db::Postgres(pool) => postgres_declare(pool, &declaring).await,
+        };
+        match stored {
+            Ok(row) => Ok(DeclareOutcome::Created(row.try_into()?)),
+            // A concurrent delivery of the same declaration won the race (unique violation on
+            // declare_key): report the stored incident.
+            Err(e @ sqlx::Error::Database(_)) => match self.find(Lookup::DeclareKey(key)).await? {
                 Some(existing) => Ok(DeclareOutcome::Duplicate(existing)),
-                None => match inserted {
-                    Err(e) => Err(e).context("cannot store the incident"),
-                    Ok(_) => anyhow::bail!("declaration {key} vanished while being stored"),
-                },
+                None => Err(e).context("cannot store the incident"),
             },
             Err(e) => Err(e).context("cannot store the incident"),
         }
@@ -309,5 +464,76 @@ impl Db {
             .fetch_one(pool)
             .await)?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declaring(k: usize, customer_due: Option<i64>) -> Declaring {
+        let user = UserId::parse("U0ALICE").unwrap();
+        Declaring {
+            new: NewIncident {
+                title: Title::parse(&format!("Group {k}")).unwrap(),
+                severity: Severity::Sev2,
+                services: vec![format!("svc-{k}")],
+                description: format!("d{k}"),
+                spoc: user.clone(),
+                declared_by: user,
+                is_private: false,
+                origin_channel: None,
+            },
+            key: format!("view:group-{k}"),
+            at: 1_000 + k as i64,
+            services: format!("[\"svc-{k}\"]"),
+            details: format!("{{\"title\":\"Group {k}\"}}"),
+            update_due_at: Some(5_000),
+            reminder_at: Some(5_000),
+            customer_due,
+        }
+    }
+
+    /// The group's one statement text binds each declaration's values to its own rows (the
+    /// store tests cannot tell: a group that failed would be committed one by one).
+    #[tokio::test]
+    async fn a_group_of_declarations_writes_each_one_whole_in_one_statement_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("group.db").display()))
+            .await
+            .unwrap();
+        let Db::Sqlite(pool) = &db else { unreachable!() };
+        let group = [declaring(0, Some(9_000)), declaring(1, None), declaring(2, Some(9_002))];
+        let rows = sqlite_declare_group(pool, &group.iter().collect::<Vec<_>>())
+            .await
+            .unwrap();
+        let incidents: Vec<Incident> = rows.into_iter().map(|r| r.try_into().unwrap()).collect();
+        for (k, incident) in incidents.iter().enumerate() {
+            assert_eq!(incident.number, IncidentNumber(k as i64 + 1));
+            assert_eq!(incident.title.as_str(), format!("Group {k}"));
+            assert_eq!(incident.services, vec![format!("svc-{k}")]);
+            assert_eq!(incident.declared_at, from_ms(1_000 + k as i64));
+            let events = db.timeline(incident.id).await.unwrap();
+            assert_eq!(events.len(), 1);
+            assert_eq!(events[0].details["title"], format!("Group {k}"));
+        }
+        let per_incident =
+            |sql: &'static str| async move { sqlx::query_as::<_, (i64, i64)>(sql).fetch_all(pool).await.unwrap() };
+        let ids: Vec<i64> = incidents.iter().map(|i| i.id.0).collect();
+        let clocks = per_incident("SELECT incident_id, due_at FROM customer_clocks ORDER BY incident_id").await;
+        assert_eq!(clocks, vec![(ids[0], 9_000), (ids[2], 9_002)]);
+        let jobs =
+            per_incident("SELECT incident_id, due_at FROM outbox WHERE kind = 'create_channel' ORDER BY id").await;
+        assert_eq!(jobs, vec![(ids[0], 1_000), (ids[1], 1_001), (ids[2], 1_002)]);
+        let correlations = per_incident(
+            "SELECT json_extract(payload, '$.incident'), due_at FROM change_jobs WHERE kind = 'correlate' ORDER BY id",
+        )
+        .await;
+        assert_eq!(correlations, vec![(ids[0], 1_000), (ids[1], 1_001), (ids[2], 1_002)]);
+        let (counter,): (i64,) = sqlx::query_as("SELECT value FROM counters WHERE name = 'incident_number'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(counter, 3);
     }
 }
