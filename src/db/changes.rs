@@ -3,7 +3,7 @@
 
 use super::group::{in_group, GroupQueue, Queued};
 use super::incidents::{IncidentRow, INCIDENT_COLUMNS};
-use super::{insert_follow_up, to_ms, with_pool, Db};
+use super::{insert_follow_up, to_ms, with_pool, Db, OneTrip, ONE_TRIP_BEGIN, ONE_TRIP_COMMIT};
 use crate::incident::change::{Applied, Change, Effect, Rules};
 use crate::incident::model::*;
 use crate::outbox::JobKind;
@@ -199,16 +199,35 @@ macro_rules! change_side_writes {
             insert_follow_up!($tx, id, f, $actor, at, $rules)?;
         }
         let i = &applied.incident;
-        // Vendor tickets are aged against the SLA of the incident's severity, while it is open.
-        let reopened = i.status.is_open() && !before.status.is_open();
-        if reopened || (i.status.is_open() && i.severity != before.severity) {
+        if replans_vendor_chases(applied, before) {
+            let reopened = i.status.is_open() && !before.status.is_open();
             super::replan_vendor_chases!($tx, id, i.severity, now, $rules, reopened)?;
         }
-        // Just resolved: ask whether its open vendor tickets should be closed.
-        if i.channel_id.is_some() && i.status == Status::Resolved && before.status != Status::Resolved {
+        if asks_to_close_vendor_tickets(applied, before) {
             super::enqueue_vendor_resolve_ask!($tx, id, at)?;
         }
     }};
+}
+
+/// Vendor tickets are aged against the SLA of the incident's severity, while it is open: a
+/// change of severity, or a reopening, plans their chases again.
+fn replans_vendor_chases(applied: &Applied, before: &Incident) -> bool {
+    let i = &applied.incident;
+    let reopened = i.status.is_open() && !before.status.is_open();
+    reopened || (i.status.is_open() && i.severity != before.severity)
+}
+
+/// Just resolved: ask whether its open vendor tickets should be closed.
+fn asks_to_close_vendor_tickets(applied: &Applied, before: &Incident) -> bool {
+    let i = &applied.incident;
+    i.channel_id.is_some() && i.status == Status::Resolved && before.status != Status::Resolved
+}
+
+/// Whether [`change_side_writes!`] writes anything for this change.
+fn has_side_writes(applied: &Applied, before: &Incident) -> bool {
+    !applied.follow_ups.is_empty()
+        || replans_vendor_chases(applied, before)
+        || asks_to_close_vendor_tickets(applied, before)
 }
 
 /// What a change is asked to do, kept whole so that it can be queued for a group commit and
@@ -307,20 +326,22 @@ async fn commit_group(pool: &sqlx::SqlitePool, group: Vec<Queued<Request, Change
 }
 
 /// One transaction for `requests` (distinct incidents) on SQLite, under the caller's write
-/// turn: `BEGIN`, one statement reading every incident, the pure domain rule for each, one
-/// statement for all their writes, `COMMIT`. An outcome per request, in order.
+/// turn, in two round trips ([`OneTrip`]): `BEGIN` and one statement reading every incident;
+/// the pure domain rule for each; one statement for all their writes and `COMMIT` (with a
+/// round trip more for each rare side write: follow-ups, vendor chases). An outcome per
+/// request, in order.
 async fn sqlite_apply_group(
     pool: &sqlx::SqlitePool,
     requests: &[&Request],
 ) -> anyhow::Result<Vec<Result<Applied, Refused>>> {
-    let mut tx = pool.begin().await?;
-    let read_sql = sqlite_read_group_sql(requests.len());
+    let mut trip = OneTrip::acquire(pool).await?;
+    let read_sql = format!("{ONE_TRIP_BEGIN}{}", sqlite_read_group_sql(requests.len()));
     let mut read = sqlx::query_as::<_, Locked>(&read_sql);
     for r in requests {
         read = read.bind(r.id.0).bind(r.key.as_deref());
     }
     let mut found: HashMap<i64, Locked> = read
-        .fetch_all(&mut *tx)
+        .fetch_all(trip.conn())
         .await?
         .into_iter()
         .map(|locked| (locked.row.id, locked))
@@ -347,15 +368,26 @@ async fn sqlite_apply_group(
             Err(reason) => outcomes.push(Err(Refused::Rule(reason))),
         }
     }
-    if parts.count > 0 {
-        q.build().execute(&mut *tx).await?;
-    }
-    for (r, outcome) in requests.iter().zip(&outcomes) {
-        if let Ok((before, applied)) = outcome {
-            change_side_writes!(tx, r.id.0, applied, before, &r.actor, r.now, &r.rules);
+    let side_writes = outcomes.iter().any(|o| {
+        o.as_ref()
+            .is_ok_and(|(before, applied)| has_side_writes(applied, before))
+    });
+    if parts.count > 0 && !side_writes {
+        q.push(ONE_TRIP_COMMIT);
+        q.build().execute(trip.conn()).await?;
+    } else {
+        if parts.count > 0 {
+            q.build().execute(trip.conn()).await?;
         }
+        let conn = trip.conn();
+        for (r, outcome) in requests.iter().zip(&outcomes) {
+            if let Ok((before, applied)) = outcome {
+                change_side_writes!(conn, r.id.0, applied, before, &r.actor, r.now, &r.rules);
+            }
+        }
+        sqlx::query("COMMIT").execute(trip.conn()).await?;
     }
-    tx.commit().await?;
+    trip.finish(Ok(()))?;
     Ok(outcomes.into_iter().map(|o| o.map(|(_, applied)| applied)).collect())
 }
 

@@ -1,7 +1,7 @@
 //! Incidents and their timeline.
 
 use super::group::{in_group, GroupQueue, Queued};
-use super::{from_ms, insert_event, to_ms, with_pool, Db, INSERT_JOB};
+use super::{from_ms, insert_event, to_ms, with_pool, Db, OneTrip, INSERT_JOB, ONE_TRIP_BEGIN, ONE_TRIP_COMMIT};
 use crate::incident::model::*;
 use crate::outbox::JobKind;
 use crate::reminder::plan::{Clock, Slas, Stage};
@@ -198,19 +198,22 @@ fn sqlite_declare_group_sql(n: usize) -> String {
     sql
 }
 
-/// One transaction for a group of declarations on SQLite, under the caller's write turn:
-/// `BEGIN`, one statement text for every write and the stored rows, `COMMIT`.
+/// One transaction for a group of declarations on SQLite, under the caller's write turn, in one
+/// round trip ([`OneTrip`]): `BEGIN`, every write, the stored rows, `COMMIT`.
 async fn sqlite_declare_group(pool: &sqlx::SqlitePool, group: &[&Declaring]) -> Result<Vec<IncidentRow>, sqlx::Error> {
-    let sql = sqlite_declare_group_sql(group.len());
+    let sql = format!(
+        "{ONE_TRIP_BEGIN}{}{ONE_TRIP_COMMIT}",
+        sqlite_declare_group_sql(group.len())
+    );
     let mut q = sqlx::query_as::<_, IncidentRow>(&sql)
         .bind(EventKind::Declared.as_str())
         .bind(JobKind::CreateChannel.as_str());
     for d in group {
         q = declaring_query(q, d).bind(d.details.as_str()).bind(d.customer_due);
     }
-    let mut tx = pool.begin().await?;
-    let rows = q.fetch_all(&mut *tx).await?;
-    tx.commit().await?;
+    let mut trip = OneTrip::acquire(pool).await?;
+    let rows = q.fetch_all(trip.conn()).await;
+    let rows = trip.finish(rows)?;
     if rows.len() != group.len() {
         // Cannot happen: every insert succeeded, and each row is found by its unique key.
         return Err(sqlx::Error::RowNotFound);

@@ -16,6 +16,7 @@ mod reminders;
 mod report_fires;
 mod reports;
 mod vendors;
+mod writes;
 
 pub use alerts::{FixtureAlert, Ingested, SyncPolicy};
 pub use calendar::{CalendarRefused, ChangeFigures, ChangeJob, ChangeToStore, Moved};
@@ -112,6 +113,58 @@ fn sqlite_write_turns(file: &std::path::Path) -> Arc<WriteTurns> {
         return known.clone();
     }
     turns.entry(file.to_path_buf()).or_default().clone()
+}
+
+/// The head of a transaction that is one statement text on SQLite ([`OneTrip`]).
+pub(crate) const ONE_TRIP_BEGIN: &str = "BEGIN IMMEDIATE; ";
+/// Its tail.
+pub(crate) const ONE_TRIP_COMMIT: &str = "; COMMIT";
+
+/// An SQLite connection for a transaction whose `BEGIN` and `COMMIT` are inside its statement
+/// texts ([`ONE_TRIP_BEGIN`] … [`ONE_TRIP_COMMIT`]), so that a whole transaction is one round trip
+/// to the connection's thread instead of one per statement plus two. Each round trip is taken
+/// under the write turn while every other writer waits, and the task holding the turn must be
+/// scheduled again after each (on two busy cores, often milliseconds later).
+///
+/// sqlx does not know of such a transaction, so this guard ends it: a connection whose text
+/// failed, or whose caller gave up before the answer came, is closed instead of going back to
+/// the pool (closing rolls back whatever the text left open; a text that reached its `COMMIT`
+/// is committed either way).
+pub(crate) struct OneTrip {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>,
+}
+
+impl OneTrip {
+    pub(crate) async fn acquire(pool: &SqlitePool) -> Result<OneTrip, sqlx::Error> {
+        Ok(OneTrip {
+            conn: Some(pool.acquire().await?),
+        })
+    }
+
+    /// The connection, for the texts of the transaction.
+    pub(crate) fn conn(&mut self) -> &mut sqlx::SqliteConnection {
+        self.conn
+            .as_mut()
+            .expect("a OneTrip's connection is only taken when it is dropped")
+    }
+
+    /// `result` of the text that committed (or of one before it): on success the connection goes
+    /// back to the pool; on failure it is closed (see [`OneTrip`]).
+    pub(crate) fn finish<T>(mut self, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+        if result.is_ok() {
+            drop(self.conn.take());
+        }
+        result
+    }
+}
+
+impl Drop for OneTrip {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Its thread finishes the text under way, then closes the file handle.
+            drop(conn.detach());
+        }
+    }
 }
 
 /// A pool of `connections` on an SQLite database (the main pool and the background lane's).

@@ -1,6 +1,9 @@
 //! Outbox jobs: claim with a lease, complete atomically with their incident changes.
 
-use super::{begin_write, from_ms, insert_event, skip_locked, to_ms, with_pool, write_alone, Db, INSERT_JOB};
+use super::writes::Writes;
+use super::{
+    begin_write, from_ms, insert_event, skip_locked, to_ms, with_pool, write_alone, Db, INSERT_EVENT, INSERT_JOB,
+};
 use crate::incident::model::{EventKind, IncidentId};
 use crate::outbox::{Job, JobKind};
 use chrono::{DateTime, Utc};
@@ -180,51 +183,56 @@ impl Db {
         }
     }
 
-    /// [`Db::complete_jobs`]' one transaction.
+    /// [`Db::complete_jobs`]' one transaction: plain writes, listed first ([`Writes`]).
     async fn complete_together(&self, done: &[DoneJob]) -> anyhow::Result<()> {
-        with_pool!(self, |pool| {
-            async {
-                let (_writer, mut tx) = begin_write!(self, pool);
-                for DoneJob { job, update, at } in done {
-                    let (id, at) = (job.incident_id.0, to_ms(*at));
-                    // What provisioning learnt (channel, card, announcement), in one statement.
-                    if update.channel.is_some() || update.card_ts.is_some() || update.announce_ts.is_some() {
-                        let (channel_id, name) = update.channel.as_ref().map(|(c, n)| (c.as_str(), n.as_str())).unzip();
-                        sqlx::query(
-                            "UPDATE incidents SET channel_id = COALESCE($1, channel_id), \
-                             channel_name = COALESCE($2, channel_name), card_ts = COALESCE($3, card_ts), \
-                             announce_ts = COALESCE($4, announce_ts) WHERE id = $5",
-                        )
-                        .bind(channel_id)
-                        .bind(name)
-                        .bind(update.card_ts.as_deref())
-                        .bind(update.announce_ts.as_deref())
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    if let Some((kind, details)) = &update.event {
-                        insert_event!(tx, id, at, BOT_ACTOR, kind.as_str(), details.to_string())?;
-                    }
-                    for next in &update.then {
-                        sqlx::query(INSERT_JOB)
-                            .bind(id)
-                            .bind(next.kind.as_str())
-                            .bind(next.payload.to_string())
-                            .bind(at)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    sqlx::query("UPDATE outbox SET done_at = $1, locked_until = NULL, locked_by = NULL WHERE id = $2")
-                        .bind(at)
-                        .bind(job.id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await
+        let mut writes = Writes::default();
+        for DoneJob { job, update, at } in done {
+            let (id, at) = (job.incident_id.0, to_ms(*at));
+            // What provisioning learnt (channel, card, announcement), in one statement.
+            if update.channel.is_some() || update.card_ts.is_some() || update.announce_ts.is_some() {
+                let (channel_id, name) = update.channel.as_ref().map(|(c, n)| (c.as_str(), n.as_str())).unzip();
+                writes.push(
+                    "UPDATE incidents SET channel_id = COALESCE($1, channel_id), \
+                     channel_name = COALESCE($2, channel_name), card_ts = COALESCE($3, card_ts), \
+                     announce_ts = COALESCE($4, announce_ts) WHERE id = $5",
+                    vec![
+                        channel_id.into(),
+                        name.into(),
+                        update.card_ts.as_deref().into(),
+                        update.announce_ts.as_deref().into(),
+                        id.into(),
+                    ],
+                );
             }
-            .await
-        })?;
+            if let Some((kind, details)) = &update.event {
+                writes.push(
+                    INSERT_EVENT,
+                    vec![
+                        id.into(),
+                        at.into(),
+                        BOT_ACTOR.into(),
+                        kind.as_str().into(),
+                        details.to_string().into(),
+                    ],
+                );
+            }
+            for next in &update.then {
+                writes.push(
+                    INSERT_JOB,
+                    vec![
+                        id.into(),
+                        next.kind.as_str().into(),
+                        next.payload.to_string().into(),
+                        at.into(),
+                    ],
+                );
+            }
+            writes.push(
+                "UPDATE outbox SET done_at = $1, locked_until = NULL, locked_by = NULL WHERE id = $2",
+                vec![at.into(), job.id.into()],
+            );
+        }
+        writes.commit(self).await?;
         Ok(())
     }
 
