@@ -26,8 +26,10 @@
 //! - [`db`]: the only module that knows SQL: incidents, timeline events, follow-ups, outbox
 //!   jobs, report aggregates, on SQLite or PostgreSQL with the same SQL text. Read-only
 //!   commands connect with `Db::connect_existing`, which checks the schema and never migrates.
-//!   On SQLite, writers take turns (`Db::writer`) and people's changes are committed in
-//!   groups (`db/changes.rs`).
+//!   On SQLite, writers take turns (`Db::writer`); people's changes and declarations are
+//!   committed in groups (`db/group.rs`, used by `db/changes.rs` and `db/incidents.rs`), and a
+//!   transaction is as few round trips as it can be (`OneTrip` in `db/mod.rs`: `BEGIN` and
+//!   `COMMIT` inside the statement texts; `db/writes.rs` for plain writes).
 //! - [`reminder`]: the SLA clock: pure planning (`reminder::plan`) and the scheduler loop that
 //!   reminds the SPOC, escalates breaches and repeats, and reminds owners of overdue
 //!   follow-ups and SPOCs of due reviews, once across restarts and replicas.
