@@ -196,6 +196,25 @@ async fn declared(db: &Db, prefix: &str, n: usize) -> Vec<IncidentId> {
     ids
 }
 
+/// Starts `calls` side by side while holding the write turn (SQLite), then lets them go
+/// together, so that they queue for one group commit; their results, in order, each expected
+/// not to be a database failure.
+async fn behind_the_write_turn<T, F>(db: &Db, calls: Vec<F>) -> Vec<T>
+where
+    F: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let turn = db.writer().await;
+    let pending: Vec<_> = calls.into_iter().map(tokio::spawn).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    drop(turn);
+    let mut results = Vec::new();
+    for p in pending {
+        results.push(p.await.unwrap().expect("no database failure"));
+    }
+    results
+}
+
 /// Changes that arrive while another writer holds SQLite's write turn are committed together
 /// (one group) when it is free, and each gets its own answer: a second change to the same
 /// incident waits for the next group and reads the first one's result, and when the database
@@ -212,27 +231,14 @@ async fn changes_queued_together_are_committed_together_and_fail_alone() {
     let sev1 = Change::Severity(Severity::Sev1);
     // Queued behind a write turn held here, then let go together.
     let queued_together = |changes: Vec<(IncidentId, &'static str)>| {
-        let (db, rules, alice, sev1) = (db.clone(), rules.clone(), alice.clone(), sev1.clone());
-        async move {
-            let turn = db.writer().await;
-            let pending: Vec<_> = changes
-                .into_iter()
-                .map(|(id, key)| {
-                    let (db, rules, alice, change) = (db.clone(), rules.clone(), alice.clone(), sev1.clone());
-                    tokio::spawn(async move {
-                        db.apply_change(id, &change, &alice, chrono::Utc::now(), Some(key), &rules)
-                            .await
-                    })
-                })
-                .collect();
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            drop(turn);
-            let mut outcomes = Vec::new();
-            for p in pending {
-                outcomes.push(p.await.unwrap().expect("no database failure"));
+        let calls = changes.into_iter().map(|(id, key)| {
+            let (db, rules, alice, change) = (db.clone(), rules.clone(), alice.clone(), sev1.clone());
+            async move {
+                db.apply_change(id, &change, &alice, chrono::Utc::now(), Some(key), &rules)
+                    .await
             }
-            outcomes
-        }
+        });
+        behind_the_write_turn(&db, calls.collect())
     };
     let mut outcomes = queued_together(vec![(ids[0], "view:g1"), (ids[1], "view:g2"), (ids[0], "view:g3")]).await;
     outcomes.extend(queued_together(vec![(ids[2], "view:same"), (ids[3], "view:same")]).await);
@@ -277,28 +283,15 @@ async fn declarations_queued_together_are_committed_together_and_fail_alone() {
     }
     let before = declared(&db, "stored before", 1).await[0];
     let queued_together = |titles: Vec<&'static str>| {
-        let (db, slas) = (db.clone(), slas);
-        async move {
-            let turn = db.writer().await;
-            let pending: Vec<_> = titles
-                .into_iter()
-                .map(|title| {
-                    let db = db.clone();
-                    tokio::spawn(async move {
-                        let new = new_incident(title);
-                        db.declare(&new, &format!("view:{title}"), chrono::Utc::now(), &slas)
-                            .await
-                    })
-                })
-                .collect();
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            drop(turn);
-            let mut outcomes = Vec::new();
-            for p in pending {
-                outcomes.push(p.await.unwrap().expect("no database failure"));
+        let calls = titles.into_iter().map(|title| {
+            let db = db.clone();
+            async move {
+                let new = new_incident(title);
+                db.declare(&new, &format!("view:{title}"), chrono::Utc::now(), &slas)
+                    .await
             }
-            outcomes
-        }
+        });
+        behind_the_write_turn(&db, calls.collect())
     };
     let created = |o: &DeclareOutcome| match o {
         DeclareOutcome::Created(i) => Some(i.clone()),

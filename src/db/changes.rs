@@ -1,7 +1,7 @@
 //! Applying a change to an incident: lock, apply the pure domain rule, write the new state,
 //! its timeline events and its outbox jobs, all in one transaction.
 
-use super::group::{in_group, GroupQueue, Queued};
+use super::group::{commit_or_each_alone, in_group, GroupQueue};
 use super::incidents::{IncidentRow, INCIDENT_COLUMNS};
 use super::{insert_follow_up, to_ms, with_pool, Db, OneTrip, ONE_TRIP_BEGIN, ONE_TRIP_COMMIT};
 use crate::incident::change::{Applied, Change, Effect, Rules};
@@ -273,14 +273,17 @@ impl Db {
     }
 
     /// SQLite: a change waits in its file's queue for a group commit ([`super::group`]), which
-    /// takes four round trips for all the changes queued at once.
+    /// takes two round trips for all the changes queued at once.
     async fn apply_in_group(&self, pool: &sqlx::SqlitePool, request: std::sync::Arc<Request>) -> ChangeOutcome {
         let turns = super::sqlite_write_turns(pool.connect_options().get_filename());
         let same_incident = |a: &Request, b: &Request| a.id == b.id;
-        in_group(self, &turns.changes, request, same_incident, |group| {
-            commit_group(pool, group)
-        })
-        .await
+        let commit = |group| {
+            commit_or_each_alone(group, |requests| {
+                let pool = pool.clone();
+                Box::pin(async move { sqlite_apply_group(&pool, requests).await })
+            })
+        };
+        in_group(self, &turns.changes, request, same_incident, commit).await
     }
 
     /// Open incidents (and resolved ones), worst severity first, then oldest first.
@@ -293,35 +296,6 @@ impl Db {
             .fetch_all(pool)
             .await)?;
         rows.into_iter().map(Incident::try_from).collect()
-    }
-}
-
-/// Commits `group` in one transaction and answers each change. When the database refuses the
-/// group, each change is committed alone (under the same write turn), so that one change's
-/// failure stays its own.
-async fn commit_group(pool: &sqlx::SqlitePool, group: Vec<Queued<Request, ChangeOutcome>>) {
-    let requests: Vec<&Request> = group.iter().map(|q| &*q.request).collect();
-    match sqlite_apply_group(pool, &requests).await {
-        Ok(outcomes) => {
-            for (queued, outcome) in group.into_iter().zip(outcomes) {
-                let _ = queued.answer.send(Ok(outcome));
-            }
-        }
-        Err(e) if group.len() == 1 => {
-            if let Some(alone) = group.into_iter().next() {
-                // Not sent: its caller gave up meanwhile.
-                let _ = alone.answer.send(Err(e));
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, changes = group.len(), "a group of changes failed together; committing each alone");
-            for queued in group {
-                let outcome = sqlite_apply_group(pool, &[&*queued.request])
-                    .await
-                    .map(|mut one| one.remove(0));
-                let _ = queued.answer.send(outcome);
-            }
-        }
     }
 }
 

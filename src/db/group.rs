@@ -8,6 +8,7 @@
 //! People's changes ([`super::changes`]) and declarations ([`super::incidents`]) are grouped.
 
 use super::Db;
+use futures_util::future::BoxFuture;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
@@ -106,5 +107,39 @@ where
         // Answers are sent before the turn is passed on: a caller whose request was taken by
         // another group finds its answer when it next looks.
         drop(turn);
+    }
+}
+
+/// Commits `group` with `commit_all` (one transaction for all of them: an answer each, in
+/// order) and answers each request. When the database refuses the group, each request is
+/// committed alone (under the same write turn), so that one's refusal stays its own.
+pub(super) async fn commit_or_each_alone<R, T, E>(
+    group: Vec<Queued<R, Result<T, E>>>,
+    commit_all: impl for<'a> Fn(&'a [&'a R]) -> BoxFuture<'a, Result<Vec<T>, E>>,
+) where
+    E: std::fmt::Display,
+{
+    let requests: Vec<&R> = group.iter().map(|q| &*q.request).collect();
+    let together = commit_all(&requests).await;
+    drop(requests);
+    match together {
+        Ok(answers) => {
+            for (queued, answer) in group.into_iter().zip(answers) {
+                // Not sent: its caller gave up meanwhile.
+                let _ = queued.answer.send(Ok(answer));
+            }
+        }
+        Err(e) if group.len() == 1 => {
+            if let Some(alone) = group.into_iter().next() {
+                let _ = alone.answer.send(Err(e));
+            }
+        }
+        Err(e) => {
+            tracing::info!(error = %e, requests = group.len(), "a group failed together; committing each alone");
+            for queued in group {
+                let alone = commit_all(&[&*queued.request]).await.map(|mut one| one.remove(0));
+                let _ = queued.answer.send(alone);
+            }
+        }
     }
 }

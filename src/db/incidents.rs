@@ -1,6 +1,6 @@
 //! Incidents and their timeline.
 
-use super::group::{in_group, GroupQueue, Queued};
+use super::group::{commit_or_each_alone, in_group, GroupQueue};
 use super::{from_ms, insert_event, to_ms, with_pool, Db, OneTrip, INSERT_JOB, ONE_TRIP_BEGIN, ONE_TRIP_COMMIT};
 use crate::incident::model::*;
 use crate::outbox::JobKind;
@@ -221,34 +221,6 @@ async fn sqlite_declare_group(pool: &sqlx::SqlitePool, group: &[&Declaring]) -> 
     Ok(rows)
 }
 
-/// Commits a group of declarations and answers each. When the database refuses the group (a
-/// declaration stored before, whose key is taken), each is committed alone, so that the
-/// refusal is that one's only.
-async fn commit_declarations(pool: &sqlx::SqlitePool, group: Vec<Queued<Declaring, Stored>>) {
-    let declarations: Vec<&Declaring> = group.iter().map(|q| &*q.request).collect();
-    match sqlite_declare_group(pool, &declarations).await {
-        Ok(rows) => {
-            for (queued, row) in group.into_iter().zip(rows) {
-                let _ = queued.answer.send(Ok(row));
-            }
-        }
-        Err(e) if group.len() == 1 => {
-            if let Some(alone) = group.into_iter().next() {
-                // Not sent: its caller gave up meanwhile.
-                let _ = alone.answer.send(Err(e));
-            }
-        }
-        Err(_) => {
-            for queued in group {
-                let stored = sqlite_declare_group(pool, &[&*queued.request])
-                    .await
-                    .map(|mut one| one.remove(0));
-                let _ = queued.answer.send(stored);
-            }
-        }
-    }
-}
-
 /// Binds the incident row's values (thirteen, from the declaration key to the first reminder), in
 /// the column order [`sqlite_declare_group_sql`] and [`postgres_declare`] write them in.
 fn declaring_query<'q, DB: sqlx::Database, O>(
@@ -384,7 +356,14 @@ impl Db {
             Db::Sqlite(pool) => {
                 let turns = super::sqlite_write_turns(pool.connect_options().get_filename());
                 let same_key = |a: &Declaring, b: &Declaring| a.key == b.key;
-                let group = |group| commit_declarations(pool, group);
+                // A group the database refuses (a declaration stored before, whose key is
+                // taken) is committed one by one: only that one is a duplicate.
+                let group = |group| {
+                    commit_or_each_alone(group, |all| {
+                        let pool = pool.clone();
+                        Box::pin(async move { sqlite_declare_group(&pool, all).await })
+                    })
+                };
                 in_group(
                     self,
                     &turns.declarations,
