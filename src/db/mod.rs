@@ -128,8 +128,8 @@ pub(crate) const ONE_TRIP_COMMIT: &str = "; COMMIT";
 ///
 /// sqlx does not know of such a transaction, so this guard ends it: a connection whose text
 /// failed, or whose caller gave up before the answer came, is closed instead of going back to
-/// the pool (closing rolls back whatever the text left open; a text that reached its `COMMIT`
-/// is committed either way).
+/// the pool (closing rolls back whatever the text left open: a transaction is committed whole
+/// or not at all).
 pub(crate) struct OneTrip {
     conn: Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>,
 }
@@ -161,7 +161,9 @@ impl OneTrip {
 impl Drop for OneTrip {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            // Its thread finishes the text under way, then closes the file handle.
+            // Its thread stops the text under way at its next statement (nobody reads the
+            // results any more) or finishes it, then closes the file handle, which rolls back
+            // whatever was not committed.
             drop(conn.detach());
         }
     }
