@@ -199,8 +199,7 @@ macro_rules! change_side_writes {
             insert_follow_up!($tx, id, f, $actor, at, $rules)?;
         }
         let i = &applied.incident;
-        if replans_vendor_chases(applied, before) {
-            let reopened = i.status.is_open() && !before.status.is_open();
+        if let Some(reopened) = vendor_chases_replanned(applied, before) {
             super::replan_vendor_chases!($tx, id, i.severity, now, $rules, reopened)?;
         }
         if asks_to_close_vendor_tickets(applied, before) {
@@ -210,11 +209,11 @@ macro_rules! change_side_writes {
 }
 
 /// Vendor tickets are aged against the SLA of the incident's severity, while it is open: a
-/// change of severity, or a reopening, plans their chases again.
-fn replans_vendor_chases(applied: &Applied, before: &Incident) -> bool {
+/// change of severity, or a reopening, plans their chases again. `Some(reopened)` when it does.
+fn vendor_chases_replanned(applied: &Applied, before: &Incident) -> Option<bool> {
     let i = &applied.incident;
     let reopened = i.status.is_open() && !before.status.is_open();
-    reopened || (i.status.is_open() && i.severity != before.severity)
+    (reopened || (i.status.is_open() && i.severity != before.severity)).then_some(reopened)
 }
 
 /// Just resolved: ask whether its open vendor tickets should be closed.
@@ -226,7 +225,7 @@ fn asks_to_close_vendor_tickets(applied: &Applied, before: &Incident) -> bool {
 /// Whether [`change_side_writes!`] writes anything for this change.
 fn has_side_writes(applied: &Applied, before: &Incident) -> bool {
     !applied.follow_ups.is_empty()
-        || replans_vendor_chases(applied, before)
+        || vendor_chases_replanned(applied, before).is_some()
         || asks_to_close_vendor_tickets(applied, before)
 }
 

@@ -159,6 +159,10 @@ type Stored = Result<IncidentRow, sqlx::Error>;
 /// The declarations waiting for a group commit ([`super::group`]).
 pub(super) type DeclareQueue = GroupQueue<Declaring, Stored>;
 
+/// The columns a declaration writes, in [`declaring_query`]'s order, then its number.
+const DECLARED_COLUMNS: &str = "INSERT INTO incidents (declare_key, title, description, severity, status, services, \
+     is_private, declared_by, spoc, origin_channel, declared_at, update_due_at, reminder_at, number) ";
+
 /// The values each declaration of a group binds, after the group's two shared ones.
 const DECLARING_VALUES: usize = 15;
 
@@ -178,16 +182,16 @@ fn sqlite_declare_group_sql(n: usize) -> String {
         let (at, actor, details, customer_due) = (p(11), p(8), p(14), p(15));
         sql.push_str(&format!(
             "UPDATE counters SET value = value + 1 WHERE name = 'incident_number'; \
-             INSERT INTO incidents (number, declare_key, title, description, severity, status, services, \
-             is_private, declared_by, spoc, origin_channel, declared_at, update_due_at, reminder_at) \
-             VALUES ((SELECT value FROM counters WHERE name = 'incident_number'), {row}); \
-             INSERT INTO events (incident_id, at, actor, kind, details) VALUES ({this}, {at}, {actor}, $1, {details}); \
-             INSERT INTO outbox (incident_id, kind, payload, due_at, created_at) VALUES ({this}, $2, '{{}}', {at}, {at}); \
+             {DECLARED_COLUMNS}VALUES ({row}, (SELECT value FROM counters WHERE name = 'incident_number')); \
+             {events}VALUES ({this}, {at}, {actor}, $1, {details}); \
+             {jobs}VALUES ({this}, $2, '{{}}', {at}, {at}); \
              INSERT INTO customer_clocks (incident_id, due_at, remind_at) \
              SELECT {this}, {customer_due}, {customer_due} WHERE {customer_due} IS NOT NULL; \
              INSERT INTO change_jobs (change_id, kind, payload, due_at, created_at) \
              VALUES (NULL, 'correlate', json_object('incident', {this}), {at}, {at}); ",
             row = row.join(", "),
+            events = super::insert_events_into!(),
+            jobs = super::insert_jobs_into!(),
         ));
         keys.push(p(1));
     }
@@ -222,7 +226,7 @@ async fn sqlite_declare_group(pool: &sqlx::SqlitePool, group: &[&Declaring]) -> 
 }
 
 /// Binds the incident row's values (thirteen, from the declaration key to the first reminder), in
-/// the column order [`sqlite_declare_group_sql`] and [`postgres_declare`] write them in.
+/// the order of [`DECLARED_COLUMNS`].
 fn declaring_query<'q, DB: sqlx::Database, O>(
     q: sqlx::query::QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments<'q>>,
     d: &'q Declaring,
@@ -258,11 +262,10 @@ async fn postgres_declare(pool: &sqlx::PgPool, d: &Declaring) -> Result<Incident
     let mut tx = pool.begin().await?;
     let provisional = -1 - (rand::random::<i64>() & (i64::MAX >> 1));
     let (id,): (i64,) = declaring_query(
-        sqlx::query_as::<_, (i64,)>(
-            "INSERT INTO incidents (declare_key, title, description, severity, status, services, \
-             is_private, declared_by, spoc, origin_channel, declared_at, update_due_at, reminder_at, number) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
-        ),
+        sqlx::query_as::<_, (i64,)>(&format!(
+            "{DECLARED_COLUMNS}VALUES ({}) RETURNING id",
+            super::parameters(1, 14)
+        )),
         d,
     )
     .bind(provisional)
@@ -299,8 +302,8 @@ async fn postgres_declare(pool: &sqlx::PgPool, d: &Declaring) -> Result<Incident
     // The number, given and read back with the row in one statement: the counter row stays
     // locked until the commit, and every other declaration waits on it (no round trip more).
     let row = sqlx::query_as(&format!(
-        "WITH next AS (UPDATE counters SET value = value + 1 WHERE name = 'incident_number' RETURNING value) \
-         UPDATE incidents SET number = next.value FROM next WHERE incidents.id = $1 RETURNING {INCIDENT_COLUMNS}"
+        "{} RETURNING {INCIDENT_COLUMNS}",
+        super::next_number_sql!("incident_number", "incidents")
     ))
     .bind(id)
     .fetch_one(&mut *tx)

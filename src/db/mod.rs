@@ -212,18 +212,10 @@ pub fn is_deadlock(e: &anyhow::Error) -> bool {
 macro_rules! assign_next_number {
     ($db:expr, $tx:ident, $name:literal, $table:literal, $id:expr) => {{
         if $db.is_postgres() {
-            sqlx::query(concat!(
-                "WITH next AS (UPDATE counters SET value = value + 1 WHERE name = '",
-                $name,
-                "' RETURNING value) UPDATE ",
-                $table,
-                " SET number = next.value FROM next WHERE ",
-                $table,
-                ".id = $1"
-            ))
-            .bind($id)
-            .execute(&mut *$tx)
-            .await?;
+            sqlx::query($crate::db::next_number_sql!($name, $table))
+                .bind($id)
+                .execute(&mut *$tx)
+                .await?;
         } else {
             let (number,): (i64,) = sqlx::query_as(concat!(
                 "UPDATE counters SET value = value + 1 WHERE name = '",
@@ -241,6 +233,23 @@ macro_rules! assign_next_number {
     }};
 }
 pub(crate) use assign_next_number;
+
+/// PostgreSQL: the statement that takes the next number from counter `$name` and gives it to
+/// row `$1` of `$table` ([`assign_next_number!`]; a declaration also reads its row back with it).
+macro_rules! next_number_sql {
+    ($name:literal, $table:literal) => {
+        concat!(
+            "WITH next AS (UPDATE counters SET value = value + 1 WHERE name = '",
+            $name,
+            "' RETURNING value) UPDATE ",
+            $table,
+            " SET number = next.value FROM next WHERE ",
+            $table,
+            ".id = $1"
+        )
+    };
+}
+pub(crate) use next_number_sql;
 
 /// The head of every insert into the timeline: `INSERT_EVENT` for one event, a change's writes
 /// (`db/changes.rs`) for all of its events in one statement.
